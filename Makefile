@@ -1,0 +1,108 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+# proxreap: a plain Makefile.
+#
+#   make                      build proxreapd and proxreap
+#   make check                unit tests (cmocka) and system tests (pytest)
+#   make check-asan           the same under ASan+UBSan, in build-asan/
+#   make DEVELOPER=1 ...      warnings are errors
+#   make SANITIZE=address,undefined BUILD=build-asan ...
+#   make install DESTDIR=... PREFIX=...
+
+VERSION      = 0.1.0
+
+PREFIX      ?= /usr
+SBINDIR     ?= $(PREFIX)/sbin
+SYSCONFDIR  ?= /etc
+UNITDIR     ?= /lib/systemd/system
+DESTDIR     ?=
+
+CC          ?= cc
+PKG_CONFIG  ?= pkg-config
+PYTHON      ?= /usr/bin/python3
+BUILD       ?= build
+
+PKGS         = libcurl jansson libconfig libsystemd yajl
+PKG_CFLAGS  := $(shell $(PKG_CONFIG) --cflags $(PKGS))
+PKG_LIBS    := $(shell $(PKG_CONFIG) --libs $(PKGS))
+CMOCKA_LIBS := $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null || echo -lcmocka)
+
+CFLAGS      ?= -O2 -g
+WARNINGS     = -std=gnu11 -Wall -Wextra -Wformat=2 -Wshadow -Wstrict-prototypes \
+               -Wmissing-prototypes -Wwrite-strings -Wvla
+ifeq ($(DEVELOPER),1)
+WARNINGS    += -Werror
+endif
+ifneq ($(SANITIZE),)
+CFLAGS      += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS     += -fsanitize=$(SANITIZE)
+endif
+ALL_CFLAGS   = $(WARNINGS) $(CFLAGS) -Iinclude -DPROXREAP_VERSION='"$(VERSION)"' -D_GNU_SOURCE \
+               -D_FORTIFY_SOURCE=2 -fstack-protector-strong $(PKG_CFLAGS) -MMD -MP
+
+MODULES      = util log config http pve pve_decode window policy observe status
+LIB_OBJS     = $(MODULES:%=$(BUILD)/src/%.o)
+LIB          = $(BUILD)/libproxreap.a
+BINS         = $(BUILD)/proxreapd $(BUILD)/proxreap
+
+UNIT_TESTS   = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
+
+all: $(BINS)
+
+$(BUILD)/src/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/%.o: tests/unit/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Itests/unit -c -o $@ $<
+
+$(LIB): $(LIB_OBJS)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/proxreapd: $(BUILD)/src/proxreapd.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/proxreap: $(BUILD)/src/proxreap.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(CMOCKA_LIBS) -lm
+
+check: check-unit check-system
+
+check-unit: $(UNIT_TESTS)
+	@set -e; for t in $(UNIT_TESTS); do \
+		echo "== $$t"; \
+		PROXREAP_TESTDATA=tests/data $$t; \
+	done
+
+check-system: $(BINS)
+	PROXREAP_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -p no:cacheprovider tests/system
+
+check-asan:
+	$(MAKE) BUILD=build-asan SANITIZE=address,undefined CFLAGS="-O1 -g" check
+
+install: $(BINS)
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR)/proxreap
+	install -m 0755 $(BUILD)/proxreapd $(BUILD)/proxreap $(DESTDIR)$(SBINDIR)/
+	install -m 0640 conf/proxreap.conf $(DESTDIR)$(SYSCONFDIR)/proxreap/proxreap.conf
+
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/proxreapd $(DESTDIR)$(SBINDIR)/proxreap
+
+clean:
+	rm -rf build build-asan
+
+format:
+	clang-format -i src/*.c include/*.h tests/unit/*.c tests/unit/*.h
+
+lint:
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability \
+		--inline-suppr -Iinclude src
+	clang-tidy --quiet src/*.c -- $(WARNINGS) -Iinclude -DPROXREAP_VERSION='"$(VERSION)"' $(PKG_CFLAGS)
+
+.PHONY: all check check-unit check-system check-asan install uninstall clean format lint
+.SECONDARY:
+
+-include $(LIB_OBJS:.o=.d) $(BUILD)/src/proxreapd.d $(BUILD)/src/proxreap.d

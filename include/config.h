@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/*
+ * config: load and validate /etc/proxreap/proxreap.conf (libconfig syntax).
+ *
+ * Every problem is reported as "FILE:LINE: message"; all problems of a file
+ * are collected before failing once. Unknown keys are errors. Secrets (API
+ * token secret, password) are read here from their files, kept in memory
+ * excluded from core dumps, and wiped by config_free().
+ */
+#ifndef PROXREAP_CONFIG_H
+#define PROXREAP_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONFIG_DEFAULT_PATH "/etc/proxreap/proxreap.conf"
+#define CONFIG_MAX_WINDOW_SAMPLES 4096
+
+enum reap_mode {
+        REAP_MODE_OBSERVE,
+        REAP_MODE_MARK,
+        REAP_MODE_REAP,
+};
+
+enum node_scope {
+        NODE_SCOPE_LOCAL, /* this host's node only */
+        NODE_SCOPE_ALL,
+        NODE_SCOPE_LIST,
+};
+
+struct strv {
+        char **v;
+        size_t n;
+};
+
+struct vmid_range {
+        uint32_t first, last;
+};
+
+struct config {
+        char *path;
+
+        /* api */
+        char *api_url; /* base, with /api2/json appended */
+        char *token_id; /* USER@REALM!TOKENID, or NULL for ticket auth */
+        char *token_secret; /* never logged */
+        char *user; /* ticket auth */
+        char *password; /* never logged */
+        char *ca_file; /* NULL: the system trust store */
+        char *pinned_pubkey; /* "sha256//..." or NULL */
+        bool insecure;
+        uint64_t timeout_usec;
+        uint64_t connect_timeout_usec;
+        unsigned retries;
+        size_t max_response_bytes;
+
+        /* observe */
+        uint64_t interval_usec;
+        uint64_t window_usec;
+        double min_coverage; /* 0 < x <= 1 */
+        enum node_scope node_scope;
+        struct strv nodes; /* NODE_SCOPE_LIST */
+        char *node_name; /* this host's node (NODE_SCOPE_LOCAL) */
+        bool observe_qemu, observe_lxc;
+
+        /* idle; optional rules are disabled when < 0 */
+        double cpu_percent;
+        double mem_mb;
+        double net_kbps;
+        double disk_kbps;
+        double cpu_share;
+
+        /* select */
+        struct strv exclude_tags;
+        struct strv exclude_pools;
+        struct strv include_tags; /* non-empty: opt-in mode */
+        struct vmid_range *exclude_vmids;
+        size_t n_exclude_vmids;
+        bool allow_ha;
+
+        /* reap */
+        enum reap_mode mode;
+
+        /* status */
+        char *status_file;
+};
+
+/* Loads and validates path. On failure returns -EINVAL (or -ENOMEM) and, when
+ * ret_errors is given, stores a malloc'd text with one "FILE:LINE: message"
+ * line per problem; the caller owns and frees it. */
+int config_load(const char *path, struct config **ret, char **ret_errors);
+struct config *config_free(struct config *c);
+
+/* Samples one full window holds at the configured interval. */
+unsigned config_window_samples(const struct config *c);
+bool config_vmid_excluded(const struct config *c, uint32_t vmid, const struct vmid_range **ret_range);
+bool config_node_in_scope(const struct config *c, const char *node);
+const char *reap_mode_to_string(enum reap_mode m);
+
+#endif

@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/*
+ * observe: one poll cycle, shared by the daemon and `proxreap plan`.
+ * Fetch /cluster/resources, feed the guest table, judge every guest with
+ * policy, and log what changed: verdict changes at NOTICE with vmid and
+ * numbers, API outages once per change of state (never per poll).
+ */
+#ifndef PROXREAP_OBSERVE_H
+#define PROXREAP_OBSERVE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "policy.h"
+#include "pve.h"
+#include "window.h"
+
+struct observer;
+
+struct observe_summary {
+        size_t tracked;
+        size_t count[_VERDICT_MAX];
+        uint64_t polls_ok, polls_failed;
+        unsigned consecutive_failures;
+        bool api_ok; /* the last poll succeeded */
+        uint64_t last_ok_realtime_usec; /* 0: never */
+        uint64_t last_poll_duration_usec;
+        unsigned rejected_entries; /* in the last successful poll */
+        char api_error[512]; /* the last failure, "" when none */
+};
+
+/* log_changes: log verdict changes (the daemon does, plan does not). The
+ * observer keeps its own copy of what it needs from c, except for policy
+ * settings it reads from c on every poll: c must outlive it or be replaced
+ * with observer_set_config(). */
+int observer_new(const struct config *c, bool log_changes, struct observer **ret);
+struct observer *observer_free(struct observer *o);
+
+/* Applies a reloaded configuration. Observation restarts (the windows are
+ * cleared) only if interval or window changed. */
+int observer_set_config(struct observer *o, const struct config *c);
+
+/* Checks that the API answers and accepts the credentials. */
+int observer_probe(struct observer *o, struct pve_version *ret);
+
+/* One poll at now_usec (monotonic). Returns < 0 when the API call failed;
+ * the verdicts are re-evaluated either way (stale data turns into
+ * insufficient-data). */
+int observer_poll(struct observer *o, uint64_t now_usec);
+
+const struct observe_summary *observer_summary(const struct observer *o);
+const char *observer_error(const struct observer *o);
+const struct guest_table *observer_table(const struct observer *o);
+const struct config *observer_config(const struct observer *o);
+
+/* Verdict of one guest at now_usec, with the window statistics. */
+void observer_judge(const struct observer *o, const struct guest *g, uint64_t now_usec,
+                    struct verdict *ret_verdict, struct window_stats *ret_stats);
+
+#endif

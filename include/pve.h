@@ -1,0 +1,107 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/*
+ * pve: the Proxmox VE API calls proxreap makes, decoded into plain structs.
+ *
+ * GET /cluster/resources?type=vm is decoded while it streams in (yajl's
+ * callback parser fed from the curl write callback), one guest at a time,
+ * straight to the caller: no document tree of the fleet is ever built.
+ * Everything else is small and decoded with jansson.
+ *
+ * Errors: negative errno; the human-readable reason (Proxmox's own message
+ * where it sent one) is in pve_error(). The credential never appears there.
+ */
+#ifndef PROXREAP_PVE_H
+#define PROXREAP_PVE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+enum guest_type {
+        GUEST_QEMU,
+        GUEST_LXC,
+};
+
+/* Fields of a /cluster/resources entry that were present in the answer. */
+enum {
+        PVE_HAS_CPU = 1u << 0,
+        PVE_HAS_MEM = 1u << 1,
+        PVE_HAS_UPTIME = 1u << 2,
+        PVE_HAS_NET = 1u << 3, /* netin and netout */
+        PVE_HAS_DISKIO = 1u << 4, /* diskread and diskwrite */
+        PVE_HAS_MAXMEM = 1u << 5,
+};
+
+/* One guest as /cluster/resources reports it. Strings are NUL-terminated
+ * and truncated to their buffers (names and tags only: identifiers that do
+ * not fit make the entry invalid). */
+struct pve_guest {
+        uint32_t vmid;
+        enum guest_type type;
+        char node[64];
+        char name[128];
+        char status[32]; /* running, stopped, paused, ..., unknown */
+        char lock[32]; /* "" when not locked */
+        char hastate[32]; /* "" when not HA-managed */
+        char pool[64];
+        char tags[512];
+        bool template;
+        unsigned present; /* PVE_HAS_* */
+        double cpu; /* fraction of the guest's vCPUs */
+        double maxcpu;
+        uint64_t mem, maxmem, disk, maxdisk;
+        uint64_t netin, netout, diskread, diskwrite; /* cumulative since start */
+        uint64_t uptime; /* seconds */
+};
+
+const char *guest_type_to_string(enum guest_type t);
+
+/* --- streaming decoder (exposed for tests and fuzzing) --- */
+
+struct pve_decoder;
+typedef int (*pve_guest_fn)(void *userdata, const struct pve_guest *g);
+
+struct pve_decode_stats {
+        unsigned guests; /* entries delivered */
+        unsigned rejected; /* qemu/lxc entries dropped as invalid */
+        unsigned skipped; /* other resource types */
+        char first_reject[256]; /* why the first rejected entry was dropped */
+};
+
+int pve_decoder_new(pve_guest_fn fn, void *userdata, struct pve_decoder **ret);
+struct pve_decoder *pve_decoder_free(struct pve_decoder *d);
+/* Starts over (a retried request). */
+int pve_decoder_reset(struct pve_decoder *d);
+/* -EBADMSG: not JSON, or not {"data": [ ... ]}; fn's negative return aborts. */
+int pve_decoder_feed(struct pve_decoder *d, const char *buf, size_t len);
+int pve_decoder_finish(struct pve_decoder *d, struct pve_decode_stats *ret_stats);
+const char *pve_decoder_error(const struct pve_decoder *d);
+
+/* --- the client --- */
+
+struct pve;
+
+struct pve_version {
+        char version[64];
+        char release[32];
+};
+
+/* Copies what it needs from c (the config may be freed afterwards). */
+int pve_new(const struct config *c, struct pve **ret);
+struct pve *pve_free(struct pve *p);
+const char *pve_error(const struct pve *p);
+
+/* -EACCES: authentication or permission refused; -EBADMSG: malformed
+ * answer; -EREMOTEIO: other HTTP error; transport errors from http. */
+int pve_get_version(struct pve *p, struct pve_version *ret);
+int pve_get_resources(struct pve *p, pve_guest_fn fn, void *userdata,
+                      struct pve_decode_stats *ret_stats);
+
+/* Form a message from an error response (exposed for tests): Proxmox's
+ * reason phrase, plus the "errors" map of a 400. */
+void pve_format_http_error(long status, const char *reason, const char *body, char *buf,
+                           size_t size);
+
+#endif

@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/*
+ * status: what proxreap tells the outside world about its observations:
+ * the status file (/run/proxreap/status.json, replaced atomically after
+ * every poll), the sd_notify STATUS= line, and the guest table/JSON shared
+ * by `proxreap plan` and `proxreap status`.
+ */
+#ifndef PROXREAP_STATUS_H
+#define PROXREAP_STATUS_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "observe.h"
+
+/* Array of guest objects sorted by vmid: vmid node type name verdict
+ * reasons cpu_mean_percent mem_mean_mb samples expected_samples coverage
+ * uptime. The caller owns the reference. */
+json_t *status_guests_json(const struct observer *o, uint64_t now_usec);
+
+/* The whole status document (summary, API state, guests). */
+json_t *status_document(const struct observer *o, uint64_t now_usec);
+
+/* Writes doc to path atomically (temporary file + rename), mode 0644. */
+int status_write_file(const char *path, json_t *doc);
+
+/* "tracking N guests, I idle, A active, X insufficient-data, E excluded". */
+void status_line(const struct observe_summary *s, char *buf, size_t size);
+
+/* Human-readable table of a guest array as made by status_guests_json(). */
+void status_print_guests(FILE *f, json_t *guests);
+
+#endif

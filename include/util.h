@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/*
+ * util: small, I/O-free helpers shared by every module: time, durations,
+ * bounded number parsing, identifier validation and URL escaping.
+ *
+ * Error contract: functions returning int give >= 0 on success and a negative
+ * errno on failure; ret_ out-parameters are written only on success.
+ */
+#ifndef PROXREAP_UTIL_H
+#define PROXREAP_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define USEC_PER_MSEC UINT64_C(1000)
+#define USEC_PER_SEC UINT64_C(1000000)
+#define USEC_PER_MINUTE (UINT64_C(60) * USEC_PER_SEC)
+#define USEC_PER_HOUR (UINT64_C(60) * USEC_PER_MINUTE)
+#define USEC_PER_DAY (UINT64_C(24) * USEC_PER_HOUR)
+
+#define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
+
+/* CLOCK_MONOTONIC: for every timer and window computation (clock jumps must
+ * not move them). */
+uint64_t now_monotonic_usec(void);
+/* CLOCK_REALTIME: only for what a human reads. */
+uint64_t now_realtime_usec(void);
+
+/* "10s", "250ms", "10m", "1h", "7d", "1h30m", or "0". A bare number is
+ * rejected (the unit is not guessable). -EINVAL on syntax, -ERANGE on
+ * overflow. */
+int parse_duration(const char *s, uint64_t *ret_usec);
+/* Formats the largest units that fit, e.g. "10m", "1h30m", "250ms". */
+void format_duration(uint64_t usec, char *buf, size_t size);
+
+/* Whole string must be a decimal number in [min, max]. */
+int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret);
+
+/* Proxmox identifiers. vmid: 100..999999999 (pve-vmid). node: pve-node
+ * (a DNS label: letters, digits, '-', not starting or ending with '-'). */
+bool vmid_valid(uint64_t vmid);
+bool node_name_valid(const char *s);
+
+/* Percent-escapes everything outside RFC 3986 "unreserved" so the result is
+ * safe as one path segment or query value. -ENOBUFS when it does not fit. */
+int url_escape(const char *s, char *buf, size_t size);
+
+/* Overwrites memory in a way the compiler may not elide (secrets). */
+void secure_zero(void *p, size_t n);
+
+/* strdup that tolerates NULL (returns NULL without error for NULL input). */
+char *strdup_or_null(const char *s);
+
+/* Splits a Proxmox tag list ("a;b c,d": ';' ',' and space all separate tags,
+ * as pve-manager's PVE::Tools::split_list does) and calls fn for each tag.
+ * Stops early and returns fn's value when it returns non-zero. */
+int tags_foreach(const char *tags, int (*fn)(const char *tag, size_t len, void *userdata),
+                 void *userdata);
+bool tags_contain(const char *tags, const char *tag);
+
+#endif

@@ -1,0 +1,230 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#include "observe.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "util.h"
+
+struct observer {
+        const struct config *config;
+        struct pve *pve;
+        struct guest_table *table;
+        bool log_changes;
+        uint64_t now_usec; /* of the poll in progress */
+        unsigned last_rejected;
+        char last_reject[256];
+        struct observe_summary sum;
+};
+
+static int observer_make_table(struct observer *o, const struct config *c)
+{
+        struct guest_table *t;
+        int r = guest_table_new(config_window_samples(c), c->window_usec, &t);
+
+        if (r < 0)
+                return r;
+        guest_table_free(o->table);
+        o->table = t;
+        return 0;
+}
+
+int observer_new(const struct config *c, bool log_changes, struct observer **ret)
+{
+        struct observer *o = calloc(1, sizeof(*o));
+        int r;
+
+        if (!o)
+                return -ENOMEM;
+        o->config = c;
+        o->log_changes = log_changes;
+        r = pve_new(c, &o->pve);
+        if (r >= 0)
+                r = observer_make_table(o, c);
+        if (r < 0) {
+                observer_free(o);
+                return r;
+        }
+        *ret = o;
+        return 0;
+}
+
+struct observer *observer_free(struct observer *o)
+{
+        if (!o)
+                return NULL;
+        pve_free(o->pve);
+        guest_table_free(o->table);
+        free(o);
+        return NULL;
+}
+
+int observer_set_config(struct observer *o, const struct config *c)
+{
+        struct pve *p;
+        int r = pve_new(c, &p);
+
+        if (r < 0)
+                return r;
+        if (c->interval_usec != o->config->interval_usec || c->window_usec != o->config->window_usec) {
+                r = observer_make_table(o, c);
+                if (r < 0) {
+                        pve_free(p);
+                        return r;
+                }
+                log_notice("interval or window changed: observation starts over");
+        }
+        pve_free(o->pve);
+        o->pve = p;
+        o->config = c;
+        return 0;
+}
+
+int observer_probe(struct observer *o, struct pve_version *ret)
+{
+        return pve_get_version(o->pve, ret);
+}
+
+const struct observe_summary *observer_summary(const struct observer *o)
+{
+        return &o->sum;
+}
+
+const char *observer_error(const struct observer *o)
+{
+        return pve_error(o->pve);
+}
+
+const struct guest_table *observer_table(const struct observer *o)
+{
+        return o->table;
+}
+
+const struct config *observer_config(const struct observer *o)
+{
+        return o->config;
+}
+
+void observer_judge(const struct observer *o, const struct guest *g, uint64_t now_usec,
+                    struct verdict *ret_verdict, struct window_stats *ret_stats)
+{
+        struct guest_facts f;
+
+        guest_facts_from(g, &f);
+        window_stats(o->table, g, now_usec, o->config->cpu_percent, ret_stats);
+        policy_decide(o->config, &f, ret_stats, ret_verdict);
+}
+
+/* --- one poll --- */
+
+static int on_guest(void *userdata, const struct pve_guest *g)
+{
+        struct observer *o = userdata;
+
+        return guest_table_update(o->table, g, NULL);
+}
+
+static void on_removed(void *userdata, const struct guest *g)
+{
+        struct observer *o = userdata;
+        struct log_guest_ctx ctx = { .vmid = g->vmid, .node = g->node };
+
+        if (o->log_changes)
+                log_guest(LOG_INFO, &ctx, "guest %u ('%s') left the cluster, forgetting it",
+                          (unsigned)g->vmid, g->name ? g->name : "");
+}
+
+static void log_verdict_change(const struct guest *g, const struct verdict *v)
+{
+        struct log_guest_ctx ctx = { .vmid = g->vmid, .node = g->node,
+                                     .state = verdict_to_string(v->kind) };
+        char reasons[1024];
+
+        verdict_format(v, reasons, sizeof(reasons));
+        log_guest(LOG_NOTICE, &ctx, "guest %u ('%s', %s on '%s') is now %s: %s",
+                  (unsigned)g->vmid, g->name ? g->name : "",
+                  guest_type_to_string((enum guest_type)g->type), g->node ? g->node : "",
+                  verdict_to_string(v->kind), reasons);
+}
+
+static void evaluate(struct observer *o, uint64_t now_usec)
+{
+        size_t n = guest_table_count(o->table);
+
+        memset(o->sum.count, 0, sizeof(o->sum.count));
+        o->sum.tracked = n;
+        for (size_t i = 0; i < n; i++) {
+                struct guest *g = guest_table_at(o->table, i);
+                struct window_stats s;
+                struct verdict v;
+
+                observer_judge(o, g, now_usec, &v, &s);
+                o->sum.count[v.kind]++;
+                if (g->verdict == (uint8_t)(v.kind + 1))
+                        continue;
+                if (o->log_changes)
+                        log_verdict_change(g, &v);
+                g->verdict = (uint8_t)(v.kind + 1);
+        }
+}
+
+static void note_failure(struct observer *o, int r)
+{
+        const char *msg = pve_error(o->pve);
+
+        o->sum.polls_failed++;
+        o->sum.consecutive_failures++;
+        /* Logged when the state changes (first failure, or a different
+         * error), not at every poll of an outage. */
+        if (o->sum.api_ok || o->sum.polls_ok + o->sum.polls_failed == 1 ||
+            strcmp(o->sum.api_error, msg) != 0)
+                log_error("cannot poll the Proxmox API: %s", msg[0] ? msg : strerror(-r));
+        snprintf(o->sum.api_error, sizeof(o->sum.api_error), "%s", msg[0] ? msg : strerror(-r));
+        o->sum.api_ok = false;
+}
+
+static void note_success(struct observer *o, const struct pve_decode_stats *st)
+{
+        if (!o->sum.api_ok && o->sum.polls_failed > 0)
+                log_notice("Proxmox API reachable again after %u failed poll%s",
+                           o->sum.consecutive_failures, o->sum.consecutive_failures == 1 ? "" : "s");
+        if (st->rejected != o->last_rejected || strcmp(st->first_reject, o->last_reject) != 0) {
+                if (st->rejected > 0)
+                        log_warning("%u guest entr%s of /cluster/resources ignored as invalid (%s)",
+                                    st->rejected, st->rejected == 1 ? "y" : "ies",
+                                    st->first_reject);
+                o->last_rejected = st->rejected;
+                snprintf(o->last_reject, sizeof(o->last_reject), "%s", st->first_reject);
+        }
+        o->sum.polls_ok++;
+        o->sum.consecutive_failures = 0;
+        o->sum.api_ok = true;
+        o->sum.api_error[0] = '\0';
+        o->sum.rejected_entries = st->rejected;
+        o->sum.last_ok_realtime_usec = now_realtime_usec();
+}
+
+int observer_poll(struct observer *o, uint64_t now_usec)
+{
+        struct pve_decode_stats st = { 0 };
+        uint64_t start = now_monotonic_usec();
+        int r;
+
+        guest_table_begin_poll(o->table, now_usec);
+        r = pve_get_resources(o->pve, on_guest, o, &st);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                note_failure(o, r);
+        else {
+                /* Only a complete answer tells who left the cluster. */
+                guest_table_end_poll(o->table, on_removed, o);
+                note_success(o, &st);
+        }
+        evaluate(o, now_usec);
+        o->sum.last_poll_duration_usec = now_monotonic_usec() - start;
+        return r;
+}

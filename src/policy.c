@@ -1,0 +1,340 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#include "policy.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "util.h"
+
+/* A sample is stale when the newest one is older than this many intervals:
+ * one missed poll is tolerated, an outage is not. */
+#define STALE_INTERVALS 2
+
+static struct reason *add_reason(struct verdict *v, enum reason_code code)
+{
+        struct reason *r;
+
+        if (v->n_reasons >= VERDICT_MAX_REASONS)
+                return &v->reasons[VERDICT_MAX_REASONS - 1];
+        r = &v->reasons[v->n_reasons++];
+        memset(r, 0, sizeof(*r));
+        r->code = code;
+        return r;
+}
+
+static bool set(const char *s)
+{
+        return s && *s;
+}
+
+struct tag_match {
+        const struct strv *list;
+        const char *hit;
+};
+
+static int tag_in_list(const char *tag, size_t len, void *userdata)
+{
+        struct tag_match *m = userdata;
+
+        for (size_t i = 0; i < m->list->n; i++)
+                if (strlen(m->list->v[i]) == len && strncmp(m->list->v[i], tag, len) == 0) {
+                        m->hit = m->list->v[i];
+                        return 1;
+                }
+        return 0;
+}
+
+/* The first tag of the guest that is in list, or NULL. Returns a string
+ * owned by the config. */
+static const char *tags_match(const char *tags, const struct strv *list)
+{
+        struct tag_match m = { .list = list };
+
+        tags_foreach(tags, tag_in_list, &m);
+        return m.hit;
+}
+
+static void exclude_scope(const struct config *c, const struct guest_facts *f, struct verdict *v)
+{
+        const struct vmid_range *range;
+
+        if ((f->type == GUEST_QEMU && !c->observe_qemu) || (f->type == GUEST_LXC && !c->observe_lxc))
+                add_reason(v, REASON_TYPE_SCOPE)->text = guest_type_to_string(f->type);
+        if (!config_node_in_scope(c, f->node ? f->node : ""))
+                add_reason(v, REASON_NODE_SCOPE)->text = f->node;
+        if (config_vmid_excluded(c, f->vmid, &range)) {
+                struct reason *r = add_reason(v, REASON_VMID_RANGE);
+
+                r->a = range->first;
+                r->b = range->last;
+        }
+}
+
+static void exclude_rules(const struct config *c, const struct guest_facts *f, struct verdict *v)
+{
+        const char *hit;
+
+        /* "unknown" is a lack of data, not a stopped guest. */
+        if (!f->template && set(f->status) && strcmp(f->status, "running") != 0 &&
+            strcmp(f->status, "unknown") != 0)
+                add_reason(v, REASON_NOT_RUNNING)->text = f->status;
+        if (f->template)
+                add_reason(v, REASON_TEMPLATE);
+        if (set(f->lock))
+                add_reason(v, REASON_LOCKED)->text = f->lock;
+        if (set(f->hastate) && !c->allow_ha)
+                add_reason(v, REASON_HA)->text = f->hastate;
+        hit = tags_match(f->tags, &c->exclude_tags);
+        if (hit)
+                add_reason(v, REASON_TAG)->text = hit;
+        if (c->include_tags.n > 0 && !tags_match(f->tags, &c->include_tags))
+                add_reason(v, REASON_NOT_INCLUDED);
+        for (size_t i = 0; set(f->pool) && i < c->exclude_pools.n; i++)
+                if (strcmp(f->pool, c->exclude_pools.v[i]) == 0)
+                        add_reason(v, REASON_POOL)->text = c->exclude_pools.v[i];
+        exclude_scope(c, f, v);
+}
+
+static void check_data(const struct config *c, const struct guest_facts *f,
+                       const struct window_stats *s, struct verdict *v)
+{
+        uint64_t window_s = c->window_usec / USEC_PER_SEC;
+        struct reason *r;
+
+        if (!f->has_data)
+                add_reason(v, REASON_NO_DATA)->text = f->status;
+        else if (s->newest_age_usec != UINT64_MAX &&
+                 s->newest_age_usec > STALE_INTERVALS * c->interval_usec) {
+                r = add_reason(v, REASON_STALE);
+                r->value = (double)s->newest_age_usec / 1e6;
+        }
+        if (f->uptime_s < window_s || (window_s == 0 && f->uptime_s == 0)) {
+                r = add_reason(v, REASON_UPTIME);
+                r->value = (double)f->uptime_s;
+                r->limit = (double)c->window_usec / 1e6;
+        }
+        if (s->coverage < c->min_coverage) {
+                r = add_reason(v, REASON_COVERAGE);
+                r->value = s->coverage * 100.0;
+                r->limit = c->min_coverage * 100.0;
+                r->a = s->samples;
+                r->b = s->expected;
+        }
+        if ((c->net_kbps >= 0 || c->disk_kbps >= 0) &&
+            (double)s->rate_samples < c->min_coverage * (double)s->samples) {
+                r = add_reason(v, REASON_NO_RATES);
+                r->a = s->rate_samples;
+                r->b = s->samples;
+        }
+}
+
+static void rule(struct verdict *v, enum reason_code code, double value, double limit)
+{
+        struct reason *r = add_reason(v, code);
+
+        r->value = value;
+        r->limit = limit;
+        /* Idle means strictly below the threshold. */
+        r->pass = value < limit;
+}
+
+static void share_rule(struct verdict *v, double share, double limit)
+{
+        struct reason *r = add_reason(v, REASON_CPU_SHARE);
+
+        r->value = share;
+        r->limit = limit;
+        r->pass = share >= limit;
+}
+
+static void idle_rules(const struct config *c, const struct window_stats *s, struct verdict *v)
+{
+        rule(v, REASON_CPU, s->cpu_mean_percent, c->cpu_percent);
+        rule(v, REASON_MEM, s->mem_mean_mb, c->mem_mb);
+        if (c->cpu_share >= 0)
+                share_rule(v, s->cpu_below_share, c->cpu_share);
+        if (c->net_kbps >= 0)
+                rule(v, REASON_NET, s->net_mean_kbps, c->net_kbps);
+        if (c->disk_kbps >= 0)
+                rule(v, REASON_DISK, s->disk_mean_kbps, c->disk_kbps);
+}
+
+/* Active verdicts keep only the rules that failed: those are the reasons. */
+static void keep_failures(struct verdict *v)
+{
+        unsigned n = 0;
+
+        for (unsigned i = 0; i < v->n_reasons; i++)
+                if (!v->reasons[i].pass)
+                        v->reasons[n++] = v->reasons[i];
+        v->n_reasons = n;
+}
+
+void policy_decide(const struct config *c, const struct guest_facts *f,
+                   const struct window_stats *s, struct verdict *ret)
+{
+        memset(ret, 0, sizeof(*ret));
+        exclude_rules(c, f, ret);
+        if (ret->n_reasons > 0) {
+                ret->kind = VERDICT_EXCLUDED;
+                return;
+        }
+        check_data(c, f, s, ret);
+        if (ret->n_reasons > 0) {
+                ret->kind = VERDICT_INSUFFICIENT;
+                return;
+        }
+        idle_rules(c, s, ret);
+        ret->kind = VERDICT_IDLE;
+        for (unsigned i = 0; i < ret->n_reasons; i++)
+                if (!ret->reasons[i].pass)
+                        ret->kind = VERDICT_ACTIVE;
+        if (ret->kind == VERDICT_ACTIVE)
+                keep_failures(ret);
+}
+
+void guest_facts_from(const struct guest *g, struct guest_facts *ret)
+{
+        *ret = (struct guest_facts){
+                .vmid = g->vmid,
+                .type = (enum guest_type)g->type,
+                .node = g->node,
+                .status = g->status,
+                .lock = g->lock,
+                .hastate = g->hastate,
+                .pool = g->pool,
+                .tags = g->tags,
+                .template = g->flags & GUEST_TEMPLATE,
+                .has_data = g->flags & GUEST_HAS_DATA,
+                .uptime_s = g->uptime_s,
+        };
+}
+
+const char *verdict_to_string(enum verdict_kind k)
+{
+        static const char *const names[] = {
+                [VERDICT_INSUFFICIENT] = "insufficient-data",
+                [VERDICT_EXCLUDED] = "excluded",
+                [VERDICT_ACTIVE] = "active",
+                [VERDICT_IDLE] = "idle",
+        };
+
+        return k < _VERDICT_MAX ? names[k] : "unknown";
+}
+
+const char *reason_code_to_string(enum reason_code c)
+{
+        static const char *const names[] = {
+                [REASON_NOT_RUNNING] = "not-running", [REASON_TEMPLATE] = "template",
+                [REASON_LOCKED] = "locked",           [REASON_HA] = "ha-managed",
+                [REASON_TAG] = "tag",                 [REASON_NOT_INCLUDED] = "not-included",
+                [REASON_POOL] = "pool",               [REASON_VMID_RANGE] = "vmid-range",
+                [REASON_NODE_SCOPE] = "node-scope",   [REASON_TYPE_SCOPE] = "type-scope",
+                [REASON_NO_DATA] = "no-data",         [REASON_STALE] = "stale",
+                [REASON_UPTIME] = "uptime",           [REASON_COVERAGE] = "coverage",
+                [REASON_NO_RATES] = "no-rates",       [REASON_CPU] = "cpu",
+                [REASON_MEM] = "mem",                 [REASON_CPU_SHARE] = "cpu-share",
+                [REASON_NET] = "net",                 [REASON_DISK] = "disk",
+        };
+
+        return (size_t)c < ELEMENTSOF(names) && names[c] ? names[c] : "unknown";
+}
+
+static void format_rule(const struct reason *r, const char *what, const char *unit, char *buf,
+                        size_t size)
+{
+        snprintf(buf, size, "mean %s %.2f%s %s %g%s", what, r->value, unit,
+                 r->pass ? "<" : ">=", r->limit, unit);
+}
+
+void reason_format(const struct reason *r, char *buf, size_t size)
+{
+        const char *t = r->text ? r->text : "";
+
+        switch (r->code) {
+        case REASON_NOT_RUNNING:
+                snprintf(buf, size, "not running (status '%s')", t);
+                break;
+        case REASON_TEMPLATE:
+                snprintf(buf, size, "template");
+                break;
+        case REASON_LOCKED:
+                snprintf(buf, size, "locked ('%s')", t);
+                break;
+        case REASON_HA:
+                snprintf(buf, size, "HA-managed (state '%s'; set select.allow_ha to include)", t);
+                break;
+        case REASON_TAG:
+                snprintf(buf, size, "opt-out tag '%s'", t);
+                break;
+        case REASON_NOT_INCLUDED:
+                snprintf(buf, size, "no tag of select.include_tags");
+                break;
+        case REASON_POOL:
+                snprintf(buf, size, "excluded pool '%s'", t);
+                break;
+        case REASON_VMID_RANGE:
+                if (r->a == r->b)
+                        snprintf(buf, size, "excluded vmid %u", (unsigned)r->a);
+                else
+                        snprintf(buf, size, "vmid in excluded range %u-%u", (unsigned)r->a,
+                                 (unsigned)r->b);
+                break;
+        case REASON_NODE_SCOPE:
+                snprintf(buf, size, "not in scope (node '%s')", t);
+                break;
+        case REASON_TYPE_SCOPE:
+                snprintf(buf, size, "not in scope (type %s)", t);
+                break;
+        case REASON_NO_DATA:
+                snprintf(buf, size, "no data in the last poll (status '%s')", t);
+                break;
+        case REASON_STALE:
+                snprintf(buf, size, "stale data: newest sample %.1fs old", r->value);
+                break;
+        case REASON_UPTIME:
+                snprintf(buf, size, "uptime %.0fs shorter than the %gs window", r->value, r->limit);
+                break;
+        case REASON_COVERAGE:
+                snprintf(buf, size, "window coverage %.0f%% < %g%% (%u of %u samples)", r->value,
+                         r->limit, (unsigned)r->a, (unsigned)r->b);
+                break;
+        case REASON_NO_RATES:
+                snprintf(buf, size, "network/disk rates for only %u of %u samples",
+                         (unsigned)r->a, (unsigned)r->b);
+                break;
+        case REASON_CPU:
+                format_rule(r, "cpu", "%", buf, size);
+                break;
+        case REASON_MEM:
+                format_rule(r, "mem", " MiB", buf, size);
+                break;
+        case REASON_NET:
+                format_rule(r, "net", " kB/s", buf, size);
+                break;
+        case REASON_DISK:
+                format_rule(r, "disk", " kB/s", buf, size);
+                break;
+        case REASON_CPU_SHARE:
+                snprintf(buf, size, "cpu below threshold in %.1f%% of samples %s %g%%",
+                         r->value * 100.0, r->pass ? ">=" : "<", r->limit * 100.0);
+                break;
+        }
+}
+
+void verdict_format(const struct verdict *v, char *buf, size_t size)
+{
+        size_t off = 0;
+
+        if (size == 0)
+                return;
+        buf[0] = '\0';
+        for (unsigned i = 0; i < v->n_reasons && off + 1 < size; i++) {
+                if (i > 0)
+                        off += (size_t)snprintf(buf + off, size - off, ", ");
+                if (off + 1 >= size)
+                        break;
+                reason_format(&v->reasons[i], buf + off, size - off);
+                off += strlen(buf + off);
+        }
+}

@@ -1,0 +1,302 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/*
+ * proxreapd: the daemon. An sd-event loop with one timer per
+ * observe.interval; each tick polls the cluster, judges every guest, logs
+ * what changed and rewrites the status file. SIGHUP re-reads the
+ * configuration (a broken one is reported and the old one kept);
+ * SIGTERM/SIGINT stop cleanly.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <systemd/sd-daemon.h>
+#include <systemd/sd-event.h>
+
+#include "config.h"
+#include "log.h"
+#include "observe.h"
+#include "status.h"
+#include "util.h"
+
+struct daemon {
+        const char *config_path;
+        struct config *config;
+        struct observer *observer;
+        sd_event *event;
+        sd_event_source *timer;
+        uint64_t next_usec; /* monotonic target of the next poll */
+        bool ready; /* READY=1 sent */
+        int status_error; /* last status file error, logged on change */
+};
+
+static void usage(FILE *f)
+{
+        fprintf(f,
+                "usage: proxreapd [-c FILE] [--foreground]\n"
+                "\n"
+                "Watch a Proxmox VE cluster and decide which guests are idle.\n"
+                "\n"
+                "  -c, --config FILE  configuration file (default " CONFIG_DEFAULT_PATH ")\n"
+                "  -f, --foreground   log to stderr instead of the journal\n"
+                "  -d, --debug        also log debug messages\n"
+                "  -h, --help         show this help\n"
+                "  -V, --version      show the version\n");
+}
+
+static void print_config_errors(const char *errors)
+{
+        /* One journal entry per problem, each "FILE:LINE: message". */
+        const char *p = errors;
+
+        while (p && *p) {
+                size_t n = strcspn(p, "\n");
+
+                log_error("%.*s", (int)n, p);
+                p += n + (p[n] == '\n');
+        }
+}
+
+static void warn_transport(const struct config *c)
+{
+        if (strncmp(c->api_url, "http://", 7) == 0)
+                log_warning("api.url '%s' is plain http: the API credential travels unencrypted",
+                            c->api_url);
+        else if (c->insecure)
+                log_warning("api.insecure is set: the Proxmox server certificate is NOT verified");
+}
+
+static void write_status(struct daemon *d, uint64_t now)
+{
+        json_t *doc = status_document(d->observer, now);
+        int r = doc ? status_write_file(d->config->status_file, doc) : -ENOMEM;
+
+        json_decref(doc);
+        if (r < 0 && r != d->status_error)
+                log_warning("cannot write status file '%s': %s, ignoring",
+                            d->config->status_file, strerror(-r));
+        else if (r == 0 && d->status_error != 0)
+                log_info("status file '%s' written again", d->config->status_file);
+        d->status_error = r;
+}
+
+static void after_poll(struct daemon *d, int r, uint64_t now)
+{
+        const struct observe_summary *s = observer_summary(d->observer);
+        char line[256];
+
+        status_line(s, line, sizeof(line));
+        if (r >= 0 && !d->ready) {
+                d->ready = true;
+                log_notice("first poll done, %s", line);
+                sd_notifyf(false, "READY=1\nSTATUS=%s", line);
+        } else
+                sd_notifyf(false, "STATUS=%s", line);
+        write_status(d, now);
+}
+
+static int schedule(struct daemon *d)
+{
+        uint64_t now = now_monotonic_usec(), interval = d->config->interval_usec;
+
+        /* Fixed rate, so samples stay evenly spaced; a poll that overran
+         * skips the ticks it missed instead of bunching them up. */
+        d->next_usec += interval;
+        if (d->next_usec <= now)
+                d->next_usec = now + interval - (now - d->next_usec) % interval;
+        return sd_event_source_set_time(d->timer, d->next_usec);
+}
+
+static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        struct daemon *d = userdata;
+        uint64_t now = now_monotonic_usec();
+        int r;
+
+        (void)s;
+        (void)usec;
+        r = observer_poll(d->observer, now);
+        if (r == -ENOMEM) {
+                log_error("out of memory while polling, stopping");
+                return sd_event_exit(d->event, 1);
+        }
+        after_poll(d, r, now);
+        r = schedule(d);
+        if (r < 0)
+                return r;
+        return sd_event_source_set_enabled(d->timer, SD_EVENT_ONESHOT);
+}
+
+static int reload(struct daemon *d)
+{
+        struct config *c = NULL;
+        char *errors = NULL;
+        int r;
+
+        sd_notify(false, "RELOADING=1\nSTATUS=reloading configuration");
+        r = config_load(d->config_path, &c, &errors);
+        if (r < 0) {
+                print_config_errors(errors);
+                log_error("reload failed: '%s' is invalid, keeping the running configuration",
+                          d->config_path);
+                free(errors);
+        } else if ((r = observer_set_config(d->observer, c)) < 0) {
+                log_error("reload failed: %s, keeping the running configuration", strerror(-r));
+                config_free(c);
+        } else {
+                bool new_interval = c->interval_usec != d->config->interval_usec;
+
+                config_free(d->config);
+                d->config = c;
+                warn_transport(c);
+                if (new_interval) {
+                        d->next_usec = now_monotonic_usec();
+                        sd_event_source_set_time(d->timer, d->next_usec);
+                }
+                log_notice("configuration reloaded from '%s'", d->config_path);
+        }
+        sd_notify(false, "READY=1");
+        return 0;
+}
+
+static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+        struct daemon *d = userdata;
+
+        (void)s;
+        if (si->ssi_signo == SIGHUP)
+                return reload(d);
+        log_notice("received %s, stopping", strsignal((int)si->ssi_signo));
+        sd_notify(false, "STOPPING=1\nSTATUS=stopping");
+        return sd_event_exit(d->event, 0);
+}
+
+static int setup_loop(struct daemon *d)
+{
+        sigset_t mask;
+        int r;
+
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGHUP);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
+                return -errno;
+        r = sd_event_default(&d->event);
+        if (r < 0)
+                return r;
+        const int signals[] = { SIGHUP, SIGTERM, SIGINT };
+        for (size_t i = 0; i < ELEMENTSOF(signals); i++) {
+                r = sd_event_add_signal(d->event, NULL, signals[i], on_signal, d);
+                if (r < 0)
+                        return r;
+        }
+        /* Pings WATCHDOG=1 by itself when WATCHDOG_USEC is set. */
+        r = sd_event_set_watchdog(d->event, true);
+        if (r < 0)
+                return r;
+        d->next_usec = now_monotonic_usec();
+        r = sd_event_add_time(d->event, &d->timer, CLOCK_MONOTONIC, d->next_usec, 1, on_timer, d);
+        if (r < 0)
+                return r;
+        return sd_event_source_set_enabled(d->timer, SD_EVENT_ONESHOT);
+}
+
+static int parse_args(int argc, char **argv, struct daemon *d, bool *foreground, bool *debug)
+{
+        static const struct option opts[] = {
+                { "config", required_argument, NULL, 'c' },
+                { "foreground", no_argument, NULL, 'f' },
+                { "debug", no_argument, NULL, 'd' },
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, 'V' },
+                {},
+        };
+        int c;
+
+        while ((c = getopt_long(argc, argv, "c:fdhV", opts, NULL)) >= 0)
+                switch (c) {
+                case 'c':
+                        d->config_path = optarg;
+                        break;
+                case 'f':
+                        *foreground = true;
+                        break;
+                case 'd':
+                        *debug = true;
+                        break;
+                case 'h':
+                        usage(stdout);
+                        return 0;
+                case 'V':
+                        printf("proxreapd " PROXREAP_VERSION "\n");
+                        return 0;
+                default:
+                        usage(stderr);
+                        return -EINVAL;
+                }
+        if (optind < argc) {
+                fprintf(stderr, "proxreapd: unexpected argument '%s'\n", argv[optind]);
+                usage(stderr);
+                return -EINVAL;
+        }
+        return 1;
+}
+
+static int run(struct daemon *d)
+{
+        char *errors = NULL;
+        int r;
+
+        r = config_load(d->config_path, &d->config, &errors);
+        if (r < 0) {
+                if (errors)
+                        print_config_errors(errors);
+                else
+                        log_error("cannot load '%s': %s", d->config_path, strerror(-r));
+                free(errors);
+                return 2;
+        }
+        warn_transport(d->config);
+        r = observer_new(d->config, true, &d->observer);
+        if (r >= 0)
+                r = setup_loop(d);
+        if (r < 0) {
+                log_error("cannot start: %s", strerror(-r));
+                return 1;
+        }
+        log_notice("proxreapd " PROXREAP_VERSION " started in %s mode, polling '%s' every %.3gs",
+                   reap_mode_to_string(d->config->mode), d->config->api_url,
+                   (double)d->config->interval_usec / 1e6);
+        r = sd_event_loop(d->event);
+        if (r < 0) {
+                log_error("event loop failed: %s", strerror(-r));
+                return 1;
+        }
+        return r;
+}
+
+int main(int argc, char **argv)
+{
+        struct daemon d = { .config_path = CONFIG_DEFAULT_PATH };
+        bool foreground = false, debug = false;
+        int r;
+
+        /* The process holds the API credential: no core dumps, no ptrace
+         * by other processes of the same user. */
+        (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+        r = parse_args(argc, argv, &d, &foreground, &debug);
+        if (r <= 0)
+                return r < 0 ? 2 : 0;
+        log_setup("proxreapd", foreground ? LOG_TARGET_STDERR : LOG_TARGET_JOURNAL,
+                  debug ? LOG_DEBUG : LOG_INFO);
+        r = run(&d);
+        sd_event_source_unref(d.timer);
+        sd_event_unref(d.event);
+        observer_free(d.observer);
+        config_free(d.config);
+        return r;
+}

@@ -1,0 +1,388 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#include "pve.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http.h"
+#include "util.h"
+
+/* Proxmox tickets live 2 h; renew well before. */
+#define TICKET_RENEW_USEC (USEC_PER_HOUR)
+
+struct resources_sink {
+        struct pve *p;
+        pve_guest_fn fn;
+        void *userdata;
+};
+
+struct pve {
+        struct http *http;
+        char *base_url;
+        char *auth_header; /* "Authorization: PVEAPIToken=..."; a credential */
+        char *user;
+        char *password; /* a credential */
+        char *cookie_header; /* "Cookie: PVEAuthCookie=..."; a credential */
+        char *csrf_header;
+        uint64_t ticket_usec; /* when the ticket was issued (monotonic) */
+        struct pve_decoder *decoder; /* reused: one per client, not per poll */
+        struct resources_sink sink; /* where the decoder delivers this poll's guests */
+        char error[1024];
+};
+
+static void free_secret_string(char *s)
+{
+        if (s) {
+                secure_zero(s, strlen(s));
+                free(s);
+        }
+}
+
+struct pve *pve_free(struct pve *p)
+{
+        if (!p)
+                return NULL;
+        http_free(p->http);
+        free(p->base_url);
+        free_secret_string(p->auth_header);
+        free(p->user);
+        free_secret_string(p->password);
+        free_secret_string(p->cookie_header);
+        free_secret_string(p->csrf_header);
+        pve_decoder_free(p->decoder);
+        free(p);
+        return NULL;
+}
+
+static int pve_init_auth(struct pve *p, const struct config *c)
+{
+        if (c->token_id) {
+                /* PVEAPIToken=USER@REALM!TOKENID=SECRET; no CSRF with tokens. */
+                if (asprintf(&p->auth_header, "Authorization: PVEAPIToken=%s=%s", c->token_id,
+                             c->token_secret ? c->token_secret : "") < 0) {
+                        p->auth_header = NULL;
+                        return -ENOMEM;
+                }
+                return 0;
+        }
+        p->user = strdup_or_null(c->user);
+        p->password = strdup_or_null(c->password);
+        return (c->user && !p->user) || (c->password && !p->password) ? -ENOMEM : 0;
+}
+
+int pve_new(const struct config *c, struct pve **ret)
+{
+        struct http_options o = {
+                .ca_file = c->ca_file,
+                .pinned_pubkey = c->pinned_pubkey,
+                .insecure = c->insecure,
+                .connect_timeout_usec = c->connect_timeout_usec,
+                .timeout_usec = c->timeout_usec,
+                .max_body = c->max_response_bytes,
+                .retries = c->retries,
+                .backoff_base_usec = 250 * USEC_PER_MSEC,
+                .backoff_max_usec = 4 * USEC_PER_SEC,
+        };
+        struct pve *p = calloc(1, sizeof(*p));
+        int r;
+
+        if (!p)
+                return -ENOMEM;
+        p->base_url = strdup(c->api_url);
+        r = p->base_url ? http_new(&o, &p->http) : -ENOMEM;
+        if (r >= 0)
+                r = pve_init_auth(p, c);
+        if (r < 0) {
+                pve_free(p);
+                return r;
+        }
+        *ret = p;
+        return 0;
+}
+
+const char *pve_error(const struct pve *p)
+{
+        return p->error;
+}
+
+/* --- errors --- */
+
+static void append_errors_map(json_t *errors, char *buf, size_t size)
+{
+        const char *param;
+        json_t *msg;
+        size_t off = strlen(buf);
+        const char *sep = " (";
+
+        json_object_foreach(errors, param, msg) {
+                const char *text = json_is_string(msg) ? json_string_value(msg) : "?";
+                int w = snprintf(buf + off, size - off, "%s%s: %.*s", sep, param,
+                                 (int)strcspn(text, "\n"), text);
+
+                if (w < 0 || (size_t)w >= size - off)
+                        return;
+                off += (size_t)w;
+                sep = "; ";
+        }
+        if (off > 0 && strcmp(sep, "; ") == 0 && off + 1 < size)
+                snprintf(buf + off, size - off, ")");
+}
+
+void pve_format_http_error(long status, const char *reason, const char *body, char *buf,
+                           size_t size)
+{
+        json_t *root, *errors;
+
+        snprintf(buf, size, "HTTP %ld %s", status, reason && *reason ? reason : "(no message)");
+        if (!body || !*body)
+                return;
+        root = json_loads(body, JSON_DECODE_ANY, NULL);
+        errors = json_is_object(root) ? json_object_get(root, "errors") : NULL;
+        if (json_is_object(errors))
+                append_errors_map(errors, buf, size);
+        json_decref(root);
+}
+
+static int classify_status(struct pve *p, const char *what, const struct http_response *resp)
+{
+        char msg[768];
+
+        pve_format_http_error(resp->status, resp->reason, resp->body, msg, sizeof(msg));
+        if (resp->status == 401)
+                snprintf(p->error, sizeof(p->error),
+                         "%s: authentication failed (%s): check the API token id and secret", what,
+                         msg);
+        else if (resp->status == 403)
+                snprintf(p->error, sizeof(p->error), "%s: permission denied (%s)", what, msg);
+        else
+                snprintf(p->error, sizeof(p->error), "%s: %s", what, msg);
+        return resp->status == 401 || resp->status == 403 ? -EACCES : -EREMOTEIO;
+}
+
+static int transport_error(struct pve *p, const char *what, int r)
+{
+        snprintf(p->error, sizeof(p->error), "%s: %s", what,
+                 http_last_error(p->http)[0] ? http_last_error(p->http) : strerror(-r));
+        return r;
+}
+
+/* --- requests --- */
+
+static int build_url(struct pve *p, const char *path, char *buf, size_t size)
+{
+        int n = snprintf(buf, size, "%s%s", p->base_url, path);
+
+        return n < 0 || (size_t)n >= size ? -ENOBUFS : 0;
+}
+
+static int form_append(char **body, size_t *len, const char *key, const char *value)
+{
+        char esc[1024];
+        size_t need;
+        char *b;
+
+        if (url_escape(value, esc, sizeof(esc)) < 0)
+                return -ENOBUFS;
+        need = *len + strlen(key) + strlen(esc) + 3;
+        b = realloc(*body, need);
+        if (!b)
+                return -ENOMEM;
+        *len += (size_t)snprintf(b + *len, need - *len, "%s%s=%s", *len ? "&" : "", key, esc);
+        *body = b;
+        return 0;
+}
+
+static int decode_ticket(struct pve *p, const char *body)
+{
+        json_t *root = json_loads(body, 0, NULL), *data;
+        const char *ticket, *csrf;
+        int r = -EBADMSG;
+
+        data = json_is_object(root) ? json_object_get(root, "data") : NULL;
+        ticket = json_string_value(json_object_get(data, "ticket"));
+        csrf = json_string_value(json_object_get(data, "CSRFPreventionToken"));
+        if (ticket && csrf && !strpbrk(ticket, "\r\n;") && !strpbrk(csrf, "\r\n")) {
+                free_secret_string(p->cookie_header);
+                free_secret_string(p->csrf_header);
+                p->csrf_header = NULL;
+                if (asprintf(&p->cookie_header, "Cookie: PVEAuthCookie=%s", ticket) < 0 ||
+                    asprintf(&p->csrf_header, "CSRFPreventionToken: %s", csrf) < 0) {
+                        p->cookie_header = NULL;
+                        r = -ENOMEM;
+                } else {
+                        p->ticket_usec = now_monotonic_usec();
+                        r = 0;
+                }
+        } else
+                snprintf(p->error, sizeof(p->error), "POST /access/ticket: answer has no ticket");
+        json_decref(root);
+        return r;
+}
+
+/* Ticket auth: log in with the password, or renew by sending the ticket as
+ * the password, as Proxmox allows. */
+static int pve_login(struct pve *p, bool renew)
+{
+        struct http_response resp = { 0 };
+        char url[1024], *body = NULL, *ticket = NULL;
+        const char *secret = p->password;
+        size_t len = 0;
+        int r;
+
+        if (renew && p->cookie_header) {
+                ticket = strdup(p->cookie_header + strlen("Cookie: PVEAuthCookie="));
+                if (!ticket)
+                        return -ENOMEM;
+                secret = ticket;
+        }
+        r = build_url(p, "/access/ticket", url, sizeof(url));
+        if (r >= 0)
+                r = form_append(&body, &len, "username", p->user);
+        if (r >= 0)
+                r = form_append(&body, &len, "password", secret ? secret : "");
+        if (r >= 0) {
+                struct http_request req = { .method = "POST", .url = url, .body = body };
+
+                r = http_request(p->http, &req, &resp);
+                if (r < 0)
+                        r = transport_error(p, "POST /access/ticket", r);
+                else if (resp.status != 200)
+                        r = classify_status(p, "POST /access/ticket", &resp);
+                else
+                        r = decode_ticket(p, resp.body);
+        }
+        free_secret_string(body);
+        free_secret_string(ticket);
+        http_response_clear(&resp);
+        return r;
+}
+
+static int ensure_auth(struct pve *p)
+{
+        if (p->auth_header)
+                return 0;
+        if (!p->cookie_header)
+                return pve_login(p, false);
+        if (now_monotonic_usec() - p->ticket_usec > TICKET_RENEW_USEC &&
+            pve_login(p, true) < 0)
+                return pve_login(p, false);
+        return 0;
+}
+
+static int do_get_once(struct pve *p, const char *path, const struct http_sink *sink,
+                       struct http_response *resp)
+{
+        const char *headers[3] = { 0 };
+        char url[2048], what[300];
+        int r;
+
+        snprintf(what, sizeof(what), "GET %s", path);
+        r = build_url(p, path, url, sizeof(url));
+        if (r < 0)
+                return r;
+        r = ensure_auth(p);
+        if (r < 0)
+                return r;
+        headers[0] = p->auth_header ? p->auth_header : p->cookie_header;
+        r = http_request(p->http,
+                         &(struct http_request){ .method = "GET", .url = url, .headers = headers,
+                                                 .sink = sink },
+                         resp);
+        if (r < 0)
+                return transport_error(p, what, r);
+        if (resp->status < 200 || resp->status >= 300)
+                return classify_status(p, what, resp);
+        return 0;
+}
+
+static int do_get(struct pve *p, const char *path, const struct http_sink *sink,
+                  struct http_response *resp)
+{
+        int r = do_get_once(p, path, sink, resp);
+
+        if (r != -EACCES || resp->status != 401 || p->auth_header)
+                return r;
+        /* A ticket can be invalidated early (auth key rotation): log in
+         * again once before giving up. */
+        free_secret_string(p->cookie_header);
+        p->cookie_header = NULL;
+        return do_get_once(p, path, sink, resp);
+}
+
+int pve_get_version(struct pve *p, struct pve_version *ret)
+{
+        struct http_response resp = { 0 };
+        json_t *root = NULL, *data;
+        const char *v, *rel;
+        int r;
+
+        r = do_get(p, "/version", NULL, &resp);
+        if (r >= 0) {
+                root = json_loads(resp.body, 0, NULL);
+                data = json_is_object(root) ? json_object_get(root, "data") : NULL;
+                v = json_string_value(json_object_get(data, "version"));
+                rel = json_string_value(json_object_get(data, "release"));
+                if (v && rel) {
+                        snprintf(ret->version, sizeof(ret->version), "%s", v);
+                        snprintf(ret->release, sizeof(ret->release), "%s", rel);
+                } else {
+                        snprintf(p->error, sizeof(p->error),
+                                 "GET /version: answer has no version and release");
+                        r = -EBADMSG;
+                }
+        }
+        json_decref(root);
+        http_response_clear(&resp);
+        return r;
+}
+
+/* --- the streaming poll --- */
+
+static int resources_begin(void *userdata)
+{
+        struct resources_sink *s = userdata;
+
+        return pve_decoder_reset(s->p->decoder);
+}
+
+static int resources_data(void *userdata, const char *buf, size_t len)
+{
+        struct resources_sink *s = userdata;
+
+        return pve_decoder_feed(s->p->decoder, buf, len);
+}
+
+static int pve_guest_forward(void *userdata, const struct pve_guest *g)
+{
+        struct resources_sink *s = userdata;
+
+        return s->fn(s->userdata, g);
+}
+
+int pve_get_resources(struct pve *p, pve_guest_fn fn, void *userdata,
+                      struct pve_decode_stats *ret_stats)
+{
+        static const char path[] = "/cluster/resources?type=vm";
+        struct http_sink sink = { resources_begin, resources_data, &p->sink };
+        struct http_response resp = { 0 };
+        int r;
+
+        if (!p->decoder && pve_decoder_new(pve_guest_forward, &p->sink, &p->decoder) < 0)
+                return -ENOMEM;
+        p->sink = (struct resources_sink){ .p = p, .fn = fn, .userdata = userdata };
+        r = do_get(p, path, &sink, &resp);
+        if (r == -EBADMSG)
+                snprintf(p->error, sizeof(p->error), "GET %s: %s", path,
+                         pve_decoder_error(p->decoder));
+        else if (r >= 0) {
+                r = pve_decoder_finish(p->decoder, ret_stats);
+                if (r < 0)
+                        snprintf(p->error, sizeof(p->error), "GET %s: %s", path,
+                                 pve_decoder_error(p->decoder));
+        }
+        http_response_clear(&resp);
+        return r;
+}

@@ -1,0 +1,619 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/*
+ * The streaming decoder of GET /cluster/resources: yajl callbacks fill one
+ * scratch struct pve_guest per entry and hand it to the caller when the
+ * entry's object closes. Memory use is constant in the size of the fleet.
+ *
+ * Robustness rules (the input is a network answer):
+ *  - numbers are accepted as integer or real ("cpu": 0 is an integer);
+ *  - template is 0/1 (or a JSON boolean); absent fields are tolerated;
+ *  - an entry whose identity (type, vmid, node) is invalid is dropped and
+ *    counted as rejected, with the reason kept for the log;
+ *  - an entry with any other bad field (wrong type, duplicate key, a string
+ *    that does not fit) is delivered without statistics, so it can never
+ *    look idle, and also counted;
+ *  - anything that is not {"data": [ ... ]} fails the whole answer.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yajl/yajl_parse.h>
+
+#include "pve.h"
+#include "util.h"
+
+enum field {
+        F_NONE = -1,
+        F_ID,
+        F_TYPE,
+        F_VMID,
+        F_NODE,
+        F_NAME,
+        F_STATUS,
+        F_LOCK,
+        F_HASTATE,
+        F_POOL,
+        F_TAGS,
+        F_TEMPLATE,
+        F_CPU,
+        F_MAXCPU,
+        F_MEM,
+        F_MAXMEM,
+        F_DISK,
+        F_MAXDISK,
+        F_NETIN,
+        F_NETOUT,
+        F_DISKREAD,
+        F_DISKWRITE,
+        F_UPTIME,
+        F_COUNT,
+};
+
+static const char *const field_names[F_COUNT] = {
+        [F_ID] = "id",           [F_TYPE] = "type",         [F_VMID] = "vmid",
+        [F_NODE] = "node",       [F_NAME] = "name",         [F_STATUS] = "status",
+        [F_LOCK] = "lock",       [F_HASTATE] = "hastate",   [F_POOL] = "pool",
+        [F_TAGS] = "tags",       [F_TEMPLATE] = "template", [F_CPU] = "cpu",
+        [F_MAXCPU] = "maxcpu",   [F_MEM] = "mem",           [F_MAXMEM] = "maxmem",
+        [F_DISK] = "disk",       [F_MAXDISK] = "maxdisk",   [F_NETIN] = "netin",
+        [F_NETOUT] = "netout",   [F_DISKREAD] = "diskread", [F_DISKWRITE] = "diskwrite",
+        [F_UPTIME] = "uptime",
+};
+
+enum entry_type {
+        ENTRY_UNKNOWN_TYPE,
+        ENTRY_QEMU,
+        ENTRY_LXC,
+        ENTRY_OTHER,
+};
+
+struct pve_decoder {
+        yajl_handle yajl;
+        pve_guest_fn fn;
+        void *userdata;
+        unsigned depth;
+        bool saw_data_key; /* the next value is the data array */
+        bool in_data;
+        bool data_done;
+        enum field field; /* key being filled at entry level */
+        /* current entry */
+        struct pve_guest g;
+        enum entry_type etype;
+        uint32_t seen; /* bit per field: duplicate detection */
+        char id[64];
+        char damage[160]; /* first non-identity problem */
+        char invalid[160]; /* first identity problem */
+        bool have_vmid, have_node;
+        struct pve_decode_stats stats;
+        int cb_error;
+        char error[256];
+};
+
+const char *guest_type_to_string(enum guest_type t)
+{
+        return t == GUEST_LXC ? "lxc" : "qemu";
+}
+
+static void entry_begin(struct pve_decoder *d)
+{
+        memset(&d->g, 0, sizeof(d->g));
+        d->etype = ENTRY_UNKNOWN_TYPE;
+        d->seen = 0;
+        d->id[0] = d->damage[0] = d->invalid[0] = '\0';
+        d->have_vmid = d->have_node = false;
+        d->field = F_NONE;
+}
+
+static bool is_identity(enum field f)
+{
+        return f == F_TYPE || f == F_VMID || f == F_NODE;
+}
+
+static void entry_problem(struct pve_decoder *d, enum field f, const char *what)
+{
+        char *dst = is_identity(f) ? d->invalid : d->damage;
+
+        if (dst[0] == '\0')
+                snprintf(dst, sizeof(d->invalid), "field '%s' %s",
+                         f == F_NONE ? "?" : field_names[f], what);
+}
+
+static const char *entry_name(const struct pve_decoder *d, char *buf, size_t size)
+{
+        if (d->id[0])
+                snprintf(buf, size, "'%s'", d->id);
+        else if (d->have_vmid)
+                snprintf(buf, size, "vmid %u", (unsigned)d->g.vmid);
+        else
+                snprintf(buf, size, "#%u", d->stats.guests + d->stats.rejected + d->stats.skipped);
+        return buf;
+}
+
+static void count_reject(struct pve_decoder *d, const char *why)
+{
+        char name[96];
+
+        if (d->stats.rejected++ == 0)
+                snprintf(d->stats.first_reject, sizeof(d->stats.first_reject), "entry %s: %s",
+                         entry_name(d, name, sizeof(name)), why);
+}
+
+static int entry_end(struct pve_decoder *d)
+{
+        if (d->etype == ENTRY_OTHER) {
+                d->stats.skipped++;
+                return 0;
+        }
+        if (d->etype == ENTRY_UNKNOWN_TYPE && !d->invalid[0])
+                snprintf(d->invalid, sizeof(d->invalid), "missing or unknown 'type'");
+        if (!d->invalid[0] && !d->have_vmid)
+                snprintf(d->invalid, sizeof(d->invalid), "missing 'vmid'");
+        if (!d->invalid[0] && !d->have_node)
+                snprintf(d->invalid, sizeof(d->invalid), "missing 'node'");
+        if (d->invalid[0]) {
+                count_reject(d, d->invalid);
+                return 0;
+        }
+        d->g.type = d->etype == ENTRY_LXC ? GUEST_LXC : GUEST_QEMU;
+        if (d->g.status[0] == '\0')
+                snprintf(d->g.status, sizeof(d->g.status), "unknown");
+        if (d->damage[0]) {
+                /* Deliver the guest so it is not mistaken for one that left
+                 * the cluster, but with no numbers: it cannot look idle. */
+                count_reject(d, d->damage);
+                d->g.present = 0;
+        }
+        d->stats.guests++;
+        return d->fn(d->userdata, &d->g);
+}
+
+static int set_string_field(struct pve_decoder *d, const char *s, size_t n)
+{
+        char *dst = NULL;
+        size_t cap = 0;
+        bool truncate_ok = false;
+
+        switch (d->field) {
+        case F_ID:
+                dst = d->id, cap = sizeof(d->id), truncate_ok = true;
+                break;
+        case F_TYPE:
+                d->etype = n == 4 && memcmp(s, "qemu", 4) == 0  ? ENTRY_QEMU
+                           : n == 3 && memcmp(s, "lxc", 3) == 0 ? ENTRY_LXC
+                                                                 : ENTRY_OTHER;
+                return 0;
+        case F_NODE:
+                dst = d->g.node, cap = sizeof(d->g.node);
+                break;
+        case F_NAME:
+                dst = d->g.name, cap = sizeof(d->g.name), truncate_ok = true;
+                break;
+        case F_STATUS:
+                dst = d->g.status, cap = sizeof(d->g.status);
+                break;
+        case F_LOCK:
+                dst = d->g.lock, cap = sizeof(d->g.lock);
+                break;
+        case F_HASTATE:
+                dst = d->g.hastate, cap = sizeof(d->g.hastate);
+                break;
+        case F_POOL:
+                dst = d->g.pool, cap = sizeof(d->g.pool);
+                break;
+        case F_TAGS:
+                /* Never truncated: a cut list could lose an opt-out tag. */
+                dst = d->g.tags, cap = sizeof(d->g.tags);
+                break;
+        default:
+                entry_problem(d, d->field, "is a string, not a number");
+                return 0;
+        }
+        if (memchr(s, '\0', n)) {
+                entry_problem(d, d->field, "holds a NUL character");
+                return 0;
+        }
+        if (n >= cap) {
+                if (!truncate_ok) {
+                        entry_problem(d, d->field, "is too long");
+                        return 0;
+                }
+                n = cap - 1;
+        }
+        memcpy(dst, s, n);
+        dst[n] = '\0';
+        if (d->field == F_NODE) {
+                d->have_node = true;
+                if (!node_name_valid(d->g.node))
+                        entry_problem(d, F_NODE, "is not a valid node name");
+        }
+        return 0;
+}
+
+/* Parses a JSON number text as a non-negative value. */
+static int number_value(const char *s, size_t n, double *ret_d, uint64_t *ret_u, bool *ret_int)
+{
+        char buf[64], *end;
+
+        if (n == 0 || n >= sizeof(buf))
+                return -EINVAL;
+        memcpy(buf, s, n);
+        buf[n] = '\0';
+        *ret_int = strpbrk(buf, ".eE") == NULL;
+        if (buf[0] == '-')
+                return -ERANGE;
+        if (*ret_int) {
+                errno = 0;
+                *ret_u = strtoull(buf, &end, 10);
+                if (errno == ERANGE || *end)
+                        return -ERANGE;
+                *ret_d = (double)*ret_u;
+                return 0;
+        }
+        *ret_d = strtod(buf, &end);
+        if (*end || !isfinite(*ret_d) || *ret_d < 0 || *ret_d >= 18446744073709551616.0)
+                return -ERANGE;
+        *ret_u = (uint64_t)*ret_d;
+        return 0;
+}
+
+static uint64_t *counter_field(struct pve_guest *g, enum field f, unsigned *ret_bit)
+{
+        switch (f) {
+        case F_MEM:
+                *ret_bit = PVE_HAS_MEM;
+                return &g->mem;
+        case F_MAXMEM:
+                *ret_bit = PVE_HAS_MAXMEM;
+                return &g->maxmem;
+        case F_DISK:
+                *ret_bit = 0;
+                return &g->disk;
+        case F_MAXDISK:
+                *ret_bit = 0;
+                return &g->maxdisk;
+        case F_NETIN:
+                *ret_bit = PVE_HAS_NET;
+                return &g->netin;
+        case F_NETOUT:
+                *ret_bit = PVE_HAS_NET;
+                return &g->netout;
+        case F_DISKREAD:
+                *ret_bit = PVE_HAS_DISKIO;
+                return &g->diskread;
+        case F_DISKWRITE:
+                *ret_bit = PVE_HAS_DISKIO;
+                return &g->diskwrite;
+        case F_UPTIME:
+                *ret_bit = PVE_HAS_UPTIME;
+                return &g->uptime;
+        default:
+                return NULL;
+        }
+}
+
+static void set_number_field(struct pve_decoder *d, const char *s, size_t n)
+{
+        uint64_t u, *dst;
+        unsigned bit = 0;
+        bool integral;
+        double v;
+
+        if (d->field == F_NONE)
+                return;
+        if (number_value(s, n, &v, &u, &integral) < 0) {
+                entry_problem(d, d->field, "is not a non-negative number");
+                return;
+        }
+        switch (d->field) {
+        case F_VMID:
+                if (!integral || !vmid_valid(u)) {
+                        entry_problem(d, F_VMID, "is not a valid vmid (100-999999999)");
+                        return;
+                }
+                d->g.vmid = (uint32_t)u;
+                d->have_vmid = true;
+                return;
+        case F_TEMPLATE:
+                if (u > 1 || !integral)
+                        entry_problem(d, F_TEMPLATE, "is not 0 or 1");
+                d->g.template = u == 1;
+                return;
+        case F_CPU:
+                d->g.cpu = v;
+                d->g.present |= PVE_HAS_CPU;
+                return;
+        case F_MAXCPU:
+                d->g.maxcpu = v;
+                return;
+        default:
+                break;
+        }
+        dst = counter_field(&d->g, d->field, &bit);
+        if (!dst) {
+                entry_problem(d, d->field, "is a number, not a string");
+                return;
+        }
+        *dst = u;
+        d->g.present |= bit;
+}
+
+static enum field lookup_field(const unsigned char *key, size_t n)
+{
+        for (int f = 0; f < F_COUNT; f++)
+                if (strlen(field_names[f]) == n && memcmp(field_names[f], key, n) == 0)
+                        return (enum field)f;
+        return F_NONE;
+}
+
+/* --- yajl callbacks: return 1 to go on, 0 to stop the parse --- */
+
+static bool at_entry_level(const struct pve_decoder *d)
+{
+        return d->in_data && d->depth == 3;
+}
+
+/* A scalar or container as an element of the data array (not an object). */
+static int data_element_not_object(struct pve_decoder *d)
+{
+        if (d->in_data && d->depth == 2) {
+                entry_begin(d);
+                count_reject(d, "not a JSON object");
+        }
+        return 1;
+}
+
+static int top_level_check(struct pve_decoder *d)
+{
+        if (d->depth == 0) {
+                snprintf(d->error, sizeof(d->error), "answer is not a JSON object");
+                return 0;
+        }
+        if (d->depth == 1 && d->saw_data_key) {
+                snprintf(d->error, sizeof(d->error), "'data' is not an array");
+                return 0;
+        }
+        return 1;
+}
+
+static int cb_null(void *ctx)
+{
+        struct pve_decoder *d = ctx;
+
+        if (!top_level_check(d))
+                return 0;
+        if (at_entry_level(d))
+                d->field = F_NONE; /* null: treated as absent */
+        return data_element_not_object(d);
+}
+
+static int cb_boolean(void *ctx, int v)
+{
+        struct pve_decoder *d = ctx;
+
+        if (!top_level_check(d))
+                return 0;
+        if (!at_entry_level(d))
+                return data_element_not_object(d);
+        if (d->field == F_TEMPLATE)
+                d->g.template = v != 0;
+        else if (d->field != F_NONE)
+                entry_problem(d, d->field, "is a boolean");
+        return 1;
+}
+
+static int cb_number(void *ctx, const char *s, size_t n)
+{
+        struct pve_decoder *d = ctx;
+
+        if (!top_level_check(d))
+                return 0;
+        if (!at_entry_level(d))
+                return data_element_not_object(d);
+        set_number_field(d, s, n);
+        return 1;
+}
+
+static int cb_string(void *ctx, const unsigned char *s, size_t n)
+{
+        struct pve_decoder *d = ctx;
+
+        if (!top_level_check(d))
+                return 0;
+        if (!at_entry_level(d))
+                return data_element_not_object(d);
+        if (d->field != F_NONE)
+                set_string_field(d, (const char *)s, n);
+        return 1;
+}
+
+static int cb_map_key(void *ctx, const unsigned char *key, size_t n)
+{
+        struct pve_decoder *d = ctx;
+        enum field f;
+
+        if (d->depth == 1) {
+                d->saw_data_key = n == 4 && memcmp(key, "data", 4) == 0;
+                return 1;
+        }
+        if (!at_entry_level(d))
+                return 1;
+        f = lookup_field(key, n);
+        d->field = f;
+        if (f == F_NONE)
+                return 1;
+        if (d->seen & (1u << f)) {
+                /* Two values for one key: which is true is unknowable. */
+                entry_problem(d, f, "appears twice (duplicate key)");
+                d->field = F_NONE;
+                return 1;
+        }
+        d->seen |= 1u << f;
+        return 1;
+}
+
+static int cb_start_map(void *ctx)
+{
+        struct pve_decoder *d = ctx;
+
+        if (d->depth == 1 && d->saw_data_key) {
+                snprintf(d->error, sizeof(d->error), "'data' is not an array");
+                return 0;
+        }
+        if (d->in_data && d->depth == 2)
+                entry_begin(d);
+        else if (at_entry_level(d) && d->field != F_NONE)
+                entry_problem(d, d->field, "is an object");
+        d->depth++;
+        return 1;
+}
+
+static int cb_end_map(void *ctx)
+{
+        struct pve_decoder *d = ctx;
+        int r;
+
+        d->depth--;
+        if (d->in_data && d->depth == 2) {
+                r = entry_end(d);
+                if (r < 0) {
+                        d->cb_error = r;
+                        return 0;
+                }
+        }
+        return 1;
+}
+
+static int cb_start_array(void *ctx)
+{
+        struct pve_decoder *d = ctx;
+
+        if (d->depth == 0) {
+                snprintf(d->error, sizeof(d->error), "answer is not a JSON object");
+                return 0;
+        }
+        if (d->depth == 1 && d->saw_data_key) {
+                if (d->data_done) {
+                        snprintf(d->error, sizeof(d->error), "duplicate 'data' key");
+                        return 0;
+                }
+                d->in_data = true;
+        } else if (at_entry_level(d) && d->field != F_NONE)
+                entry_problem(d, d->field, "is an array");
+        else
+                data_element_not_object(d);
+        d->depth++;
+        return 1;
+}
+
+static int cb_end_array(void *ctx)
+{
+        struct pve_decoder *d = ctx;
+
+        d->depth--;
+        if (d->in_data && d->depth == 1) {
+                d->in_data = false;
+                d->data_done = true;
+                d->saw_data_key = false;
+        }
+        return 1;
+}
+
+static const yajl_callbacks callbacks = {
+        .yajl_null = cb_null,
+        .yajl_boolean = cb_boolean,
+        .yajl_number = cb_number,
+        .yajl_string = cb_string,
+        .yajl_start_map = cb_start_map,
+        .yajl_map_key = cb_map_key,
+        .yajl_end_map = cb_end_map,
+        .yajl_start_array = cb_start_array,
+        .yajl_end_array = cb_end_array,
+};
+
+int pve_decoder_reset(struct pve_decoder *d)
+{
+        if (d->yajl)
+                yajl_free(d->yajl);
+        d->yajl = yajl_alloc(&callbacks, NULL, d);
+        if (!d->yajl)
+                return -ENOMEM;
+        d->depth = 0;
+        d->saw_data_key = d->in_data = d->data_done = false;
+        d->field = F_NONE;
+        d->cb_error = 0;
+        d->error[0] = '\0';
+        memset(&d->stats, 0, sizeof(d->stats));
+        return 0;
+}
+
+int pve_decoder_new(pve_guest_fn fn, void *userdata, struct pve_decoder **ret)
+{
+        struct pve_decoder *d = calloc(1, sizeof(*d));
+
+        if (!d)
+                return -ENOMEM;
+        d->fn = fn;
+        d->userdata = userdata;
+        if (pve_decoder_reset(d) < 0) {
+                free(d);
+                return -ENOMEM;
+        }
+        *ret = d;
+        return 0;
+}
+
+struct pve_decoder *pve_decoder_free(struct pve_decoder *d)
+{
+        if (!d)
+                return NULL;
+        if (d->yajl)
+                yajl_free(d->yajl);
+        free(d);
+        return NULL;
+}
+
+static int parse_failed(struct pve_decoder *d, yajl_status st, const char *buf, size_t len)
+{
+        unsigned char *msg;
+
+        if (d->cb_error)
+                return d->cb_error;
+        if (st == yajl_status_error && !d->error[0]) {
+                msg = yajl_get_error(d->yajl, 0, (const unsigned char *)buf, len);
+                snprintf(d->error, sizeof(d->error), "invalid JSON: %s",
+                         msg ? (const char *)msg : "parse error");
+                if (msg)
+                        yajl_free_error(d->yajl, msg);
+                d->error[strcspn(d->error, "\n")] = '\0';
+        }
+        return -EBADMSG;
+}
+
+int pve_decoder_feed(struct pve_decoder *d, const char *buf, size_t len)
+{
+        yajl_status st = yajl_parse(d->yajl, (const unsigned char *)buf, len);
+
+        return st == yajl_status_ok ? 0 : parse_failed(d, st, buf, len);
+}
+
+int pve_decoder_finish(struct pve_decoder *d, struct pve_decode_stats *ret_stats)
+{
+        yajl_status st = yajl_complete_parse(d->yajl);
+
+        if (st != yajl_status_ok)
+                return parse_failed(d, st, NULL, 0);
+        if (!d->data_done) {
+                snprintf(d->error, sizeof(d->error), "answer has no 'data' array");
+                return -EBADMSG;
+        }
+        if (ret_stats)
+                *ret_stats = d->stats;
+        return 0;
+}
+
+const char *pve_decoder_error(const struct pve_decoder *d)
+{
+        return d->error;
+}
