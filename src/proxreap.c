@@ -177,7 +177,7 @@ static int plan_print(struct observer *o, uint64_t now, bool json)
                 return 1;
         }
         if (json) {
-                json_dumpf(guests, stdout, JSON_INDENT(2));
+                json_dumpf(guests, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
                 fputc('\n', stdout);
         } else {
                 status_print_guests(stdout, guests);
@@ -267,7 +267,7 @@ static int cmd_status(int argc, char **argv)
                 return 1;
         }
         if (json) {
-                json_dumpf(doc, stdout, JSON_INDENT(2));
+                json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
                 fputc('\n', stdout);
         } else {
                 print_status_header(doc);

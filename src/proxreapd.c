@@ -113,11 +113,13 @@ static int schedule(struct daemon *d)
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
 {
         struct daemon *d = userdata;
-        uint64_t now = now_monotonic_usec();
+        /* The sample is stamped with its tick, not the wake-up time: that
+         * keeps samples exactly one interval apart, so a window holds
+         * exactly window/interval of them. */
+        uint64_t now = usec;
         int r;
 
         (void)s;
-        (void)usec;
         r = observer_poll(d->observer, now);
         if (r == -ENOMEM) {
                 log_error("out of memory while polling, stopping");

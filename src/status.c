@@ -134,7 +134,7 @@ int status_write_file(const char *path, json_t *doc)
         if (fd < 0)
                 return -errno;
         /* Readers (the CLI, monitoring) only ever see a whole file. */
-        if (fchmod(fd, 0644) < 0 || json_dumpfd(doc, fd, JSON_COMPACT) < 0 ||
+        if (fchmod(fd, 0644) < 0 || json_dumpfd(doc, fd, JSON_COMPACT | JSON_REAL_PRECISION(10)) < 0 ||
             write(fd, "\n", 1) != 1)
                 r = errno ? -errno : -EIO;
         if (close(fd) < 0 && r == 0)
