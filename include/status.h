@@ -20,11 +20,10 @@
  * uptime. The caller owns the reference. */
 json_t *status_guests_json(const struct observer *o, uint64_t now_usec);
 
-/* The whole status document (summary, API state, guests). */
-json_t *status_document(const struct observer *o, uint64_t now_usec);
-
-/* Writes doc to path atomically (temporary file + rename), mode 0644. */
-int status_write_file(const char *path, json_t *doc);
+/* Writes the status document (summary, API state, every guest) to path
+ * atomically (temporary file + rename, mode 0644), streaming it guest by
+ * guest. */
+int status_write_file(const char *path, const struct observer *o, uint64_t now_usec);
 
 /* "tracking N guests, I idle, A active, X insufficient-data, E excluded". */
 void status_line(const struct observe_summary *s, char *buf, size_t size);

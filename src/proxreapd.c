@@ -71,10 +71,8 @@ static void warn_transport(const struct config *c)
 
 static void write_status(struct daemon *d, uint64_t now)
 {
-        json_t *doc = status_document(d->observer, now);
-        int r = doc ? status_write_file(d->config->status_file, doc) : -ENOMEM;
+        int r = status_write_file(d->config->status_file, d->observer, now);
 
-        json_decref(doc);
         if (r < 0 && r != d->status_error)
                 log_warning("cannot write status file '%s': %s, ignoring",
                             d->config->status_file, strerror(-r));

@@ -43,33 +43,46 @@ static int by_vmid(const void *a, const void *b)
         return (x > y) - (x < y);
 }
 
-json_t *status_guests_json(const struct observer *o, uint64_t now_usec)
+/* The table's guests sorted by vmid; the caller frees the array. */
+static struct guest **sorted_guests(const struct observer *o, size_t *ret_n)
 {
         const struct guest_table *t = observer_table(o);
         size_t n = guest_table_count(t);
         struct guest **sorted = malloc((n ? n : 1) * sizeof(*sorted));
-        json_t *a = json_array();
 
-        if (!sorted || !a) {
-                free(sorted);
-                json_decref(a);
+        if (!sorted)
                 return NULL;
-        }
         for (size_t i = 0; i < n; i++)
                 sorted[i] = guest_table_at(t, i);
         qsort(sorted, n, sizeof(*sorted), by_vmid);
-        for (size_t i = 0; i < n; i++) {
-                struct window_stats s;
-                struct verdict v;
-                json_t *g;
+        *ret_n = n;
+        return sorted;
+}
 
-                observer_judge(o, sorted[i], now_usec, &v, &s);
-                g = guest_json(sorted[i], &v, &s);
-                if (!g || json_array_append_new(a, g) < 0) {
+static json_t *judged_guest_json(const struct observer *o, const struct guest *g,
+                                 uint64_t now_usec)
+{
+        struct window_stats s;
+        struct verdict v;
+
+        observer_judge(o, g, now_usec, &v, &s);
+        return guest_json(g, &v, &s);
+}
+
+json_t *status_guests_json(const struct observer *o, uint64_t now_usec)
+{
+        size_t n = 0;
+        struct guest **sorted = sorted_guests(o, &n);
+        json_t *a = json_array();
+
+        for (size_t i = 0; sorted && a && i < n; i++)
+                if (json_array_append_new(a, judged_guest_json(o, sorted[i], now_usec)) < 0) {
                         json_decref(a);
                         a = NULL;
-                        break;
                 }
+        if (!sorted) {
+                json_decref(a);
+                a = NULL;
         }
         free(sorted);
         return a;
@@ -108,36 +121,78 @@ static json_t *api_json(const struct observe_summary *s)
                          (int)s->rejected_entries);
 }
 
-json_t *status_document(const struct observer *o, uint64_t now_usec)
+#define STATUS_JSON_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(10))
+
+static json_t *status_header(const struct observer *o)
 {
         const struct observe_summary *s = observer_summary(o);
         const struct config *c = observer_config(o);
         char updated[32];
 
         iso_time(now_realtime_usec(), updated, sizeof(updated));
-        return json_pack("{s:s s:s s:i s:s s:f s:f s:o s:o s:o}", "version", PROXREAP_VERSION,
+        return json_pack("{s:s s:s s:i s:s s:f s:f s:o s:o}", "version", PROXREAP_VERSION,
                          "mode", reap_mode_to_string(c->mode), "pid", (int)getpid(), "updated",
                          updated, "interval_seconds", (double)c->interval_usec / 1e6,
                          "window_seconds", (double)c->window_usec / 1e6, "summary",
-                         summary_json(s), "api", api_json(s), "guests",
-                         status_guests_json(o, now_usec));
+                         summary_json(s), "api", api_json(s));
 }
 
-int status_write_file(const char *path, json_t *doc)
+/* Streams the document: the header object, then one guest at a time, so
+ * memory stays flat however large the fleet. */
+static int write_document(FILE *f, const struct observer *o, uint64_t now_usec)
+{
+        json_t *header = status_header(o);
+        char *text = header ? json_dumps(header, STATUS_JSON_FLAGS) : NULL;
+        struct guest **sorted = NULL;
+        size_t n = 0;
+        int r = -ENOMEM;
+
+        json_decref(header);
+        if (!text || !(sorted = sorted_guests(o, &n)))
+                goto out;
+        /* The header ends in '}': reopen it for the guests. */
+        fprintf(f, "%.*s,\"guests\":[", (int)strlen(text) - 1, text);
+        for (size_t i = 0; i < n; i++) {
+                json_t *g = judged_guest_json(o, sorted[i], now_usec);
+
+                if (!g)
+                        goto out;
+                if (i > 0)
+                        fputc(',', f);
+                json_dumpf(g, f, STATUS_JSON_FLAGS);
+                json_decref(g);
+        }
+        fputs("]}\n", f);
+        r = 0;
+out:
+        free(sorted);
+        free(text);
+        return r;
+}
+
+int status_write_file(const char *path, const struct observer *o, uint64_t now_usec)
 {
         char tmp[4096];
-        int fd, r = 0;
+        FILE *f;
+        int fd, r;
 
         if (snprintf(tmp, sizeof(tmp), "%s.XXXXXX", path) >= (int)sizeof(tmp))
                 return -ENAMETOOLONG;
         fd = mkostemp(tmp, O_CLOEXEC);
         if (fd < 0)
                 return -errno;
+        f = fdopen(fd, "w");
+        if (!f) {
+                r = -errno;
+                close(fd);
+                unlink(tmp);
+                return r;
+        }
         /* Readers (the CLI, monitoring) only ever see a whole file. */
-        if (fchmod(fd, 0644) < 0 || json_dumpfd(doc, fd, JSON_COMPACT | JSON_REAL_PRECISION(10)) < 0 ||
-            write(fd, "\n", 1) != 1)
-                r = errno ? -errno : -EIO;
-        if (close(fd) < 0 && r == 0)
+        r = fchmod(fd, 0644) < 0 ? -errno : write_document(f, o, now_usec);
+        if (ferror(f) && r == 0)
+                r = -EIO;
+        if (fclose(f) != 0 && r == 0)
                 r = -errno;
         if (r == 0 && rename(tmp, path) < 0)
                 r = -errno;
