@@ -54,8 +54,8 @@ struct window_stats {
         double cpu_below_share; /* share of samples with CPU below the threshold */
         double mem_mean_mb;
         unsigned rate_samples; /* samples that carry net/disk rates */
-        double net_mean_kbps; /* kilobytes (1000 B) per second, in + out */
-        double disk_mean_kbps; /* read + write */
+        double net_mean_kbps; /* kilobits (1000 bit) per second, in + out */
+        double disk_mean_kbps; /* kilobits per second, read + write */
         uint64_t newest_age_usec; /* age of the newest sample; UINT64_MAX if none */
 };
 

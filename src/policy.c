@@ -310,10 +310,10 @@ void reason_format(const struct reason *r, char *buf, size_t size)
                 format_rule(r, "mem", " MiB", buf, size);
                 break;
         case REASON_NET:
-                format_rule(r, "net", " kB/s", buf, size);
+                format_rule(r, "net", " kbit/s", buf, size);
                 break;
         case REASON_DISK:
-                format_rule(r, "disk", " kB/s", buf, size);
+                format_rule(r, "disk", " kbit/s", buf, size);
                 break;
         case REASON_CPU_SHARE:
                 snprintf(buf, size, "cpu below threshold in %.1f%% of samples %s %g%%",

@@ -544,8 +544,8 @@ void window_stats(const struct guest_table *t, const struct guest *cg, uint64_t 
                 mem += g_mem(t, g)[slot] / 1024.0;
                 if (g_net(t, g)[slot] != RATE_UNKNOWN && g_disk(t, g)[slot] != RATE_UNKNOWN) {
                         rates++;
-                        net += (double)rate_decode(g_net(t, g)[slot]) / 1000.0;
-                        disk += (double)rate_decode(g_disk(t, g)[slot]) / 1000.0;
+                        net += (double)rate_decode(g_net(t, g)[slot]) * 8.0 / 1000.0;
+                        disk += (double)rate_decode(g_disk(t, g)[slot]) * 8.0 / 1000.0;
                 }
         }
         ret->expected = t->expected;

@@ -1,0 +1,120 @@
+"""Fault injection.
+
+A fault matches a request by API path regex (re.search on the path without
+/api2/json, default: every path), optional method, and an optional sim-time
+window [at, until). 'count' limits how many matching requests it hits
+(default: unlimited). Kinds:
+
+  pre-request (decided before authentication, like a broken proxy/network):
+    status   answer `code` (default 503) with `message` as reason phrase
+    delay    sleep `seconds` (wall clock), then answer normally
+    hang     never answer; hold the connection until the client goes away
+    close    close the connection without any response
+  response transforms (applied to whatever the request produced):
+    truncate        full Content-Length, but only the first `bytes` bytes
+                    of the body are sent, then the connection is closed
+    malformed       200 with a body that is not valid JSON
+    oversize        200 with a valid {"data":[...]} body of `size_mb` MiB
+    duplicate_keys  guest objects (those with "vmid") carry `key`
+                    (default "cpu") twice; the first copy has `value` if
+                    given, else the real value
+    wrong_type      guest objects carry `key` (default "mem") as a string
+                    (or `value` if given)
+  state:
+    revoke   API tokens (`token`, default all) are rejected with 401 while
+             the fault is active (from `at`, default now, until `until`)
+"""
+
+import itertools
+import re
+import threading
+
+PRE_KINDS = {"status", "delay", "hang", "close"}
+POST_KINDS = {"truncate", "malformed", "oversize", "duplicate_keys", "wrong_type"}
+STATE_KINDS = {"revoke"}
+KINDS = PRE_KINDS | POST_KINDS | STATE_KINDS
+
+
+class Fault:
+    def __init__(self, fid, spec, now):
+        kind = spec.get("kind")
+        if kind not in KINDS:
+            raise ValueError("unknown fault kind %r (known: %s)" % (kind, ", ".join(sorted(KINDS))))
+        self.id = fid
+        self.spec = dict(spec)
+        self.kind = kind
+        self.path = spec.get("path")
+        self.rx = re.compile(self.path) if self.path else None
+        self.method = spec.get("method")
+        self.count = spec.get("count")
+        self.count = None if self.count is None else int(self.count)
+        self.at = float(spec["at"]) if spec.get("at") is not None else None
+        self.until = float(spec["until"]) if spec.get("until") is not None else None
+        if kind == "revoke" and self.at is None:
+            self.at = now
+        self.hits = 0
+
+    def active(self, now):
+        if self.at is not None and now < self.at:
+            return False
+        if self.until is not None and now >= self.until:
+            return False
+        return self.count is None or self.count > 0
+
+    def matches(self, method, path, now):
+        if not self.active(now):
+            return False
+        if self.method and self.method.upper() != method:
+            return False
+        if self.rx and not self.rx.search(path):
+            return False
+        return True
+
+    def view(self):
+        d = dict(self.spec)
+        d.update(id=self.id, hits=self.hits, remaining=self.count)
+        return d
+
+
+class Faults:
+    def __init__(self, clock):
+        self.clock = clock
+        self.lock = threading.Lock()
+        self.items = []
+        self._ids = itertools.count(1)
+
+    def add(self, spec):
+        with self.lock:
+            f = Fault(next(self._ids), spec, self.clock.now())
+            self.items.append(f)
+            return f.id
+
+    def clear(self):
+        with self.lock:
+            self.items = []
+
+    def take(self, method, path, now, kinds):
+        """First active fault of one of `kinds` matching the request; its
+        count is consumed."""
+        with self.lock:
+            for f in self.items:
+                if f.kind in kinds and f.matches(method, path, now):
+                    if f.count is not None:
+                        f.count -= 1
+                    f.hits += 1
+                    return f
+        return None
+
+    def token_revoked(self, tokenid, now):
+        with self.lock:
+            for f in self.items:
+                if f.kind == "revoke" and f.active(now):
+                    tok = f.spec.get("token")
+                    if not tok or tok == tokenid:
+                        f.hits += 1
+                        return True
+        return False
+
+    def views(self):
+        with self.lock:
+            return [f.view() for f in self.items]

@@ -1,0 +1,807 @@
+"""The simulated cluster: clock, nodes, storages, guests, tasks, events and
+the pvestatd-style statistics snapshot behind /cluster/resources.
+
+Timing model (mirrors pvestatd + pmxcfs):
+  * sim time t (seconds since sim start, `speed` sim-seconds per wall second)
+  * statistics are sampled at t_k = k * stats_period; a request at time t
+    sees the sample k = floor(t / stats_period). cpu is the mean over
+    [t_k - P, t_k]; counters/uptime/mem are the values at t_k.
+  * the first sample after a (re)start of a guest reports cpu 0.
+  * lock / tags / pool / hastate / node are live (config files, HA status,
+    vmlist), not part of the sample - exactly as Cluster.pm reads them.
+  * a guest inside an 'unknown' window is served like a stale RRD entry:
+    id, vmid, node, type, status 'unknown' (+ live tags/lock/pool/hastate),
+    no name and no statistics (API2Tools::extract_vm_stats).
+"""
+
+import hashlib
+import heapq
+import itertools
+import math
+import random
+import threading
+import time
+
+from .perl import perl_num
+from .workload import MIB, make_workload, unit_noise
+
+GIB = 1024 * MIB
+
+QEMU_RUNSTATES = {"running", "paused", "prelaunch", "suspended", "postmigrate", "inmigrate",
+                  "io-error", "internal-error", "shutdown", "guest-panicked", "watchdog",
+                  "finish-migrate", "restore-vm", "save-vm", "colo", "debug"}
+
+
+class SimError(Exception):
+    """A plain die() inside a handler: HTTP 500 with this message."""
+
+    def __init__(self, msg, code=500, errors=None):
+        super().__init__(msg)
+        self.msg = msg
+        self.code = code
+        self.errors = errors
+
+
+# ---------------------------------------------------------------- clock
+
+class SimClock:
+    def __init__(self, speed=1.0, start_epoch=None):
+        self.speed = float(speed)
+        self._mono0 = time.monotonic()
+        self._offset = 0.0
+        self.epoch0 = int(start_epoch) if start_epoch is not None else int(time.time())
+        self._lock = threading.Lock()
+
+    def now(self):
+        return (time.monotonic() - self._mono0) * self.speed + self._offset
+
+    def advance(self, seconds):
+        with self._lock:
+            self._offset += float(seconds)
+
+    def epoch(self, t=None):
+        return self.epoch0 + (self.now() if t is None else t)
+
+
+# ---------------------------------------------------------------- UPID / tasks
+
+def make_upid(node, pid, pstart, starttime, wtype, wid, user):
+    """Format per pve-common src/PVE/UPID.pm (see endpoints.json 'upid')."""
+    return "UPID:%s:%08X:%08X:%08X:%s:%s:%s:" % (node, pid, pstart, int(starttime), wtype, wid or "", user)
+
+
+def parse_upid(upid, regex):
+    import re
+    m = re.match(regex, upid)
+    if not m:
+        return None
+    return {"node": m.group(1), "pid": int(m.group(3), 16), "pstart": int(m.group(4), 16),
+            "starttime": int(m.group(5), 16), "type": m.group(6), "id": m.group(7),
+            "user": m.group(8)}
+
+
+class Task:
+    """A worker task (qmstart, vzdump, ...). Nothing creates tasks yet; the
+    write calls (see the map in pve-sim.py) will, via Cluster.start_task()."""
+
+    def __init__(self, cluster, node, wtype, wid, user, duration, exitstatus="OK", log=None,
+                 on_finish=None):
+        self.cluster = cluster
+        self.node = node
+        self.type = wtype
+        self.id = "" if wid is None else str(wid)
+        self.user = user
+        self.start_t = cluster.clock.now()
+        self.starttime = int(cluster.clock.epoch(self.start_t))
+        self.pid = cluster.next_pid()
+        self.pstart = cluster.nodes[node].pstart(self.start_t) if node in cluster.nodes else 0
+        self.duration = float(duration)
+        self.exitstatus = exitstatus
+        self.log = list(log or [])
+        self.on_finish = on_finish
+        self.finished = False
+        self.upid = make_upid(node, self.pid, self.pstart, self.starttime, wtype, self.id, user)
+
+    def end_t(self):
+        return self.start_t + self.duration
+
+    def status(self, now):
+        return "stopped" if now >= self.end_t() else "running"
+
+
+# ---------------------------------------------------------------- nodes / storage
+
+class Node:
+    def __init__(self, spec, index):
+        if isinstance(spec, str):
+            spec = {"node": spec}
+        self.name = spec.get("node") or spec.get("name")
+        self.online = bool(spec.get("online", True))
+        self.maxcpu = int(spec.get("maxcpu", 64))
+        self.maxmem = int(spec.get("maxmem", 256 * GIB))
+        self.maxdisk = int(spec.get("maxdisk", 100 * GIB))
+        self.disk = int(spec.get("disk", 12 * GIB))
+        self.base_mem = int(spec.get("base_mem", 6 * GIB))
+        self.uptime0 = int(spec.get("uptime", 3000000 + 86400 * index))
+        self.level = spec.get("level", "")
+        self.cgroup_mode = spec.get("cgroup-mode", 2)
+        self.ip = spec.get("ip", "10.0.0.%d" % (11 + index))
+
+    def pstart(self, t):
+        """Process start time in clock ticks since boot (USER_HZ 100)."""
+        return int((self.uptime0 + t) * 100)
+
+
+class Storage:
+    """A storage as seen on one node. `volumes` will hold backup archives
+    and disk images once vzdump/restore/content are implemented."""
+
+    def __init__(self, spec, node):
+        self.storage = spec["storage"]
+        self.node = node
+        self.plugintype = spec.get("plugintype") or spec.get("type") or "dir"
+        self.content = spec.get("content", "images,rootdir")
+        self.maxdisk = int(spec.get("maxdisk", 100 * GIB))
+        self.disk = int(spec.get("disk", 10 * GIB))
+        self.shared = 1 if spec.get("shared") else 0
+        self.status = spec.get("status", "available")
+        self.volumes = {}
+
+    def entry(self):
+        e = {"content": self.content, "id": "storage/%s/%s" % (self.node, self.storage),
+             "node": self.node, "plugintype": self.plugintype, "shared": self.shared,
+             "status": "unknown", "storage": self.storage, "type": "storage"}
+        if self.status == "available":
+            e["maxdisk"] = self.maxdisk
+            e["disk"] = self.disk
+            e["status"] = "available"
+        return e
+
+
+# ---------------------------------------------------------------- guests
+
+def _mac(vmid, n):
+    h = hashlib.sha1(b"mac%d/%d" % (vmid, n)).digest()
+    return "BC:24:11:%02X:%02X:%02X" % (h[0], h[1], h[2])
+
+
+def _uuid(vmid, salt):
+    h = hashlib.sha1(b"%s%d" % (salt.encode(), vmid)).hexdigest()
+    return "%s-%s-4%s-a%s-%s" % (h[:8], h[8:12], h[13:16], h[17:20], h[20:32])
+
+
+class Guest:
+    __slots__ = ("vmid", "type", "node", "name", "tags", "pool", "template", "lock", "hastate",
+                 "protection", "description", "onboot", "maxcpu", "maxmem", "maxdisk", "disk_used",
+                 "maxswap", "runstate", "segments", "unknown", "deleted", "wl", "extra_config",
+                 "snapshots", "disk_storage", "ctime", "wl_kind")
+
+    def __init__(self, spec, default_node):
+        self.vmid = int(spec["vmid"])
+        self.type = spec.get("type", "qemu")
+        if self.type not in ("qemu", "lxc"):
+            raise ValueError("guest %d: type must be qemu or lxc" % self.vmid)
+        self.node = spec.get("node", default_node)
+        self.name = spec.get("name")
+        self.tags = spec.get("tags") or None
+        self.pool = spec.get("pool") or None
+        self.template = 1 if spec.get("template") else 0
+        self.lock = spec.get("lock") or None
+        ha = spec.get("ha")
+        self.hastate = ("started" if ha is True else (ha or None)) if ha else None
+        self.protection = 1 if spec.get("protection") else 0
+        self.description = spec.get("description")
+        self.onboot = spec.get("onboot")
+        self.maxcpu = spec.get("maxcpu", 1)
+        self.maxmem = int(spec.get("maxmem", 2 * GIB if self.type == "qemu" else 512 * MIB))
+        self.maxdisk = int(spec.get("maxdisk", 32 * GIB if self.type == "qemu" else 8 * GIB))
+        self.disk_used = int(spec.get("disk", self.maxdisk // 4))
+        self.maxswap = int(spec.get("maxswap", 512 * MIB)) if self.type == "lxc" else 0
+        self.extra_config = dict(spec.get("config") or {})
+        self.snapshots = {}
+        self.disk_storage = spec.get("disk_storage", "local-lvm")
+        self.ctime = int(spec.get("ctime", 1700000000 + self.vmid))
+        wspec = spec.get("workload")
+        self.wl = make_workload(wspec)
+        self.wl_kind = self.wl.kind
+        self.segments = []       # [start, end or None] of QEMU/LXC process lifetimes
+        self.unknown = []        # [from, to) windows served as stale RRD entries
+        self.deleted = False
+        status = spec.get("status", "running")
+        self.runstate = "running"
+        if status == "unknown":
+            self.unknown.append([-math.inf, math.inf])
+            status = "running"
+        if status != "stopped":
+            if self.type == "lxc" and status != "running":
+                raise ValueError("guest %d: lxc status must be running or stopped" % self.vmid)
+            self.runstate = status
+            self.segments.append([-float(spec.get("uptime", 86400)), None])
+
+    # -- names as PVE derives them
+    def display_name(self):
+        if self.name:
+            return self.name
+        return ("VM %d" % self.vmid) if self.type == "qemu" else ("CT%d" % self.vmid)
+
+    # -- run timeline
+    def segment_at(self, t):
+        for seg in reversed(self.segments):
+            if seg[0] <= t:
+                if seg[1] is None or t < seg[1]:
+                    return seg
+                return None
+        return None
+
+    def running_now(self):
+        return bool(self.segments) and self.segments[-1][1] is None
+
+    def start(self, t):
+        if not self.running_now():
+            self.segments.append([t, None])
+            if len(self.segments) > 16:
+                del self.segments[:-16]
+
+    def stop(self, t):
+        if self.running_now():
+            self.segments[-1][1] = t
+
+    def is_unknown(self, t):
+        for a, b in self.unknown:
+            if a <= t < b:
+                return True
+        return False
+
+    def pid_for(self, seg):
+        return 1000 + int(unit_noise(self.vmid, int(seg[0] * 1000), 7) * 4000000)
+
+    # -- what pvestatd would have broadcast at tk (a cpu of exactly 0 is
+    #    emitted as the integer 0, like Perl's "0 + 0")
+    def stats_at(self, tk, period):
+        seg = self.segment_at(tk)
+        if seg is None:
+            return None
+        ts = seg[0]
+        wl = self.wl
+        cpu = 0 if ts > tk - period else perl_num(wl.cpu_avg(tk - period, tk))
+        mem = wl.mem(tk)
+        if mem > self.maxmem:
+            mem = self.maxmem
+        n = wl.counters(ts, tk)
+        return (int(tk - ts), cpu, mem, n[0], n[1], n[2], n[3], seg)
+
+    # -- config file model (qemu-server / pve-container layout)
+    def config(self):
+        vmid = self.vmid
+        if self.type == "qemu":
+            cores = self.maxcpu if float(self.maxcpu) == int(self.maxcpu) else int(math.ceil(self.maxcpu))
+            conf = {
+                "boot": "order=scsi0;net0",
+                "cores": int(cores),
+                "cpu": "x86-64-v2-AES",
+                "memory": str(self.maxmem // MIB),
+                "meta": "creation-qemu=9.2.0,ctime=%d" % self.ctime,
+                "name": self.display_name() if self.name else None,
+                "net0": "virtio=%s,bridge=vmbr0,firewall=1" % _mac(vmid, 0),
+                "numa": 0,
+                "ostype": "l26",
+                "scsi0": "%s:vm-%d-disk-0,iothread=1,size=%dG" % (self.disk_storage, vmid,
+                                                                    max(1, self.maxdisk // GIB)),
+                "scsihw": "virtio-scsi-single",
+                "smbios1": "uuid=%s" % _uuid(vmid, "smbios"),
+                "sockets": 1,
+                "vmgenid": _uuid(vmid, "vmgenid"),
+                "agent": "1",
+            }
+        else:
+            conf = {
+                "arch": "amd64",
+                "cores": int(math.ceil(float(self.maxcpu))),
+                "hostname": self.name or "CT%d" % vmid,
+                "memory": self.maxmem // MIB,
+                "net0": "name=eth0,bridge=vmbr0,firewall=1,hwaddr=%s,ip=dhcp,type=veth" % _mac(vmid, 0),
+                "ostype": "debian",
+                "rootfs": "%s:vm-%d-disk-0,size=%dG" % (self.disk_storage, vmid, max(1, self.maxdisk // GIB)),
+                "swap": self.maxswap // MIB,
+                "unprivileged": 1,
+            }
+            if float(self.maxcpu) != int(float(self.maxcpu)):
+                conf["cpulimit"] = self.maxcpu
+        if self.tags:
+            conf["tags"] = self.tags
+        if self.lock:
+            conf["lock"] = self.lock
+        if self.protection:
+            conf["protection"] = 1
+        if self.template:
+            conf["template"] = 1
+        if self.onboot is not None:
+            conf["onboot"] = 1 if self.onboot else 0
+        if self.description:
+            conf["description"] = self.description
+        conf.update(self.extra_config)
+        return {k: v for k, v in conf.items() if v is not None}
+
+    @staticmethod
+    def render_config(conf, snapshots=None):
+        lines = []
+        desc = conf.get("description")
+        if desc:
+            lines.extend("#" + ln for ln in str(desc).split("\n"))
+        for k in sorted(conf):
+            if k in ("description", "digest"):
+                continue
+            lines.append("%s: %s" % (k, conf[k]))
+        text = "\n".join(lines) + "\n"
+        for name in sorted(snapshots or {}):
+            snap = snapshots[name]
+            text += "\n[%s]\n" % name + "".join("%s: %s\n" % (k, snap[k]) for k in sorted(snap))
+        return text
+
+    def config_with_digest(self):
+        conf = self.config()
+        text = self.render_config(conf, self.snapshots)
+        conf["digest"] = hashlib.sha1(text.encode()).hexdigest()
+        return conf
+
+    def cfs_path(self, node):
+        if self.type == "qemu":
+            return "nodes/%s/qemu-server/%d.conf" % (node, self.vmid)
+        return "nodes/%s/lxc/%d.conf" % (node, self.vmid)
+
+
+def config_path(gtype, node, vmid):
+    sub = "qemu-server" if gtype == "qemu" else "lxc"
+    return "nodes/%s/%s/%s.conf" % (node, sub, vmid)
+
+
+# ---------------------------------------------------------------- fleet generator
+
+TAG_WORDS = ["prod", "dev", "test", "web", "db", "ci", "batch", "legacy", "k8s", "proxreap-keep"]
+POOL_NAMES = ["team-a", "team-b", "ci-pool", "lab"]
+
+
+def generate_fleet(spec, default_nodes):
+    """Deterministic mixed fleet from spec = {count, seed, nodes, first_vmid,
+    idle_share}. Returns a list of GUEST dicts (same format as scenario)."""
+    count = int(spec.get("count", 100))
+    rng = random.Random(int(spec.get("seed", 1)))
+    nodes = list(spec.get("nodes") or default_nodes)
+    first = int(spec.get("first_vmid", 1000))
+    idle_share = min(0.88, max(0.0, float(spec.get("idle_share", 0.3))))
+    rest = 1.0 - 0.10 - idle_share
+    out = []
+    cpus = [1, 1, 2, 2, 2, 4, 4, 8, 16]
+    mems = [512, 1024, 2048, 2048, 4096, 4096, 8192, 16384, 65536]
+    disks = [8, 16, 32, 32, 64, 100, 200, 500]
+    rnd = rng.random
+    uni = rng.uniform
+    for i in range(count):
+        vmid = first + i
+        gtype = "lxc" if rnd() < 0.3 else "qemu"
+        g = {"vmid": vmid, "type": gtype, "node": nodes[i % len(nodes)],
+             "name": ("vm-%d" if gtype == "qemu" else "ct-%d") % vmid,
+             "maxcpu": rng.choice(cpus), "maxmem": rng.choice(mems) * MIB,
+             "maxdisk": rng.choice(disks) * GIB}
+        r = rnd()
+        if r < 0.02:
+            g.update(status="stopped", template=1, type="qemu", name="tmpl-%d" % vmid)
+        elif r < 0.10:
+            g["status"] = "stopped"
+        elif r < 0.10 + idle_share:
+            g["workload"] = {"kind": "constant", "cpu": round(uni(0.002, 0.03), 4),
+                             "mem_mb": int(uni(48, 900)), "net_kbps": round(uni(0.1, 2.0), 2),
+                             "disk_kbps": round(uni(0.5, 5.0), 2)}
+        else:
+            x = (r - 0.10 - idle_share) / rest if rest > 0 else 0.0
+            busy = {"cpu": round(uni(0.1, 0.9), 3), "mem_mb": int(uni(1024, 6000)),
+                    "net_kbps": round(uni(50, 5000), 1), "disk_kbps": round(uni(100, 20000), 1)}
+            idle = {"cpu": round(uni(0.002, 0.02), 4), "mem_mb": int(uni(64, 700)),
+                    "net_kbps": 0.5, "disk_kbps": 1.0}
+            if x < 0.40:
+                g["workload"] = dict(busy, kind="constant")
+            elif x < 0.65:
+                every = rng.choice([60, 300, 900, 3600])
+                g["workload"] = {"kind": "bursts", "base": idle, "burst": busy, "every": every,
+                                 "length": max(5, int(every * uni(0.05, 0.3))),
+                                 "offset": int(uni(0, every))}
+            elif x < 0.85:
+                g["workload"] = {"kind": "daynight", "period": 86400, "day": busy, "night": idle,
+                                 "offset": -int(uni(0, 86400))}
+            else:
+                g["workload"] = {"kind": "random", "seed": vmid, "cpu_max": round(uni(0.05, 0.9), 2),
+                                 "mem_mb_max": int(uni(256, 8192)), "net_kbps": 10, "disk_kbps": 50}
+        if g.get("status") != "stopped":
+            g["uptime"] = int(uni(60, 40 * 86400)) if rnd() > 0.05 else int(uni(0, 600))
+        if rnd() < 0.01:
+            g["lock"] = rng.choice(["backup", "snapshot", "migrate"])
+        if rnd() < 0.03:
+            g["ha"] = True
+        if rnd() < 0.20:
+            g["tags"] = ";".join(sorted(set(rng.sample(TAG_WORDS, rng.randint(1, 3)))))
+        if rnd() < 0.10:
+            g["pool"] = rng.choice(POOL_NAMES)
+        if rnd() < 0.05:
+            g["protection"] = 1
+        u = rnd()
+        if u < 0.001:
+            g["status"] = "unknown" if g.get("status") != "stopped" else "stopped"
+        elif u < 0.005:
+            at = round(uni(0, 600), 1)
+            g["events"] = [{"at": at, "action": "unknown", "duration": round(uni(30, 900), 1)}]
+        out.append(g)
+    return out
+
+
+# ---------------------------------------------------------------- cluster
+
+VM_STAT_KEYS = ("maxcpu", "diskread", "uptime", "id", "template", "netin", "name", "node",
+                "maxdisk", "disk", "diskwrite", "status", "netout", "cpu", "mem", "type",
+                "vmid", "maxmem")
+
+
+class Cluster:
+    def __init__(self, scenario):
+        self.scenario = scenario
+        self.lock = threading.RLock()
+        self.clock = SimClock(scenario.get("speed", 1.0), scenario.get("start_epoch"))
+        self.period = float(scenario.get("stats_period", 10.0))
+        if self.period <= 0:
+            raise ValueError("stats_period must be > 0")
+        self.rrd_format = scenario.get("rrd_format", "pve-vm-9.0")
+        node_specs = scenario.get("nodes") or ["pve1"]
+        self.nodes = {}
+        for i, ns in enumerate(node_specs):
+            n = Node(ns, i)
+            self.nodes[n.name] = n
+        self.node_names = list(self.nodes)
+        self.clustername = scenario.get("clustername", "pve-sim" if len(self.nodes) > 1 else None)
+        self.storages = []
+        sspecs = scenario.get("storages")
+        if sspecs is None:
+            sspecs = [{"storage": "local", "plugintype": "dir", "content": "iso,vztmpl,backup",
+                       "maxdisk": 100 * GIB, "disk": 8 * GIB},
+                      {"storage": "local-lvm", "plugintype": "lvmthin", "content": "images,rootdir",
+                       "maxdisk": 800 * GIB, "disk": 120 * GIB}]
+        for ss in sspecs:
+            for node in ([ss["node"]] if ss.get("node") else self.node_names):
+                self.storages.append(Storage(ss, node))
+        self.pools = list(scenario.get("pools") or [])
+        self.guests = {}
+        self._events = []
+        self._evseq = itertools.count()
+        self._pid = itertools.count(100000)
+        self.tasks = {}
+        self.gen = 0
+        self._sorted = None
+        self._cache = {}
+        self._unknown_guests = set()
+        specs = list(scenario.get("guests") or [])
+        if scenario.get("generate"):
+            specs.extend(generate_fleet(scenario["generate"], self.node_names))
+        for spec in specs:
+            # a guest on a node the scenario forgot to list: add that node
+            node = spec.get("node")
+            if node and node not in self.nodes:
+                self.nodes[node] = Node(node, len(self.nodes))
+                self.node_names.append(node)
+            self.add_guest(spec)
+
+    # -- bookkeeping
+    def touch(self):
+        self.gen += 1
+        self._cache.clear()
+
+    def next_pid(self):
+        return next(self._pid)
+
+    def add_guest(self, spec):
+        g = Guest(spec, self.node_names[0])
+        if g.vmid in self.guests and not self.guests[g.vmid].deleted:
+            raise ValueError("duplicate vmid %d" % g.vmid)
+        self.guests[g.vmid] = g
+        if g.unknown:
+            self._unknown_guests.add(g.vmid)
+        if g.pool and g.pool not in self.pools:
+            self.pools.append(g.pool)
+        for ev in spec.get("events") or []:
+            self.schedule(g.vmid, ev)
+        self._sorted = None
+        self.touch()
+        return g
+
+    def live_guests(self):
+        if self._sorted is None:
+            # Cluster.pm: "for my $vmid (sort keys %$idlist)" - a string sort
+            self._sorted = [g for _, g in sorted((str(v), g) for v, g in self.guests.items())
+                            if not g.deleted]
+        return self._sorted
+
+    # -- events
+    def schedule(self, vmid, ev, at=None):
+        t = float(ev.get("at", 0.0) if at is None else at)
+        heapq.heappush(self._events, (t, next(self._evseq), int(vmid), dict(ev)))
+
+    def sync(self):
+        """Apply due events; return the current sim time. Call with lock held."""
+        now = self.clock.now()
+        while self._events and self._events[0][0] <= now:
+            t, _, vmid, ev = heapq.heappop(self._events)
+            g = self.guests.get(vmid)
+            if g is None or g.deleted:
+                continue
+            self.apply_event(g, ev, t)
+        return now
+
+    def apply_event(self, g, ev, t):
+        action = ev.get("action")
+        if action == "stop":
+            g.stop(t)
+        elif action == "start":
+            g.start(t)
+            g.runstate = "running"
+        elif action == "restart":
+            g.stop(t)
+            g.start(t)
+            g.runstate = "running"
+        elif action == "migrate":
+            node = ev.get("node") or ev.get("value")
+            if not node:
+                raise ValueError("migrate needs 'node'")
+            g.node = node
+            if g.running_now():
+                g.stop(t)
+                g.start(t)
+        elif action == "unknown":
+            dur = float(ev.get("duration", 1e18))
+            g.unknown.append([t, t + dur])
+            self._unknown_guests.add(g.vmid)
+        elif action == "lock":
+            g.lock = ev.get("value", "backup")
+        elif action == "unlock":
+            g.lock = None
+        elif action == "set":
+            self._set_field(g, ev.get("field"), ev.get("value"))
+        elif action in ("pause", "resume"):
+            g.runstate = "paused" if action == "pause" else "running"
+        elif action == "delete":
+            g.stop(t)
+            g.deleted = True
+            self._sorted = None
+        else:
+            raise ValueError("unknown event action %r" % action)
+        self.touch()
+
+    def _set_field(self, g, field, value):
+        if field == "ha":
+            g.hastate = ("started" if value is True else (value or None)) if value else None
+        elif field in ("tags", "pool", "lock", "description"):
+            setattr(g, field, value or None)
+            if field == "pool" and value and value not in self.pools:
+                self.pools.append(value)
+        elif field in ("template", "protection"):
+            setattr(g, field, 1 if value else 0)
+        elif field == "name":
+            g.name = value
+        elif field == "status":
+            if value == "stopped":
+                g.stop(self.clock.now())
+            else:
+                g.runstate = value
+        elif field in ("maxmem", "maxdisk", "disk"):
+            setattr(g, "disk_used" if field == "disk" else field, int(value))
+        elif field == "maxcpu":
+            g.maxcpu = value
+        elif field == "workload":
+            g.wl = make_workload(value)
+            g.wl_kind = g.wl.kind
+        else:
+            raise ValueError("cannot set field %r" % field)
+
+    # -- tasks (used by the write calls once implemented)
+    def start_task(self, node, wtype, wid, user, duration, exitstatus="OK", log=None, on_finish=None):
+        task = Task(self, node, wtype, wid, user, duration, exitstatus, log, on_finish)
+        self.tasks[task.upid] = task
+        return task
+
+    # -- /cluster/resources
+    def _unknown_key(self, now):
+        if not self._unknown_guests:
+            return ()
+        return tuple(sorted(v for v in self._unknown_guests
+                            if v in self.guests and self.guests[v].is_unknown(now)))
+
+    def resources(self, rtype, now):
+        """(cache key, entries) for GET /cluster/resources (type None|vm|storage|node).
+        The key changes whenever the content may change (new sample, any
+        live change, unknown windows opening/closing)."""
+        k = math.floor(now / self.period)
+        ukey = self._unknown_key(now)
+        ck = ("res", rtype, k, self.gen, ukey)
+        hit = self._cache.get(ck)
+        if hit is not None:
+            return ck, hit
+        if len(self._cache) > 24:
+            self._cache.clear()
+        vms, pools_agg, node_agg = self._vm_entries(k, set(ukey))
+        res = []
+        if rtype is None or rtype == "pool":
+            for p in self.pools:
+                e = {"id": "/pool/%s" % p, "pool": p, "type": "pool"}
+                e.update(pools_agg.get(p, {}))
+                res.append(e)
+        if rtype is None or rtype == "vm":
+            res.extend(vms)
+        if rtype is None or rtype == "node":
+            res.extend(self._node_entries(k, node_agg))
+        if rtype is None or rtype == "storage":
+            res.extend(s.entry() for s in self.storages)
+        self._cache[ck] = res
+        return ck, res
+
+    def _vm_entries(self, k, unknown):
+        ck = ("vm", k, self.gen, tuple(sorted(unknown)))
+        hit = self._cache.get(ck)
+        if hit is not None:
+            return hit
+        tk = k * self.period
+        period = self.period
+        pve9 = self.rrd_format == "pve-vm-9.0"
+        out = []
+        pools = {}
+        nodes = {}
+        for g in self.live_guests():
+            vmid = g.vmid
+            if vmid in unknown:
+                e = {"id": "%s/%d" % (g.type, vmid), "vmid": vmid, "node": g.node,
+                     "type": g.type, "status": "unknown"}
+            else:
+                st = g.stats_at(tk, period)
+                maxcpu = perl_num(g.maxcpu)
+                if st is None:
+                    e = {"maxcpu": maxcpu, "diskread": 0, "uptime": 0, "id": "%s/%d" % (g.type, vmid),
+                         "template": g.template, "netin": 0, "name": g.display_name(), "node": g.node,
+                         "maxdisk": g.maxdisk, "disk": 0, "diskwrite": 0, "status": "stopped",
+                         "netout": 0, "cpu": 0, "mem": 0, "type": g.type, "vmid": vmid,
+                         "maxmem": g.maxmem}
+                    if pve9:
+                        e["memhost"] = 0
+                else:
+                    uptime, cpu, mem, nin, nout, dr, dw, _seg = st
+                    status = g.runstate if g.type == "qemu" else "running"
+                    e = {"maxcpu": maxcpu, "diskread": dr, "uptime": uptime,
+                         "id": "%s/%d" % (g.type, vmid), "template": g.template, "netin": nin,
+                         "name": g.display_name(), "node": g.node, "maxdisk": g.maxdisk,
+                         "disk": g.disk_used if g.type == "lxc" else 0, "diskwrite": dw,
+                         "status": status, "netout": nout, "cpu": cpu, "mem": mem,
+                         "type": g.type, "vmid": vmid, "maxmem": g.maxmem}
+                    if pve9:
+                        e["memhost"] = (mem + g.maxmem // 50 + 30 * MIB) if g.type == "qemu" else mem
+                    na = nodes.get(g.node)
+                    if na is None:
+                        na = nodes[g.node] = [0.0, 0]
+                    na[0] += cpu * float(g.maxcpu)
+                    na[1] += mem
+                    if g.pool and uptime:
+                        pe = pools.get(g.pool)
+                        if pe is None:
+                            pe = pools[g.pool] = {}
+                        if not pe.get("uptime") or uptime > pe["uptime"]:
+                            pe["uptime"] = uptime
+                        pe["mem"] = pe.get("mem", 0) + mem
+                        pe["maxmem"] = pe.get("maxmem", 0) + g.maxmem
+                        omax = pe.get("maxcpu", 0)
+                        pe["cpu"] = perl_num((pe.get("cpu", 0) * omax + cpu * float(g.maxcpu))
+                                             / (omax + float(g.maxcpu))) if (omax + float(g.maxcpu)) else 0
+                        pe["maxcpu"] = perl_num(omax + float(g.maxcpu))
+            if g.tags is not None:
+                e["tags"] = g.tags
+            if g.lock:
+                e["lock"] = g.lock
+            if g.pool:
+                e["pool"] = g.pool
+            if g.hastate:
+                e["hastate"] = g.hastate
+            out.append(e)
+        r = (out, pools, nodes)
+        self._cache[ck] = r
+        return r
+
+    def _node_entries(self, k, node_agg):
+        tk = k * self.period
+        res = []
+        for n in self.nodes.values():
+            e = {"id": "node/%s" % n.name, "node": n.name, "type": "node", "status": "unknown"}
+            if n.online:
+                cpu_used, mem = node_agg.get(n.name, (0.0, 0))
+                e["uptime"] = int(n.uptime0 + tk)
+                e["cpu"] = perl_num(min(1.0, 0.01 + cpu_used / n.maxcpu))
+                e["mem"] = n.base_mem + mem
+                e["disk"] = n.disk
+                e["status"] = "online"
+            else:
+                e["status"] = "offline"
+            e["level"] = n.level
+            e["maxcpu"] = n.maxcpu
+            e["maxmem"] = n.maxmem
+            e["maxdisk"] = n.maxdisk
+            if n.cgroup_mode is not None:
+                e["cgroup-mode"] = int(n.cgroup_mode)
+            res.append(e)
+        return res
+
+    # -- per-guest live status (status/current)
+    def find_guest(self, gtype, node, vmid):
+        """The guest, or a SimError like load_config() dies with."""
+        g = self.guests.get(int(vmid))
+        if g is None or g.deleted or g.type != gtype or g.node != node:
+            raise SimError("Configuration file '%s' does not exist\n" % config_path(gtype, node, vmid))
+        return g
+
+    def guest_status(self, g, now):
+        k = math.floor(now / self.period)
+        tk = k * self.period
+        seg_now = g.segments[-1] if g.running_now() else None
+        cpus = perl_num(g.maxcpu)
+        d = {"status": "stopped", "vmid": g.vmid, "name": g.display_name(), "cpus": cpus,
+             "maxmem": g.maxmem, "maxdisk": g.maxdisk, "disk": 0, "mem": 0, "cpu": 0,
+             "uptime": 0, "netin": 0, "netout": 0, "diskread": 0, "diskwrite": 0}
+        if g.type == "qemu":
+            d["memhost"] = 0
+        else:
+            d["maxswap"] = g.maxswap
+            d["swap"] = 0
+        if seg_now is not None:
+            ts = seg_now[0]
+            wl = g.wl
+            mem = min(g.maxmem, wl.mem(now))
+            n = wl.counters(ts, now)
+            cpu = 0 if ts > tk - self.period else perl_num(wl.cpu_avg(tk - self.period, tk))
+            d.update(status="running", mem=mem, cpu=cpu, uptime=int(now - ts), netin=n[0],
+                     netout=n[1], diskread=n[2], diskwrite=n[3], pid=g.pid_for(seg_now))
+            for p in ("pressurecpusome", "pressureiosome", "pressureiofull",
+                      "pressurememorysome", "pressurememoryfull"):
+                d[p] = 0
+            if g.type == "qemu":
+                d["memhost"] = mem + g.maxmem // 50 + 30 * MIB
+                d["pressurecpufull"] = 0
+                d["qmpstatus"] = g.runstate
+                d["running-machine"] = "pc-i440fx-9.2+pve1"
+                d["running-qemu"] = "9.2.0"
+                d["balloon"] = g.maxmem
+                d["freemem"] = max(0, g.maxmem - mem)
+                d["ballooninfo"] = {"actual": g.maxmem, "max_mem": g.maxmem,
+                                    "total_mem": g.maxmem - 80 * MIB,
+                                    "free_mem": max(0, g.maxmem - 80 * MIB - mem),
+                                    "last_update": int(self.clock.epoch(now)),
+                                    "major_page_faults": 0, "minor_page_faults": 0,
+                                    "mem_swapped_in": 0, "mem_swapped_out": 0}
+                d["nics"] = {"tap%di0" % g.vmid: {"netin": n[0], "netout": n[1]}}
+                d["proxmox-support"] = {"backup-max-workers": True, "pbs-dirty-bitmap": True,
+                                        "pbs-dirty-bitmap-migration": True,
+                                        "pbs-dirty-bitmap-savevm": True,
+                                        "pbs-library-version": "1.5.2 (UNKNOWN)",
+                                        "pbs-masterkey": True, "query-bitmap-info": True}
+            else:
+                d["disk"] = g.disk_used
+        if g.type == "qemu":
+            d["agent"] = 1
+        if g.template:
+            d["template"] = 1
+        if g.lock:
+            d["lock"] = g.lock
+        if g.tags is not None:
+            d["tags"] = g.tags
+        d["ha"] = {"managed": 1, "state": g.hastate} if g.hastate else {"managed": 0}
+        return d
+
+    def guest_view(self, g, now):
+        """Control-API view (GET /_sim/guests)."""
+        running = g.running_now()
+        return {"vmid": g.vmid, "type": g.type, "node": g.node, "name": g.display_name(),
+                "status": (g.runstate if g.type == "qemu" else "running") if running else "stopped",
+                "uptime": int(now - g.segments[-1][0]) if running else 0,
+                "unknown": g.is_unknown(now), "lock": g.lock, "tags": g.tags, "pool": g.pool,
+                "template": g.template, "hastate": g.hastate, "protection": g.protection,
+                "workload": g.wl_kind, "maxcpu": g.maxcpu, "maxmem": g.maxmem,
+                "maxdisk": g.maxdisk, "digest": g.config_with_digest()["digest"]}

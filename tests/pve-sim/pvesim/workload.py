@@ -1,0 +1,189 @@
+"""Guest workloads: closed-form functions of sim time.
+
+Every workload answers three questions, all in O(1) (no per-tick state, so
+10,000s of guests cost nothing between polls):
+
+  cpu_avg(t0, t1)      mean CPU fraction of the guest's vCPUs over [t0, t1]
+                       (what pvestatd reports: dCPUtime / (dt * maxcpu))
+  mem(t)               used memory in bytes at t
+  counters(ts, t)      (netin, netout, diskread, diskwrite) bytes moved
+                       between ts (process start) and t
+
+Units in the scenario: cpu is a fraction (0.02 = 2 %), mem_mb is MiB,
+*_kbps are KILOBITS per second (1 kbps = 125 bytes/s). net_kbps applies to
+each direction (netin and netout); netin_kbps / netout_kbps override one
+direction. disk_kbps likewise for diskread / diskwrite.
+"""
+
+import math
+
+KBPS = 125.0          # bytes per second per kbps (kilobit/s)
+MIB = 1048576
+
+
+class Level:
+    """One constant activity level."""
+    __slots__ = ("cpu", "mem", "rates")
+
+    def __init__(self, d):
+        d = d or {}
+        self.cpu = max(0.0, float(d.get("cpu", 0.0)))
+        self.mem = int(float(d.get("mem_mb", 0.0)) * MIB)
+        net = float(d.get("net_kbps", 0.0))
+        disk = float(d.get("disk_kbps", 0.0))
+        self.rates = (
+            float(d.get("netin_kbps", net)) * KBPS,
+            float(d.get("netout_kbps", net)) * KBPS,
+            float(d.get("diskread_kbps", disk)) * KBPS,
+            float(d.get("diskwrite_kbps", disk)) * KBPS,
+        )
+
+
+class Constant:
+    kind = "constant"
+
+    def __init__(self, spec):
+        self.lv = Level(spec)
+
+    def cpu_avg(self, t0, t1):
+        return self.lv.cpu
+
+    def mem(self, t):
+        return self.lv.mem
+
+    def counters(self, ts, t):
+        dt = max(0.0, t - ts)
+        r = self.lv.rates
+        return (int(r[0] * dt), int(r[1] * dt), int(r[2] * dt), int(r[3] * dt))
+
+
+class TwoLevel:
+    """'inside' level during [offset + n*every, offset + n*every + length),
+    'outside' level otherwise. Used for bursts and day/night."""
+
+    def __init__(self, outside, inside, every, length, offset=0.0):
+        self.out = Level(outside)
+        self.ins = Level(inside)
+        self.every = float(every)
+        self.length = min(float(length), self.every)
+        self.offset = float(offset)
+        if self.every <= 0:
+            raise ValueError("workload period must be > 0")
+
+    def _overlap(self, t):
+        """Seconds spent 'inside' during [offset, t] (negative t allowed:
+        then it is minus the inside-time of [t, offset])."""
+        x = t - self.offset
+        n = math.floor(x / self.every)
+        return n * self.length + min(x - n * self.every, self.length)
+
+    def _inside(self, t):
+        x = (t - self.offset) % self.every
+        return x < self.length
+
+    def cpu_avg(self, t0, t1):
+        if t1 <= t0:
+            return self.ins.cpu if self._inside(t1) else self.out.cpu
+        frac = (self._overlap(t1) - self._overlap(t0)) / (t1 - t0)
+        return self.out.cpu + (self.ins.cpu - self.out.cpu) * frac
+
+    def mem(self, t):
+        return self.ins.mem if self._inside(t) else self.out.mem
+
+    def counters(self, ts, t):
+        if t <= ts:
+            return (0, 0, 0, 0)
+        ov = self._overlap(t) - self._overlap(ts)
+        dt = t - ts
+        ro, ri = self.out.rates, self.ins.rates
+        return tuple(int(ro[i] * dt + (ri[i] - ro[i]) * ov) for i in range(4))
+
+
+def Bursts(spec):
+    wl = TwoLevel(spec.get("base"), spec.get("burst"), spec.get("every", 60),
+                  spec.get("length", 10), spec.get("offset", 0.0))
+    wl.kind = "bursts"
+    return wl
+
+
+def DayNight(spec):
+    period = float(spec.get("period", 86400))
+    # first half of each period is day
+    wl = TwoLevel(spec.get("night"), spec.get("day"), period, period / 2.0,
+                  spec.get("offset", 0.0))
+    wl.kind = "daynight"
+    return wl
+
+
+def _mix64(x):
+    """splitmix64 finaliser: a fast, well-spread deterministic hash."""
+    x = (x + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return x ^ (x >> 31)
+
+
+def unit_noise(seed, n, salt=0):
+    """Deterministic value in [0, 1) for (seed, step n, salt)."""
+    return _mix64((seed * 0x100000001B3) ^ (n * 0x9E3779B1) ^ (salt << 56)) / 18446744073709551616.0
+
+
+class Random:
+    """Piecewise-constant noise: a new value every `step` seconds
+    (default 10). cpu in [cpu_min, cpu_max], mem in [mem_mb_min,
+    mem_mb_max]; net/disk rates are constant (net_kbps, disk_kbps)."""
+    kind = "random"
+
+    def __init__(self, spec):
+        self.seed = int(spec.get("seed", 1))
+        self.step = float(spec.get("step", 10.0))
+        self.cpu_min = float(spec.get("cpu_min", 0.0))
+        self.cpu_max = float(spec.get("cpu_max", 0.5))
+        self.mem_min = float(spec.get("mem_mb_min", 0.0)) * MIB
+        self.mem_max = float(spec.get("mem_mb_max", 1024.0)) * MIB
+        self.rates = Level(spec).rates
+
+    def _cpu_at_step(self, n):
+        return self.cpu_min + (self.cpu_max - self.cpu_min) * unit_noise(self.seed, n, 1)
+
+    def cpu_avg(self, t0, t1):
+        if t1 <= t0:
+            return self._cpu_at_step(math.floor(t1 / self.step))
+        n0 = math.floor(t0 / self.step)
+        n1 = math.floor(t1 / self.step)
+        if n1 - n0 > 1000:        # very long window: the mean is good enough
+            return (self.cpu_min + self.cpu_max) / 2.0
+        total = 0.0
+        t = t0
+        for n in range(n0, n1 + 1):
+            end = min(t1, (n + 1) * self.step)
+            if end > t:
+                total += self._cpu_at_step(n) * (end - t)
+                t = end
+        return total / (t1 - t0)
+
+    def mem(self, t):
+        n = math.floor(t / self.step)
+        return int(self.mem_min + (self.mem_max - self.mem_min) * unit_noise(self.seed, n, 2))
+
+    def counters(self, ts, t):
+        dt = max(0.0, t - ts)
+        r = self.rates
+        return (int(r[0] * dt), int(r[1] * dt), int(r[2] * dt), int(r[3] * dt))
+
+
+KINDS = {
+    "constant": Constant,
+    "bursts": Bursts,
+    "daynight": DayNight,
+    "random": Random,
+}
+
+
+def make_workload(spec):
+    spec = spec or {"kind": "constant"}
+    kind = spec.get("kind", "constant")
+    try:
+        return KINDS[kind](spec)
+    except KeyError:
+        raise ValueError("unknown workload kind %r" % kind)
