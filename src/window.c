@@ -148,6 +148,7 @@ struct guest_table {
         uint64_t window_usec;
         uint64_t seq; /* polls begun; slot = seq % cap */
         uint64_t *poll_usec; /* time of each poll, by slot */
+        uint64_t *poll_seq; /* which poll each slot holds now */
         struct guest **guests; /* dense */
         size_t n, alloc;
         uint32_t *index; /* open addressing: 1 + position in guests, 0 = empty */
@@ -198,9 +199,12 @@ int guest_table_new(unsigned expected_samples, uint64_t window_usec, struct gues
         t->cap = t->expected + 1;
         t->window_usec = window_usec;
         t->poll_usec = calloc(t->cap, sizeof(uint64_t));
+        t->poll_seq = calloc(t->cap, sizeof(uint64_t));
         t->guest_bytes = sizeof(struct guest) + bitmap_words(t->cap) * sizeof(uint64_t) +
                          t->cap * (sizeof(uint32_t) + 3 * sizeof(uint16_t));
-        if (!t->poll_usec) {
+        if (!t->poll_usec || !t->poll_seq) {
+                free(t->poll_usec);
+                free(t->poll_seq);
                 free(t);
                 return -ENOMEM;
         }
@@ -230,6 +234,7 @@ struct guest_table *guest_table_free(struct guest_table *t)
         free(t->guests);
         free(t->index);
         free(t->poll_usec);
+        free(t->poll_seq);
         free(t);
         return NULL;
 }
@@ -345,7 +350,7 @@ uint64_t guest_table_polls(const struct guest_table *t)
 
 size_t guest_table_memory(const struct guest_table *t)
 {
-        return sizeof(*t) + t->cap * sizeof(uint64_t) + t->alloc * sizeof(struct guest *) +
+        return sizeof(*t) + 2 * t->cap * sizeof(uint64_t) + t->alloc * sizeof(struct guest *) +
                t->index_cap * sizeof(uint32_t) + t->n * t->guest_bytes + t->strings.bytes +
                t->strings.cap * sizeof(struct istr *);
 }
@@ -393,6 +398,7 @@ void guest_table_begin_poll(struct guest_table *t, uint64_t now_usec)
 {
         t->seq++;
         t->poll_usec[t->seq % t->cap] = now_usec;
+        t->poll_seq[t->seq % t->cap] = t->seq;
 }
 
 static int update_strings(struct guest_table *t, struct guest *g, const struct pve_guest *p)
@@ -533,7 +539,11 @@ void window_stats(const struct guest_table *t, const struct guest *cg, uint64_t 
                 uint64_t when = t->poll_usec[slot];
                 uint16_t c;
 
-                if (!(bits[slot / 64] & (UINT64_C(1) << (slot % 64))) || when > now_usec ||
+                /* A slot reused by a poll after the guest's last update
+                 * still carries the bit of the poll it held before: that
+                 * sample is older than the slot's time says. */
+                if (t->poll_seq[slot] > g->last_seq ||
+                    !(bits[slot / 64] & (UINT64_C(1) << (slot % 64))) || when > now_usec ||
                     now_usec - when >= t->window_usec)
                         continue;
                 n++;
