@@ -359,8 +359,10 @@ static int secret_check_file(struct loader *l, int line, const char *file, int f
         struct stat st;
 
         if (fstat(fd, &st) < 0) {
-                report(l, line, "cannot stat secret file '%s': %s", file, strerror(errno));
-                return -errno;
+                int e = errno;
+
+                report(l, line, "cannot stat secret file '%s': %s", file, strerror(e));
+                return -e;
         }
         if (!S_ISREG(st.st_mode)) {
                 report(l, line, "secret file '%s' is not a regular file", file);
@@ -383,8 +385,10 @@ static int secret_read(struct loader *l, int line, const char *file, char **ret)
 
         fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         if (fd < 0) {
-                report(l, line, "cannot read secret file '%s': %s", file, strerror(errno));
-                return -errno;
+                int e = errno;
+
+                report(l, line, "cannot read secret file '%s': %s", file, strerror(e));
+                return -e;
         }
         if (secret_check_file(l, line, file, fd) < 0)
                 goto out;
@@ -860,6 +864,18 @@ static void check_tls(struct loader *l)
                        strerror(errno));
 }
 
+/* Where to point at for a window/interval mismatch: whichever of the two
+ * keys the file sets, else the observe group. */
+static int window_line(struct loader *l)
+{
+        static const char *const paths[] = { "observe.window", "observe.interval", "observe" };
+
+        for (size_t i = 0; i < ELEMENTSOF(paths); i++)
+                if (config_lookup(&l->cf, paths[i]))
+                        return setting_line(l, paths[i]);
+        return 1;
+}
+
 static void check_cross(struct loader *l)
 {
         struct config *c = l->c;
@@ -870,10 +886,9 @@ static void check_cross(struct loader *l)
         check_credentials(l);
         check_tls(l);
         if (c->window_usec < c->interval_usec)
-                report(l, setting_line(l, "observe.window"),
-                       "'observe.window' must be at least 'observe.interval'");
+                report(l, window_line(l), "'observe.window' must be at least 'observe.interval'");
         else if (c->window_usec / c->interval_usec > CONFIG_MAX_WINDOW_SAMPLES)
-                report(l, setting_line(l, "observe.window"),
+                report(l, window_line(l),
                        "'observe.window' / 'observe.interval' gives %llu samples per guest, more than %d",
                        (unsigned long long)(c->window_usec / c->interval_usec),
                        CONFIG_MAX_WINDOW_SAMPLES);

@@ -106,8 +106,8 @@ uint64_t http_backoff_usec(const struct http_options *o, unsigned attempt, uint3
 {
         uint64_t d = o->backoff_base_usec;
 
-        for (unsigned i = 1; i < attempt && d < o->backoff_max_usec; i++)
-                d *= 2;
+        for (unsigned i = 1; i < attempt && d > 0 && d < o->backoff_max_usec; i++)
+                d = d > o->backoff_max_usec / 2 ? o->backoff_max_usec : d * 2;
         if (d > o->backoff_max_usec)
                 d = o->backoff_max_usec;
         /* "Equal jitter": at least half the pause, so retries stay spaced,

@@ -98,7 +98,6 @@ static void exclude_rules(const struct config *c, const struct guest_facts *f, s
 static void check_data(const struct config *c, const struct guest_facts *f,
                        const struct window_stats *s, struct verdict *v)
 {
-        uint64_t window_s = c->window_usec / USEC_PER_SEC;
         struct reason *r;
 
         if (!f->has_data)
@@ -108,7 +107,8 @@ static void check_data(const struct config *c, const struct guest_facts *f,
                 r = add_reason(v, REASON_STALE);
                 r->value = (double)s->newest_age_usec / 1e6;
         }
-        if (f->uptime_s < window_s || (window_s == 0 && f->uptime_s == 0)) {
+        /* Compared in microseconds: a 1.5 s window needs 2 s of uptime. */
+        if (f->uptime_s * USEC_PER_SEC < c->window_usec || f->uptime_s == 0) {
                 r = add_reason(v, REASON_UPTIME);
                 r->value = (double)f->uptime_s;
                 r->limit = (double)c->window_usec / 1e6;

@@ -445,6 +445,10 @@ static void record_sample(struct guest_table *t, struct guest *g, const struct p
 {
         size_t slot = t->seq % t->cap;
         uint64_t *bits = g_bits(g);
+        /* Delivered again in the same poll (a GET retried after part of the
+         * answer had arrived): the first delivery's rates stand; measuring
+         * against its counters would span no time at all. */
+        bool again = g->last_seq == t->seq && (bits[slot / 64] & (UINT64_C(1) << (slot % 64)));
         bool stats = (p->present & (PVE_HAS_CPU | PVE_HAS_MEM | PVE_HAS_UPTIME)) ==
                      (PVE_HAS_CPU | PVE_HAS_MEM | PVE_HAS_UPTIME) &&
                      strcmp(p->status, "unknown") != 0;
@@ -458,7 +462,8 @@ static void record_sample(struct guest_table *t, struct guest *g, const struct p
         }
         g_cpu(t, g)[slot] = cpu >= 65535.0 ? 65535 : (uint16_t)(cpu + 0.5);
         g_mem(t, g)[slot] = p->mem / 1024 >= UINT32_MAX ? UINT32_MAX : (uint32_t)(p->mem / 1024);
-        record_rates(t, g, p, slot, restarted);
+        if (!again)
+                record_rates(t, g, p, slot, restarted);
         bits[slot / 64] |= UINT64_C(1) << (slot % 64);
         g->uptime_s = p->uptime > UINT32_MAX ? UINT32_MAX : (uint32_t)p->uptime;
         g->flags |= GUEST_HAS_DATA;
