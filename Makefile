@@ -23,7 +23,7 @@ BUILD       ?= build
 
 PKGS         = libcurl jansson libconfig libsystemd yajl
 PKG_CFLAGS  := $(shell $(PKG_CONFIG) --cflags $(PKGS))
-PKG_LIBS    := $(shell $(PKG_CONFIG) --libs $(PKGS))
+PKG_LIBS    := $(shell $(PKG_CONFIG) --libs $(PKGS)) -lm
 CMOCKA_LIBS := $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null || echo -lcmocka)
 
 CFLAGS      ?= -O2 -g
@@ -98,9 +98,10 @@ format:
 	clang-format -i src/*.c include/*.h tests/unit/*.c tests/unit/*.h
 
 lint:
-	cppcheck --quiet --error-exitcode=1 --enable=warning,portability \
-		--inline-suppr -Iinclude src
-	clang-tidy --quiet src/*.c -- $(WARNINGS) -Iinclude -DPROXREAP_VERSION='"$(VERSION)"' $(PKG_CFLAGS)
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --std=c11 \
+		--inline-suppr --suppress=missingIncludeSystem --library=posix \
+		--include=tests/lint/cppcheck.h -Iinclude src
+	clang-tidy --quiet src/*.c -- $(WARNINGS) -Iinclude -DPROXREAP_VERSION='"$(VERSION)"' -D_GNU_SOURCE $(PKG_CFLAGS)
 
 .PHONY: all check check-unit check-system check-asan install uninstall clean format lint
 .SECONDARY:

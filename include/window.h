@@ -63,9 +63,10 @@ struct window_stats {
 int guest_table_new(unsigned expected_samples, uint64_t window_usec, struct guest_table **ret);
 struct guest_table *guest_table_free(struct guest_table *t);
 
-/* One poll: begin, update every guest of the answer, end. Guests absent from
- * a completed poll have left the cluster: end_poll removes them, calling
- * removed() first (it may be NULL). */
+/* One poll: begin, update every guest of the answer, end. Only a poll that
+ * was ended counts: the samples of a poll whose answer failed half-way are
+ * never used. Guests absent from a completed poll have left the cluster:
+ * end_poll removes them, calling removed() first (it may be NULL). */
 void guest_table_begin_poll(struct guest_table *t, uint64_t now_usec);
 int guest_table_update(struct guest_table *t, const struct pve_guest *g, struct guest **ret);
 void guest_table_end_poll(struct guest_table *t,

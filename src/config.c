@@ -337,6 +337,7 @@ static int parse_token_id(struct loader *l, const config_setting_t *s, const str
 /* Secrets live in their own mapping, excluded from core dumps. */
 static char *secret_alloc(void)
 {
+        /* cppcheck-suppress invalidFunctionArg ; fd -1 is right for MAP_ANONYMOUS */
         void *p = mmap(NULL, SECRET_MAX, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
                        0);
 

@@ -65,8 +65,7 @@ static void log_emit(int prio, const struct log_guest_ctx *ctx, const char *fmt,
 {
         char msg[2048];
 
-        if (prio > log_level)
-                return;
+        /* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): started by the callers */
         vsnprintf(msg, sizeof(msg), fmt, ap);
         if (log_to == LOG_TARGET_JOURNAL)
                 log_journal(prio, ctx, msg);
@@ -78,6 +77,8 @@ void log_msg(int prio, const char *fmt, ...)
 {
         va_list ap;
 
+        if (prio > log_level)
+                return;
         va_start(ap, fmt);
         log_emit(prio, NULL, fmt, ap);
         va_end(ap);
@@ -87,6 +88,8 @@ void log_guest(int prio, const struct log_guest_ctx *ctx, const char *fmt, ...)
 {
         va_list ap;
 
+        if (prio > log_level)
+                return;
         va_start(ap, fmt);
         log_emit(prio, ctx, fmt, ap);
         va_end(ap);

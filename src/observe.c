@@ -171,6 +171,28 @@ static void evaluate(struct observer *o, uint64_t now_usec)
         }
 }
 
+/* Messages equal but for their numbers: curl puts elapsed milliseconds in
+ * a timeout's text, which must not count as a new kind of failure. */
+static bool same_failure(const char *a, const char *b)
+{
+        while (*a || *b) {
+                bool da = *a >= '0' && *a <= '9', db = *b >= '0' && *b <= '9';
+
+                if (da != db)
+                        return false;
+                if (da) {
+                        while (*a >= '0' && *a <= '9')
+                                a++;
+                        while (*b >= '0' && *b <= '9')
+                                b++;
+                        continue;
+                }
+                if (*a++ != *b++)
+                        return false;
+        }
+        return true;
+}
+
 static void note_failure(struct observer *o, int r)
 {
         const char *msg = pve_error(o->pve);
@@ -180,7 +202,7 @@ static void note_failure(struct observer *o, int r)
         /* Logged when the state changes (first failure, or a different
          * error), not at every poll of an outage. */
         if (o->sum.api_ok || o->sum.polls_ok + o->sum.polls_failed == 1 ||
-            strcmp(o->sum.api_error, msg) != 0)
+            !same_failure(o->sum.api_error, msg[0] ? msg : strerror(-r)))
                 log_error("cannot poll the Proxmox API: %s", msg[0] ? msg : strerror(-r));
         snprintf(o->sum.api_error, sizeof(o->sum.api_error), "%s", msg[0] ? msg : strerror(-r));
         o->sum.api_ok = false;

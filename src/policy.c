@@ -103,7 +103,7 @@ static void check_data(const struct config *c, const struct guest_facts *f,
         if (!f->has_data)
                 add_reason(v, REASON_NO_DATA)->text = f->status;
         else if (s->newest_age_usec != UINT64_MAX &&
-                 s->newest_age_usec > STALE_INTERVALS * c->interval_usec) {
+                 s->newest_age_usec >= STALE_INTERVALS * c->interval_usec) {
                 r = add_reason(v, REASON_STALE);
                 r->value = (double)s->newest_age_usec / 1e6;
         }

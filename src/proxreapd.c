@@ -158,7 +158,12 @@ static int reload(struct daemon *d)
                 }
                 log_notice("configuration reloaded from '%s'", d->config_path);
         }
-        sd_notify(false, "READY=1");
+        /* Ready again only if it ever was: a reload does not make an API
+         * that never answered usable. */
+        if (d->ready)
+                sd_notify(false, "READY=1");
+        else
+                sd_notify(false, "STATUS=reloaded, waiting for the first successful poll");
         return 0;
 }
 

@@ -24,42 +24,42 @@
 #include "pve.h"
 #include "util.h"
 
-enum field {
-        F_NONE = -1,
-        F_ID,
-        F_TYPE,
-        F_VMID,
-        F_NODE,
-        F_NAME,
-        F_STATUS,
-        F_LOCK,
-        F_HASTATE,
-        F_POOL,
-        F_TAGS,
-        F_TEMPLATE,
-        F_CPU,
-        F_MAXCPU,
-        F_MEM,
-        F_MAXMEM,
-        F_DISK,
-        F_MAXDISK,
-        F_NETIN,
-        F_NETOUT,
-        F_DISKREAD,
-        F_DISKWRITE,
-        F_UPTIME,
-        F_COUNT,
+enum res_field {
+        RF_NONE = -1,
+        RF_ID,
+        RF_TYPE,
+        RF_VMID,
+        RF_NODE,
+        RF_NAME,
+        RF_STATUS,
+        RF_LOCK,
+        RF_HASTATE,
+        RF_POOL,
+        RF_TAGS,
+        RF_TEMPLATE,
+        RF_CPU,
+        RF_MAXCPU,
+        RF_MEM,
+        RF_MAXMEM,
+        RF_DISK,
+        RF_MAXDISK,
+        RF_NETIN,
+        RF_NETOUT,
+        RF_DISKREAD,
+        RF_DISKWRITE,
+        RF_UPTIME,
+        RF_COUNT,
 };
 
-static const char *const field_names[F_COUNT] = {
-        [F_ID] = "id",           [F_TYPE] = "type",         [F_VMID] = "vmid",
-        [F_NODE] = "node",       [F_NAME] = "name",         [F_STATUS] = "status",
-        [F_LOCK] = "lock",       [F_HASTATE] = "hastate",   [F_POOL] = "pool",
-        [F_TAGS] = "tags",       [F_TEMPLATE] = "template", [F_CPU] = "cpu",
-        [F_MAXCPU] = "maxcpu",   [F_MEM] = "mem",           [F_MAXMEM] = "maxmem",
-        [F_DISK] = "disk",       [F_MAXDISK] = "maxdisk",   [F_NETIN] = "netin",
-        [F_NETOUT] = "netout",   [F_DISKREAD] = "diskread", [F_DISKWRITE] = "diskwrite",
-        [F_UPTIME] = "uptime",
+static const char *const field_names[RF_COUNT] = {
+        [RF_ID] = "id",           [RF_TYPE] = "type",         [RF_VMID] = "vmid",
+        [RF_NODE] = "node",       [RF_NAME] = "name",         [RF_STATUS] = "status",
+        [RF_LOCK] = "lock",       [RF_HASTATE] = "hastate",   [RF_POOL] = "pool",
+        [RF_TAGS] = "tags",       [RF_TEMPLATE] = "template", [RF_CPU] = "cpu",
+        [RF_MAXCPU] = "maxcpu",   [RF_MEM] = "mem",           [RF_MAXMEM] = "maxmem",
+        [RF_DISK] = "disk",       [RF_MAXDISK] = "maxdisk",   [RF_NETIN] = "netin",
+        [RF_NETOUT] = "netout",   [RF_DISKREAD] = "diskread", [RF_DISKWRITE] = "diskwrite",
+        [RF_UPTIME] = "uptime",
 };
 
 enum entry_type {
@@ -77,7 +77,7 @@ struct pve_decoder {
         bool saw_data_key; /* the next value is the data array */
         bool in_data;
         bool data_done;
-        enum field field; /* key being filled at entry level */
+        enum res_field field; /* key being filled at entry level */
         /* current entry */
         struct pve_guest g;
         enum entry_type etype;
@@ -103,21 +103,21 @@ static void entry_begin(struct pve_decoder *d)
         d->seen = 0;
         d->id[0] = d->damage[0] = d->invalid[0] = '\0';
         d->have_vmid = d->have_node = false;
-        d->field = F_NONE;
+        d->field = RF_NONE;
 }
 
-static bool is_identity(enum field f)
+static bool is_identity(enum res_field f)
 {
-        return f == F_TYPE || f == F_VMID || f == F_NODE;
+        return f == RF_TYPE || f == RF_VMID || f == RF_NODE;
 }
 
-static void entry_problem(struct pve_decoder *d, enum field f, const char *what)
+static void entry_problem(struct pve_decoder *d, enum res_field f, const char *what)
 {
         char *dst = is_identity(f) ? d->invalid : d->damage;
 
         if (dst[0] == '\0')
                 snprintf(dst, sizeof(d->invalid), "field '%s' %s",
-                         f == F_NONE ? "?" : field_names[f], what);
+                         f == RF_NONE ? "?" : field_names[f], what);
 }
 
 static const char *entry_name(const struct pve_decoder *d, char *buf, size_t size)
@@ -176,33 +176,33 @@ static int set_string_field(struct pve_decoder *d, const char *s, size_t n)
         bool truncate_ok = false;
 
         switch (d->field) {
-        case F_ID:
+        case RF_ID:
                 dst = d->id, cap = sizeof(d->id), truncate_ok = true;
                 break;
-        case F_TYPE:
+        case RF_TYPE:
                 d->etype = n == 4 && memcmp(s, "qemu", 4) == 0  ? ENTRY_QEMU
                            : n == 3 && memcmp(s, "lxc", 3) == 0 ? ENTRY_LXC
                                                                  : ENTRY_OTHER;
                 return 0;
-        case F_NODE:
+        case RF_NODE:
                 dst = d->g.node, cap = sizeof(d->g.node);
                 break;
-        case F_NAME:
+        case RF_NAME:
                 dst = d->g.name, cap = sizeof(d->g.name), truncate_ok = true;
                 break;
-        case F_STATUS:
+        case RF_STATUS:
                 dst = d->g.status, cap = sizeof(d->g.status);
                 break;
-        case F_LOCK:
+        case RF_LOCK:
                 dst = d->g.lock, cap = sizeof(d->g.lock);
                 break;
-        case F_HASTATE:
+        case RF_HASTATE:
                 dst = d->g.hastate, cap = sizeof(d->g.hastate);
                 break;
-        case F_POOL:
+        case RF_POOL:
                 dst = d->g.pool, cap = sizeof(d->g.pool);
                 break;
-        case F_TAGS:
+        case RF_TAGS:
                 /* Never truncated: a cut list could lose an opt-out tag. */
                 dst = d->g.tags, cap = sizeof(d->g.tags);
                 break;
@@ -223,10 +223,10 @@ static int set_string_field(struct pve_decoder *d, const char *s, size_t n)
         }
         memcpy(dst, s, n);
         dst[n] = '\0';
-        if (d->field == F_NODE) {
+        if (d->field == RF_NODE) {
                 d->have_node = true;
                 if (!node_name_valid(d->g.node))
-                        entry_problem(d, F_NODE, "is not a valid node name");
+                        entry_problem(d, RF_NODE, "is not a valid node name");
         }
         return 0;
 }
@@ -258,34 +258,34 @@ static int number_value(const char *s, size_t n, double *ret_d, uint64_t *ret_u,
         return 0;
 }
 
-static uint64_t *counter_field(struct pve_guest *g, enum field f, unsigned *ret_bit)
+static uint64_t *counter_field(struct pve_guest *g, enum res_field f, unsigned *ret_bit)
 {
         switch (f) {
-        case F_MEM:
+        case RF_MEM:
                 *ret_bit = PVE_HAS_MEM;
                 return &g->mem;
-        case F_MAXMEM:
+        case RF_MAXMEM:
                 *ret_bit = PVE_HAS_MAXMEM;
                 return &g->maxmem;
-        case F_DISK:
+        case RF_DISK:
                 *ret_bit = 0;
                 return &g->disk;
-        case F_MAXDISK:
+        case RF_MAXDISK:
                 *ret_bit = 0;
                 return &g->maxdisk;
-        case F_NETIN:
+        case RF_NETIN:
                 *ret_bit = PVE_HAS_NET;
                 return &g->netin;
-        case F_NETOUT:
+        case RF_NETOUT:
                 *ret_bit = PVE_HAS_NET;
                 return &g->netout;
-        case F_DISKREAD:
+        case RF_DISKREAD:
                 *ret_bit = PVE_HAS_DISKIO;
                 return &g->diskread;
-        case F_DISKWRITE:
+        case RF_DISKWRITE:
                 *ret_bit = PVE_HAS_DISKIO;
                 return &g->diskwrite;
-        case F_UPTIME:
+        case RF_UPTIME:
                 *ret_bit = PVE_HAS_UPTIME;
                 return &g->uptime;
         default:
@@ -300,31 +300,31 @@ static void set_number_field(struct pve_decoder *d, const char *s, size_t n)
         bool integral;
         double v;
 
-        if (d->field == F_NONE)
+        if (d->field == RF_NONE)
                 return;
         if (number_value(s, n, &v, &u, &integral) < 0) {
                 entry_problem(d, d->field, "is not a non-negative number");
                 return;
         }
         switch (d->field) {
-        case F_VMID:
+        case RF_VMID:
                 if (!integral || !vmid_valid(u)) {
-                        entry_problem(d, F_VMID, "is not a valid vmid (100-999999999)");
+                        entry_problem(d, RF_VMID, "is not a valid vmid (100-999999999)");
                         return;
                 }
                 d->g.vmid = (uint32_t)u;
                 d->have_vmid = true;
                 return;
-        case F_TEMPLATE:
+        case RF_TEMPLATE:
                 if (u > 1 || !integral)
-                        entry_problem(d, F_TEMPLATE, "is not 0 or 1");
+                        entry_problem(d, RF_TEMPLATE, "is not 0 or 1");
                 d->g.template = u == 1;
                 return;
-        case F_CPU:
+        case RF_CPU:
                 d->g.cpu = v;
                 d->g.present |= PVE_HAS_CPU;
                 return;
-        case F_MAXCPU:
+        case RF_MAXCPU:
                 d->g.maxcpu = v;
                 return;
         default:
@@ -339,12 +339,12 @@ static void set_number_field(struct pve_decoder *d, const char *s, size_t n)
         d->g.present |= bit;
 }
 
-static enum field lookup_field(const unsigned char *key, size_t n)
+static enum res_field lookup_field(const unsigned char *key, size_t n)
 {
-        for (int f = 0; f < F_COUNT; f++)
+        for (int f = 0; f < RF_COUNT; f++)
                 if (strlen(field_names[f]) == n && memcmp(field_names[f], key, n) == 0)
-                        return (enum field)f;
-        return F_NONE;
+                        return (enum res_field)f;
+        return RF_NONE;
 }
 
 /* --- yajl callbacks: return 1 to go on, 0 to stop the parse --- */
@@ -384,7 +384,7 @@ static int cb_null(void *ctx)
         if (!top_level_check(d))
                 return 0;
         if (at_entry_level(d))
-                d->field = F_NONE; /* null: treated as absent */
+                d->field = RF_NONE; /* null: treated as absent */
         return data_element_not_object(d);
 }
 
@@ -396,9 +396,9 @@ static int cb_boolean(void *ctx, int v)
                 return 0;
         if (!at_entry_level(d))
                 return data_element_not_object(d);
-        if (d->field == F_TEMPLATE)
+        if (d->field == RF_TEMPLATE)
                 d->g.template = v != 0;
-        else if (d->field != F_NONE)
+        else if (d->field != RF_NONE)
                 entry_problem(d, d->field, "is a boolean");
         return 1;
 }
@@ -423,7 +423,7 @@ static int cb_string(void *ctx, const unsigned char *s, size_t n)
                 return 0;
         if (!at_entry_level(d))
                 return data_element_not_object(d);
-        if (d->field != F_NONE)
+        if (d->field != RF_NONE)
                 set_string_field(d, (const char *)s, n);
         return 1;
 }
@@ -431,7 +431,7 @@ static int cb_string(void *ctx, const unsigned char *s, size_t n)
 static int cb_map_key(void *ctx, const unsigned char *key, size_t n)
 {
         struct pve_decoder *d = ctx;
-        enum field f;
+        enum res_field f;
 
         if (d->depth == 1) {
                 d->saw_data_key = n == 4 && memcmp(key, "data", 4) == 0;
@@ -441,12 +441,12 @@ static int cb_map_key(void *ctx, const unsigned char *key, size_t n)
                 return 1;
         f = lookup_field(key, n);
         d->field = f;
-        if (f == F_NONE)
+        if (f == RF_NONE)
                 return 1;
         if (d->seen & (1u << f)) {
                 /* Two values for one key: which is true is unknowable. */
                 entry_problem(d, f, "appears twice (duplicate key)");
-                d->field = F_NONE;
+                d->field = RF_NONE;
                 return 1;
         }
         d->seen |= 1u << f;
@@ -463,7 +463,7 @@ static int cb_start_map(void *ctx)
         }
         if (d->in_data && d->depth == 2)
                 entry_begin(d);
-        else if (at_entry_level(d) && d->field != F_NONE)
+        else if (at_entry_level(d) && d->field != RF_NONE)
                 entry_problem(d, d->field, "is an object");
         d->depth++;
         return 1;
@@ -499,7 +499,7 @@ static int cb_start_array(void *ctx)
                         return 0;
                 }
                 d->in_data = true;
-        } else if (at_entry_level(d) && d->field != F_NONE)
+        } else if (at_entry_level(d) && d->field != RF_NONE)
                 entry_problem(d, d->field, "is an array");
         else
                 data_element_not_object(d);
@@ -541,7 +541,7 @@ int pve_decoder_reset(struct pve_decoder *d)
                 return -ENOMEM;
         d->depth = 0;
         d->saw_data_key = d->in_data = d->data_done = false;
-        d->field = F_NONE;
+        d->field = RF_NONE;
         d->cb_error = 0;
         d->error[0] = '\0';
         memset(&d->stats, 0, sizeof(d->stats));

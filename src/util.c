@@ -214,14 +214,21 @@ int tags_foreach(const char *tags, int (*fn)(const char *tag, size_t len, void *
         return 0;
 }
 
+struct tag_want {
+        const char *tag;
+        size_t len;
+};
+
 static int tag_equals(const char *tag, size_t len, void *userdata)
 {
-        const char *want = userdata;
+        const struct tag_want *want = userdata;
 
-        return strlen(want) == len && strncmp(tag, want, len) == 0;
+        return want->len == len && strncmp(tag, want->tag, len) == 0;
 }
 
 bool tags_contain(const char *tags, const char *tag)
 {
-        return tags_foreach(tags, tag_equals, (void *)(uintptr_t)tag) == 1;
+        struct tag_want want = { tag, strlen(tag) };
+
+        return tags_foreach(tags, tag_equals, &want) == 1;
 }

@@ -2,6 +2,7 @@
 #include "window.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,6 +150,7 @@ struct guest_table {
         uint64_t seq; /* polls begun; slot = seq % cap */
         uint64_t *poll_usec; /* time of each poll, by slot */
         uint64_t *poll_seq; /* which poll each slot holds now */
+        uint8_t *poll_done; /* the slot's poll completed: its samples count */
         struct guest **guests; /* dense */
         size_t n, alloc;
         uint32_t *index; /* open addressing: 1 + position in guests, 0 = empty */
@@ -164,27 +166,28 @@ static size_t bitmap_words(unsigned cap)
         return (cap + 63) / 64;
 }
 
-static uint64_t *g_bits(struct guest *g)
+static uint64_t *g_bits(const struct guest *g)
 {
+        /* The arrays follow the struct in the same allocation. */
         return (uint64_t *)(void *)(g + 1);
 }
 
-static uint32_t *g_mem(const struct guest_table *t, struct guest *g)
+static uint32_t *g_mem(const struct guest_table *t, const struct guest *g)
 {
         return (uint32_t *)(void *)(g_bits(g) + bitmap_words(t->cap));
 }
 
-static uint16_t *g_cpu(const struct guest_table *t, struct guest *g)
+static uint16_t *g_cpu(const struct guest_table *t, const struct guest *g)
 {
         return (uint16_t *)(void *)(g_mem(t, g) + t->cap);
 }
 
-static uint16_t *g_net(const struct guest_table *t, struct guest *g)
+static uint16_t *g_net(const struct guest_table *t, const struct guest *g)
 {
         return g_cpu(t, g) + t->cap;
 }
 
-static uint16_t *g_disk(const struct guest_table *t, struct guest *g)
+static uint16_t *g_disk(const struct guest_table *t, const struct guest *g)
 {
         return g_net(t, g) + t->cap;
 }
@@ -200,11 +203,13 @@ int guest_table_new(unsigned expected_samples, uint64_t window_usec, struct gues
         t->window_usec = window_usec;
         t->poll_usec = calloc(t->cap, sizeof(uint64_t));
         t->poll_seq = calloc(t->cap, sizeof(uint64_t));
+        t->poll_done = calloc(t->cap, sizeof(uint8_t));
         t->guest_bytes = sizeof(struct guest) + bitmap_words(t->cap) * sizeof(uint64_t) +
                          t->cap * (sizeof(uint32_t) + 3 * sizeof(uint16_t));
-        if (!t->poll_usec || !t->poll_seq) {
+        if (!t->poll_usec || !t->poll_seq || !t->poll_done) {
                 free(t->poll_usec);
                 free(t->poll_seq);
+                free(t->poll_done);
                 free(t);
                 return -ENOMEM;
         }
@@ -235,13 +240,14 @@ struct guest_table *guest_table_free(struct guest_table *t)
         free(t->index);
         free(t->poll_usec);
         free(t->poll_seq);
+        free(t->poll_done);
         free(t);
         return NULL;
 }
 
 static size_t vmid_home(const struct guest_table *t, uint32_t vmid)
 {
-        return (vmid * 2654435761u) & (t->index_cap - 1);
+        return ((size_t)vmid * 2654435761u) & (t->index_cap - 1);
 }
 
 static size_t index_slot(const struct guest_table *t, uint32_t vmid)
@@ -350,7 +356,7 @@ uint64_t guest_table_polls(const struct guest_table *t)
 
 size_t guest_table_memory(const struct guest_table *t)
 {
-        return sizeof(*t) + 2 * t->cap * sizeof(uint64_t) + t->alloc * sizeof(struct guest *) +
+        return sizeof(*t) + (size_t)t->cap * (2 * sizeof(uint64_t) + 1) + t->alloc * sizeof(struct guest *) +
                t->index_cap * sizeof(uint32_t) + t->n * t->guest_bytes + t->strings.bytes +
                t->strings.cap * sizeof(struct istr *);
 }
@@ -399,6 +405,7 @@ void guest_table_begin_poll(struct guest_table *t, uint64_t now_usec)
         t->seq++;
         t->poll_usec[t->seq % t->cap] = now_usec;
         t->poll_seq[t->seq % t->cap] = t->seq;
+        t->poll_done[t->seq % t->cap] = 0;
 }
 
 static int update_strings(struct guest_table *t, struct guest *g, const struct pve_guest *p)
@@ -460,7 +467,7 @@ static void record_sample(struct guest_table *t, struct guest *g, const struct p
                 g->flags &= (uint8_t)~GUEST_HAS_DATA;
                 return;
         }
-        g_cpu(t, g)[slot] = cpu >= 65535.0 ? 65535 : (uint16_t)(cpu + 0.5);
+        g_cpu(t, g)[slot] = cpu >= 65535.0 ? 65535 : (uint16_t)lround(cpu);
         g_mem(t, g)[slot] = p->mem / 1024 >= UINT32_MAX ? UINT32_MAX : (uint32_t)(p->mem / 1024);
         if (!again)
                 record_rates(t, g, p, slot, restarted);
@@ -519,6 +526,7 @@ int guest_table_update(struct guest_table *t, const struct pve_guest *p, struct 
 void guest_table_end_poll(struct guest_table *t,
                           void (*removed)(void *userdata, const struct guest *g), void *userdata)
 {
+        t->poll_done[t->seq % t->cap] = 1;
         for (size_t i = t->n; i-- > 0;) {
                 struct guest *g = t->guests[i];
 
@@ -533,7 +541,7 @@ void guest_table_end_poll(struct guest_table *t,
 void window_stats(const struct guest_table *t, const struct guest *cg, uint64_t now_usec,
                   double cpu_threshold_percent, struct window_stats *ret)
 {
-        struct guest *g = (struct guest *)(uintptr_t)cg;
+        const struct guest *g = cg;
         const uint64_t *bits = g_bits(g);
         double cpu = 0, mem = 0, net = 0, disk = 0;
         unsigned n = 0, below = 0, rates = 0;
@@ -544,10 +552,12 @@ void window_stats(const struct guest_table *t, const struct guest *cg, uint64_t 
                 uint64_t when = t->poll_usec[slot];
                 uint16_t c;
 
-                /* A slot reused by a poll after the guest's last update
-                 * still carries the bit of the poll it held before: that
-                 * sample is older than the slot's time says. */
-                if (t->poll_seq[slot] > g->last_seq ||
+                /* Only completed polls count: guests delivered before an
+                 * answer turned out bad (cut off, malformed) are not
+                 * samples. A slot reused by a poll after the guest's last
+                 * update still carries the bit of the poll it held
+                 * before: that sample is older than the slot's time says. */
+                if (!t->poll_done[slot] || t->poll_seq[slot] > g->last_seq ||
                     !(bits[slot / 64] & (UINT64_C(1) << (slot % 64))) || when > now_usec ||
                     now_usec - when >= t->window_usec)
                         continue;

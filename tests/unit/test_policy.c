@@ -533,16 +533,21 @@ static void test_stale(void **state)
         struct window_stats s = stats(0.5, 100);
         struct verdict v;
 
-        /* One missed poll is tolerated: 2 intervals (20 s) old is fresh. */
-        s.newest_age_usec = 20 * USEC_PER_SEC;
+        /* One missed poll is tolerated: judged at the poll after the
+         * missed one, the newest sample is one interval (10 s) old. A second
+         * missed poll (20 s) is an outage. */
+        s.newest_age_usec = 10 * USEC_PER_SEC;
         v = decide(c, &f, &s);
         assert_kind(&v, VERDICT_IDLE);
-        s.newest_age_usec = 20 * USEC_PER_SEC + 1;
+        s.newest_age_usec = 20 * USEC_PER_SEC - 1;
+        v = decide(c, &f, &s);
+        assert_kind(&v, VERDICT_IDLE);
+        s.newest_age_usec = 20 * USEC_PER_SEC;
         v = decide(c, &f, &s);
         assert_kind(&v, VERDICT_INSUFFICIENT);
         assert_int_equal(v.n_reasons, 1);
         assert_int_equal(v.reasons[0].code, REASON_STALE);
-        assert_double_exact(v.reasons[0].value, 20.000001);
+        assert_double_exact(v.reasons[0].value, 20.0);
         s.newest_age_usec = 25 * USEC_PER_SEC;
         v = decide(c, &f, &s);
         assert_formatted(&v, "stale data: newest sample 25.0s old");

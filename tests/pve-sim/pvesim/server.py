@@ -429,7 +429,11 @@ class Handler(BaseHTTPRequestHandler):
                 obj = {"data": res.data}
                 if res.total:
                     obj["total"] = res.total
-                body = encode_json(self._transform(obj, post_fault) if post_fault else obj)
+                # Only these two faults change the JSON itself; the others
+                # (malformed, truncate, oversize) damage the real body later.
+                if post_fault and post_fault.kind in ("duplicate_keys", "wrong_type"):
+                    obj = self._transform(obj, post_fault)
+                body = encode_json(obj)
         else:
             obj = {"data": None}
             if res.errors:
