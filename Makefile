@@ -4,6 +4,8 @@
 #   make                      build proxreapd and proxreap
 #   make check                unit tests (cmocka) and system tests (pytest)
 #   make check-asan           the same under ASan+UBSan, in build-asan/
+#   make check-valgrind       unit tests under valgrind memcheck
+#   make lint                 cppcheck and clang-tidy
 #   make DEVELOPER=1 ...      warnings are errors
 #   make SANITIZE=address,undefined BUILD=build-asan ...
 #   make install DESTDIR=... PREFIX=...
@@ -80,6 +82,15 @@ check-unit: $(UNIT_TESTS)
 check-system: $(BINS)
 	PROXREAP_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -p no:cacheprovider tests/system
 
+# Unit tests under valgrind memcheck: any error or leak fails.
+check-valgrind: $(UNIT_TESTS)
+	@set -e; for t in $(UNIT_TESTS); do \
+		echo "== valgrind $$t"; \
+		PROXREAP_TESTDATA=tests/data valgrind --quiet --error-exitcode=1 \
+			--leak-check=full --show-leak-kinds=definite,indirect,possible \
+			--errors-for-leak-kinds=definite,indirect,possible $$t > /dev/null; \
+	done
+
 check-asan:
 	$(MAKE) BUILD=build-asan SANITIZE=address,undefined CFLAGS="-O1 -g" check
 
@@ -103,7 +114,7 @@ lint:
 		--include=tests/lint/cppcheck.h -Iinclude src
 	clang-tidy --quiet src/*.c -- $(WARNINGS) -Iinclude -DPROXREAP_VERSION='"$(VERSION)"' -D_GNU_SOURCE $(PKG_CFLAGS)
 
-.PHONY: all check check-unit check-system check-asan install uninstall clean format lint
+.PHONY: all check check-unit check-system check-asan check-valgrind install uninstall clean format lint
 .SECONDARY:
 
 -include $(LIB_OBJS:.o=.d) $(BUILD)/src/proxreapd.d $(BUILD)/src/proxreap.d
