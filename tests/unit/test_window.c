@@ -454,6 +454,24 @@ static void test_outage_does_not_recycle_old_samples(void **state)
         assert_true(s.newest_age_usec == UINT64_MAX);
 }
 
+static void test_recovery_after_outage_counts_only_new_samples(void **state)
+{
+        struct guest_table *t = *state;
+        struct pve_guest g = guest(100, "pve1", 0.01, MIB);
+        struct window_stats s;
+
+        for (unsigned k = 1; k <= 11; k++)
+                poll_complete(t, k, &g, 1);
+        for (unsigned k = 12; k <= 14; k++)
+                guest_table_begin_poll(t, at(k));
+        poll_complete(t, 15, &g, 1);
+        /* Inside the 10-poll window (6-15): polls 6-11, the new 15; the
+         * failed polls 12-14 are gaps, not samples. */
+        s = stats_at(t, 100, at(15));
+        assert_int_equal(s.samples, 7);
+        assert_int_equal(s.newest_age_usec, 0);
+}
+
 struct removed_log {
         uint32_t vmids[8];
         char names[8][32];
@@ -811,6 +829,7 @@ int main(void)
                 T(test_unknown_status_records_nothing),
                 T(test_missing_from_failed_polls),
                 T(test_outage_does_not_recycle_old_samples),
+                T(test_recovery_after_outage_counts_only_new_samples),
                 T(test_end_poll_removes_absent),
                 T(test_migration_clears_window),
                 T(test_guest_fields),
