@@ -339,10 +339,17 @@ static void set_number_field(struct pve_decoder *d, const char *s, size_t n)
         d->g.present |= bit;
 }
 
+/* Called for every key of every guest: lengths are computed once, and most
+ * keys are rejected on their length alone. */
 static enum res_field lookup_field(const unsigned char *key, size_t n)
 {
+        static size_t len[RF_COUNT];
+
+        if (len[0] == 0)
+                for (int f = 0; f < RF_COUNT; f++)
+                        len[f] = strlen(field_names[f]);
         for (int f = 0; f < RF_COUNT; f++)
-                if (strlen(field_names[f]) == n && memcmp(field_names[f], key, n) == 0)
+                if (len[f] == n && memcmp(field_names[f], key, n) == 0)
                         return (enum res_field)f;
         return RF_NONE;
 }

@@ -11,29 +11,118 @@
 
 #include "util.h"
 
-static json_t *reasons_json(const struct verdict *v)
-{
-        json_t *a = json_array();
-        char buf[256];
+/* --- a small streaming JSON writer for guest objects ---
+ *
+ * The status file is rewritten after every poll with every guest in it, so
+ * this is on the poll path: no tree, no printf for numbers. Names, tags and
+ * reasons come from Proxmox (UTF-8, validated by the decoder) or from us. */
 
-        for (unsigned i = 0; a && i < v->n_reasons; i++) {
-                reason_format(&v->reasons[i], buf, sizeof(buf));
-                json_array_append_new(a, json_string(buf));
+static void put_json_string(FILE *f, const char *s)
+{
+        static const char hex[] = "0123456789abcdef";
+        const char *run = s;
+
+        fputc('"', f);
+        for (; *s; s++) {
+                unsigned char c = (unsigned char)*s;
+
+                if (c >= 0x20 && c != '"' && c != '\\')
+                        continue;
+                fwrite(run, 1, (size_t)(s - run), f);
+                run = s + 1;
+                if (c == '"' || c == '\\') {
+                        fputc('\\', f);
+                        fputc(c, f);
+                } else {
+                        char esc[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 0xf] };
+
+                        fwrite(esc, 1, sizeof(esc), f);
+                }
         }
-        return a;
+        fwrite(run, 1, (size_t)(s - run), f);
+        fputc('"', f);
 }
 
-static json_t *guest_json(const struct guest *g, const struct verdict *v,
-                          const struct window_stats *s)
+static void put_uint(FILE *f, uint64_t v)
 {
-        return json_pack("{s:I s:s s:s s:s s:s s:o s:f s:f s:i s:i s:f s:I}", "vmid",
-                         (json_int_t)g->vmid, "node", g->node ? g->node : "", "type",
-                         guest_type_to_string((enum guest_type)g->type), "name",
-                         g->name ? g->name : "", "verdict", verdict_to_string(v->kind), "reasons",
-                         reasons_json(v), "cpu_mean_percent", s->cpu_mean_percent, "mem_mean_mb",
-                         s->mem_mean_mb, "samples", (int)s->samples, "expected_samples",
-                         (int)s->expected, "coverage", s->coverage, "uptime",
-                         (json_int_t)g->uptime_s);
+        char buf[24];
+        size_t i = sizeof(buf);
+
+        do {
+                buf[--i] = (char)('0' + v % 10);
+                v /= 10;
+        } while (v);
+        fwrite(buf + i, 1, sizeof(buf) - i, f);
+}
+
+/* A non-negative value with a fixed number of decimals (at most 6). */
+static void put_fixed(FILE *f, double v, unsigned decimals)
+{
+        static const uint64_t scale[] = { 1, 10, 100, 1000, 10000, 100000, 1000000 };
+        uint64_t m = scale[decimals], x;
+
+        if (!(v >= 0) || v >= 1e12) { /* NaN, negative or absurd: say so */
+                fputs(v >= 1e12 ? "1e12" : "0", f);
+                return;
+        }
+        x = (uint64_t)(v * (double)m + 0.5);
+        put_uint(f, x / m);
+        if (decimals == 0)
+                return;
+        fputc('.', f);
+        for (uint64_t d = m / 10, frac = x % m; d > 0; d /= 10) {
+                fputc((int)('0' + frac / d), f);
+                frac %= d;
+        }
+}
+
+static void put_key(FILE *f, const char *key)
+{
+        fputs(key, f); /* keys are ours: already quoted, comma included */
+}
+
+static void put_reasons(FILE *f, const struct verdict *v)
+{
+        char buf[256];
+
+        fputc('[', f);
+        for (unsigned i = 0; i < v->n_reasons; i++) {
+                if (i > 0)
+                        fputc(',', f);
+                reason_format(&v->reasons[i], buf, sizeof(buf));
+                put_json_string(f, buf);
+        }
+        fputc(']', f);
+}
+
+static void put_guest(FILE *f, const struct guest *g, const struct verdict *v,
+                      const struct window_stats *s)
+{
+        put_key(f, "{\"vmid\":");
+        put_uint(f, g->vmid);
+        put_key(f, ",\"node\":");
+        put_json_string(f, g->node ? g->node : "");
+        put_key(f, ",\"type\":");
+        put_json_string(f, guest_type_to_string((enum guest_type)g->type));
+        put_key(f, ",\"name\":");
+        put_json_string(f, g->name ? g->name : "");
+        put_key(f, ",\"verdict\":");
+        put_json_string(f, verdict_to_string(v->kind));
+        put_key(f, ",\"reasons\":");
+        put_reasons(f, v);
+        put_key(f, ",\"cpu_mean_percent\":");
+        put_fixed(f, s->cpu_mean_percent, 4);
+        put_key(f, ",\"mem_mean_mb\":");
+        put_fixed(f, s->mem_mean_mb, 3);
+        put_key(f, ",\"samples\":");
+        put_uint(f, s->samples);
+        put_key(f, ",\"expected_samples\":");
+        put_uint(f, s->expected);
+        put_key(f, ",\"coverage\":");
+        put_fixed(f, s->coverage, 4);
+        put_key(f, ",\"uptime\":");
+        put_uint(f, g->uptime_s);
+        fputc('}', f);
 }
 
 static int by_vmid(const void *a, const void *b)
@@ -59,32 +148,42 @@ static struct guest **sorted_guests(const struct observer *o, size_t *ret_n)
         return sorted;
 }
 
-static json_t *judged_guest_json(const struct observer *o, const struct guest *g,
-                                 uint64_t now_usec)
+int status_write_guests(FILE *f, const struct observer *o, uint64_t now_usec)
 {
-        struct window_stats s;
-        struct verdict v;
+        size_t n = 0;
+        struct guest **sorted = sorted_guests(o, &n);
 
-        observer_judge(o, g, now_usec, &v, &s);
-        return guest_json(g, &v, &s);
+        if (!sorted)
+                return -ENOMEM;
+        fputc('[', f);
+        for (size_t i = 0; i < n; i++) {
+                struct window_stats s;
+                struct verdict v;
+
+                if (i > 0)
+                        fputc(',', f);
+                observer_judge(o, sorted[i], now_usec, &v, &s);
+                put_guest(f, sorted[i], &v, &s);
+        }
+        fputc(']', f);
+        free(sorted);
+        return ferror(f) ? -EIO : 0;
 }
 
 json_t *status_guests_json(const struct observer *o, uint64_t now_usec)
 {
-        size_t n = 0;
-        struct guest **sorted = sorted_guests(o, &n);
-        json_t *a = json_array();
+        char *text = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&text, &len);
+        json_t *a = NULL;
+        int r;
 
-        for (size_t i = 0; sorted && a && i < n; i++)
-                if (json_array_append_new(a, judged_guest_json(o, sorted[i], now_usec)) < 0) {
-                        json_decref(a);
-                        a = NULL;
-                }
-        if (!sorted) {
-                json_decref(a);
-                a = NULL;
-        }
-        free(sorted);
+        if (!f)
+                return NULL;
+        r = status_write_guests(f, o, now_usec);
+        if (fclose(f) == 0 && r == 0)
+                a = json_loadb(text, len, 0, NULL);
+        free(text);
         return a;
 }
 
@@ -137,36 +236,22 @@ static json_t *status_header(const struct observer *o)
                          summary_json(s), "api", api_json(s));
 }
 
-/* Streams the document: the header object, then one guest at a time, so
- * memory stays flat however large the fleet. */
+/* Streams the document: the header object, then the guests, so memory
+ * stays flat however large the fleet. */
 static int write_document(FILE *f, const struct observer *o, uint64_t now_usec)
 {
         json_t *header = status_header(o);
         char *text = header ? json_dumps(header, STATUS_JSON_FLAGS) : NULL;
-        struct guest **sorted = NULL;
-        size_t n = 0;
-        int r = -ENOMEM;
+        int r;
 
         json_decref(header);
-        if (!text || !(sorted = sorted_guests(o, &n)))
-                goto out;
+        if (!text)
+                return -ENOMEM;
         /* The header ends in '}': reopen it for the guests. */
-        fprintf(f, "%.*s,\"guests\":[", (int)strlen(text) - 1, text);
-        for (size_t i = 0; i < n; i++) {
-                json_t *g = judged_guest_json(o, sorted[i], now_usec);
-
-                if (!g)
-                        goto out;
-                if (i > 0)
-                        fputc(',', f);
-                json_dumpf(g, f, STATUS_JSON_FLAGS);
-                json_decref(g);
-        }
-        fputs("]}\n", f);
-        r = 0;
-out:
-        free(sorted);
+        fprintf(f, "%.*s,\"guests\":", (int)strlen(text) - 1, text);
         free(text);
+        r = status_write_guests(f, o, now_usec);
+        fputs("}\n", f);
         return r;
 }
 

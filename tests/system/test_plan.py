@@ -324,3 +324,26 @@ def test_plan_makes_one_request_per_poll(lab):
     # evenly spread over the window, not bunched
     span = rest[-1]["t"] - rest[0]["t"]
     assert 1.5 < span < 4.0, span
+
+
+ODD_NAMES = {
+    300: 'quote"and\\backslash',
+    301: "tab\tnewline\ncontrol\x01",
+    302: "unicode-серверы-日本-é",
+}
+
+
+def test_names_survive_json_output_exactly(lab):
+    """Names reach plan --json and the status file byte for byte, whatever
+    they hold (the status file is written by proxreap's own JSON writer)."""
+    sim = lab.sim([guest(v, n) for v, n in ODD_NAMES.items()])
+    config = lab.config(sim)
+    guests = lab.plan(config)
+    assert {v: guests[v]["name"] for v in ODD_NAMES} == ODD_NAMES
+    for v in ODD_NAMES:
+        assert guests[v]["verdict"] == "idle"
+        assert guests[v]["cpu_mean_percent"] == pytest.approx(1.0)
+        assert guests[v]["mem_mean_mb"] == pytest.approx(300.0)
+    d = lab.daemon(config)
+    doc = d.wait_status(lambda doc: len(doc["guests"]) == len(ODD_NAMES))
+    assert {g["vmid"]: g["name"] for g in doc["guests"]} == ODD_NAMES
