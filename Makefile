@@ -97,7 +97,9 @@ check-asan:
 install: $(BINS)
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR)/proxreap
 	install -m 0755 $(BUILD)/proxreapd $(BUILD)/proxreap $(DESTDIR)$(SBINDIR)/
-	install -m 0640 conf/proxreap.conf $(DESTDIR)$(SYSCONFDIR)/proxreap/proxreap.conf
+	@# An admin's edited configuration is never overwritten.
+	test -e $(DESTDIR)$(SYSCONFDIR)/proxreap/proxreap.conf || \
+		install -m 0640 conf/proxreap.conf $(DESTDIR)$(SYSCONFDIR)/proxreap/proxreap.conf
 
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/proxreapd $(DESTDIR)$(SBINDIR)/proxreap
