@@ -139,6 +139,16 @@ static void assert_kind(const struct verdict *v, enum verdict_kind want)
         }
 }
 
+/* One rule's reason: which rule, whether it holds, its value and limit. */
+static void assert_reason(const struct reason *r, enum reason_code code, bool pass, double value,
+                          double limit)
+{
+        assert_int_equal(r->code, code);
+        assert_int_equal(r->pass, pass);
+        assert_double_exact(r->value, value);
+        assert_double_exact(r->limit, limit);
+}
+
 static const struct reason *find_reason(const struct verdict *v, enum reason_code code)
 {
         for (unsigned i = 0; i < v->n_reasons; i++)
@@ -166,14 +176,8 @@ static void test_idle(void **state)
 
         assert_kind(&v, VERDICT_IDLE);
         assert_int_equal(v.n_reasons, 2);
-        assert_int_equal(v.reasons[0].code, REASON_CPU);
-        assert_true(v.reasons[0].pass);
-        assert_double_exact(v.reasons[0].value, 1.2);
-        assert_double_exact(v.reasons[0].limit, 5.0);
-        assert_int_equal(v.reasons[1].code, REASON_MEM);
-        assert_true(v.reasons[1].pass);
-        assert_double_exact(v.reasons[1].value, 512.0);
-        assert_double_exact(v.reasons[1].limit, 1024.0);
+        assert_reason(&v.reasons[0], REASON_CPU, true, 1.2, 5.0);
+        assert_reason(&v.reasons[1], REASON_MEM, true, 512.0, 1024.0);
         assert_formatted(&v, "mean cpu 1.20% < 5%, mean mem 512.00 MiB < 1024 MiB");
 }
 
@@ -187,10 +191,7 @@ static void test_active(void **state)
         /* Only the failed rules are the reasons. */
         assert_kind(&v, VERDICT_ACTIVE);
         assert_int_equal(v.n_reasons, 1);
-        assert_int_equal(v.reasons[0].code, REASON_CPU);
-        assert_false(v.reasons[0].pass);
-        assert_double_exact(v.reasons[0].value, 50.0);
-        assert_double_exact(v.reasons[0].limit, 5.0);
+        assert_reason(&v.reasons[0], REASON_CPU, false, 50.0, 5.0);
         assert_formatted(&v, "mean cpu 50.00% >= 5%");
 
         s = stats(1.0, 2048.5);
@@ -653,10 +654,7 @@ static void test_cpu_share(void **state)
         v = decide(c, &f, &s);
         assert_kind(&v, VERDICT_ACTIVE);
         assert_int_equal(v.n_reasons, 1);
-        assert_int_equal(v.reasons[0].code, REASON_CPU_SHARE);
-        assert_false(v.reasons[0].pass);
-        assert_double_exact(v.reasons[0].value, 0.95);
-        assert_double_exact(v.reasons[0].limit, 0.97);
+        assert_reason(&v.reasons[0], REASON_CPU_SHARE, false, 0.95, 0.97);
         assert_formatted(&v, "cpu below threshold in 95.0% of samples < 97%");
 }
 
