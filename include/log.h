@@ -24,7 +24,6 @@ enum log_target {
 /* ident prefixes stderr lines ("proxreapd: ..."). max_prio: LOG_DEBUG shows
  * everything, LOG_INFO (the default) hides debug. */
 void log_setup(const char *ident, enum log_target target, int max_prio);
-int log_max_prio(void);
 
 void log_msg(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -15,13 +15,10 @@
 
 #include "observe.h"
 
-/* Writes the JSON array of guest objects sorted by vmid: vmid node type
- * name verdict reasons cpu_mean_percent mem_mean_mb samples
- * expected_samples coverage uptime. The one serialisation of a guest,
- * streamed: it runs after every poll. */
-int status_write_guests(FILE *f, const struct observer *o, uint64_t now_usec);
-
-/* The same array as a jansson value (for the CLI); the caller owns it. */
+/* Array of guest objects sorted by vmid: vmid node type name verdict
+ * reasons cpu_mean_percent mem_mean_mb samples expected_samples coverage
+ * uptime, as a jansson value (for the CLI); the caller owns it. It is made
+ * by the same writer as the status file's guests. */
 json_t *status_guests_json(const struct observer *o, uint64_t now_usec);
 
 /* Writes the status document (summary, API state, every guest) to path

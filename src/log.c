@@ -18,11 +18,6 @@ void log_setup(const char *ident, enum log_target target, int max_prio)
         log_level = max_prio;
 }
 
-int log_max_prio(void)
-{
-        return log_level;
-}
-
 static const char *prio_name(int prio)
 {
         static const char *const names[] = {

@@ -76,11 +76,6 @@ static void put_fixed(FILE *f, double v, unsigned decimals)
         }
 }
 
-static void put_key(FILE *f, const char *key)
-{
-        fputs(key, f); /* keys are ours: already quoted, comma included */
-}
-
 static void put_reasons(FILE *f, const struct verdict *v)
 {
         char buf[256];
@@ -98,29 +93,30 @@ static void put_reasons(FILE *f, const struct verdict *v)
 static void put_guest(FILE *f, const struct guest *g, const struct verdict *v,
                       const struct window_stats *s)
 {
-        put_key(f, "{\"vmid\":");
+        /* Keys are ours: written already quoted, with their commas. */
+        fputs("{\"vmid\":", f);
         put_uint(f, g->vmid);
-        put_key(f, ",\"node\":");
+        fputs(",\"node\":", f);
         put_json_string(f, g->node ? g->node : "");
-        put_key(f, ",\"type\":");
+        fputs(",\"type\":", f);
         put_json_string(f, guest_type_to_string((enum guest_type)g->type));
-        put_key(f, ",\"name\":");
+        fputs(",\"name\":", f);
         put_json_string(f, g->name ? g->name : "");
-        put_key(f, ",\"verdict\":");
+        fputs(",\"verdict\":", f);
         put_json_string(f, verdict_to_string(v->kind));
-        put_key(f, ",\"reasons\":");
+        fputs(",\"reasons\":", f);
         put_reasons(f, v);
-        put_key(f, ",\"cpu_mean_percent\":");
+        fputs(",\"cpu_mean_percent\":", f);
         put_fixed(f, s->cpu_mean_percent, 4);
-        put_key(f, ",\"mem_mean_mb\":");
+        fputs(",\"mem_mean_mb\":", f);
         put_fixed(f, s->mem_mean_mb, 3);
-        put_key(f, ",\"samples\":");
+        fputs(",\"samples\":", f);
         put_uint(f, s->samples);
-        put_key(f, ",\"expected_samples\":");
+        fputs(",\"expected_samples\":", f);
         put_uint(f, s->expected);
-        put_key(f, ",\"coverage\":");
+        fputs(",\"coverage\":", f);
         put_fixed(f, s->coverage, 4);
-        put_key(f, ",\"uptime\":");
+        fputs(",\"uptime\":", f);
         put_uint(f, g->uptime_s);
         fputc('}', f);
 }
@@ -148,7 +144,9 @@ static struct guest **sorted_guests(const struct observer *o, size_t *ret_n)
         return sorted;
 }
 
-int status_write_guests(FILE *f, const struct observer *o, uint64_t now_usec)
+/* The JSON array of guests sorted by vmid: the one serialisation of a
+ * guest, streamed, since it runs after every poll. */
+static int write_guests(FILE *f, const struct observer *o, uint64_t now_usec)
 {
         size_t n = 0;
         struct guest **sorted = sorted_guests(o, &n);
@@ -180,7 +178,7 @@ json_t *status_guests_json(const struct observer *o, uint64_t now_usec)
 
         if (!f)
                 return NULL;
-        r = status_write_guests(f, o, now_usec);
+        r = write_guests(f, o, now_usec);
         if (fclose(f) == 0 && r == 0)
                 a = json_loadb(text, len, 0, NULL);
         free(text);
@@ -250,7 +248,7 @@ static int write_document(FILE *f, const struct observer *o, uint64_t now_usec)
         /* The header ends in '}': reopen it for the guests. */
         fprintf(f, "%.*s,\"guests\":", (int)strlen(text) - 1, text);
         free(text);
-        r = status_write_guests(f, o, now_usec);
+        r = write_guests(f, o, now_usec);
         fputs("}\n", f);
         return r;
 }
