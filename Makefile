@@ -38,10 +38,14 @@ ifneq ($(SANITIZE),)
 CFLAGS      += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDFLAGS     += -fsanitize=$(SANITIZE)
 endif
+# Test builds compile in the crash points (util.h crash_point()).
+ifeq ($(TEST_HOOKS),1)
+CFLAGS      += -DPROXREAP_TEST_HOOKS
+endif
 ALL_CFLAGS   = $(WARNINGS) $(CFLAGS) -Iinclude -DPROXREAP_VERSION='"$(VERSION)"' -D_GNU_SOURCE \
                -D_FORTIFY_SOURCE=2 -fstack-protector-strong $(PKG_CFLAGS) -MMD -MP
 
-MODULES      = util log config http pve pve_decode window policy observe status
+MODULES      = util log config http pve pve_decode window policy observe status pve_api journal ops reaper
 LIB_OBJS     = $(MODULES:%=$(BUILD)/src/%.o)
 LIB          = $(BUILD)/libproxreap.a
 BINS         = $(BUILD)/proxreapd $(BUILD)/proxreap
@@ -65,13 +69,17 @@ $(LIB): $(LIB_OBJS)
 $(BUILD)/proxreapd: $(BUILD)/src/proxreapd.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
-$(BUILD)/proxreap: $(BUILD)/src/proxreap.o $(LIB)
+$(BUILD)/proxreap: $(BUILD)/src/proxreap.o $(BUILD)/src/proxreap_ops.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
 $(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(CMOCKA_LIBS) -lm
 
-check: check-unit check-system
+# Tests run on a build of their own with the crash points compiled in;
+# `make` and `make install` never have them.
+TEST_BUILD  ?= build-test
+check:
+	$(MAKE) BUILD=$(TEST_BUILD) TEST_HOOKS=1 check-unit check-system
 
 check-unit: $(UNIT_TESTS)
 	@set -e; for t in $(UNIT_TESTS); do \
@@ -92,7 +100,7 @@ check-valgrind: $(UNIT_TESTS)
 	done
 
 check-asan:
-	$(MAKE) BUILD=build-asan SANITIZE=address,undefined CFLAGS="-O1 -g" check
+	$(MAKE) TEST_BUILD=build-asan SANITIZE=address,undefined CFLAGS="-O1 -g" check
 
 install: $(BINS)
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR)/proxreap
@@ -105,7 +113,7 @@ uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/proxreapd $(DESTDIR)$(SBINDIR)/proxreap
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-test build-asan
 
 format:
 	clang-format -i src/*.c include/*.h tests/unit/*.c tests/unit/*.h

@@ -81,6 +81,20 @@ struct config {
 
         /* reap */
         enum reap_mode mode;
+        uint64_t grace_usec; /* 0: act on the first idle window */
+        unsigned max_per_cycle;
+        unsigned max_per_hour;
+        double breaker_percent;
+        uint64_t cooldown_usec; /* after a restore */
+        uint64_t retry_after_usec; /* after a failed attempt */
+        uint64_t history_usec; /* 0: no rrddata veto */
+        char *archive_storage; /* required in reap mode */
+        char *compress; /* vzdump compress: "zstd", "gzip", "lzo" or "0" */
+        uint64_t shutdown_timeout_usec;
+        bool force_stop;
+        bool snapshot;
+        uint64_t task_timeout_usec; /* longest wait for a snapshot, archive, destroy or start task */
+        char *journal_file;
 
         /* status */
         char *status_file;

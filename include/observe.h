@@ -54,6 +54,8 @@ const struct observe_summary *observer_summary(const struct observer *o);
 const char *observer_error(const struct observer *o);
 const struct guest_table *observer_table(const struct observer *o);
 const struct config *observer_config(const struct observer *o);
+/* The API client (shared with the reaper: one connection). */
+struct pve *observer_pve(const struct observer *o);
 
 /* Verdict of one guest at now_usec, with the window statistics. */
 void observer_judge(const struct observer *o, const struct guest *g, uint64_t now_usec,

@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "config.h"
 
 enum guest_type {
@@ -92,12 +94,35 @@ struct pve_version {
 int pve_new(const struct config *c, struct pve **ret);
 struct pve *pve_free(struct pve *p);
 const char *pve_error(const struct pve *p);
+void pve_set_error(struct pve *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* -EACCES: authentication or permission refused; -EBADMSG: malformed
  * answer; -EREMOTEIO: other HTTP error; transport errors from http. */
 int pve_get_version(struct pve *p, struct pve_version *ret);
 int pve_get_resources(struct pve *p, pve_guest_fn fn, void *userdata,
                       struct pve_decode_stats *ret_stats);
+
+/* --- any call (small answers, decoded with jansson) --- */
+
+/* A form-encoded request body. Errors are sticky: check once at the end. */
+struct pve_form {
+        char *body;
+        size_t len;
+        int error;
+};
+int pve_form_add(struct pve_form *f, const char *key, const char *value);
+int pve_form_addf(struct pve_form *f, const char *key, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+void pve_form_clear(struct pve_form *f);
+
+/* method path (already escaped, with a query for GETs) with an optional
+ * form body. On 2xx, *ret_data (optional) gets a new reference to the
+ * answer's "data" (json null included). Writes are never retried here
+ * (only after a 401, which Proxmox sends before running anything). */
+int pve_call(struct pve *p, const char *method, const char *path, const struct pve_form *form,
+             json_t **ret_data);
+/* HTTP status of the last pve_call() (0: no answer arrived). */
+long pve_last_status(const struct pve *p);
 
 /* Form a message from an error response (exposed for tests): Proxmox's
  * reason phrase, plus the "errors" map of a 400. */

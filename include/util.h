@@ -59,4 +59,9 @@ int tags_foreach(const char *tags, int (*fn)(const char *tag, size_t len, void *
                  void *userdata);
 bool tags_contain(const char *tags, const char *tag);
 
+/* Test builds (-DPROXREAP_TEST_HOOKS) kill the process with SIGKILL when
+ * $PROXREAP_CRASH_AT names this point (optionally "NAME#N": the Nth time).
+ * A no-op in every other build. */
+void crash_point(const char *name);
+
 #endif

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libconfig.h>
@@ -624,24 +625,75 @@ static int parse_exclude_vmids(struct loader *l, const config_setting_t *s, cons
 
 static int parse_mode(struct loader *l, const config_setting_t *s, const struct key *k)
 {
+        static const char *const names[] = { "observe", "mark", "reap" };
         const char *v = NULL;
 
         (void)k;
         if (get_string(l, s, l->key, &v) < 0)
                 return -EINVAL;
-        if (strcmp(v, "observe") == 0) {
-                l->c->mode = REAP_MODE_OBSERVE;
-                return 0;
-        }
-        if (strcmp(v, "mark") == 0 || strcmp(v, "reap") == 0) {
-                /* Refuse rather than pretend: this version decides but never
-                 * changes a guest. */
-                report(l, line_of(s),
-                       "'reap.mode' = '%s' is not available in this version of proxreap (only \"observe\")",
-                       v);
-                return -EOPNOTSUPP;
-        }
+        for (size_t i = 0; i < ELEMENTSOF(names); i++)
+                if (strcmp(v, names[i]) == 0) {
+                        l->c->mode = (enum reap_mode)i;
+                        return 0;
+                }
         report(l, line_of(s), "'reap.mode' = '%s' must be \"observe\", \"mark\" or \"reap\"", v);
+        return -EINVAL;
+}
+
+/* A whole number in [k->min, k->max], stored as unsigned. */
+static int parse_count_key(struct loader *l, const config_setting_t *s, const struct key *k)
+{
+        double v = 0;
+
+        if (get_number(l, s, l->key, &v) < 0)
+                return -EINVAL;
+        if (v < k->min || v > k->max || v != (double)(unsigned)v) {
+                report(l, line_of(s), "'%s' = %g must be a whole number from %g to %g", l->key, v,
+                       k->min, k->max);
+                return -ERANGE;
+        }
+        *(unsigned *)field_ptr(l, k) = (unsigned)v;
+        return 0;
+}
+
+/* pve-storage-id: [a-z][a-z0-9._-]*[a-z0-9] */
+static bool storage_id_valid(const char *s)
+{
+        size_t n = strlen(s);
+
+        if (n < 2 || n > 64 || !islower((unsigned char)s[0]) ||
+            !(islower((unsigned char)s[n - 1]) || isdigit((unsigned char)s[n - 1])))
+                return false;
+        return strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789-_.") == n;
+}
+
+static int parse_storage(struct loader *l, const config_setting_t *s, const struct key *k)
+{
+        const char *v = NULL;
+
+        if (get_string(l, s, l->key, &v) < 0)
+                return -EINVAL;
+        if (!storage_id_valid(v)) {
+                report(l, line_of(s), "'%s' = '%s' is not a Proxmox storage id", l->key, v);
+                return -EINVAL;
+        }
+        return set_string(l, field_ptr(l, k), v);
+}
+
+static int parse_compress(struct loader *l, const config_setting_t *s, const struct key *k)
+{
+        static const char *const names[][2] = {
+                { "zstd", "zstd" }, { "gzip", "gzip" }, { "lzo", "lzo" }, { "none", "0" }
+        };
+        const char *v = NULL;
+
+        if (get_string(l, s, l->key, &v) < 0)
+                return -EINVAL;
+        for (size_t i = 0; i < ELEMENTSOF(names); i++)
+                if (strcmp(v, names[i][0]) == 0)
+                        return set_string(l, field_ptr(l, k), names[i][1]);
+        report(l, line_of(s), "'%s' = '%s' must be \"zstd\", \"gzip\", \"lzo\" or \"none\"",
+               l->key, v);
         return -EINVAL;
 }
 
@@ -650,6 +702,7 @@ static int parse_mode(struct loader *l, const config_setting_t *s, const struct 
 #define STR(g, n, f) { g, n, KEY_STRING, FIELD(f), 0, 0, false, NULL }
 #define BOOL(g, n, f) { g, n, KEY_BOOL, FIELD(f), 0, 0, false, NULL }
 #define SPECIAL(g, n, f, fn) { g, n, KEY_SPECIAL, FIELD(f), 0, 0, false, fn }
+#define COUNT(g, n, f, lo, hi) { g, n, KEY_SPECIAL, FIELD(f), lo, hi, false, parse_count_key }
 
 static int parse_strv_special(struct loader *l, const config_setting_t *s, const struct key *k)
 {
@@ -690,6 +743,20 @@ static const struct key keys[] = {
         BOOL("select", "allow_ha", allow_ha),
 
         SPECIAL("reap", "mode", mode, parse_mode),
+        DUR("reap", "grace", grace_usec, 0, 365 * USEC_PER_DAY),
+        COUNT("reap", "max_per_cycle", max_per_cycle, 1, 1000),
+        COUNT("reap", "max_per_hour", max_per_hour, 1, 100000),
+        NUM("reap", "breaker_percent", breaker_percent, 0.0, true, 100.0),
+        DUR("reap", "cooldown", cooldown_usec, 0, 365 * USEC_PER_DAY),
+        DUR("reap", "retry_after", retry_after_usec, 0, 365 * USEC_PER_DAY),
+        DUR("reap", "history", history_usec, 0, 365 * USEC_PER_DAY),
+        SPECIAL("reap", "archive_storage", archive_storage, parse_storage),
+        SPECIAL("reap", "compress", compress, parse_compress),
+        DUR("reap", "shutdown_timeout", shutdown_timeout_usec, USEC_PER_SEC, USEC_PER_HOUR),
+        BOOL("reap", "force_stop", force_stop),
+        BOOL("reap", "snapshot", snapshot),
+        DUR("reap", "task_timeout", task_timeout_usec, USEC_PER_SEC, 7 * USEC_PER_DAY),
+        STR("reap", "journal", journal_file),
 
         STR("status", "file", status_file),
 };
@@ -794,13 +861,25 @@ static int set_defaults(struct config *c)
                 c->exclude_tags.n = c->exclude_tags.v[0] ? 1 : 0;
         }
         c->mode = REAP_MODE_OBSERVE;
+        c->max_per_cycle = 1;
+        c->max_per_hour = 10;
+        c->breaker_percent = 50.0;
+        c->cooldown_usec = 24 * USEC_PER_HOUR;
+        c->retry_after_usec = 24 * USEC_PER_HOUR;
+        c->compress = strdup("zstd");
+        c->shutdown_timeout_usec = 180 * USEC_PER_SEC;
+        c->force_stop = true;
+        c->snapshot = true;
+        c->task_timeout_usec = 6 * USEC_PER_HOUR;
+        c->journal_file = strdup("/var/lib/proxreap/journal");
         c->status_file = strdup("/run/proxreap/status.json");
         if (uname(&u) == 0) {
                 /* A PVE node's name is its short host name. */
                 u.nodename[strcspn(u.nodename, ".")] = '\0';
                 c->node_name = strdup(u.nodename);
         }
-        if (!c->ca_file || !c->exclude_tags.n || !c->status_file || !c->node_name)
+        if (!c->ca_file || !c->exclude_tags.n || !c->status_file || !c->node_name || !c->compress ||
+            !c->journal_file)
                 return -ENOMEM;
         return 0;
 }
@@ -895,6 +974,15 @@ static void check_cross(struct loader *l)
                        CONFIG_MAX_WINDOW_SAMPLES);
         if (c->status_file && c->status_file[0] != '/')
                 report(l, setting_line(l, "status.file"), "'status.file' must be an absolute path");
+        if (!c->journal_file || c->journal_file[0] != '/')
+                report(l, setting_line(l, "reap.journal"), "'reap.journal' must be an absolute path");
+        if (c->mode == REAP_MODE_REAP && !c->archive_storage &&
+            !config_lookup(&l->cf, "reap.archive_storage"))
+                report(l, setting_line(l, "reap.mode"),
+                       "'reap.mode' = \"reap\" needs 'reap.archive_storage' (where the archives go)");
+        if (c->history_usec > 0 && c->history_usec < USEC_PER_HOUR)
+                report(l, setting_line(l, "reap.history"),
+                       "'reap.history' must be \"0\" (off) or at least \"1h\" (Proxmox keeps minute averages for the last hour)");
 }
 
 static void loader_read(struct loader *l)
@@ -960,6 +1048,9 @@ struct config *config_free(struct config *c)
         strv_free(&c->exclude_pools);
         strv_free(&c->include_tags);
         free(c->exclude_vmids);
+        free(c->archive_storage);
+        free(c->compress);
+        free(c->journal_file);
         free(c->status_file);
         free(c);
         return NULL;

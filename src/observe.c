@@ -250,3 +250,8 @@ int observer_poll(struct observer *o, uint64_t now_usec)
         o->sum.last_poll_duration_usec = now_monotonic_usec() - start;
         return r;
 }
+
+struct pve *observer_pve(const struct observer *o)
+{
+        return o->pve;
+}

@@ -20,6 +20,7 @@
 #include "config.h"
 #include "log.h"
 #include "observe.h"
+#include "proxreap_ops.h"
 #include "status.h"
 #include "util.h"
 
@@ -36,6 +37,11 @@ static void usage(FILE *f)
                 "  check-config     validate the configuration and print 'configuration OK'\n"
                 "  plan [--json]    observe one full window now and print every guest's verdict\n"
                 "  status [--json]  show what the running proxreapd sees\n"
+                "  journal list [--json]     every reap: id, guest, state, archive, size, when\n"
+                "  journal show ID [--json]  every record of one reap, with the evidence\n"
+                "  journal verify            check the journal; exit 1 on damage\n"
+                "  restore ID [--vmid N] [--node NODE] [--storage S] [--start] [--yes]\n"
+                "                   bring a reaped guest back from its archive\n"
                 "\n"
                 "Options:\n"
                 "  -c, --config FILE  configuration file (default " CONFIG_DEFAULT_PATH ")\n"
@@ -278,6 +284,38 @@ static int cmd_status(int argc, char **argv)
         return 0;
 }
 
+static int cmd_journal_main(int argc, char **argv)
+{
+        struct config *c = NULL;
+        int r;
+
+        if (load_config(&c) < 0)
+                return EXIT_USAGE;
+        r = cmd_journal(c, argc, argv);
+        config_free(c);
+        return r;
+}
+
+static int cmd_restore_main(int argc, char **argv)
+{
+        struct config *c = NULL;
+        struct pve *p = NULL;
+        int r;
+
+        if (load_config(&c) < 0)
+                return EXIT_USAGE;
+        r = pve_new(c, &p);
+        if (r < 0) {
+                fprintf(stderr, "proxreap: %s\n", strerror(-r));
+                config_free(c);
+                return 1;
+        }
+        r = cmd_restore(c, p, argc, argv);
+        pve_free(p);
+        config_free(c);
+        return r;
+}
+
 static const struct {
         const char *name;
         int (*fn)(int argc, char **argv);
@@ -285,6 +323,8 @@ static const struct {
         { "check-config", cmd_check_config },
         { "plan", cmd_plan },
         { "status", cmd_status },
+        { "journal", cmd_journal_main },
+        { "restore", cmd_restore_main },
 };
 
 static int parse_global(int argc, char **argv)

@@ -19,6 +19,7 @@
 #include "config.h"
 #include "log.h"
 #include "observe.h"
+#include "reaper.h"
 #include "status.h"
 #include "util.h"
 
@@ -26,8 +27,11 @@ struct daemon {
         const char *config_path;
         struct config *config;
         struct observer *observer;
+        struct reaper *reaper; /* modes mark and reap */
+        bool storage_checked;
         sd_event *event;
         sd_event_source *timer;
+        sd_event_source *saga_timer; /* the next saga step */
         uint64_t next_usec; /* monotonic target of the next poll */
         bool ready; /* READY=1 sent */
         int status_error; /* last status file error, logged on change */
@@ -81,12 +85,69 @@ static void write_status(struct daemon *d, uint64_t now)
         d->status_error = r;
 }
 
+static void schedule_saga(struct daemon *d, uint64_t next)
+{
+        if (next == UINT64_MAX) {
+                sd_event_source_set_enabled(d->saga_timer, SD_EVENT_OFF);
+                return;
+        }
+        sd_event_source_set_time(d->saga_timer, next);
+        sd_event_source_set_enabled(d->saga_timer, SD_EVENT_ONESHOT);
+}
+
+static int on_saga_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        struct daemon *d = userdata;
+
+        (void)s;
+        schedule_saga(d, reaper_step(d->reaper, observer_pve(d->observer), usec));
+        return 0;
+}
+
+/* Reap mode: the archive storage must exist and take backups. Checked
+ * once the API answers; a definite "no" stops the daemon. */
+static int check_storage(struct daemon *d)
+{
+        char err[512];
+        int r;
+
+        if (d->storage_checked || !d->reaper || d->config->mode != REAP_MODE_REAP)
+                return 0;
+        r = reaper_check_storage(d->reaper, observer_pve(d->observer), err, sizeof(err));
+        if (r == -ENOENT || r == -EINVAL) {
+                log_error("%s", err);
+                return r;
+        }
+        if (r < 0) {
+                log_warning("%s; checking again after the next poll", err);
+                return 0;
+        }
+        d->storage_checked = true;
+        return 0;
+}
+
 static void after_poll(struct daemon *d, int r, uint64_t now)
 {
         const struct observe_summary *s = observer_summary(d->observer);
-        char line[256];
+        char line[640], reap[300];
+        size_t n;
 
+        if (r >= 0 && check_storage(d) < 0) {
+                sd_notify(false, "STOPPING=1\nSTATUS=archive storage unusable, stopping");
+                sd_event_exit(d->event, 1);
+                return;
+        }
+        if (r >= 0 && d->reaper && (d->storage_checked || d->config->mode == REAP_MODE_MARK)) {
+                reaper_cycle(d->reaper, d->observer, now);
+                schedule_saga(d, reaper_step(d->reaper, observer_pve(d->observer),
+                                             now_monotonic_usec()));
+        }
         status_line(s, line, sizeof(line));
+        if (d->reaper) {
+                reaper_describe(d->reaper, reap, sizeof(reap));
+                n = strlen(line);
+                snprintf(line + n, sizeof(line) - n, "; %s", reap);
+        }
         if (r >= 0 && !d->ready) {
                 d->ready = true;
                 log_notice("first poll done, %s", line);
@@ -130,6 +191,19 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
         return sd_event_source_set_enabled(d->timer, SD_EVENT_ONESHOT);
 }
 
+static int start_reaper(struct daemon *d, const struct config *c)
+{
+        char err[1024] = "";
+        int r = reaper_new(c, &d->reaper, err, sizeof(err));
+
+        if (r < 0) {
+                log_error("cannot open journal '%s': %s", c->journal_file,
+                          err[0] ? err : strerror(-r));
+                return r;
+        }
+        return 0;
+}
+
 static int reload(struct daemon *d)
 {
         struct config *c = NULL;
@@ -149,6 +223,19 @@ static int reload(struct daemon *d)
         } else {
                 bool new_interval = c->interval_usec != d->config->interval_usec;
 
+                if (c->mode != REAP_MODE_OBSERVE && !d->reaper && start_reaper(d, c) < 0) {
+                        log_error("reload failed: the journal cannot be opened, keeping the running configuration");
+                        config_free(c);
+                        goto done;
+                }
+                if (d->reaper)
+                        reaper_set_config(d->reaper, c);
+                if (c->mode == REAP_MODE_REAP && (d->config->mode != REAP_MODE_REAP ||
+                                                  strcmp(c->archive_storage,
+                                                         d->config->archive_storage
+                                                                 ? d->config->archive_storage
+                                                                 : "") != 0))
+                        d->storage_checked = false;
                 config_free(d->config);
                 d->config = c;
                 warn_transport(c);
@@ -158,6 +245,7 @@ static int reload(struct daemon *d)
                 }
                 log_notice("configuration reloaded from '%s'", d->config_path);
         }
+done:
         /* Ready again only if it ever was: a reload does not make an API
          * that never answered usable. */
         if (d->ready)
@@ -205,6 +293,13 @@ static int setup_loop(struct daemon *d)
                 return r;
         d->next_usec = now_monotonic_usec();
         r = sd_event_add_time(d->event, &d->timer, CLOCK_MONOTONIC, d->next_usec, 1, on_timer, d);
+        if (r < 0)
+                return r;
+        r = sd_event_add_time(d->event, &d->saga_timer, CLOCK_MONOTONIC, UINT64_MAX, 1,
+                              on_saga_timer, d);
+        if (r < 0)
+                return r;
+        r = sd_event_source_set_enabled(d->saga_timer, SD_EVENT_OFF);
         if (r < 0)
                 return r;
         return sd_event_source_set_enabled(d->timer, SD_EVENT_ONESHOT);
@@ -266,6 +361,9 @@ static int run(struct daemon *d)
                 return 2;
         }
         warn_transport(d->config);
+        /* A damaged journal stops the daemon before it touches anything. */
+        if (d->config->mode != REAP_MODE_OBSERVE && start_reaper(d, d->config) < 0)
+                return 1;
         r = observer_new(d->config, true, &d->observer);
         if (r >= 0)
                 r = setup_loop(d);
@@ -300,6 +398,8 @@ int main(int argc, char **argv)
                   debug ? LOG_DEBUG : LOG_INFO);
         r = run(&d);
         sd_event_source_unref(d.timer);
+        sd_event_source_unref(d.saga_timer);
+        reaper_free(d.reaper);
         sd_event_unref(d.event);
         observer_free(d.observer);
         config_free(d.config);

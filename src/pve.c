@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,7 @@ struct pve {
         uint64_t ticket_usec; /* when the ticket was issued (monotonic) */
         struct pve_decoder *decoder; /* reused: one per client, not per poll */
         struct resources_sink sink; /* where the decoder delivers this poll's guests */
+        long last_status; /* HTTP status of the last pve_call(), 0 if none arrived */
         char error[1024];
 };
 
@@ -108,6 +110,15 @@ const char *pve_error(const struct pve *p)
         return p->error;
 }
 
+void pve_set_error(struct pve *p, const char *fmt, ...)
+{
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(p->error, sizeof(p->error), fmt, ap);
+        va_end(ap);
+}
+
 /* --- errors --- */
 
 static void append_errors_map(json_t *errors, char *buf, size_t size)
@@ -180,18 +191,21 @@ static int build_url(struct pve *p, const char *path, char *buf, size_t size)
 
 static int form_append(char **body, size_t *len, const char *key, const char *value)
 {
-        char esc[1024];
-        size_t need;
-        char *b;
+        size_t esc_size = 3 * strlen(value) + 1, need;
+        char *esc = malloc(esc_size), *b;
 
-        if (url_escape(value, esc, sizeof(esc)) < 0)
-                return -ENOBUFS;
+        if (!esc)
+                return -ENOMEM;
+        (void)url_escape(value, esc, esc_size); /* 3 bytes per byte always fit */
         need = *len + strlen(key) + strlen(esc) + 3;
         b = realloc(*body, need);
-        if (!b)
+        if (!b) {
+                free(esc);
                 return -ENOMEM;
+        }
         *len += (size_t)snprintf(b + *len, need - *len, "%s%s=%s", *len ? "&" : "", key, esc);
         *body = b;
+        free(esc);
         return 0;
 }
 
@@ -272,14 +286,15 @@ static int ensure_auth(struct pve *p)
         return 0;
 }
 
-static int do_get_once(struct pve *p, const char *path, const struct http_sink *sink,
-                       struct http_response *resp)
+static int do_request_once(struct pve *p, const char *method, const char *path,
+                           const char *body, const struct http_sink *sink,
+                           struct http_response *resp)
 {
         const char *headers[3] = { 0 };
         char url[2048], what[300];
         int r;
 
-        snprintf(what, sizeof(what), "GET %s", path);
+        snprintf(what, sizeof(what), "%s %s", method, path);
         r = build_url(p, path, url, sizeof(url));
         if (r < 0)
                 return r;
@@ -287,9 +302,13 @@ static int do_get_once(struct pve *p, const char *path, const struct http_sink *
         if (r < 0)
                 return r;
         headers[0] = p->auth_header ? p->auth_header : p->cookie_header;
+        /* Tickets need the CSRF token on every write; API tokens do not. */
+        if (!p->auth_header && strcmp(method, "GET") != 0)
+                headers[1] = p->csrf_header;
+        http_response_clear(resp);
         r = http_request(p->http,
-                         &(struct http_request){ .method = "GET", .url = url, .headers = headers,
-                                                 .sink = sink },
+                         &(struct http_request){ .method = method, .url = url, .headers = headers,
+                                                 .body = body, .sink = sink },
                          resp);
         if (r < 0)
                 return transport_error(p, what, r);
@@ -298,18 +317,89 @@ static int do_get_once(struct pve *p, const char *path, const struct http_sink *
         return 0;
 }
 
-static int do_get(struct pve *p, const char *path, const struct http_sink *sink,
-                  struct http_response *resp)
+/* A 401 is answered before the handler runs, so even a write that got one
+ * was not executed: logging in again and resending once is safe. */
+static int do_request(struct pve *p, const char *method, const char *path, const char *body,
+                      const struct http_sink *sink, struct http_response *resp)
 {
-        int r = do_get_once(p, path, sink, resp);
+        int r = do_request_once(p, method, path, body, sink, resp);
 
         if (r != -EACCES || resp->status != 401 || p->auth_header)
                 return r;
-        /* A ticket can be invalidated early (auth key rotation): log in
-         * again once before giving up. */
+        /* A ticket can be invalidated early (auth key rotation). */
         free_secret_string(p->cookie_header);
         p->cookie_header = NULL;
-        return do_get_once(p, path, sink, resp);
+        return do_request_once(p, method, path, body, sink, resp);
+}
+
+static int do_get(struct pve *p, const char *path, const struct http_sink *sink,
+                  struct http_response *resp)
+{
+        return do_request(p, "GET", path, NULL, sink, resp);
+}
+
+int pve_call(struct pve *p, const char *method, const char *path, const struct pve_form *form,
+             json_t **ret_data)
+{
+        struct http_response resp = { 0 };
+        json_t *root = NULL, *data;
+        json_error_t jerr;
+        int r;
+
+        if (form && form->error < 0)
+                return form->error;
+        r = do_request(p, method, path, form ? form->body : NULL, NULL, &resp);
+        p->last_status = resp.status;
+        if (r >= 0) {
+                root = json_loadb(resp.body ? resp.body : "", resp.body_len, 0, &jerr);
+                data = json_is_object(root) ? json_object_get(root, "data") : NULL;
+                if (!data) {
+                        snprintf(p->error, sizeof(p->error),
+                                 "%s %s: answer is not a JSON object with \"data\"%s%s", method,
+                                 path, root ? "" : ": ", root ? "" : jerr.text);
+                        r = -EBADMSG;
+                } else if (ret_data)
+                        *ret_data = json_incref(data);
+        }
+        json_decref(root);
+        http_response_clear(&resp);
+        return r;
+}
+
+long pve_last_status(const struct pve *p)
+{
+        return p->last_status;
+}
+
+int pve_form_add(struct pve_form *f, const char *key, const char *value)
+{
+        if (f->error >= 0)
+                f->error = form_append(&f->body, &f->len, key, value);
+        return f->error;
+}
+
+int pve_form_addf(struct pve_form *f, const char *key, const char *fmt, ...)
+{
+        char *v = NULL;
+        va_list ap;
+        int n;
+
+        va_start(ap, fmt);
+        n = vasprintf(&v, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+                f->error = -ENOMEM;
+                return f->error;
+        }
+        pve_form_add(f, key, v);
+        free(v);
+        return f->error;
+}
+
+void pve_form_clear(struct pve_form *f)
+{
+        free(f->body);
+        *f = (struct pve_form){ 0 };
 }
 
 int pve_get_version(struct pve *p, struct pve_version *ret)

@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -231,4 +232,27 @@ bool tags_contain(const char *tags, const char *tag)
         struct tag_want want = { tag, strlen(tag) };
 
         return tags_foreach(tags, tag_equals, &want) == 1;
+}
+
+void crash_point(const char *name)
+{
+#ifdef PROXREAP_TEST_HOOKS
+        static unsigned hits;
+        const char *want = getenv("PROXREAP_CRASH_AT"), *hash;
+        size_t n;
+        uint64_t nth = 1;
+
+        if (!want || !*want)
+                return;
+        hash = strchr(want, '#');
+        n = hash ? (size_t)(hash - want) : strlen(want);
+        if (strlen(name) != n || strncmp(name, want, n) != 0)
+                return;
+        if (hash && parse_u64(hash + 1, 1, UINT32_MAX, &nth) < 0)
+                return;
+        if (++hits == nth)
+                (void)raise(SIGKILL);
+#else
+        (void)name;
+#endif
 }

@@ -332,7 +332,7 @@ class Lab:
             "observe": {"interval": "100ms", "window": "2s", "nodes": "all"},
             "idle": {},
             "select": {},
-            "reap": {},
+            "reap": {"journal": os.path.join(self.dir, "journal")},
             "status": {"file": os.path.join(self.dir, os.path.splitext(name)[0] + "-status.json")},
         }
         if sim is not None and sim.tls:

@@ -149,7 +149,7 @@ def test_check_config_reports_every_error(lab):
         at("mem_mb", "'idle.mem_mb' must be a number, not a string"),
         at("exclude_vmids", "'select.exclude_vmids': '12' is not a vmid (100-999999999) or a range \"FIRST-LAST\""),
         at("allow_ha", "'select.allow_ha' must be a boolean (true or false), not a string"),
-        at("mode", "'reap.mode' = 'reap' is not available in this version of proxreap (only \"observe\")"),
+        at("mode", "'reap.mode' = \"reap\" needs 'reap.archive_storage' (where the archives go)"),
         at("extra", "unknown group 'extra'"),
         at("status.json", "'status.file' must be an absolute path"),
     ]

@@ -915,15 +915,77 @@ static void test_types(void **state)
 
 static void test_mode(void **state)
 {
+        struct loaded l;
+
         (void)state;
+        load_ok(API "reap = {\n  mode = \"mark\";\n};\n", &l);
+        assert_int_equal(l.c->mode, REAP_MODE_MARK);
+        loaded_done(&l);
         expect_error(API "reap = {\n  mode = \"reap\";\n};\n", "mode",
-                     "'reap.mode' = 'reap' is not available in this version of proxreap (only \"observe\")");
-        expect_error(API "reap = {\n  mode = \"mark\";\n};\n", "mode",
-                     "'reap.mode' = 'mark' is not available in this version of proxreap (only \"observe\")");
+                     "'reap.mode' = \"reap\" needs 'reap.archive_storage' (where the archives go)");
         expect_error(API "reap = {\n  mode = \"destroy\";\n};\n", "mode",
                      "'reap.mode' = 'destroy' must be \"observe\", \"mark\" or \"reap\"");
         assert_string_equal(reap_mode_to_string(REAP_MODE_MARK), "mark");
         assert_string_equal(reap_mode_to_string(REAP_MODE_REAP), "reap");
+}
+
+static void test_reap_keys(void **state)
+{
+        struct loaded l;
+
+        (void)state;
+        load_ok(API "reap = {\n  mode = \"reap\";\n  archive_storage = \"pbs-1\";\n"
+                    "  grace = \"2h\";\n  max_per_cycle = 3;\n  max_per_hour = 20;\n"
+                    "  breaker_percent = 25;\n  cooldown = \"7d\";\n  retry_after = \"1h\";\n"
+                    "  history = \"7d\";\n  compress = \"none\";\n  shutdown_timeout = \"60s\";\n"
+                    "  force_stop = false;\n  snapshot = false;\n  task_timeout = \"2h\";\n"
+                    "  journal = \"/tmp/j\";\n};\n",
+                &l);
+        assert_int_equal(l.c->mode, REAP_MODE_REAP);
+        assert_string_equal(l.c->archive_storage, "pbs-1");
+        assert_true(l.c->grace_usec == 2 * USEC_PER_HOUR);
+        assert_int_equal(l.c->max_per_cycle, 3);
+        assert_int_equal(l.c->max_per_hour, 20);
+        assert_true(l.c->breaker_percent == 25.0);
+        assert_true(l.c->cooldown_usec == 7 * USEC_PER_DAY);
+        assert_true(l.c->retry_after_usec == USEC_PER_HOUR);
+        assert_true(l.c->history_usec == 7 * USEC_PER_DAY);
+        assert_string_equal(l.c->compress, "0");
+        assert_true(l.c->shutdown_timeout_usec == 60 * USEC_PER_SEC);
+        assert_false(l.c->force_stop);
+        assert_false(l.c->snapshot);
+        assert_true(l.c->task_timeout_usec == 2 * USEC_PER_HOUR);
+        assert_string_equal(l.c->journal_file, "/tmp/j");
+        loaded_done(&l);
+
+        load_ok(API, &l);
+        assert_int_equal(l.c->max_per_cycle, 1);
+        assert_int_equal(l.c->max_per_hour, 10);
+        assert_true(l.c->breaker_percent == 50.0);
+        assert_true(l.c->cooldown_usec == 24 * USEC_PER_HOUR);
+        assert_true(l.c->retry_after_usec == 24 * USEC_PER_HOUR);
+        assert_true(l.c->grace_usec == 0 && l.c->history_usec == 0);
+        assert_string_equal(l.c->compress, "zstd");
+        assert_true(l.c->shutdown_timeout_usec == 180 * USEC_PER_SEC);
+        assert_true(l.c->force_stop && l.c->snapshot);
+        assert_string_equal(l.c->journal_file, "/var/lib/proxreap/journal");
+        assert_null(l.c->archive_storage);
+        loaded_done(&l);
+
+        expect_error(API "reap = {\n  archive_storage = \"Local\";\n};\n", "archive_storage",
+                     "'reap.archive_storage' = 'Local' is not a Proxmox storage id");
+        expect_error(API "reap = {\n  max_per_cycle = 0;\n};\n", "max_per_cycle",
+                     "'reap.max_per_cycle' = 0 must be a whole number from 1 to 1000");
+        expect_error(API "reap = {\n  max_per_hour = 2.5;\n};\n", "max_per_hour",
+                     "'reap.max_per_hour' = 2.5 must be a whole number from 1 to 100000");
+        expect_error(API "reap = {\n  compress = \"xz\";\n};\n", "compress",
+                     "'reap.compress' = 'xz' must be \"zstd\", \"gzip\", \"lzo\" or \"none\"");
+        expect_error(API "reap = {\n  history = \"10m\";\n};\n", "history",
+                     "'reap.history' must be \"0\" (off) or at least \"1h\" (Proxmox keeps minute averages for the last hour)");
+        expect_error(API "reap = {\n  journal = \"journal\";\n};\n", "journal",
+                     "'reap.journal' must be an absolute path");
+        expect_error(API "reap = {\n  breaker_percent = 0;\n};\n", "breaker_percent",
+                     "'reap.breaker_percent' = 0 is out of range (more than 0 and at most 100)");
 }
 
 static void test_status_file(void **state)
@@ -990,8 +1052,8 @@ static void test_several_errors(void **state)
                 "%1$s:12: 'idle.cpu_percent' must be a number, not a string\n"
                 "%1$s:15: 'select.exclude_vmids': '200-100' is not a vmid (100-999999999) or a range \"FIRST-LAST\"\n"
                 "%1$s:15: 'select.exclude_vmids': 'x' is not a vmid (100-999999999) or a range \"FIRST-LAST\"\n"
-                "%1$s:18: 'reap.mode' = 'reap' is not available in this version of proxreap (only \"observe\")\n"
-                "%1$s:20: unknown group 'extra'\n",
+                "%1$s:20: unknown group 'extra'\n"
+                "%1$s:18: 'reap.mode' = \"reap\" needs 'reap.archive_storage' (where the archives go)\n",
                 l.path);
         assert_string_equal(l.errors, want);
         free(want);
@@ -1152,6 +1214,7 @@ int main(void)
                 cmocka_unit_test(test_node_scope),
                 cmocka_unit_test(test_types),
                 cmocka_unit_test(test_mode),
+                cmocka_unit_test(test_reap_keys),
                 cmocka_unit_test(test_status_file),
                 cmocka_unit_test(test_missing_file),
                 cmocka_unit_test(test_several_errors),

@@ -1,0 +1,169 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/*
+ * ops: what the journal says about every reap and restore. Folds journal
+ * records into one struct op per op id, and decides from that state alone
+ * what must happen next. No I/O: the daemon, the CLI and crash recovery all
+ * use the same fold and the same decision, so a restarted daemon continues
+ * exactly where the records say the last one stopped.
+ *
+ * Records (the journal payloads), all with "op", "ev", "ts" (UNIX s) and
+ * "time" (UTC, for humans):
+ *   selected  vmid type node name digest evidence maxmem maxdisk maxcpu
+ *   intent    step [snapname | target vmid node storage]  (before the call)
+ *   task      step upid                                  (the call's answer)
+ *   done      step [exitstatus] [skipped] [volid size ctime config]
+ *   failing   step reason      (compensation starts)
+ *   aborted   reason           (terminal)
+ *   reaped    freed_disk freed_mem freed_cpu (terminal)
+ *   failed    step reason      (a restore attempt failed; can be retried)
+ */
+#ifndef PROXREAP_OPS_H
+#define PROXREAP_OPS_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pve.h"
+#include "pve_api.h"
+
+enum op_state {
+        OP_SELECTED,
+        OP_SHUTDOWN,
+        OP_SNAPSHOT,
+        OP_ARCHIVE,
+        OP_VERIFY,
+        OP_DESTROY,
+        OP_REAPED, /* terminal for the reap */
+        OP_ABORTING,
+        OP_ABORTED, /* terminal */
+        OP_RESTORING,
+        OP_RESTORED, /* terminal */
+        _OP_STATE_MAX,
+};
+
+enum op_step {
+        STEP_NONE,
+        STEP_SHUTDOWN,
+        STEP_SNAPSHOT,
+        STEP_ARCHIVE,
+        STEP_VERIFY,
+        STEP_DESTROY,
+        STEP_START, /* compensation */
+        STEP_RESTORE,
+        _STEP_MAX,
+};
+
+enum op_phase {
+        PHASE_INTENT, /* journaled, answer not (yet) journaled: outcome unknown */
+        PHASE_TASK, /* the task runs: upid known */
+        PHASE_DONE,
+};
+
+struct op {
+        char id[16]; /* R-000017 */
+        uint32_t vmid;
+        enum guest_type type;
+        char node[64];
+        char name[128];
+        char digest[64];
+        char *evidence;
+        uint64_t maxmem, maxdisk;
+        double maxcpu;
+        int64_t began, updated; /* UNIX s */
+
+        enum op_state state;
+        enum op_step step;
+        enum op_phase phase;
+        char upid[PVE_UPID_MAX];
+        int64_t intent_ts;
+        bool stopped_by_us; /* a shutdown was sent: compensation starts it again */
+        bool started_again;
+        char snapname[48];
+        char exitstatus[512];
+
+        /* the verified archive */
+        char volid[256];
+        uint64_t archive_size;
+        int64_t archive_ctime;
+        uint64_t archive_start; /* the vzdump task's start (server clock) */
+        char *archive_config;
+
+        char reason[512]; /* why it was aborted, or why a restore failed */
+
+        /* restore */
+        uint32_t restore_vmid;
+        char restore_node[64];
+        char restore_storage[64];
+        int64_t restored_ts;
+
+        bool vetoed; /* aborted by a re-check, not a failure: no retry delay */
+        uint64_t first_seq, last_seq;
+
+        /* Not from the journal: this process's bookkeeping. */
+        struct {
+                bool resumed; /* found at start, not begun here */
+                uint64_t next_usec; /* monotonic: when the next step is due */
+                uint64_t backoff_usec;
+                unsigned tries; /* of the current wait */
+        } run;
+};
+
+struct ops {
+        struct op *v;
+        size_t n, allocated;
+        unsigned max_number; /* highest R-number seen */
+        unsigned bad_records; /* records that did not fit (reported, skipped) */
+        char first_bad[256];
+};
+
+void ops_init(struct ops *o);
+void ops_clear(struct ops *o);
+
+/* The journal_record_fn that folds one record into the table. */
+int ops_apply(void *userdata, uint64_t seq, unsigned line, json_t *payload);
+
+struct op *ops_find(const struct ops *o, const char *id);
+/* The op of vmid that is not terminal, if any. */
+struct op *ops_active_for(const struct ops *o, uint32_t vmid);
+/* A new op id, one past the highest seen. */
+void ops_next_id(const struct ops *o, char *buf, size_t size);
+
+const char *op_state_to_string(enum op_state s);
+const char *op_step_to_string(enum op_step s);
+bool op_state_terminal(enum op_state s);
+/* Non-terminal reap states the daemon drives (RESTORING belongs to the CLI). */
+bool op_needs_daemon(const struct op *op);
+
+/* --- decisions (pure) --- */
+
+enum op_action {
+        ACT_NONE, /* terminal, or someone else's */
+        ACT_ABANDON, /* selected before a restart: nothing was changed, close it */
+        ACT_START_SHUTDOWN, /* re-check, then shut down */
+        ACT_START_SNAPSHOT,
+        ACT_START_ARCHIVE,
+        ACT_VERIFY,
+        ACT_START_DESTROY, /* re-check, then destroy */
+        ACT_FINISH_REAP, /* destroy confirmed: write reaped */
+        ACT_RESOLVE, /* an intent without answer: find the task or decide */
+        ACT_FOLLOW_TASK, /* poll the task */
+        ACT_COMPENSATE, /* aborting: start the guest again if we stopped it, tag, close */
+};
+
+/* What to do next for op. resumed: the op was found in the journal at
+ * start, not begun by this process (a SELECTED op is then abandoned). */
+enum op_action op_next_action(const struct op *op, bool snapshot_enabled, bool resumed);
+const char *op_action_to_string(enum op_action a);
+
+/* Task types a step may have started (for finding a lost answer). */
+const char *const *op_step_task_types(enum op_step s, enum guest_type t);
+
+/* --- records --- */
+
+/* A new record {"op", "ev", "ts", "time", ...}. The caller adds fields. */
+json_t *op_record(const char *id, const char *ev, int64_t ts);
+json_t *op_record_step(const char *id, const char *ev, enum op_step step, int64_t ts);
+
+#endif

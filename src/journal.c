@@ -1,0 +1,684 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#include "journal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "util.h"
+
+#define MAX_LINE ((size_t)JOURNAL_MAX_LINE)
+
+/* Bytes read per scanning step: several of the longest lines, so that a
+ * step starting at a line boundary always holds a whole valid line. */
+#define SCAN_CHUNK (4 * (uint64_t)MAX_LINE)
+
+#define PAYLOAD_FLAGS (JSON_COMPACT | JSON_PRESERVE_ORDER)
+
+/* --- CRC32C (Castagnoli, reflected, as in iSCSI and ext4) --- */
+
+static uint32_t crc32c_table[256];
+static pthread_once_t crc32c_once = PTHREAD_ONCE_INIT;
+
+static void crc32c_init(void)
+{
+        for (uint32_t i = 0; i < 256; i++) {
+                uint32_t c = i;
+
+                for (int k = 0; k < 8; k++)
+                        c = c & 1 ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+                crc32c_table[i] = c;
+        }
+}
+
+uint32_t crc32c(uint32_t crc, const void *buf, size_t len)
+{
+        const unsigned char *p = buf;
+
+        pthread_once(&crc32c_once, crc32c_init);
+        crc = ~crc;
+        while (len-- > 0)
+                crc = crc32c_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
+        return ~crc;
+}
+
+/* --- errors --- */
+
+static void set_err(char *err, size_t errsz, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+static void set_err(char *err, size_t errsz, const char *fmt, ...)
+{
+        va_list ap;
+
+        if (!err || errsz == 0)
+                return;
+        va_start(ap, fmt);
+        vsnprintf(err, errsz, fmt, ap);
+        va_end(ap);
+}
+
+/* --- reading: the pure line scanner --- */
+
+/* Where a scan stands: just after the last valid record. */
+struct cursor {
+        uint64_t offset;
+        uint64_t seq; /* its seq, or first seq - 1 */
+        unsigned line; /* its line, or first line - 1 */
+        uint64_t records; /* valid records passed so far */
+};
+
+struct scan_ctx {
+        const char *name;
+        journal_record_fn fn;
+        void *userdata;
+        char *err;
+        size_t errsz;
+        bool advice; /* tell the operator what to do (handles, not the pure scan) */
+};
+
+/* Damage is named by place (file:line, byte offset of the line) and problem. */
+static int damage(const struct scan_ctx *ctx, const struct cursor *c, const char *problem)
+{
+        static const char advice[] =
+                "; this is not a torn write a crash can leave, so proxreap will not repair it: "
+                "keep a copy, inspect it with 'proxreap journal verify', and restore the journal "
+                "from backup or remove the damaged line by hand";
+
+        set_err(ctx->err, ctx->errsz, "%s:%u (byte %llu): %s%s", ctx->name, c->line + 1,
+                (unsigned long long)c->offset, problem, ctx->advice ? advice : "");
+        return -EBADMSG;
+}
+
+static bool skip_literal(const char **p, const char *end, const char *lit)
+{
+        size_t n = strlen(lit);
+
+        if ((size_t)(end - *p) < n || memcmp(*p, lit, n) != 0)
+                return false;
+        *p += n;
+        return true;
+}
+
+/* Decimal, no sign, no leading zero, no overflow. */
+static bool parse_seq(const char **p, const char *end, uint64_t *ret)
+{
+        const char *s = *p;
+        uint64_t v = 0;
+
+        if (s == end || *s < '1' || *s > '9')
+                return false;
+        for (; s < end && *s >= '0' && *s <= '9'; s++) {
+                if (v > (UINT64_MAX - 9) / 10)
+                        return false;
+                v = v * 10 + (uint64_t)(*s - '0');
+        }
+        *p = s;
+        *ret = v;
+        return true;
+}
+
+/* Exactly 8 lowercase hex digits. */
+static bool parse_crc(const char **p, const char *end, uint32_t *ret)
+{
+        uint32_t v = 0;
+
+        if (end - *p < 8)
+                return false;
+        for (int i = 0; i < 8; i++) {
+                char c = (*p)[i];
+
+                if (c >= '0' && c <= '9')
+                        v = v << 4 | (uint32_t)(c - '0');
+                else if (c >= 'a' && c <= 'f')
+                        v = v << 4 | (uint32_t)(c - 'a' + 10);
+                else
+                        return false;
+        }
+        *p += 8;
+        *ret = v;
+        return true;
+}
+
+/* One line without its newline. On -EBADMSG, problem says what is wrong. */
+static int parse_line(const char *line, size_t n, uint64_t want_seq, json_t **ret_payload,
+                      char *problem, size_t psz)
+{
+        const char *p = line, *end = line + n;
+        uint32_t stored, computed;
+        json_error_t jerr;
+        json_t *payload;
+        uint64_t seq;
+
+        if (!skip_literal(&p, end, "{\"seq\":") || !parse_seq(&p, end, &seq) ||
+            !skip_literal(&p, end, ",\"crc32c\":\"") || !parse_crc(&p, end, &stored) ||
+            !skip_literal(&p, end, "\",\"rec\":") || p == end || end[-1] != '}') {
+                snprintf(problem, psz,
+                         "not a record line (expected "
+                         "{\"seq\":N,\"crc32c\":\"xxxxxxxx\",\"rec\":{...}})");
+                return -EBADMSG;
+        }
+        end--; /* the payload lies between the prefix and the final '}' */
+        if (seq != want_seq) {
+                snprintf(problem, psz, "seq %llu where %llu was expected", (unsigned long long)seq,
+                         (unsigned long long)want_seq);
+                return -EBADMSG;
+        }
+        computed = crc32c(0, p, (size_t)(end - p));
+        if (computed != stored) {
+                snprintf(problem, psz, "CRC mismatch (stored %08x, computed %08x)", stored,
+                         computed);
+                return -EBADMSG;
+        }
+        /* JSON_ALLOW_NUL: the writer's json_dumps() may emit \u0000. */
+        payload = json_loadb(p, (size_t)(end - p), JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+        if (!payload && json_error_code(&jerr) == json_error_out_of_memory)
+                return -ENOMEM;
+        if (!json_is_object(payload)) {
+                snprintf(problem, psz, "the record is not a JSON object%s%s", payload ? "" : ": ",
+                         payload ? "" : jerr.text);
+                json_decref(payload);
+                return -EBADMSG;
+        }
+        *ret_payload = payload;
+        return 0;
+}
+
+/* Validates and delivers the complete lines of buf, which starts at
+ * c->offset; c moves past each record delivered. An incomplete last line
+ * is left for the caller: torn, or continued in the next chunk. */
+static int scan_lines(const char *buf, size_t len, const struct scan_ctx *ctx, struct cursor *c)
+{
+        const char *p = buf, *end = buf + len;
+
+        while (p < end) {
+                size_t avail = (size_t)(end - p) < MAX_LINE ? (size_t)(end - p) : MAX_LINE;
+                const char *nl = memchr(p, '\n', avail);
+                json_t *payload = NULL;
+                char problem[256];
+                int r;
+
+                if (!nl && avail < MAX_LINE)
+                        return 0;
+                if (!nl) {
+                        snprintf(problem, sizeof(problem), "line longer than %zu bytes", MAX_LINE);
+                        return damage(ctx, c, problem);
+                }
+                r = parse_line(p, (size_t)(nl - p), c->seq + 1, &payload, problem, sizeof(problem));
+                if (r == -EBADMSG)
+                        return damage(ctx, c, problem);
+                if (r < 0)
+                        return r;
+                r = ctx->fn ? ctx->fn(ctx->userdata, c->seq + 1, c->line + 1, payload) : 0;
+                json_decref(payload);
+                if (r < 0)
+                        return r;
+                c->seq++;
+                c->line++;
+                c->records++;
+                c->offset += (uint64_t)(nl + 1 - p);
+                p = nl + 1;
+        }
+        return 0;
+}
+
+int journal_scan_buffer(const char *buf, size_t len, uint64_t first_seq, unsigned first_line,
+                        const char *name, journal_record_fn fn, void *userdata,
+                        struct journal_scan *ret, char *err, size_t errsz)
+{
+        const struct scan_ctx ctx = { name ? name : "journal", fn, userdata, err, errsz, false };
+        struct cursor c = { 0, first_seq - 1, first_line - 1, 0 };
+        int r;
+
+        if (first_seq == 0 || first_line == 0)
+                return -EINVAL;
+        r = scan_lines(buf, len, &ctx, &c);
+        if (r < 0)
+                return r;
+        if (ret)
+                *ret = (struct journal_scan){
+                        .records = c.records,
+                        .last_seq = c.records > 0 ? c.seq : 0,
+                        .valid_bytes = c.offset,
+                        .total_bytes = len,
+                        .torn = c.offset < len,
+                        .torn_line = c.offset < len ? c.line + 1 : 0,
+                };
+        return 0;
+}
+
+/* --- the file --- */
+
+struct journal {
+        char *path;
+        int fd; /* -1: a reader's journal does not exist (yet) */
+        enum journal_mode mode;
+        struct cursor pos; /* the records this handle has read */
+        int failed; /* negative errno of the write or sync that failed */
+};
+
+static int lock_journal(const struct journal *j, int op, char *err, size_t errsz)
+{
+        while (flock(j->fd, op) < 0) {
+                int r = -errno;
+
+                if (r != -EINTR) {
+                        set_err(err, errsz, "cannot lock journal '%s': %s", j->path, strerror(-r));
+                        return r;
+                }
+        }
+        return 0;
+}
+
+static void unlock_fd(int fd)
+{
+        /* Closing the file would drop the lock anyway; this cannot fail on a valid fd. */
+        (void)flock(fd, LOCK_UN);
+}
+
+/* Reads exactly n bytes at off. We hold the lock, so the bytes can only be
+ * missing if someone cut the file without it. */
+static int read_at(int fd, char *buf, size_t n, uint64_t off)
+{
+        while (n > 0) {
+                ssize_t r = pread(fd, buf, n, (off_t)off);
+
+                if (r < 0 && errno == EINTR)
+                        continue;
+                if (r < 0)
+                        return -errno;
+                if (r == 0)
+                        return -ESTALE;
+                buf += r;
+                n -= (size_t)r;
+                off += (uint64_t)r;
+        }
+        return 0;
+}
+
+/* Makes a new directory entry next to path durable. */
+static int fsync_parent(const char *path)
+{
+        const char *slash = strrchr(path, '/');
+        char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+        int fd, r = 0;
+
+        if (!dir)
+                return -ENOMEM;
+        fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        free(dir);
+        if (fd < 0)
+                return -errno;
+        if (fsync(fd) < 0)
+                r = -errno;
+        close(fd);
+        return r;
+}
+
+/* Writes bytes durably to a new "<path>.torn-<UTC time>[-N]" and puts its
+ * name in copy. */
+static int save_torn(const char *path, const char *bytes, size_t n, char *copy, size_t copysz)
+{
+        time_t t = (time_t)(now_realtime_usec() / USEC_PER_SEC);
+        char stamp[32];
+        struct tm tm;
+        ssize_t w;
+        int fd = -1, r = 0;
+
+        if (!gmtime_r(&t, &tm) || strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm) == 0)
+                return -EINVAL;
+        for (unsigned i = 0; fd < 0; i++) {
+                char suffix[16] = "";
+
+                if (i > 0)
+                        snprintf(suffix, sizeof(suffix), "-%u", i);
+                if (snprintf(copy, copysz, "%s.torn-%s%s", path, stamp, suffix) >= (int)copysz)
+                        return -ENAMETOOLONG;
+                fd = open(copy, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+                if (fd < 0 && (errno != EEXIST || i >= 1000))
+                        return -errno;
+        }
+        w = write(fd, bytes, n);
+        if (w < 0 || fsync(fd) < 0)
+                r = -errno;
+        else if ((size_t)w != n)
+                r = -EIO;
+        close(fd);
+        if (r == 0)
+                r = fsync_parent(copy);
+        if (r < 0)
+                unlink(copy);
+        return r;
+}
+
+/* Cuts the torn end (tail, n bytes after the valid records) off the file,
+ * after saving a copy. The caller holds LOCK_EX. */
+static int cut_tail(struct journal *j, const char *tail, size_t n, char *err, size_t errsz)
+{
+        char copy[PATH_MAX];
+        int r = save_torn(j->path, tail, n, copy, sizeof(copy));
+
+        if (r < 0) {
+                set_err(err, errsz,
+                        "cannot save the torn end of journal '%s' before cutting it: %s", j->path,
+                        strerror(-r));
+                return r;
+        }
+        /* Safe to cut: the bytes are saved, they hold no newline so no record
+         * follows them, and LOCK_EX keeps every other writer out. */
+        if (ftruncate(j->fd, (off_t)j->pos.offset) < 0 || fsync(j->fd) < 0) {
+                r = -errno;
+                set_err(err, errsz, "cannot cut the torn end of journal '%s': %s", j->path,
+                        strerror(-r));
+                j->failed = r;
+                return r;
+        }
+        log_warning("journal '%s': cut a torn last record of %zu bytes at line %u (byte %llu), "
+                    "saved in '%s'",
+                    j->path, n, j->pos.line + 1, (unsigned long long)j->pos.offset, copy);
+        return 0;
+}
+
+/* Reads and delivers what lies between the last record this handle read
+ * and size. A torn end is reported in scan and, when cut (the caller holds
+ * LOCK_EX), cut off. */
+static int catch_up(struct journal *j, uint64_t size, bool cut, const struct scan_ctx *ctx,
+                    struct journal_scan *scan)
+{
+        uint64_t left = size - j->pos.offset;
+        char *buf = malloc(left < SCAN_CHUNK ? left : SCAN_CHUNK);
+        int r = 0;
+
+        if (!buf)
+                return -ENOMEM;
+        while (r == 0 && j->pos.offset < size) {
+                uint64_t start = j->pos.offset;
+                size_t n = (size_t)(size - start < SCAN_CHUNK ? size - start : SCAN_CHUNK);
+
+                r = read_at(j->fd, buf, n, start);
+                if (r < 0)
+                        set_err(ctx->err, ctx->errsz, "cannot read journal '%s': %s", j->path,
+                                r == -ESTALE ? "it shrank while locked" : strerror(-r));
+                else
+                        r = scan_lines(buf, n, ctx, &j->pos);
+                if (r == 0 && start + n == size && j->pos.offset < size) {
+                        /* What follows the last newline: a torn end. */
+                        scan->torn = true;
+                        scan->torn_line = j->pos.line + 1;
+                        if (cut)
+                                r = cut_tail(j, buf + (j->pos.offset - start),
+                                             (size_t)(size - j->pos.offset), ctx->err, ctx->errsz);
+                        break;
+                }
+        }
+        free(buf);
+        return r;
+}
+
+static int file_size(const struct journal *j, struct stat *st, char *err, size_t errsz)
+{
+        if (fstat(j->fd, st) < 0) {
+                int r = -errno;
+
+                set_err(err, errsz, "cannot stat journal '%s': %s", j->path, strerror(-r));
+                return r;
+        }
+        return 0;
+}
+
+/* With the lock held: reads what others appended (a shrunk file means
+ * someone rewrote what we already read). */
+static int follow(struct journal *j, const struct stat *st, bool cut, const struct scan_ctx *ctx,
+                  struct journal_scan *scan)
+{
+        uint64_t size = (uint64_t)st->st_size;
+
+        if (size < j->pos.offset) {
+                set_err(ctx->err, ctx->errsz,
+                        "journal '%s' shrank from %llu to %llu bytes since it was read", j->path,
+                        (unsigned long long)j->pos.offset, (unsigned long long)size);
+                return -ESTALE;
+        }
+        scan->total_bytes = size;
+        return size > j->pos.offset ? catch_up(j, size, cut, ctx, scan) : 0;
+}
+
+/* Opens the file of a new handle. A reader's missing journal is empty. */
+static int open_file(struct journal *j, char *err, size_t errsz)
+{
+        bool writer = j->mode == JOURNAL_WRITE;
+        struct stat st;
+        int r;
+
+        j->fd = open(j->path,
+                     writer ? O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC : O_RDONLY | O_CLOEXEC, 0640);
+        if (j->fd < 0 && !writer && errno == ENOENT)
+                return 0;
+        if (j->fd < 0) {
+                r = -errno;
+                set_err(err, errsz, "cannot open journal '%s': %s", j->path, strerror(-r));
+                return r;
+        }
+        if (!writer)
+                return 0;
+        r = file_size(j, &st, err, errsz);
+        /* An empty journal may be one we just created: make its name durable. */
+        if (r == 0 && st.st_size == 0) {
+                r = fsync_parent(j->path);
+                if (r < 0)
+                        set_err(err, errsz, "cannot sync the directory of journal '%s': %s",
+                                j->path, strerror(-r));
+        }
+        return r;
+}
+
+int journal_open(const char *path, enum journal_mode mode, journal_record_fn fn, void *userdata,
+                 struct journal **ret, struct journal_scan *ret_scan, char *err, size_t errsz)
+{
+        const struct scan_ctx ctx = { path, fn, userdata, err, errsz, true };
+        struct journal_scan scan = { 0 };
+        struct journal *j = calloc(1, sizeof(*j));
+        struct stat st;
+        int r;
+
+        if (!j)
+                return -ENOMEM;
+        j->fd = -1;
+        j->mode = mode;
+        j->path = strdup(path);
+        r = j->path ? open_file(j, err, errsz) : -ENOMEM;
+        if (r == 0 && j->fd >= 0) {
+                /* A writer cuts a torn end: only with every other writer kept out. */
+                r = lock_journal(j, mode == JOURNAL_WRITE ? LOCK_EX : LOCK_SH, err, errsz);
+                if (r == 0) {
+                        r = file_size(j, &st, err, errsz);
+                        if (r == 0)
+                                r = follow(j, &st, mode == JOURNAL_WRITE, &ctx, &scan);
+                        unlock_fd(j->fd);
+                }
+        }
+        if (r < 0) {
+                journal_close(j);
+                return r;
+        }
+        scan.records = j->pos.records;
+        scan.last_seq = j->pos.seq;
+        scan.valid_bytes = j->pos.offset;
+        if (ret_scan)
+                *ret_scan = scan;
+        *ret = j;
+        return 0;
+}
+
+struct journal *journal_close(struct journal *j)
+{
+        if (!j)
+                return NULL;
+        if (j->fd >= 0)
+                close(j->fd);
+        free(j->path);
+        free(j);
+        return NULL;
+}
+
+int journal_refresh(struct journal *j, journal_record_fn fn, void *userdata, char *err,
+                    size_t errsz)
+{
+        const struct scan_ctx ctx = { j->path, fn, userdata, err, errsz, true };
+        struct journal_scan scan = { 0 };
+        struct stat st;
+        int r;
+
+        if (j->fd < 0) {
+                r = open_file(j, err, errsz);
+                if (r < 0 || j->fd < 0)
+                        return r;
+        }
+        r = file_size(j, &st, err, errsz);
+        if (r < 0 || (uint64_t)st.st_size == j->pos.offset)
+                return r; /* nothing new: the common case, one fstat */
+        r = lock_journal(j, LOCK_SH, err, errsz);
+        if (r < 0)
+                return r;
+        r = file_size(j, &st, err, errsz);
+        /* Only an opening writer cuts: here a torn end is left where it is. */
+        if (r == 0)
+                r = follow(j, &st, false, &ctx, &scan);
+        unlock_fd(j->fd);
+        return r;
+}
+
+/* The path must still name our file: appends to a journal that was replaced
+ * or removed would go where nobody reads them. */
+static int same_file(const struct journal *j, const struct stat *st, char *err, size_t errsz)
+{
+        struct stat now;
+
+        if (stat(j->path, &now) < 0 || now.st_dev != st->st_dev || now.st_ino != st->st_ino) {
+                set_err(err, errsz, "journal '%s' was replaced or removed since it was opened",
+                        j->path);
+                return -ESTALE;
+        }
+        return 0;
+}
+
+/* One write() of the whole line, then fdatasync(). Any failure fails the
+ * journal for good: after a failed sync, the page cache no longer tells
+ * what is on disk. */
+static int write_line(struct journal *j, const char *line, size_t n, char *err, size_t errsz)
+{
+        ssize_t w = write(j->fd, line, n);
+        int r = 0;
+
+        if (w >= 0 && (size_t)w < n) {
+                /* The record is torn: take it back, or the next open cuts it. */
+                bool back = ftruncate(j->fd, (off_t)j->pos.offset) == 0;
+
+                set_err(err, errsz,
+                        "cannot append to journal '%s': short write (%zd of %zu bytes)%s; the "
+                        "journal has failed and takes no more records",
+                        j->path, w, n, back ? "" : ", the torn record stays");
+                r = -EIO;
+        } else if (w < 0 || fdatasync(j->fd) < 0) {
+                r = -errno;
+                set_err(err, errsz,
+                        "cannot append to journal '%s': %s%s; the journal has failed and takes "
+                        "no more records",
+                        j->path, w < 0 ? "" : "fdatasync: ", strerror(-r));
+        }
+        if (r < 0)
+                j->failed = r;
+        return r;
+}
+
+static int append_record(struct journal *j, const json_t *payload, char *err, size_t errsz)
+{
+        char *text = json_dumps(payload, PAYLOAD_FLAGS), *line = NULL;
+        int n, r;
+
+        if (!text)
+                return -ENOMEM;
+        n = asprintf(&line, "{\"seq\":%llu,\"crc32c\":\"%08x\",\"rec\":%s}\n",
+                     (unsigned long long)j->pos.seq + 1, crc32c(0, text, strlen(text)), text);
+        free(text);
+        if (n < 0)
+                return -ENOMEM;
+        if ((size_t)n > MAX_LINE) {
+                set_err(err, errsz, "record for journal '%s' too long (%d bytes, at most %zu)",
+                        j->path, n, MAX_LINE);
+                r = -EMSGSIZE;
+        } else {
+                r = write_line(j, line, (size_t)n, err, errsz);
+        }
+        free(line);
+        if (r < 0)
+                return r;
+        j->pos.offset += (uint64_t)n;
+        j->pos.seq++;
+        j->pos.line++;
+        j->pos.records++;
+        return 0;
+}
+
+int journal_append(struct journal *j, json_t *payload, journal_record_fn fn, void *userdata,
+                   uint64_t *ret_seq, char *err, size_t errsz)
+{
+        const struct scan_ctx ctx = { j->path, fn, userdata, err, errsz, true };
+        struct journal_scan scan = { 0 };
+        struct stat st;
+        int r;
+
+        if (j->mode != JOURNAL_WRITE) {
+                set_err(err, errsz, "journal '%s' is open read-only", j->path);
+                return -EROFS;
+        }
+        if (j->failed < 0) {
+                set_err(err, errsz, "journal '%s' failed earlier (%s) and takes no more records",
+                        j->path, strerror(-j->failed));
+                return j->failed;
+        }
+        if (!json_is_object(payload)) {
+                set_err(err, errsz, "a journal record must be a JSON object");
+                return -EINVAL;
+        }
+        r = lock_journal(j, LOCK_EX, err, errsz);
+        if (r < 0)
+                return r;
+        r = file_size(j, &st, err, errsz);
+        if (r == 0)
+                r = same_file(j, &st, err, errsz);
+        /* Others' records first, so our seq follows theirs; a torn end left
+         * by a writer that died is cut as on open (we hold LOCK_EX). */
+        if (r == 0)
+                r = follow(j, &st, true, &ctx, &scan);
+        if (r == 0)
+                r = append_record(j, payload, err, errsz);
+        unlock_fd(j->fd);
+        if (r == 0 && ret_seq)
+                *ret_seq = j->pos.seq;
+        return r;
+}
+
+int journal_failed(const struct journal *j)
+{
+        return j->failed;
+}
+
+uint64_t journal_last_seq(const struct journal *j)
+{
+        return j->pos.seq;
+}
+
+const char *journal_path(const struct journal *j)
+{
+        return j->path;
+}

@@ -1,0 +1,433 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#include "ops.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "util.h"
+
+static const char *const state_names[_OP_STATE_MAX] = {
+        [OP_SELECTED] = "selected", [OP_SHUTDOWN] = "shutdown", [OP_SNAPSHOT] = "snapshot",
+        [OP_ARCHIVE] = "archive",   [OP_VERIFY] = "verify",     [OP_DESTROY] = "destroy",
+        [OP_REAPED] = "reaped",     [OP_ABORTING] = "aborting", [OP_ABORTED] = "aborted",
+        [OP_RESTORING] = "restoring", [OP_RESTORED] = "restored",
+};
+
+static const char *const step_names[_STEP_MAX] = {
+        [STEP_NONE] = "none",         [STEP_SHUTDOWN] = "shutdown", [STEP_SNAPSHOT] = "snapshot",
+        [STEP_ARCHIVE] = "archive",   [STEP_VERIFY] = "verify",     [STEP_DESTROY] = "destroy",
+        [STEP_START] = "start",       [STEP_RESTORE] = "restore",
+};
+
+const char *op_state_to_string(enum op_state s)
+{
+        return s < _OP_STATE_MAX ? state_names[s] : "unknown";
+}
+
+const char *op_step_to_string(enum op_step s)
+{
+        return s < _STEP_MAX ? step_names[s] : "unknown";
+}
+
+static int step_from_string(const char *s, enum op_step *ret)
+{
+        for (size_t i = 0; s && i < _STEP_MAX; i++)
+                if (strcmp(s, step_names[i]) == 0) {
+                        *ret = (enum op_step)i;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
+bool op_state_terminal(enum op_state s)
+{
+        return s == OP_REAPED || s == OP_ABORTED || s == OP_RESTORED;
+}
+
+bool op_needs_daemon(const struct op *op)
+{
+        return !op_state_terminal(op->state) && op->state != OP_RESTORING;
+}
+
+void ops_init(struct ops *o)
+{
+        *o = (struct ops){ 0 };
+}
+
+static void op_free_fields(struct op *op)
+{
+        free(op->evidence);
+        free(op->archive_config);
+}
+
+void ops_clear(struct ops *o)
+{
+        for (size_t i = 0; i < o->n; i++)
+                op_free_fields(&o->v[i]);
+        free(o->v);
+        ops_init(o);
+}
+
+struct op *ops_find(const struct ops *o, const char *id)
+{
+        for (size_t i = 0; i < o->n; i++)
+                if (strcmp(o->v[i].id, id) == 0)
+                        return &o->v[i];
+        return NULL;
+}
+
+struct op *ops_active_for(const struct ops *o, uint32_t vmid)
+{
+        for (size_t i = 0; i < o->n; i++)
+                if (o->v[i].vmid == vmid && !op_state_terminal(o->v[i].state))
+                        return &o->v[i];
+        return NULL;
+}
+
+void ops_next_id(const struct ops *o, char *buf, size_t size)
+{
+        snprintf(buf, size, "R-%06u", o->max_number + 1);
+}
+
+/* --- folding records --- */
+
+static const char *str(json_t *rec, const char *key)
+{
+        const char *s = json_string_value(json_object_get(rec, key));
+
+        return s ? s : "";
+}
+
+static int64_t num(json_t *rec, const char *key)
+{
+        json_t *v = json_object_get(rec, key);
+
+        return json_is_integer(v) ? (int64_t)json_integer_value(v)
+                                  : (json_is_real(v) ? (int64_t)json_real_value(v) : 0);
+}
+
+static void set_text(char **field, const char *s)
+{
+        free(*field);
+        *field = s && *s ? strdup(s) : NULL;
+}
+
+static int bad(struct ops *o, unsigned line, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+/* A record that does not fit the model is reported, never fatal: the
+ * journal itself is intact (its CRC held). */
+static int bad(struct ops *o, unsigned line, const char *fmt, ...)
+{
+        va_list ap;
+        size_t n;
+
+        if (o->bad_records++ > 0)
+                return 0;
+        snprintf(o->first_bad, sizeof(o->first_bad), "record on line %u: ", line);
+        n = strlen(o->first_bad);
+        va_start(ap, fmt);
+        vsnprintf(o->first_bad + n, sizeof(o->first_bad) - n, fmt, ap);
+        va_end(ap);
+        return 0;
+}
+
+static int op_new(struct ops *o, const char *id, json_t *rec, unsigned line, struct op **ret)
+{
+        const char *type = str(rec, "type");
+        unsigned number;
+        struct op *op;
+        int64_t vmid = num(rec, "vmid");
+
+        if (sscanf(id, "R-%u", &number) != 1 || strlen(id) >= sizeof(op->id))
+                return bad(o, line, "op id '%s' is not R-NNNNNN", id);
+        if (!vmid_valid((uint64_t)vmid) || (strcmp(type, "qemu") && strcmp(type, "lxc")))
+                return bad(o, line, "op '%s' has no valid vmid and type", id);
+        if (o->n == o->allocated) {
+                size_t n = o->allocated ? 2 * o->allocated : 16;
+                struct op *v = realloc(o->v, n * sizeof(*v));
+
+                if (!v)
+                        return -ENOMEM;
+                o->v = v;
+                o->allocated = n;
+        }
+        op = &o->v[o->n++];
+        *op = (struct op){ 0 };
+        snprintf(op->id, sizeof(op->id), "%s", id);
+        op->vmid = (uint32_t)vmid;
+        op->type = strcmp(type, "lxc") == 0 ? GUEST_LXC : GUEST_QEMU;
+        snprintf(op->node, sizeof(op->node), "%s", str(rec, "node"));
+        snprintf(op->name, sizeof(op->name), "%s", str(rec, "name"));
+        snprintf(op->digest, sizeof(op->digest), "%s", str(rec, "digest"));
+        set_text(&op->evidence, str(rec, "evidence"));
+        op->maxmem = (uint64_t)num(rec, "maxmem");
+        op->maxdisk = (uint64_t)num(rec, "maxdisk");
+        op->maxcpu = json_number_value(json_object_get(rec, "maxcpu"));
+        op->began = num(rec, "ts");
+        op->state = OP_SELECTED;
+        op->step = STEP_NONE;
+        if (number > o->max_number)
+                o->max_number = number;
+        *ret = op;
+        return 1;
+}
+
+static enum op_state state_of_step(enum op_step s, enum op_state current)
+{
+        switch (s) {
+        case STEP_SHUTDOWN:
+                return OP_SHUTDOWN;
+        case STEP_SNAPSHOT:
+                return OP_SNAPSHOT;
+        case STEP_ARCHIVE:
+                return OP_ARCHIVE;
+        case STEP_VERIFY:
+                return OP_VERIFY;
+        case STEP_DESTROY:
+                return OP_DESTROY;
+        case STEP_RESTORE:
+                return OP_RESTORING;
+        case STEP_START:
+        case STEP_NONE:
+        case _STEP_MAX:
+                break;
+        }
+        return current;
+}
+
+static void apply_done(struct op *op, json_t *rec)
+{
+        snprintf(op->exitstatus, sizeof(op->exitstatus), "%s", str(rec, "exitstatus"));
+        switch (op->step) {
+        case STEP_ARCHIVE:
+                op->archive_start = (uint64_t)num(rec, "task_start");
+                break;
+        case STEP_VERIFY:
+                snprintf(op->volid, sizeof(op->volid), "%s", str(rec, "volid"));
+                op->archive_size = (uint64_t)num(rec, "size");
+                op->archive_ctime = num(rec, "ctime");
+                set_text(&op->archive_config, str(rec, "config"));
+                break;
+        case STEP_START:
+                op->started_again = true;
+                break;
+        case STEP_RESTORE:
+                op->state = OP_RESTORED;
+                op->restore_vmid = (uint32_t)num(rec, "vmid");
+                snprintf(op->restore_node, sizeof(op->restore_node), "%s", str(rec, "node"));
+                op->restored_ts = num(rec, "ts");
+                break;
+        default:
+                break;
+        }
+}
+
+static int apply_event(struct ops *o, struct op *op, const char *ev, json_t *rec, unsigned line)
+{
+        enum op_step step = STEP_NONE;
+        bool has_step = json_object_get(rec, "step") != NULL;
+
+        if (has_step && step_from_string(str(rec, "step"), &step) < 0)
+                return bad(o, line, "unknown step '%s'", str(rec, "step"));
+        if (strcmp(ev, "intent") == 0) {
+                op->step = step;
+                op->phase = PHASE_INTENT;
+                op->upid[0] = '\0';
+                op->intent_ts = num(rec, "ts");
+                op->state = state_of_step(step, op->state);
+                if (step == STEP_SHUTDOWN)
+                        op->stopped_by_us = true;
+                if (step == STEP_SNAPSHOT)
+                        snprintf(op->snapname, sizeof(op->snapname), "%s", str(rec, "snapname"));
+                if (step == STEP_RESTORE) {
+                        op->restore_vmid = (uint32_t)num(rec, "vmid");
+                        snprintf(op->restore_node, sizeof(op->restore_node), "%s",
+                                 str(rec, "node"));
+                        snprintf(op->restore_storage, sizeof(op->restore_storage), "%s",
+                                 str(rec, "storage"));
+                }
+        } else if (strcmp(ev, "task") == 0) {
+                if (step != op->step || op->phase != PHASE_INTENT)
+                        return bad(o, line, "task record without its intent (%s)", op->id);
+                op->phase = PHASE_TASK;
+                snprintf(op->upid, sizeof(op->upid), "%s", str(rec, "upid"));
+        } else if (strcmp(ev, "done") == 0) {
+                op->step = step;
+                op->phase = PHASE_DONE;
+                op->state = state_of_step(step, op->state);
+                apply_done(op, rec);
+        } else if (strcmp(ev, "failing") == 0) {
+                op->state = OP_ABORTING;
+                op->step = STEP_NONE;
+                op->phase = PHASE_DONE;
+                snprintf(op->reason, sizeof(op->reason), "%s", str(rec, "reason"));
+        } else if (strcmp(ev, "aborted") == 0) {
+                op->state = OP_ABORTED;
+                op->vetoed = json_is_true(json_object_get(rec, "vetoed"));
+                if (!op->reason[0] || json_object_get(rec, "reason"))
+                        snprintf(op->reason, sizeof(op->reason), "%s", str(rec, "reason"));
+        } else if (strcmp(ev, "reaped") == 0) {
+                op->state = OP_REAPED;
+                op->step = STEP_NONE;
+                op->phase = PHASE_DONE;
+        } else if (strcmp(ev, "failed") == 0) {
+                /* A restore that failed: the archive is still there. */
+                op->state = OP_REAPED;
+                op->step = STEP_NONE;
+                op->phase = PHASE_DONE;
+                snprintf(op->reason, sizeof(op->reason), "%s", str(rec, "reason"));
+        } else
+                return bad(o, line, "unknown event '%s'", ev);
+        op->updated = num(rec, "ts");
+        return 0;
+}
+
+int ops_apply(void *userdata, uint64_t seq, unsigned line, json_t *payload)
+{
+        struct ops *o = userdata;
+        const char *id = str(payload, "op"), *ev = str(payload, "ev");
+        struct op *op = ops_find(o, id);
+        int r;
+
+        if (strcmp(ev, "selected") == 0) {
+                if (op)
+                        return bad(o, line, "op '%s' selected twice", id);
+                r = op_new(o, id, payload, line, &op);
+                if (r <= 0)
+                        return r;
+                op->first_seq = op->last_seq = seq;
+                op->updated = op->began;
+                return 0;
+        }
+        if (!op)
+                return bad(o, line, "record of unknown op '%s'", id);
+        r = apply_event(o, op, ev, payload, line);
+        op->last_seq = seq;
+        return r;
+}
+
+/* --- decisions --- */
+
+static enum op_action after_step(enum op_step done, bool snapshot_enabled)
+{
+        switch (done) {
+        case STEP_SHUTDOWN:
+                return snapshot_enabled ? ACT_START_SNAPSHOT : ACT_START_ARCHIVE;
+        case STEP_SNAPSHOT:
+                return ACT_START_ARCHIVE;
+        case STEP_ARCHIVE:
+                return ACT_VERIFY;
+        case STEP_VERIFY:
+                return ACT_START_DESTROY;
+        case STEP_DESTROY:
+                return ACT_FINISH_REAP;
+        default:
+                return ACT_NONE;
+        }
+}
+
+enum op_action op_next_action(const struct op *op, bool snapshot_enabled, bool resumed)
+{
+        if (!op_needs_daemon(op))
+                return ACT_NONE;
+        if (op->state == OP_SELECTED)
+                return resumed ? ACT_ABANDON : ACT_START_SHUTDOWN;
+        if (op->state == OP_ABORTING) {
+                /* The compensating start runs like any step. */
+                if (op->step == STEP_START && op->phase == PHASE_INTENT)
+                        return ACT_RESOLVE;
+                if (op->step == STEP_START && op->phase == PHASE_TASK)
+                        return ACT_FOLLOW_TASK;
+                return ACT_COMPENSATE;
+        }
+        switch (op->phase) {
+        case PHASE_INTENT:
+                return ACT_RESOLVE;
+        case PHASE_TASK:
+                return ACT_FOLLOW_TASK;
+        case PHASE_DONE:
+                return after_step(op->step, snapshot_enabled);
+        }
+        return ACT_NONE;
+}
+
+const char *op_action_to_string(enum op_action a)
+{
+        static const char *const names[] = {
+                [ACT_NONE] = "none",
+                [ACT_ABANDON] = "abandon",
+                [ACT_START_SHUTDOWN] = "shutdown",
+                [ACT_START_SNAPSHOT] = "snapshot",
+                [ACT_START_ARCHIVE] = "archive",
+                [ACT_VERIFY] = "verify",
+                [ACT_START_DESTROY] = "destroy",
+                [ACT_FINISH_REAP] = "finish",
+                [ACT_RESOLVE] = "resolve",
+                [ACT_FOLLOW_TASK] = "follow-task",
+                [ACT_COMPENSATE] = "compensate",
+        };
+
+        return a < ELEMENTSOF(names) ? names[a] : "unknown";
+}
+
+const char *const *op_step_task_types(enum op_step s, enum guest_type t)
+{
+        static const char *const shutdown[2][3] = { { "qmshutdown", "hastop", NULL },
+                                                    { "vzshutdown", "hastop", NULL } };
+        static const char *const snapshot[2][2] = { { "qmsnapshot", NULL },
+                                                    { "vzsnapshot", NULL } };
+        static const char *const archive[] = { "vzdump", NULL };
+        static const char *const destroy[2][2] = { { "qmdestroy", NULL }, { "vzdestroy", NULL } };
+        static const char *const start[2][3] = { { "qmstart", "hastart", NULL },
+                                                 { "vzstart", "hastart", NULL } };
+        static const char *const restore[2][2] = { { "qmrestore", NULL }, { "vzrestore", NULL } };
+        static const char *const none[] = { NULL };
+        unsigned i = t == GUEST_LXC;
+
+        switch (s) {
+        case STEP_SHUTDOWN:
+                return shutdown[i];
+        case STEP_SNAPSHOT:
+                return snapshot[i];
+        case STEP_ARCHIVE:
+                return archive;
+        case STEP_DESTROY:
+                return destroy[i];
+        case STEP_START:
+                return start[i];
+        case STEP_RESTORE:
+                return restore[i];
+        default:
+                return none;
+        }
+}
+
+/* --- records --- */
+
+json_t *op_record(const char *id, const char *ev, int64_t ts)
+{
+        char when[32];
+        time_t t = (time_t)ts;
+        struct tm tm;
+
+        gmtime_r(&t, &tm);
+        strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        return json_pack("{s:s, s:s, s:I, s:s}", "op", id, "ev", ev, "ts", (json_int_t)ts, "time",
+                         when);
+}
+
+json_t *op_record_step(const char *id, const char *ev, enum op_step step, int64_t ts)
+{
+        json_t *r = op_record(id, ev, ts);
+
+        if (r && json_object_set_new(r, "step", json_string(op_step_to_string(step))) < 0) {
+                json_decref(r);
+                return NULL;
+        }
+        return r;
+}

@@ -1,0 +1,1227 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#include "reaper.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "journal.h"
+#include "log.h"
+#include "pve_api.h"
+#include "util.h"
+
+#define TAG_IDLE "proxreap-idle"
+#define TAG_FAILED "proxreap-failed"
+
+/* Task polling: 0.5 s doubling to 10 s. */
+#define BACKOFF_FIRST_USEC (500 * USEC_PER_MSEC)
+#define BACKOFF_MAX_USEC (10 * USEC_PER_SEC)
+/* How long an HA stop may take after its request was queued, past the
+ * shutdown timeout, before proxreap gives up on it. */
+#define HA_STOP_SLACK_S 120
+/* A task started around an intent (clocks of daemon and node may differ). */
+#define TASK_SEARCH_SLACK_S 300
+#define VERIFY_TRIES 5
+
+struct mark {
+        uint32_t vmid;
+        uint64_t since_usec; /* first seen idle and marked */
+        bool cancelled; /* an operator removed our tag: leave it alone */
+};
+
+struct reaper {
+        const struct config *c;
+        struct journal *j;
+        struct ops ops;
+        int journal_error;
+        struct mark *marks;
+        size_t n_marks;
+        bool breaker_open;
+        char breaker[256];
+        char last_refresh_error[512];
+};
+
+static int64_t now_epoch(void)
+{
+        return (int64_t)(now_realtime_usec() / USEC_PER_SEC);
+}
+
+static void op_ctx(const struct op *op, struct log_guest_ctx *ctx)
+{
+        *ctx = (struct log_guest_ctx){ .vmid = op->vmid, .node = op->node, .op = op->id,
+                                       .state = op_state_to_string(op->state) };
+}
+
+#define log_op(prio, op, ...)                                                                      \
+        do {                                                                                       \
+                struct log_guest_ctx _ctx;                                                         \
+                op_ctx(op, &_ctx);                                                                 \
+                log_guest(prio, &_ctx, __VA_ARGS__);                                               \
+        } while (0)
+
+/* --- journal --- */
+
+static int append(struct reaper *r, json_t *rec, const char *crash_name)
+{
+        char err[512] = "";
+        uint64_t seq;
+        int e;
+
+        if (r->journal_error)
+                goto failed;
+        if (!rec) {
+                r->journal_error = -ENOMEM;
+                goto failed;
+        }
+        e = journal_append(r->j, rec, ops_apply, &r->ops, &seq, err, sizeof(err));
+        if (e < 0) {
+                r->journal_error = e;
+                log_error("journal '%s' cannot be written: %s; all destructive work has stopped "
+                          "(fix the disk, then restart proxreapd)",
+                          journal_path(r->j), err[0] ? err : strerror(-e));
+                json_decref(rec);
+                return e;
+        }
+        (void)ops_apply(&r->ops, seq, 0, rec);
+        json_decref(rec);
+        crash_point(crash_name);
+        return 0;
+failed:
+        json_decref(rec);
+        return r->journal_error;
+}
+
+static void set_str(json_t *rec, const char *k, const char *v)
+{
+        if (rec)
+                json_object_set_new(rec, k, json_string(v));
+}
+
+static void set_int(json_t *rec, const char *k, int64_t v)
+{
+        if (rec)
+                json_object_set_new(rec, k, json_integer((json_int_t)v));
+}
+
+/* ops may move (realloc) when a record of a new op is folded: ops are
+ * always looked up again by id after an append. */
+static struct op *again(struct reaper *r, const char *id)
+{
+        return ops_find(&r->ops, id);
+}
+
+static int record_step(struct reaper *r, const char *id, const char *ev, enum op_step step,
+                       json_t *extra)
+{
+        json_t *rec = op_record_step(id, ev, step, now_epoch());
+        char crash[64];
+
+        if (rec && extra)
+                json_object_update(rec, extra);
+        json_decref(extra);
+        snprintf(crash, sizeof(crash), "%s-%s", op_step_to_string(step), ev);
+        return append(r, rec, crash);
+}
+
+/* Failure before destroy: compensation starts. */
+static int fail(struct reaper *r, const char *id, const char *reason)
+{
+        struct op *op = again(r, id);
+        json_t *rec;
+
+        log_op(LOG_WARNING, op, "reap %s of guest %u ('%s') failed at %s: %s", op->id,
+               (unsigned)op->vmid, op->name, op_step_to_string(op->step), reason);
+        rec = op_record_step(id, "failing", op->step, now_epoch());
+        set_str(rec, "reason", reason);
+        return append(r, rec, "failing");
+}
+
+/* Nothing was changed: close the op without compensation or retry delay. */
+static int veto(struct reaper *r, const char *id, const char *reason)
+{
+        struct op *op = again(r, id);
+        json_t *rec = op_record(id, "aborted", now_epoch());
+
+        log_op(LOG_NOTICE, op, "reap %s of guest %u ('%s') called off: %s", op->id,
+               (unsigned)op->vmid, op->name, reason);
+        set_str(rec, "reason", reason);
+        if (rec)
+                json_object_set_new(rec, "vetoed", json_true());
+        return append(r, rec, "aborted");
+}
+
+/* --- scheduling --- */
+
+static void due_now(struct op *op, uint64_t now)
+{
+        op->run.next_usec = now;
+        op->run.backoff_usec = 0;
+        op->run.tries = 0;
+}
+
+static void due_later(struct op *op, uint64_t now)
+{
+        op->run.backoff_usec = op->run.backoff_usec ? op->run.backoff_usec * 2
+                                                    : BACKOFF_FIRST_USEC;
+        if (op->run.backoff_usec > BACKOFF_MAX_USEC)
+                op->run.backoff_usec = BACKOFF_MAX_USEC;
+        op->run.next_usec = now + op->run.backoff_usec;
+        op->run.tries++;
+}
+
+/* --- the steps --- */
+
+static bool api_refused(int e)
+{
+        /* The server answered with an error: it did not act. */
+        return e == -EACCES || e == -EREMOTEIO || e == -ENOMSG || e == -EBADMSG || e == -EINVAL ||
+               e == -ENOENT;
+}
+
+/* Sends one step's call: intent first (durable), then the call, then the
+ * answer. A call without an answer stays an intent and is resolved later. */
+static int send_step(struct reaper *r, struct pve *p, const char *id, enum op_step step,
+                     json_t *intent_extra, const char *method, const char *suffix,
+                     const struct pve_form *form, uint64_t now)
+{
+        char upid[PVE_UPID_MAX], crash[64];
+        struct op *op;
+        int e;
+
+        e = record_step(r, id, "intent", step, intent_extra);
+        if (e < 0)
+                return e;
+        op = again(r, id);
+        if (step == STEP_ARCHIVE)
+                e = pve_vzdump(p, op->node, form, upid);
+        else
+                e = pve_guest_task(p, method, op->type, op->node, op->vmid, suffix, form, upid);
+        snprintf(crash, sizeof(crash), "%s-sent", op_step_to_string(step));
+        crash_point(crash);
+        op = again(r, id);
+        if (e < 0 && !api_refused(e)) {
+                /* No answer: did the server act? Find out before anything
+                 * is sent again. */
+                log_op(LOG_WARNING, op, "%s of guest %u: no answer (%s), checking the server",
+                       op_step_to_string(step), (unsigned)op->vmid, pve_error(p));
+                due_later(op, now);
+                return 0;
+        }
+        if (e < 0)
+                return e;
+        e = record_step(r, id, "task", step, json_pack("{s:s}", "upid", upid));
+        if (e >= 0)
+                due_later(again(r, id), now);
+        return e;
+}
+
+static int abort_or_retry(struct reaper *r, struct pve *p, const char *id, int e, uint64_t now)
+{
+        struct op *op = again(r, id);
+
+        if (e >= 0)
+                return e;
+        if (r->journal_error)
+                return e;
+        if (api_refused(e))
+                return fail(r, id, pve_error(p));
+        log_op(LOG_WARNING, op, "reap %s: %s, retrying", op->id, pve_error(p));
+        due_later(op, now);
+        return 0;
+}
+
+/* Right before the first destructive step: nothing may have changed. */
+static int recheck(struct reaper *r, struct pve *p, struct op *op, char *why, size_t size)
+{
+        const struct config *c = r->c;
+        struct pve_guest_config cfg;
+        struct pve_guest_status st;
+        int e;
+
+        e = pve_guest_config(p, op->type, op->node, op->vmid, &cfg);
+        if (e >= 0)
+                e = pve_guest_status(p, op->type, op->node, op->vmid, &st);
+        if (e == -ENOENT) {
+                snprintf(why, size, "the guest is no longer on '%s'", op->node);
+                return 1;
+        }
+        if (e < 0)
+                return e;
+        if (strcmp(cfg.digest, op->digest) != 0)
+                snprintf(why, size, "its configuration changed since it was selected");
+        else if (cfg.lock[0])
+                snprintf(why, size, "it is locked ('%s')", cfg.lock);
+        else if (cfg.protection)
+                snprintf(why, size, "it is protected");
+        else if (cfg.template)
+                snprintf(why, size, "it is a template");
+        else if (st.ha_managed && !c->allow_ha)
+                snprintf(why, size, "it is HA-managed");
+        else if (strcmp(st.status, "running") != 0)
+                snprintf(why, size, "it is no longer running (%s)", st.status);
+        else if (st.cpu * 100.0 >= c->cpu_percent)
+                snprintf(why, size, "it is busy now (cpu %.2f%% >= %g%%)", st.cpu * 100.0,
+                         c->cpu_percent);
+        else if ((double)st.mem / (1024.0 * 1024.0) >= c->mem_mb)
+                snprintf(why, size, "it is busy now (mem %.0f MiB >= %g MiB)",
+                         (double)st.mem / (1024.0 * 1024.0), c->mem_mb);
+        else {
+                for (size_t i = 0; i < c->exclude_tags.n; i++)
+                        if (tags_contain(cfg.tags, c->exclude_tags.v[i])) {
+                                snprintf(why, size, "it was tagged '%s'", c->exclude_tags.v[i]);
+                                return 1;
+                        }
+                return 0;
+        }
+        return 1;
+}
+
+static int act_shutdown(struct reaper *r, struct pve *p, struct op *op, uint64_t now)
+{
+        const struct config *c = r->c;
+        char why[256], id[16];
+        struct pve_form f = { 0 };
+        uint64_t timeout_s = c->shutdown_timeout_usec / USEC_PER_SEC;
+        int e;
+
+        snprintf(id, sizeof(id), "%s", op->id);
+        e = recheck(r, p, op, why, sizeof(why));
+        if (e > 0)
+                return veto(r, id, why);
+        if (e < 0)
+                return abort_or_retry(r, p, id, e, now);
+        log_op(LOG_NOTICE, op, "reap %s: shutting down guest %u ('%s') on '%s'", op->id,
+               (unsigned)op->vmid, op->name, op->node);
+        pve_form_addf(&f, "timeout", "%" PRIu64, timeout_s);
+        pve_form_add(&f, "forceStop", c->force_stop ? "1" : "0");
+        e = send_step(r, p, id, STEP_SHUTDOWN,
+                      json_pack("{s:I, s:b}", "timeout", (json_int_t)timeout_s, "force_stop",
+                                c->force_stop),
+                      "POST", "/status/shutdown", &f, now);
+        pve_form_clear(&f);
+        return abort_or_retry(r, p, id, e, now);
+}
+
+static void snapshot_name(char *buf, size_t size)
+{
+        time_t t = (time_t)now_epoch();
+        struct tm tm;
+
+        gmtime_r(&t, &tm);
+        strftime(buf, size, "proxreap-%Y%m%dT%H%M%SZ", &tm);
+}
+
+static bool snapshot_unsupported(const char *msg)
+{
+        return strstr(msg, "snapshot feature is not available") != NULL;
+}
+
+static int snapshot_skipped(struct reaper *r, const char *id, const char *msg)
+{
+        struct op *op = again(r, id);
+
+        log_op(LOG_NOTICE, op, "reap %s: guest %u cannot be snapshotted (%s), going on without",
+               op->id, (unsigned)op->vmid, msg);
+        return record_step(r, id, "done", STEP_SNAPSHOT, json_pack("{s:s}", "skipped", msg));
+}
+
+static int act_snapshot(struct reaper *r, struct pve *p, struct op *op, uint64_t now)
+{
+        struct pve_form f = { 0 };
+        char name[48], desc[128], id[16];
+        int e;
+
+        snprintf(id, sizeof(id), "%s", op->id);
+        snapshot_name(name, sizeof(name));
+        snprintf(desc, sizeof(desc), "taken by proxreap before reap %s", id);
+        pve_form_add(&f, "snapname", name);
+        pve_form_add(&f, "description", desc);
+        e = send_step(r, p, id, STEP_SNAPSHOT, json_pack("{s:s}", "snapname", name), "POST",
+                      "/snapshot", &f, now);
+        pve_form_clear(&f);
+        if (e < 0 && api_refused(e) && snapshot_unsupported(pve_error(p)))
+                return snapshot_skipped(r, id, pve_error(p));
+        return abort_or_retry(r, p, id, e, now);
+}
+
+static void notes_template(const struct op *op, char *buf, size_t size)
+{
+        /* The first line is what storage content lists show: it carries
+         * the op id verify looks for. {{...}} are vzdump's variables. */
+        snprintf(buf, size,
+                 "proxreap %s: idle guest {{guestname}} ({{vmid}}) archived before removal\n"
+                 "restore: proxreap restore %s\n"
+                 "evidence: %.700s",
+                 op->id, op->id, op->evidence ? op->evidence : "");
+}
+
+static int act_archive(struct reaper *r, struct pve *p, struct op *op, uint64_t now)
+{
+        const struct config *c = r->c;
+        struct pve_form f = { 0 };
+        char notes[1024], id[16];
+        int e;
+
+        snprintf(id, sizeof(id), "%s", op->id);
+        notes_template(op, notes, sizeof(notes));
+        log_op(LOG_NOTICE, op, "reap %s: archiving guest %u to '%s'", op->id, (unsigned)op->vmid,
+               c->archive_storage);
+        pve_form_addf(&f, "vmid", "%" PRIu32, op->vmid);
+        pve_form_add(&f, "storage", c->archive_storage);
+        pve_form_add(&f, "mode", "stop");
+        pve_form_add(&f, "compress", c->compress);
+        /* Protected: retention can never prune the only copy. remove=0:
+         * existing backups of the guest are never pruned. */
+        pve_form_add(&f, "protected", "1");
+        pve_form_add(&f, "remove", "0");
+        pve_form_add(&f, "notes-template", notes);
+        e = send_step(r, p, id, STEP_ARCHIVE,
+                      json_pack("{s:s, s:s}", "storage", c->archive_storage, "compress",
+                                c->compress),
+                      "POST", NULL, &f, now);
+        pve_form_clear(&f);
+        return abort_or_retry(r, p, id, e, now);
+}
+
+static int act_verify(struct reaper *r, struct pve *p, struct op *op, uint64_t now)
+{
+        const struct config *c = r->c;
+        struct pve_backup b;
+        char *config = NULL, id[16], why[512];
+        int e;
+
+        snprintf(id, sizeof(id), "%s", op->id);
+        e = pve_find_backup(p, op->node, c->archive_storage, op->vmid, op->id,
+                            (int64_t)op->archive_start, &b);
+        if (e == -ENOENT || (e >= 0 && (b.size == 0 || !b.protected))) {
+                if (e >= 0)
+                        snprintf(why, sizeof(why), "archive '%s' is %s", b.volid,
+                                 b.size == 0 ? "empty" : "not protected");
+                else
+                        snprintf(why, sizeof(why), "%s", pve_error(p));
+                if (op->run.tries + 1 >= VERIFY_TRIES)
+                        return fail(r, id, why);
+                due_later(op, now);
+                return 0;
+        }
+        if (e >= 0)
+                e = pve_extract_config(p, op->node, b.volid, &config);
+        if (e < 0)
+                return abort_or_retry(r, p, id, e, now);
+        log_op(LOG_NOTICE, op, "reap %s: archive '%s' verified (%" PRIu64 " bytes)", op->id,
+               b.volid, b.size);
+        e = record_step(r, id, "done", STEP_VERIFY,
+                        json_pack("{s:s, s:I, s:I, s:s}", "volid", b.volid, "size",
+                                  (json_int_t)b.size, "ctime", (json_int_t)b.ctime, "config",
+                                  config));
+        free(config);
+        if (e >= 0)
+                due_now(again(r, id), now);
+        return e;
+}
+
+static int act_destroy(struct reaper *r, struct pve *p, struct op *op, uint64_t now)
+{
+        struct pve_guest_config cfg;
+        struct pve_guest_status st;
+        struct pve_form f = { 0 };
+        char id[16], why[256];
+        int e;
+
+        snprintf(id, sizeof(id), "%s", op->id);
+        /* Never destroy without a verified archive on record. */
+        if (!op->volid[0] || op->step != STEP_VERIFY || op->phase != PHASE_DONE)
+                return fail(r, id, "no verified archive on record");
+        e = pve_guest_status(p, op->type, op->node, op->vmid, &st);
+        if (e >= 0)
+                e = pve_guest_config(p, op->type, op->node, op->vmid, &cfg);
+        if (e < 0)
+                return abort_or_retry(r, p, id, e, now);
+        why[0] = '\0';
+        if (strcmp(st.status, "stopped") != 0)
+                snprintf(why, sizeof(why),
+                         "the guest is %s again (started after it was archived): not destroying it",
+                         st.status);
+        else if (cfg.lock[0])
+                snprintf(why, sizeof(why), "the guest is locked ('%s'): not destroying it",
+                         cfg.lock);
+        else if (cfg.protection)
+                snprintf(why, sizeof(why), "the guest was protected: not destroying it");
+        if (why[0])
+                return fail(r, id, why);
+        log_op(LOG_NOTICE, op, "reap %s: destroying guest %u ('%s'); archive '%s'", op->id,
+               (unsigned)op->vmid, op->name, op->volid);
+        pve_form_add(&f, "purge", "1");
+        pve_form_add(&f, "destroy-unreferenced-disks", "1");
+        e = send_step(r, p, id, STEP_DESTROY, NULL, "DELETE", "", &f, now);
+        pve_form_clear(&f);
+        return abort_or_retry(r, p, id, e, now);
+}
+
+static int act_finish(struct reaper *r, struct op *op)
+{
+        json_t *rec = op_record(op->id, "reaped", now_epoch());
+
+        log_op(LOG_NOTICE, op,
+               "reap %s: guest %u ('%s') reaped; freed %" PRIu64 " MiB memory, %" PRIu64
+               " GiB disk; restore with 'proxreap restore %s'",
+               op->id, (unsigned)op->vmid, op->name, op->maxmem >> 20, op->maxdisk >> 30, op->id);
+        set_int(rec, "freed_mem", (int64_t)op->maxmem);
+        set_int(rec, "freed_disk", (int64_t)op->maxdisk);
+        if (rec)
+                json_object_set_new(rec, "freed_cpu", json_real(op->maxcpu));
+        return append(r, rec, "reaped");
+}
+
+/* A step ended: its own completion checks. */
+static int task_finished(struct reaper *r, struct pve *p, struct op *op,
+                         const struct pve_task_status *t, uint64_t now)
+{
+        char id[16];
+        struct pve_upid u = { 0 };
+        int e;
+
+        snprintf(id, sizeof(id), "%s", op->id);
+        if (!pve_task_succeeded(t->exitstatus)) {
+                if (op->step == STEP_SNAPSHOT && snapshot_unsupported(t->exitstatus))
+                        return snapshot_skipped(r, id, t->exitstatus);
+                if (op->step == STEP_START) {
+                        log_op(LOG_ERR, op, "reap %s: could not start guest %u again: %s", id,
+                               (unsigned)op->vmid, t->exitstatus);
+                        return record_step(r, id, "done", STEP_START,
+                                           json_pack("{s:s}", "exitstatus", t->exitstatus));
+                }
+                return fail(r, id, t->exitstatus);
+        }
+        if (op->step == STEP_SHUTDOWN || op->step == STEP_DESTROY) {
+                /* An HA stop only queued a request; a destroy must really
+                 * be gone. The guest's state is what counts. */
+                struct pve_guest_status st;
+
+                e = pve_guest_status(p, op->type, op->node, op->vmid, &st);
+                if (op->step == STEP_DESTROY && e != -ENOENT) {
+                        /* The task says done: wait until the guest is gone. */
+                        due_later(op, now);
+                        return 0;
+                }
+                if (op->step == STEP_SHUTDOWN) {
+                        if (e < 0 || strcmp(st.status, "stopped") != 0) {
+                                int64_t limit = (int64_t)(r->c->shutdown_timeout_usec /
+                                                          USEC_PER_SEC) +
+                                                HA_STOP_SLACK_S;
+
+                                if (e >= 0 && now_epoch() - op->intent_ts > limit)
+                                        return fail(r, id, "the guest did not stop");
+                                due_later(op, now);
+                                return 0;
+                        }
+                }
+        }
+        (void)pve_upid_parse(op->upid, &u);
+        e = record_step(r, id, "done", op->step,
+                        json_pack("{s:s, s:s, s:I}", "exitstatus", t->exitstatus, "upid",
+                                  op->upid, "task_start", (json_int_t)u.starttime));
+        if (e >= 0)
+                due_now(again(r, id), now);
+        return e;
+}
+
+static int act_follow(struct reaper *r, struct pve *p, struct op *op, uint64_t now)
+{
+        const struct config *c = r->c;
+        struct pve_task_status t;
+        char id[16];
+        int64_t limit;
+        int e;
+
+        snprintf(id, sizeof(id), "%s", op->id);
+        e = pve_task_status(p, op->upid, &t);
+        if (e < 0) {
+                /* Unreachable or the node lost the task: keep asking; the
+                 * guest's state is checked when the task is found again. */
+                if (op->run.tries == 0)
+                        log_op(LOG_WARNING, op, "reap %s: cannot read task status: %s", id,
+                               pve_error(p));
+                due_later(op, now);
+                return 0;
+        }
+        if (!t.running)
+                return task_finished(r, p, op, &t, now);
+        limit = (int64_t)((op->step == STEP_SHUTDOWN ? c->shutdown_timeout_usec
+                                                     : c->task_timeout_usec) /
+                          USEC_PER_SEC) +
+                HA_STOP_SLACK_S;
+        /* A destroy is never interrupted half-way: it is followed until it
+         * ends. */
+        if (op->step != STEP_DESTROY && now_epoch() - op->intent_ts > limit) {
+                (void)pve_task_abort(p, op->upid);
+                return fail(r, id, "the task ran longer than allowed (reap.task_timeout) and was stopped");
+        }
+        due_later(op, now);
+        return 0;
+}
+
+/* The answer to a call never arrived (lost reply, crash). Ask the server
+ * whether it acted; never send a destroy again. */
+static int act_resolve(struct reaper *r, struct pve *p, struct op *op, uint64_t now)
+{
+        char upid[PVE_UPID_MAX], id[16];
+        uint64_t since = op->intent_ts > TASK_SEARCH_SLACK_S
+                                 ? (uint64_t)(op->intent_ts - TASK_SEARCH_SLACK_S)
+                                 : 0;
+        struct pve_guest_status st;
+        int e;
+
+        snprintf(id, sizeof(id), "%s", op->id);
+        e = pve_find_task(p, op->node, op->vmid, op_step_task_types(op->step, op->type), since,
+                          upid);
+        if (e >= 0) {
+                log_op(LOG_NOTICE, op, "reap %s: found the %s task the server started: %s", id,
+                       op_step_to_string(op->step), upid);
+                e = record_step(r, id, "task", op->step, json_pack("{s:s}", "upid", upid));
+                if (e >= 0)
+                        due_now(again(r, id), now);
+                return e;
+        }
+        if (e != -ENOENT)
+                return abort_or_retry(r, p, id, e == -ENOENT ? 0 : (api_refused(e) ? -EIO : e),
+                                      now);
+        switch (op->step) {
+        case STEP_DESTROY:
+                e = pve_guest_status(p, op->type, op->node, op->vmid, &st);
+                if (e == -ENOENT)
+                        return record_step(r, id, "done", STEP_DESTROY,
+                                           json_pack("{s:s}", "exitstatus", "guest gone"));
+                if (e < 0)
+                        return abort_or_retry(r, p, id, -EIO, now);
+                return fail(r, id, "the destroy call got no answer and no destroy task exists; "
+                                   "not sending it again");
+        case STEP_START:
+                e = pve_guest_status(p, op->type, op->node, op->vmid, &st);
+                if (e >= 0 && strcmp(st.status, "running") == 0)
+                        return record_step(r, id, "done", STEP_START,
+                                           json_pack("{s:s}", "exitstatus", "running"));
+                break;
+        default:
+                break;
+        }
+        /* The call never reached the server: send it again, announced by a
+         * new intent. */
+        log_op(LOG_NOTICE, op, "reap %s: the %s call never reached the server, sending it again",
+               id, op_step_to_string(op->step));
+        switch (op->step) {
+        case STEP_SHUTDOWN: {
+                struct pve_form f = { 0 };
+
+                pve_form_addf(&f, "timeout", "%" PRIu64,
+                              r->c->shutdown_timeout_usec / USEC_PER_SEC);
+                pve_form_add(&f, "forceStop", r->c->force_stop ? "1" : "0");
+                e = send_step(r, p, id, STEP_SHUTDOWN, NULL, "POST", "/status/shutdown", &f, now);
+                pve_form_clear(&f);
+                return abort_or_retry(r, p, id, e, now);
+        }
+        case STEP_SNAPSHOT:
+                return act_snapshot(r, p, op, now);
+        case STEP_ARCHIVE:
+                return act_archive(r, p, op, now);
+        case STEP_START:
+                e = send_step(r, p, id, STEP_START, NULL, "POST", "/status/start", NULL, now);
+                return abort_or_retry(r, p, id, e, now);
+        default:
+                return fail(r, id, "unexpected step without answer");
+        }
+}
+
+static int tag_failed(struct pve *p, const struct op *op)
+{
+        struct pve_guest_config cfg;
+        char tags[600], tmp[600];
+        int e;
+
+        e = pve_guest_config(p, op->type, op->node, op->vmid, &cfg);
+        if (e < 0)
+                return e;
+        if (tags_without(cfg.tags, TAG_IDLE, tmp, sizeof(tmp)) < 0 ||
+            tags_with(tmp, TAG_FAILED, tags, sizeof(tags)) < 0)
+                return -ENOBUFS;
+        if (strcmp(tags, cfg.tags) == 0)
+                return 0;
+        return pve_set_tags(p, op->type, op->node, op->vmid, tags, cfg.digest);
+}
+
+static int act_compensate(struct reaper *r, struct pve *p, struct op *op, uint64_t now)
+{
+        struct pve_guest_status st;
+        char id[16], reason[600];
+        json_t *rec;
+        int e;
+
+        snprintf(id, sizeof(id), "%s", op->id);
+        e = pve_guest_status(p, op->type, op->node, op->vmid, &st);
+        if (e == -ENOENT) {
+                if (op->volid[0]) {
+                        /* Gone, but archived and verified. */
+                        log_op(LOG_WARNING, op, "reap %s: guest %u is gone; archive '%s' holds it",
+                               id, (unsigned)op->vmid, op->volid);
+                        return act_finish(r, op);
+                }
+                rec = op_record(id, "aborted", now_epoch());
+                set_str(rec, "reason", "the guest was removed outside proxreap");
+                return append(r, rec, "aborted");
+        }
+        if (e < 0)
+                return abort_or_retry(r, p, id, -EIO, now);
+        if (op->stopped_by_us && !op->started_again && strcmp(st.status, "stopped") == 0) {
+                log_op(LOG_NOTICE, op, "reap %s: starting guest %u again", id, (unsigned)op->vmid);
+                e = send_step(r, p, id, STEP_START, NULL, "POST", "/status/start", NULL, now);
+                if (e < 0 && api_refused(e)) {
+                        log_op(LOG_ERR, op, "reap %s: could not start guest %u again: %s", id,
+                               (unsigned)op->vmid, pve_error(p));
+                        return record_step(r, id, "done", STEP_START,
+                                           json_pack("{s:s}", "exitstatus", pve_error(p)));
+                }
+                return e;
+        }
+        e = tag_failed(p, op);
+        if (e < 0 && !api_refused(e)) {
+                due_later(op, now);
+                return 0;
+        }
+        if (e < 0)
+                log_op(LOG_WARNING, op, "reap %s: cannot tag guest %u '%s': %s", id,
+                       (unsigned)op->vmid, TAG_FAILED, pve_error(p));
+        snprintf(reason, sizeof(reason), "%s%s", op->reason,
+                 op->snapname[0] ? " (its snapshot is kept)" : "");
+        log_op(LOG_WARNING, op, "reap %s of guest %u aborted: %s", id, (unsigned)op->vmid, reason);
+        rec = op_record(id, "aborted", now_epoch());
+        set_str(rec, "reason", reason);
+        return append(r, rec, "aborted");
+}
+
+static int act_abandon(struct reaper *r, struct op *op)
+{
+        return veto(r, op->id, "proxreapd restarted before the first change; the guest was not touched");
+}
+
+static void run_op(struct reaper *r, struct pve *p, struct op *op, uint64_t now)
+{
+        enum op_action a = op_next_action(op, r->c->snapshot, op->run.resumed);
+
+        switch (a) {
+        case ACT_NONE:
+                return;
+        case ACT_ABANDON:
+                (void)act_abandon(r, op);
+                return;
+        case ACT_START_SHUTDOWN:
+                (void)act_shutdown(r, p, op, now);
+                return;
+        case ACT_START_SNAPSHOT:
+                (void)act_snapshot(r, p, op, now);
+                return;
+        case ACT_START_ARCHIVE:
+                (void)act_archive(r, p, op, now);
+                return;
+        case ACT_VERIFY:
+                (void)act_verify(r, p, op, now);
+                return;
+        case ACT_START_DESTROY:
+                (void)act_destroy(r, p, op, now);
+                return;
+        case ACT_FINISH_REAP:
+                (void)act_finish(r, op);
+                return;
+        case ACT_RESOLVE:
+                (void)act_resolve(r, p, op, now);
+                return;
+        case ACT_FOLLOW_TASK:
+                (void)act_follow(r, p, op, now);
+                return;
+        case ACT_COMPENSATE:
+                (void)act_compensate(r, p, op, now);
+                return;
+        }
+}
+
+uint64_t reaper_step(struct reaper *r, struct pve *p, uint64_t now)
+{
+        uint64_t next = UINT64_MAX;
+
+        if (r->journal_error || r->c->mode != REAP_MODE_REAP)
+                return UINT64_MAX;
+        /* One step per op per call; ops[] may grow while stepping, so walk
+         * by index and look each op up again. */
+        for (size_t i = 0; i < r->ops.n && !r->journal_error; i++) {
+                struct op *op = &r->ops.v[i];
+
+                if (!op_needs_daemon(op))
+                        continue;
+                if (op->run.next_usec <= now)
+                        run_op(r, p, op, now);
+                op = &r->ops.v[i];
+                if (op_needs_daemon(op) && op->run.next_usec < next)
+                        next = op->run.next_usec;
+        }
+        return r->journal_error ? UINT64_MAX : next;
+}
+
+/* --- selection --- */
+
+static struct mark *mark_find(struct reaper *r, uint32_t vmid)
+{
+        for (size_t i = 0; i < r->n_marks; i++)
+                if (r->marks[i].vmid == vmid)
+                        return &r->marks[i];
+        return NULL;
+}
+
+static struct mark *mark_add(struct reaper *r, uint32_t vmid, uint64_t now)
+{
+        struct mark *m = realloc(r->marks, (r->n_marks + 1) * sizeof(*m));
+
+        if (!m)
+                return NULL;
+        r->marks = m;
+        m = &r->marks[r->n_marks++];
+        *m = (struct mark){ .vmid = vmid, .since_usec = now };
+        return m;
+}
+
+static void mark_drop(struct reaper *r, uint32_t vmid)
+{
+        struct mark *m = mark_find(r, vmid);
+
+        if (m)
+                *m = r->marks[--r->n_marks];
+}
+
+static int set_tag(struct pve *p, const struct guest *g, const char *tag, bool on)
+{
+        struct pve_guest_config cfg;
+        char tags[600];
+        int e;
+
+        e = pve_guest_config(p, (enum guest_type)g->type, g->node, g->vmid, &cfg);
+        if (e < 0)
+                return e;
+        if (tags_contain(cfg.tags, tag) == on)
+                return 0;
+        e = on ? tags_with(cfg.tags, tag, tags, sizeof(tags))
+               : tags_without(cfg.tags, tag, tags, sizeof(tags));
+        if (e < 0)
+                return e;
+        return pve_set_tags(p, (enum guest_type)g->type, g->node, g->vmid, tags, cfg.digest);
+}
+
+static void log_tag_change(const struct guest *g, const char *what, int e, struct pve *p)
+{
+        struct log_guest_ctx ctx = { .vmid = g->vmid, .node = g->node };
+
+        if (e < 0)
+                log_guest(LOG_WARNING, &ctx, "cannot %s guest %u: %s", what, (unsigned)g->vmid,
+                          pve_error(p));
+        else
+                log_guest(LOG_NOTICE, &ctx, "%s guest %u ('%s')", what, (unsigned)g->vmid,
+                          g->name ? g->name : "");
+}
+
+/* Blocks selection of vmid: in flight, restored lately, failed lately. */
+static const char *blocked(struct reaper *r, uint32_t vmid, const char *node, int64_t now_s)
+{
+        const struct config *c = r->c;
+
+        for (size_t i = 0; i < r->ops.n; i++) {
+                const struct op *op = &r->ops.v[i];
+
+                if (op_needs_daemon(op) && strcmp(op->node, node) == 0)
+                        return op->vmid == vmid ? "being reaped" : "another reap runs on its node";
+                if (op->state == OP_RESTORING && (op->restore_vmid == vmid || op->vmid == vmid))
+                        return "being restored";
+                if (op->state == OP_RESTORED && op->restore_vmid == vmid &&
+                    now_s - op->restored_ts < (int64_t)(c->cooldown_usec / USEC_PER_SEC))
+                        return "restored lately (reap.cooldown)";
+                if (op->state == OP_ABORTED && !op->vetoed && op->vmid == vmid &&
+                    now_s - op->updated < (int64_t)(c->retry_after_usec / USEC_PER_SEC))
+                        return "a reap failed lately (reap.retry_after)";
+        }
+        return NULL;
+}
+
+static unsigned reaps_last_hour(const struct reaper *r, int64_t now_s)
+{
+        unsigned n = 0;
+
+        for (size_t i = 0; i < r->ops.n; i++)
+                if (now_s - r->ops.v[i].began < 3600)
+                        n++;
+        return n;
+}
+
+/* rrddata veto: was the guest busy during reap.history by the idle rules? */
+static int history_busy(struct reaper *r, struct pve *p, const struct guest *g, char *why,
+                        size_t size)
+{
+        const struct config *c = r->c;
+        uint64_t h = c->history_usec / USEC_PER_SEC;
+        const char *tf = h <= 3600 ? "hour" : h <= 86400 ? "day" : h <= 7 * 86400 ? "week"
+                                                      : h <= 31 * 86400 ? "month" : "year";
+        int64_t since = now_epoch() - (int64_t)h;
+        double cpu = 0, mem = 0;
+        unsigned rows = 0;
+        json_t *data = NULL, *it;
+        size_t i;
+        int e;
+
+        e = pve_rrddata(p, (enum guest_type)g->type, g->node, g->vmid, tf, &data);
+        if (e < 0)
+                return e;
+        json_array_foreach(data, i, it) {
+                json_t *t = json_object_get(it, "time"), *cv = json_object_get(it, "cpu"),
+                       *mv = json_object_get(it, "mem");
+
+                if (!json_is_number(t) || json_number_value(t) < (double)since ||
+                    !json_is_number(cv) || !json_is_number(mv))
+                        continue;
+                rows++;
+                if (json_number_value(cv) * 100.0 > cpu)
+                        cpu = json_number_value(cv) * 100.0;
+                if (json_number_value(mv) / 1048576.0 > mem)
+                        mem = json_number_value(mv) / 1048576.0;
+        }
+        json_decref(data);
+        if (cpu >= c->cpu_percent)
+                snprintf(why, size, "busy in the last %s by its history (cpu average up to %.2f%% >= %g%%)",
+                         tf, cpu, c->cpu_percent);
+        else if (mem >= c->mem_mb)
+                snprintf(why, size, "busy in the last %s by its history (mem up to %.0f MiB >= %g MiB)",
+                         tf, mem, c->mem_mb);
+        else if (rows == 0)
+                snprintf(why, size, "it has no history for the last %s", tf);
+        else
+                return 0;
+        return 1;
+}
+
+static void evidence(const struct observer *o, const struct guest *g, uint64_t now, char *buf,
+                     size_t size)
+{
+        struct window_stats s;
+        struct verdict v;
+        char reasons[700];
+
+        observer_judge(o, g, now, &v, &s);
+        verdict_format(&v, reasons, sizeof(reasons));
+        snprintf(buf, size, "%s over %u samples (coverage %.0f%%)", reasons, s.samples,
+                 s.coverage * 100.0);
+}
+
+static int select_guest(struct reaper *r, struct observer *o, const struct guest *g,
+                        uint64_t now)
+{
+        const struct config *c = r->c;
+        struct pve *p = observer_pve(o);
+        struct pve_guest_config cfg;
+        struct pve_storage_status ss;
+        struct pve_guest_status st;
+        struct log_guest_ctx ctx = { .vmid = g->vmid, .node = g->node };
+        char why[300], ev[900], id[16];
+        uint64_t need;
+        json_t *rec;
+        int e;
+
+        e = pve_guest_config(p, (enum guest_type)g->type, g->node, g->vmid, &cfg);
+        if (e < 0) {
+                log_guest(LOG_WARNING, &ctx, "guest %u not selected: %s", (unsigned)g->vmid,
+                          pve_error(p));
+                return 0;
+        }
+        why[0] = '\0';
+        if (cfg.protection)
+                snprintf(why, sizeof(why), "it is protected");
+        else if (cfg.lock[0])
+                snprintf(why, sizeof(why), "it is locked ('%s')", cfg.lock);
+        else if (cfg.template)
+                snprintf(why, sizeof(why), "it is a template");
+        else if (c->history_usec && history_busy(r, p, g, why, sizeof(why)) < 0)
+                snprintf(why, sizeof(why), "its history cannot be read (%s)", pve_error(p));
+        if (why[0]) {
+                log_guest(LOG_INFO, &ctx, "idle guest %u ('%s') not reaped: %s",
+                          (unsigned)g->vmid, g->name ? g->name : "", why);
+                return 0;
+        }
+        e = pve_guest_status(p, (enum guest_type)g->type, g->node, g->vmid, &st);
+        if (e >= 0)
+                e = pve_storage_status(p, g->node, c->archive_storage, &ss);
+        if (e < 0) {
+                log_guest(LOG_WARNING, &ctx, "guest %u not reaped: %s", (unsigned)g->vmid,
+                          pve_error(p));
+                return 0;
+        }
+        if (!ss.active || !ss.enabled || !tags_contain(ss.content, "backup")) {
+                log_guest(LOG_WARNING, &ctx,
+                          "guest %u not reaped: archive storage '%s' is %s on '%s'",
+                          (unsigned)g->vmid, c->archive_storage,
+                          !ss.enabled ? "disabled" : !ss.active ? "not active"
+                                                                : "not for backups",
+                          g->node);
+                return 0;
+        }
+        /* An archive can be as large as the data: never start what the
+         * storage cannot hold (lxc reports its used space, qemu only its
+         * disk size). */
+        need = g->type == GUEST_LXC && st.disk > 0 ? st.disk : st.maxdisk;
+        if (ss.avail < need) {
+                log_guest(LOG_WARNING, &ctx,
+                          "guest %u not reaped: archive storage '%s' has %" PRIu64
+                          " MiB free, the guest needs up to %" PRIu64 " MiB",
+                          (unsigned)g->vmid, c->archive_storage, ss.avail >> 20, need >> 20);
+                return 0;
+        }
+        evidence(o, g, now, ev, sizeof(ev));
+        ops_next_id(&r->ops, id, sizeof(id));
+        rec = op_record(id, "selected", now_epoch());
+        if (rec)
+                json_object_update_new(
+                        rec, json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:f}", "vmid",
+                                       (json_int_t)g->vmid, "type",
+                                       guest_type_to_string((enum guest_type)g->type), "node",
+                                       g->node, "name", g->name ? g->name : "", "digest",
+                                       cfg.digest, "evidence", ev, "maxmem",
+                                       (json_int_t)g->maxmem, "maxdisk",
+                                       (json_int_t)st.maxdisk, "maxcpu",
+                                       (double)g->maxcpu));
+        e = append(r, rec, "selected");
+        if (e < 0)
+                return e;
+        log_guest(LOG_NOTICE, &(struct log_guest_ctx){ .vmid = g->vmid, .node = g->node,
+                                                       .op = id, .state = "selected" },
+                  "reap %s: selected idle guest %u ('%s'): %s", id, (unsigned)g->vmid,
+                  g->name ? g->name : "", ev);
+        due_now(again(r, id), now);
+        return 1;
+}
+
+void reaper_cycle(struct reaper *r, struct observer *o, uint64_t now)
+{
+        const struct config *c = r->c;
+        const struct guest_table *t = observer_table(o);
+        struct pve *p = observer_pve(o);
+        size_t n = guest_table_count(t), eligible = 0, idle = 0;
+        unsigned started = 0, hour;
+        int64_t now_s = now_epoch();
+        char err[512] = "";
+
+        if (c->mode == REAP_MODE_OBSERVE || r->journal_error)
+                return;
+        /* Restores made by the CLI: cooldown applies at once. */
+        if (journal_refresh(r->j, ops_apply, &r->ops, err, sizeof(err)) < 0 &&
+            strcmp(err, r->last_refresh_error) != 0) {
+                log_error("journal: %s", err);
+                snprintf(r->last_refresh_error, sizeof(r->last_refresh_error), "%s", err);
+        }
+        for (size_t i = 0; i < n; i++) {
+                const struct guest *g = guest_table_at(t, i);
+                int kind = g->verdict - 1;
+
+                if (kind == VERDICT_IDLE || kind == VERDICT_ACTIVE)
+                        eligible++;
+                if (kind == VERDICT_IDLE)
+                        idle++;
+        }
+        r->breaker_open = eligible > 0 &&
+                          (double)idle * 100.0 > c->breaker_percent * (double)eligible;
+        if (r->breaker_open) {
+                char msg[256];
+
+                snprintf(msg, sizeof(msg),
+                         "circuit breaker open: %zu of %zu eligible guests look idle (%.0f%% > %g%%), acting on none",
+                         idle, eligible, 100.0 * (double)idle / (double)eligible,
+                         c->breaker_percent);
+                if (strcmp(msg, r->breaker) != 0)
+                        log_warning("%s", msg);
+                snprintf(r->breaker, sizeof(r->breaker), "%s", msg);
+        } else {
+                if (r->breaker[0])
+                        log_notice("circuit breaker closed: %zu of %zu eligible guests idle", idle,
+                                   eligible);
+                r->breaker[0] = '\0';
+        }
+        hour = reaps_last_hour(r, now_s);
+        for (size_t i = 0; i < n && !r->journal_error; i++) {
+                const struct guest *g = guest_table_at(t, i);
+                bool is_idle = g->verdict - 1 == VERDICT_IDLE;
+                bool tagged = g->tags && tags_contain(g->tags, TAG_IDLE);
+                bool use_marks = c->mode == REAP_MODE_MARK || c->grace_usec > 0;
+                struct mark *m = mark_find(r, g->vmid);
+                const char *why;
+
+                if (!is_idle) {
+                        /* One active window unmarks it. */
+                        if (tagged && g->verdict - 1 == VERDICT_ACTIVE)
+                                log_tag_change(g, "unmarked (active again)",
+                                               set_tag(p, g, TAG_IDLE, false), p);
+                        if (g->verdict - 1 == VERDICT_ACTIVE)
+                                mark_drop(r, g->vmid);
+                        continue;
+                }
+                if (r->breaker_open)
+                        continue;
+                why = blocked(r, g->vmid, g->node, now_s);
+                if (why && strcmp(why, "another reap runs on its node") != 0)
+                        continue;
+                if (use_marks) {
+                        if (m && m->cancelled)
+                                continue;
+                        if (!tagged) {
+                                if (m) {
+                                        /* We marked it; the tag is gone: an
+                                         * operator cancelled the reap. */
+                                        log_guest(LOG_NOTICE,
+                                                  &(struct log_guest_ctx){ .vmid = g->vmid,
+                                                                           .node = g->node },
+                                                  "guest %u: tag '%s' removed by someone, not reaping it",
+                                                  (unsigned)g->vmid, TAG_IDLE);
+                                        m->cancelled = true;
+                                        continue;
+                                }
+                                int e = set_tag(p, g, TAG_IDLE, true);
+
+                                log_tag_change(g, "marked idle", e, p);
+                                if (e >= 0)
+                                        (void)mark_add(r, g->vmid, now);
+                                continue;
+                        }
+                        /* Marked before (maybe by an earlier run): the grace
+                         * period counts from when this run saw it. */
+                        if (!m && !(m = mark_add(r, g->vmid, now)))
+                                continue;
+                        if (c->mode == REAP_MODE_MARK || now - m->since_usec < c->grace_usec)
+                                continue;
+                }
+                if (c->mode != REAP_MODE_REAP || why)
+                        continue;
+                if (started >= c->max_per_cycle || hour >= c->max_per_hour)
+                        continue;
+                if (select_guest(r, o, g, now) > 0) {
+                        started++;
+                        hour++;
+                        mark_drop(r, g->vmid);
+                }
+        }
+}
+
+/* --- lifecycle --- */
+
+int reaper_new(const struct config *c, struct reaper **ret, char *err, size_t errsz)
+{
+        struct reaper *r = calloc(1, sizeof(*r));
+        struct journal_scan scan;
+        int e;
+
+        if (!r)
+                return -ENOMEM;
+        r->c = c;
+        ops_init(&r->ops);
+        e = journal_open(c->journal_file, JOURNAL_WRITE, ops_apply, &r->ops, &r->j, &scan, err,
+                         errsz);
+        if (e < 0) {
+                reaper_free(r);
+                return e;
+        }
+        if (r->ops.bad_records)
+                log_warning("journal '%s': %u record(s) not understood and ignored, first: %s",
+                            c->journal_file, r->ops.bad_records, r->ops.first_bad);
+        for (size_t i = 0; i < r->ops.n; i++) {
+                struct op *op = &r->ops.v[i];
+
+                op->run.resumed = true;
+                if (op_needs_daemon(op))
+                        log_op(LOG_NOTICE, op,
+                               "reap %s of guest %u was interrupted at %s: resuming (%s)", op->id,
+                               (unsigned)op->vmid, op_state_to_string(op->state),
+                               op_action_to_string(op_next_action(op, c->snapshot, true)));
+        }
+        *ret = r;
+        return 0;
+}
+
+struct reaper *reaper_free(struct reaper *r)
+{
+        if (!r)
+                return NULL;
+        journal_close(r->j);
+        ops_clear(&r->ops);
+        free(r->marks);
+        free(r);
+        return NULL;
+}
+
+void reaper_set_config(struct reaper *r, const struct config *c)
+{
+        r->c = c;
+}
+
+int reaper_check_storage(struct reaper *r, struct pve *p, char *err, size_t errsz)
+{
+        const struct config *c = r->c;
+        struct pve_storage_status ss;
+        int e;
+
+        if (c->mode != REAP_MODE_REAP)
+                return 0;
+        e = pve_storage_status(p, c->node_name, c->archive_storage, &ss);
+        if (e < 0) {
+                snprintf(err, errsz, "archive storage '%s' on '%s': %s", c->archive_storage,
+                         c->node_name, pve_error(p));
+                return pve_last_status(p) >= 400 && pve_last_status(p) < 600 &&
+                                       pve_last_status(p) != 401 && pve_last_status(p) != 503
+                               ? -ENOENT
+                               : e;
+        }
+        if (!tags_contain(ss.content, "backup")) {
+                snprintf(err, errsz,
+                         "archive storage '%s' does not take backups (content '%s'): add 'backup' to its content or pick another 'reap.archive_storage'",
+                         c->archive_storage, ss.content);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+void reaper_describe(const struct reaper *r, char *buf, size_t size)
+{
+        size_t running = 0;
+        const struct op *last = NULL;
+
+        if (r->journal_error) {
+                snprintf(buf, size, "journal cannot be written (%s): destructive work stopped",
+                         strerror(-r->journal_error));
+                return;
+        }
+        if (r->breaker[0]) {
+                snprintf(buf, size, "%s", r->breaker);
+                return;
+        }
+        for (size_t i = 0; i < r->ops.n; i++)
+                if (op_needs_daemon(&r->ops.v[i])) {
+                        running++;
+                        last = &r->ops.v[i];
+                }
+        if (last)
+                snprintf(buf, size, "%zu reap(s) running, %s guest %u at %s", running, last->id,
+                         (unsigned)last->vmid, op_state_to_string(last->state));
+        else
+                snprintf(buf, size, "%s mode", reap_mode_to_string(r->c->mode));
+}
+
+int reaper_journal_failed(const struct reaper *r)
+{
+        return r->journal_error;
+}
+
+const struct ops *reaper_ops(const struct reaper *r)
+{
+        return &r->ops;
+}
