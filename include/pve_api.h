@@ -46,7 +46,7 @@ bool pve_task_succeeded(const char *exitstatus);
 struct pve_guest_config {
         char digest[64];
         char lock[32];
-        char tags[512];
+        char tags[2048];
         char name[128];
         char rootfs_storage[64]; /* lxc: storage of rootfs, "" if unknown */
         bool protection;

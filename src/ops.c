@@ -234,6 +234,8 @@ static int apply_event(struct ops *o, struct op *op, const char *ev, json_t *rec
 
         if (has_step && step_from_string(str(rec, "step"), &step) < 0)
                 return bad(o, line, "unknown step '%s'", str(rec, "step"));
+        if (!has_step && (!strcmp(ev, "intent") || !strcmp(ev, "task") || !strcmp(ev, "done")))
+                return bad(o, line, "%s record without a step (%s)", ev, op->id);
         if (strcmp(ev, "intent") == 0) {
                 op->step = step;
                 op->phase = PHASE_INTENT;
@@ -277,6 +279,9 @@ static int apply_event(struct ops *o, struct op *op, const char *ev, json_t *rec
                 op->phase = PHASE_DONE;
         } else if (strcmp(ev, "failed") == 0) {
                 /* A restore that failed: the archive is still there. */
+                if (op->state != OP_RESTORING)
+                        return bad(o, line, "restore failure of %s, which is not being restored",
+                                   op->id);
                 op->state = OP_REAPED;
                 op->step = STEP_NONE;
                 op->phase = PHASE_DONE;

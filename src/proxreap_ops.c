@@ -309,7 +309,7 @@ static int restore_finish(struct pve *p, struct journal *j, struct ops *ops, con
         struct op *op = ops_find(ops, id);
         struct pve_guest_config cfg;
         struct pve_task_status ts;
-        char tags[600], upid[PVE_UPID_MAX];
+        char tags[2200], upid[PVE_UPID_MAX];
         uint32_t vmid = op->restore_vmid;
         char node[64];
         json_t *rec;
@@ -319,7 +319,7 @@ static int restore_finish(struct pve *p, struct journal *j, struct ops *ops, con
         /* Mark it so the daemon (and people) see where it came from. */
         r = pve_guest_config(p, op->type, node, vmid, &cfg);
         if (r >= 0 && tags_with(cfg.tags, TAG_RESTORED, tags, sizeof(tags)) >= 0) {
-                char clean[600], tmp[600];
+                char clean[2200], tmp[2200];
 
                 if (tags_without(tags, "proxreap-idle", tmp, sizeof(tmp)) >= 0 &&
                     tags_without(tmp, "proxreap-failed", clean, sizeof(clean)) >= 0)

@@ -53,14 +53,14 @@ static bool get_bool(json_t *o, const char *key)
 int pve_upid_parse(const char *s, struct pve_upid *ret)
 {
         /* UPID:node:pid(8 hex):pstart(8-9 hex):starttime(8 hex):type:id:user: */
-        char buf[PVE_UPID_MAX], *f[9], *tok;
+        char buf[PVE_UPID_MAX], *f[8], *tok;
         size_t n = 0, len;
         struct pve_upid u = { 0 };
 
         if (!s || strlen(s) >= sizeof(buf) || strncmp(s, "UPID:", 5) != 0)
                 return -EINVAL;
         len = strlen(s);
-        if (s[len - 1] != ':' || strpbrk(s, " \t\r\n/"))
+        if (s[len - 1] != ':' || strpbrk(s, " \t\r\n\v\f/"))
                 return -EINVAL;
         memcpy(buf, s, len + 1);
         /* strtok would merge the empty id field: split by hand. */
@@ -73,7 +73,7 @@ int pve_upid_parse(const char *s, struct pve_upid *ret)
                 f[n] = tok;
                 tok = c + 1;
         }
-        if (n != 9 || *tok != '\0')
+        if (n != 8 || *tok != '\0')
                 return -EINVAL;
         if (!node_name_valid(f[1]) || strlen(f[2]) != 8 || strlen(f[3]) < 8 ||
             strlen(f[3]) > 9 || strlen(f[4]) != 8 || !*f[5] || !*f[7])
@@ -140,6 +140,9 @@ int pve_decode_guest_config(json_t *data, struct pve_guest_config *ret)
         if (!c.digest[0])
                 return -EBADMSG;
         copy_str(data, "lock", c.lock, sizeof(c.lock));
+        /* A cut tag list written back would lose tags: refuse instead. */
+        if (strlen(json_string_value(json_object_get(data, "tags")) ?: "") >= sizeof(c.tags))
+                return -E2BIG;
         copy_str(data, "tags", c.tags, sizeof(c.tags));
         copy_str(data, "name", c.name, sizeof(c.name));
         if (!c.name[0])
@@ -288,7 +291,9 @@ int pve_guest_config(struct pve *p, enum guest_type t, const char *node, uint32_
         if (r >= 0)
                 r = call_decode(p, "GET", path, NULL, &data);
         if (r >= 0 && (r = pve_decode_guest_config(data, ret)) < 0)
-                pve_set_error(p, "GET %s: answer has no config digest", path);
+                pve_set_error(p, "GET %s: %s", path,
+                              r == -E2BIG ? "tag list too long to edit safely"
+                                          : "answer has no config digest");
         json_decref(data);
         return r;
 }

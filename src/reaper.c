@@ -638,7 +638,7 @@ static int act_resolve(struct reaper *r, struct pve *p, struct op *op, uint64_t 
 static int tag_failed(struct pve *p, const struct op *op)
 {
         struct pve_guest_config cfg;
-        char tags[600], tmp[600];
+        char tags[2200], tmp[2200];
         int e;
 
         e = pve_guest_config(p, op->type, op->node, op->vmid, &cfg);
@@ -801,7 +801,7 @@ static void mark_drop(struct reaper *r, uint32_t vmid)
 static int set_tag(struct pve *p, const struct guest *g, const char *tag, bool on)
 {
         struct pve_guest_config cfg;
-        char tags[600];
+        char tags[2200];
         int e;
 
         e = pve_guest_config(p, (enum guest_type)g->type, g->node, g->vmid, &cfg);
