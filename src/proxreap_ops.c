@@ -210,8 +210,10 @@ int cmd_journal(const struct config *c, int argc, char **argv)
                 return 2;
         }
         sub = argv[1];
-        optind = 2;
-        while ((o = getopt_long(argc, argv, "+j", opts, NULL)) >= 0)
+        argc--;
+        argv++;
+        optind = 0; /* a full restart of getopt (it permutes) */
+        while ((o = getopt_long(argc, argv, "j", opts, NULL)) >= 0)
                 if (o == 'j')
                         json = true;
                 else
@@ -502,7 +504,7 @@ static int restore_start(struct pve *p, struct journal *j, struct ops *ops, cons
         r = pve_create_guest(p, op->type, node, &f, upid);
         pve_form_clear(&f);
         crash_point("restore-sent");
-        if (r < 0 && (r == -EACCES || r == -EREMOTEIO || r == -ENOMSG || r == -EBADMSG))
+        if (r < 0 && (r == -EACCES || r == -EREMOTEIO || r == -ENOMSG))
                 return restore_fail(j, ops, id, pve_error(p));
         if (r < 0)
                 return restore_resume(p, j, ops, id, a);
@@ -529,8 +531,8 @@ static int parse_restore(int argc, char **argv, struct restore_args *a)
         uint64_t v;
         int o;
 
-        optind = 1;
-        while ((o = getopt_long(argc, argv, "+v:n:s:Sy", opts, NULL)) >= 0)
+        optind = 0; /* a full restart of getopt (it permutes) */
+        while ((o = getopt_long(argc, argv, "v:n:s:Sy", opts, NULL)) >= 0)
                 switch (o) {
                 case 'v':
                         if (parse_u64(optarg, 100, 999999999, &v) < 0) {

@@ -176,9 +176,10 @@ static void due_later(struct op *op, uint64_t now)
 
 static bool api_refused(int e)
 {
-        /* The server answered with an error: it did not act. */
-        return e == -EACCES || e == -EREMOTEIO || e == -ENOMSG || e == -EBADMSG || e == -EINVAL ||
-               e == -ENOENT;
+        /* The server answered with an error status: it did not act. An
+         * answer we cannot read (-EBADMSG) is not a refusal: the server may
+         * have acted, so it is resolved like a lost answer. */
+        return e == -EACCES || e == -EREMOTEIO || e == -ENOMSG || e == -EINVAL || e == -ENOENT;
 }
 
 /* Sends one step's call: intent first (durable), then the call, then the
@@ -347,15 +348,34 @@ static int act_snapshot(struct reaper *r, struct pve *p, struct op *op, uint64_t
         return abort_or_retry(r, p, id, e, now);
 }
 
+/* vzdump's notes-template is one line: newlines and backslashes are
+ * written as the two-character escapes "\\n" and "\\\\". */
+static void notes_escape(const char *in, char *out, size_t size)
+{
+        size_t o = 0;
+
+        for (; *in && o + 3 < size; in++) {
+                if (*in == '\\' || *in == '\n') {
+                        out[o++] = '\\';
+                        out[o++] = *in == '\n' ? 'n' : '\\';
+                } else if ((unsigned char)*in >= 0x20)
+                        out[o++] = *in;
+        }
+        out[o] = '\0';
+}
+
 static void notes_template(const struct op *op, char *buf, size_t size)
 {
+        char text[1024];
+
         /* The first line is what storage content lists show: it carries
          * the op id verify looks for. {{...}} are vzdump's variables. */
-        snprintf(buf, size,
+        snprintf(text, sizeof(text),
                  "proxreap %s: idle guest {{guestname}} ({{vmid}}) archived before removal\n"
                  "restore: proxreap restore %s\n"
-                 "evidence: %.700s",
+                 "evidence: %.600s",
                  op->id, op->id, op->evidence ? op->evidence : "");
+        notes_escape(text, buf, size);
 }
 
 static int act_archive(struct reaper *r, struct pve *p, struct op *op, uint64_t now)
