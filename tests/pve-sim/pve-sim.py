@@ -19,43 +19,59 @@ Architecture map (package pvesim/)
   perl.py        Perl-isms: number stringification, split_list,
                  decode_urlencoded quirks
   auth.py        API tokens, tickets, CSRF tokens (401 reason phrases)
-  faults.py      fault injection registry
-  workload.py    closed-form guest workloads (constant/bursts/daynight/random)
-  model.py       Cluster (clock, nodes, storages, guests, events, tasks),
-                 the pvestatd-like sampling and /cluster/resources entries
-  handlers.py    HANDLERS table: (method, path template) -> function
+  faults.py      fault injection registry (request, response, lost_reply,
+                 task_fail / task_hang, storage_full)
+  workload.py    closed-form guest workloads (constant/bursts/daynight/
+                 random, Piecewise for the GUEST key "history")
+  tasks.py       Task (real-format UPID, log, finish/abort, status/list
+                 views), default task durations, make_upid / parse_upid
+  storage.py     Storage (per node; shared storages share one StoreData),
+                 Volume (backup archives + the config text they hold),
+                 archive naming, prune_mark (pve-storage retention)
+  model.py       Cluster (clock, nodes, storages, guests, events, timers,
+                 tasks, history), Guest (config model, snapshots), the
+                 pvestatd-like sampling and /cluster/resources entries
+  ops.py         what the write calls do inside their worker tasks:
+                 start/stop/shutdown (+ ha-manager CRM/LRM), snapshot /
+                 delsnapshot / rollback, vzdump (class Vzdump: node lock,
+                 per-guest backup, notes, protected, prune, ENOSPC),
+                 destroy, restore, config updates
+  rrd.py         rrddata rows computed from the workloads (pve-vm-9.0 and
+                 pve2-vm layouts)
+  handlers.py    HANDLERS table: (method, path template) -> function; the
+                 synchronous pre-checks upstream does before fork_worker
   server.py      HTTP(S) server: pveproxy's request pipeline, error format,
                  keep-alive, gzip, control API (/_sim/...), request log
 
-Where the write calls go (not implemented yet; they answer 501 after full
-parameter verification until a handler exists):
-  * every new call is one function in handlers.py decorated with
-    @api(METHOD, PATH) using the template from endpoints.json verbatim;
-    server.py needs no change. Synchronous pre-checks raise
-    SimError("<upstream message>\\n") (HTTP 500) or
-    SimError(PARAM_ERROR_MSG, 400, errors={...}).
-  * async calls (async_returns_upid): cluster.start_task(node, task_type,
-    vmid, req.auth.userid, duration, exitstatus, log, on_finish) creates a
-    model.Task with a real-format UPID (model.make_upid, endpoints.json
-    'upid'); return Result(task.upid). Schedule the state change with
-    cluster.schedule(vmid, {"action": ...}, at=task.end_t()) or run
-    on_finish when Cluster.sync() sees the task end. Task status/log/stop
-    handlers read cluster.tasks.
-      - status/start|stop|shutdown  -> Guest.start()/stop(), lock checks,
-        HA-managed guests get hastart/hastop task types
-      - snapshot / delsnapshot / rollback -> Guest.snapshots (config copy,
-        lock=snapshot while running; 'current' pseudo entry in the list)
-      - vzdump -> lock=backup during the task, archive volume added to
-        Storage.volumes of the target storage (volid naming per the notes),
-        prune / protected semantics per the endpoint notes
-      - storage content list/get/put/delete -> Storage.volumes
-      - vzdump/extractconfig -> Guest.render_config() text stored with the
-        archive
-      - DELETE guest -> pre-checks (protection, HA without purge, running)
-        then Guest.deleted; restore (POST qemu/lxc) -> Cluster.add_guest()
-      - cluster/nextid, cluster/ha/resources -> Cluster.guests / hastate
-  * new guest state goes into model.Guest (__slots__), new per-node state
-    into model.Node, nothing else needs restructuring.
+Where the write calls go
+------------------------
+  * each call is one function in handlers.py decorated with
+    @api(METHOD, PATH) using the template from endpoints.json verbatim
+    (server.py needs no change); synchronous pre-checks raise
+    SimError("<upstream message>\\n") (HTTP 500) or param_error({...})
+    (HTTP 400, raise_param_exc)
+  * async calls: task = cluster.start_task(node, type, id, user, now, req)
+    (takes a task_fail/task_hang fault matching the request), then an
+    ops.worker_*() schedules the work with task.at(t, fn) / cluster.at();
+    Cluster.sync() runs due timers in sim-time order on every request, so
+    every effect carries its own timestamp; the handler returns task.upid
+      POST status/start|stop|shutdown  -> ops.worker_start/stop/shutdown,
+                                          HA guests: ops.ha_request
+                                          (hastart/hastop + LRM task later)
+      POST/DELETE snapshot, rollback   -> ops.worker_snapshot/delsnapshot/rollback
+      POST vzdump                      -> ops.Vzdump (node lock, per guest)
+      DELETE qemu|lxc/{vmid}           -> ops.destroy_early_checks + worker_destroy
+      POST qemu|lxc (archive/restore)  -> handlers.qemu_create/lxc_create
+                                          + ops.worker_restore
+      POST qemu config                 -> qmconfig task (PUT: synchronous)
+      DELETE storage content           -> imgdel task
+  * state: guest state in model.Guest (__slots__), storage state in
+    storage.Storage/StoreData/Volume, task state in tasks.Task; every
+    visible change calls cluster.touch() (invalidates the
+    /cluster/resources cache) and significant ones cluster.record()
+    (GET /_sim/history)
+  * GET /nodes/{node}/qemu and GET /nodes/{node}/lxc deliberately have no
+    handler (they answer 501 after verification).
 """
 
 import argparse

@@ -27,6 +27,15 @@ Sim(scenario, tls=False, cert=None, key=None, ca=None, workdir=None,
   .event(vmid, action, **kw) -> guest view       (applied now, or at kw["at"])
   .create_guest(spec) -> guest view
   .guests() / .guest(vmid) / .time() / .advance(seconds)
+  .tasks(upid=None, type=None, vmid=None, log=None) -> [task view]
+  .task(upid) -> task view with "log" | None
+  .wait_task(upid, timeout=30) -> task view once stopped
+  .history(event=None, vmid=None) -> [event]
+  .storages(storage=None, node=None) -> [storage view with "volumes"]
+  .set_storage(storage, node=None, avail=, used=, total=, status=, prune_backups=)
+  .add_backup(storage, node=None, vmid=, type=, time=|ctime=, compress=,
+              protected=, notes=, size=, config=) -> volume view
+  .remove_volume(volid)
 
 make_test_ca(directory) -> (ca_pem, cert_pem, key_pem): a throw-away CA and
 a server certificate for 127.0.0.1 / localhost, made with the openssl CLI.
@@ -294,3 +303,66 @@ class Sim:
 
     def advance(self, seconds):
         return self.control("POST", "/time", {"advance": seconds})
+
+    # -- write-call observability (tasks, history, storages)
+    def tasks(self, **filters):
+        """GET /_sim/tasks: every worker task (filters: upid, type, vmid,
+        log=1 to include the visible log lines)."""
+        q = urllib.parse.urlencode({k: v for k, v in filters.items() if v is not None})
+        return self.control("GET", "/tasks" + ("?" + q if q else ""))
+
+    def task(self, upid):
+        """One task (with its log) or None."""
+        res = self.tasks(upid=upid)
+        return res[0] if res else None
+
+    def wait_task(self, upid, timeout=30, interval=0.02):
+        """Poll until the task has stopped; return its view (with log)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            t = self.task(upid)
+            if t is None:
+                raise SimError("no such task %s" % upid)
+            if t["status"] == "stopped":
+                return t
+            if time.monotonic() >= deadline:
+                raise SimError("task %s still running after %ss" % (upid, timeout))
+            time.sleep(interval)
+
+    def history(self, event=None, vmid=None):
+        """GET /_sim/history: significant events in order."""
+        q = urllib.parse.urlencode({k: v for k, v in (("event", event), ("vmid", vmid))
+                                    if v is not None})
+        return self.control("GET", "/history" + ("?" + q if q else ""))
+
+    def storages(self, storage=None, node=None):
+        q = urllib.parse.urlencode({k: v for k, v in (("storage", storage), ("node", node))
+                                    if v is not None})
+        return self.control("GET", "/storages" + ("?" + q if q else ""))
+
+    def set_storage(self, storage, node=None, **kw):
+        """POST /_sim/storages: avail=, used=, total=, status=,
+        prune_backups= (-> 'prune-backups'), on every node instance of
+        `storage` (or only `node`)."""
+        body = {"storage": storage}
+        if node is not None:
+            body["node"] = node
+        for k, v in kw.items():
+            body[k.replace("prune_backups", "prune-backups")] = v
+        return self.control("POST", "/storages", body)
+
+    def add_backup(self, storage, node=None, **spec):
+        """Put a backup archive on a storage (like scenario
+        storages[].backups): vmid=, type=, time= (sim s) or ctime= (epoch),
+        compress=, protected=, notes=, size=, config=."""
+        body = {"storage": storage, "add_backup": spec}
+        if node is not None:
+            body["node"] = node
+        self.control("POST", "/storages", body)
+        vols = [v for st in self.storages(storage) for v in st["volumes"]
+                if v["vmid"] == int(spec["vmid"])]
+        return max(vols, key=lambda v: v["ctime"]) if vols else None
+
+    def remove_volume(self, volid):
+        return self.control("POST", "/storages", {"storage": volid.split(":", 1)[0],
+                                                  "remove_volume": volid})

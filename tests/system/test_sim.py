@@ -240,8 +240,8 @@ def test_unknown_path_and_unimplemented(sim):
     r = sim.api("PUT", "/cluster/resources", {})
     assert r.status == 501 and r.reason == "Method 'PUT /cluster/resources' not implemented"
     # in the contract, valid, but no handler yet -> 501 after verification
-    r = sim.api("GET", "/cluster/nextid")
-    assert r.status == 501 and r.reason == "Method 'GET /cluster/nextid' not implemented"
+    r = sim.api("GET", "/nodes/pve1/qemu")
+    assert r.status == 501 and r.reason == "Method 'GET /nodes/pve1/qemu' not implemented"
     r = sim.api("GET", "/cluster/nextid", {"vmid": "5"})
     assert r.status == 400
 
@@ -302,7 +302,7 @@ def test_ticket_auth_and_csrf(fresh):
     r = sim.api("POST", "/nodes/pve1/qemu/100/status/shutdown", {}, ticket=ticket)
     assert r.status == 401 and r.reason == "Permission denied - invalid csrf token"
     r = sim.api("POST", "/nodes/pve1/qemu/100/status/shutdown", {}, ticket=ticket, csrf=csrf)
-    assert r.status == 501           # authenticated; the call itself is not implemented yet
+    assert r.status == 200 and r.json["data"].startswith("UPID:pve1:")   # authenticated
     # wrong password
     r = sim.api("POST", "/access/ticket", {"username": "root@pam", "password": "nope"}, token=None)
     assert r.status == 401 and r.reason == "authentication failure"

@@ -4,4 +4,4 @@ See ../pve-sim.py for the entry point and the architecture map, and
 ../README.md for the scenario format, faults and the control API.
 """
 
-VERSION = "1.0"
+VERSION = "1.1"

@@ -23,6 +23,24 @@ window [at, until). 'count' limits how many matching requests it hits
   state:
     revoke   API tokens (`token`, default all) are rejected with 401 while
              the fault is active (from `at`, default now, until `until`)
+  after the handler ran:
+    lost_reply  the request is fully performed (task started, change made)
+                and then the connection is closed without any response
+  tasks (matched when a worker task starts: `path`/`method` of the request
+  that starts it, `type` = regex searched in the task type ("shutdown"
+  hits qmshutdown and vzshutdown, "^qmstop$" only qmstop), `vmid`;
+  `count` = number of tasks hit):
+    task_fail   the task runs its normal duration, then ends with `error`
+                (or `exitstatus`) instead of doing its work; for vzdump the
+                guest's backup fails with `error` and the task ends with
+                'job errors' like upstream
+    task_hang   the task never ends (locks it set stay) until it is stopped
+                with DELETE /nodes/{node}/tasks/{upid}
+  storage:
+    storage_full  vzdump to `storage` (default: any; `node` optional) runs
+                  out of space (ENOSPC); GET .../storage/.../status and the
+                  storage list report avail 0 while the fault is active;
+                  `count` = number of backups hit
 """
 
 import itertools
@@ -32,7 +50,10 @@ import threading
 PRE_KINDS = {"status", "delay", "hang", "close"}
 POST_KINDS = {"truncate", "malformed", "oversize", "duplicate_keys", "wrong_type"}
 STATE_KINDS = {"revoke"}
-KINDS = PRE_KINDS | POST_KINDS | STATE_KINDS
+LOST_KINDS = {"lost_reply"}
+TASK_KINDS = {"task_fail", "task_hang"}
+STORAGE_KINDS = {"storage_full"}
+KINDS = PRE_KINDS | POST_KINDS | STATE_KINDS | LOST_KINDS | TASK_KINDS | STORAGE_KINDS
 
 
 class Fault:
@@ -52,6 +73,8 @@ class Fault:
         self.until = float(spec["until"]) if spec.get("until") is not None else None
         if kind == "revoke" and self.at is None:
             self.at = now
+        self.type_rx = re.compile(spec["type"]) if spec.get("type") else None
+        self.vmid = int(spec["vmid"]) if spec.get("vmid") is not None else None
         self.hits = 0
 
     def active(self, now):
@@ -99,6 +122,49 @@ class Faults:
         with self.lock:
             for f in self.items:
                 if f.kind in kinds and f.matches(method, path, now):
+                    if f.count is not None:
+                        f.count -= 1
+                    f.hits += 1
+                    return f
+        return None
+
+    def take_task(self, method, path, ttype, vmid, now):
+        """First active task fault matching a task that is starting."""
+        with self.lock:
+            for f in self.items:
+                if f.kind not in TASK_KINDS or not f.active(now):
+                    continue
+                if f.method and f.method.upper() != method:
+                    continue
+                if f.rx and not f.rx.search(path or ""):
+                    continue
+                if f.type_rx and not f.type_rx.search(ttype):
+                    continue
+                if f.vmid is not None and f.vmid != vmid:
+                    continue
+                if f.count is not None:
+                    f.count -= 1
+                f.hits += 1
+                return f
+        return None
+
+    def _storage_match(self, f, storage, node, now):
+        if f.kind != "storage_full" or not f.active(now):
+            return False
+        if f.spec.get("storage") and f.spec["storage"] != storage:
+            return False
+        if f.spec.get("node") and f.spec["node"] != node:
+            return False
+        return True
+
+    def storage_full_active(self, storage, node, now):
+        with self.lock:
+            return any(self._storage_match(f, storage, node, now) for f in self.items)
+
+    def take_storage_full(self, storage, node, now):
+        with self.lock:
+            for f in self.items:
+                if self._storage_match(f, storage, node, now):
                     if f.count is not None:
                         f.count -= 1
                     f.hits += 1

@@ -23,7 +23,9 @@ import threading
 import time
 
 from .perl import perl_num
-from .workload import MIB, make_workload, unit_noise
+from .storage import Storage, Volume
+from .tasks import DEFAULT_DURATIONS, Task, Timer, make_upid, parse_upid  # noqa: F401 (re-exported)
+from .workload import MIB, make_history_workload, make_workload, unit_noise
 
 GIB = 1024 * MIB
 
@@ -63,53 +65,7 @@ class SimClock:
         return self.epoch0 + (self.now() if t is None else t)
 
 
-# ---------------------------------------------------------------- UPID / tasks
-
-def make_upid(node, pid, pstart, starttime, wtype, wid, user):
-    """Format per pve-common src/PVE/UPID.pm (see endpoints.json 'upid')."""
-    return "UPID:%s:%08X:%08X:%08X:%s:%s:%s:" % (node, pid, pstart, int(starttime), wtype, wid or "", user)
-
-
-def parse_upid(upid, regex):
-    import re
-    m = re.match(regex, upid)
-    if not m:
-        return None
-    return {"node": m.group(1), "pid": int(m.group(3), 16), "pstart": int(m.group(4), 16),
-            "starttime": int(m.group(5), 16), "type": m.group(6), "id": m.group(7),
-            "user": m.group(8)}
-
-
-class Task:
-    """A worker task (qmstart, vzdump, ...). Nothing creates tasks yet; the
-    write calls (see the map in pve-sim.py) will, via Cluster.start_task()."""
-
-    def __init__(self, cluster, node, wtype, wid, user, duration, exitstatus="OK", log=None,
-                 on_finish=None):
-        self.cluster = cluster
-        self.node = node
-        self.type = wtype
-        self.id = "" if wid is None else str(wid)
-        self.user = user
-        self.start_t = cluster.clock.now()
-        self.starttime = int(cluster.clock.epoch(self.start_t))
-        self.pid = cluster.next_pid()
-        self.pstart = cluster.nodes[node].pstart(self.start_t) if node in cluster.nodes else 0
-        self.duration = float(duration)
-        self.exitstatus = exitstatus
-        self.log = list(log or [])
-        self.on_finish = on_finish
-        self.finished = False
-        self.upid = make_upid(node, self.pid, self.pstart, self.starttime, wtype, self.id, user)
-
-    def end_t(self):
-        return self.start_t + self.duration
-
-    def status(self, now):
-        return "stopped" if now >= self.end_t() else "running"
-
-
-# ---------------------------------------------------------------- nodes / storage
+# ---------------------------------------------------------------- nodes
 
 class Node:
     def __init__(self, spec, index):
@@ -132,32 +88,6 @@ class Node:
         return int((self.uptime0 + t) * 100)
 
 
-class Storage:
-    """A storage as seen on one node. `volumes` will hold backup archives
-    and disk images once vzdump/restore/content are implemented."""
-
-    def __init__(self, spec, node):
-        self.storage = spec["storage"]
-        self.node = node
-        self.plugintype = spec.get("plugintype") or spec.get("type") or "dir"
-        self.content = spec.get("content", "images,rootdir")
-        self.maxdisk = int(spec.get("maxdisk", 100 * GIB))
-        self.disk = int(spec.get("disk", 10 * GIB))
-        self.shared = 1 if spec.get("shared") else 0
-        self.status = spec.get("status", "available")
-        self.volumes = {}
-
-    def entry(self):
-        e = {"content": self.content, "id": "storage/%s/%s" % (self.node, self.storage),
-             "node": self.node, "plugintype": self.plugintype, "shared": self.shared,
-             "status": "unknown", "storage": self.storage, "type": "storage"}
-        if self.status == "available":
-            e["maxdisk"] = self.maxdisk
-            e["disk"] = self.disk
-            e["status"] = "available"
-        return e
-
-
 # ---------------------------------------------------------------- guests
 
 def _mac(vmid, n):
@@ -174,7 +104,9 @@ class Guest:
     __slots__ = ("vmid", "type", "node", "name", "tags", "pool", "template", "lock", "hastate",
                  "protection", "description", "onboot", "maxcpu", "maxmem", "maxdisk", "disk_used",
                  "maxswap", "runstate", "segments", "unknown", "deleted", "wl", "extra_config",
-                 "snapshots", "disk_storage", "ctime", "wl_kind")
+                 "snapshots", "disk_storage", "ctime", "wl_kind", "parent", "acpi", "disk_format",
+                 "can_snapshot", "start_warnings", "ha_state", "created_t", "deleted_t", "empty",
+                 "wl_spec", "snap_order")
 
     def __init__(self, spec, default_node):
         self.vmid = int(spec["vmid"])
@@ -189,6 +121,7 @@ class Guest:
         self.lock = spec.get("lock") or None
         ha = spec.get("ha")
         self.hastate = ("started" if ha is True else (ha or None)) if ha else None
+        self.ha_state = self.hastate          # requested state in resources.cfg
         self.protection = 1 if spec.get("protection") else 0
         self.description = spec.get("description")
         self.onboot = spec.get("onboot")
@@ -202,8 +135,21 @@ class Guest:
         self.disk_storage = spec.get("disk_storage", "local-lvm")
         self.ctime = int(spec.get("ctime", 1700000000 + self.vmid))
         wspec = spec.get("workload")
-        self.wl = make_workload(wspec)
+        self.wl_spec = wspec
+        self.wl = make_history_workload(spec.get("history"), wspec)
         self.wl_kind = self.wl.kind
+        self.parent = spec.get("parent")
+        # "acpi": false or "shutdown": "ignore" -> the guest OS ignores ACPI
+        # shutdown requests (qemu) / SIGPWR (lxc)
+        self.acpi = not (spec.get("acpi") is False or spec.get("shutdown") == "ignore")
+        self.disk_format = spec.get("disk_format")      # None: storage default
+        cs = spec.get("can_snapshot")
+        self.can_snapshot = None if cs is None else bool(cs)
+        self.start_warnings = int(spec.get("start_warnings", 0))
+        self.created_t = float(spec.get("created_t", -math.inf))
+        self.deleted_t = None
+        self.empty = bool(spec.get("empty"))
+        self.snap_order = []
         self.segments = []       # [start, end or None] of QEMU/LXC process lifetimes
         self.unknown = []        # [from, to) windows served as stale RRD entries
         self.deleted = False
@@ -217,6 +163,57 @@ class Guest:
                 raise ValueError("guest %d: lxc status must be running or stopped" % self.vmid)
             self.runstate = status
             self.segments.append([-float(spec.get("uptime", 86400)), None])
+        for sn in spec.get("snapshots") or []:
+            if isinstance(sn, str):
+                sn = {"name": sn}
+            self.add_snapshot(sn["name"], int(sn.get("snaptime", 1700000000)),
+                              sn.get("description"), sn.get("vmstate"))
+
+    def add_snapshot(self, name, snaptime, description=None, vmstate=None, snapstate=None):
+        """Copy of the current config as snapshot `name` (like
+        __snapshot_copy_config + prepare); the guest's parent becomes it
+        when committed (commit_snapshot)."""
+        # __snapshot_copy_config: no lock, digest, description (the
+        # snapshot's own comment), parent is set below
+        conf = {k: v for k, v in self.config().items()
+                if k not in ("lock", "digest", "parent", "description")}
+        if self.parent:
+            conf["parent"] = self.parent
+        conf["snaptime"] = snaptime
+        if description:
+            conf["description"] = description
+        if vmstate:
+            conf["vmstate"] = "local-lvm:vm-%d-state-%s" % (self.vmid, name)
+        if snapstate:
+            conf["snapstate"] = snapstate
+        self.snapshots[name] = conf
+        if name not in self.snap_order:
+            self.snap_order.append(name)
+        if not snapstate:
+            self.parent = name
+        return conf
+
+    def commit_snapshot(self, name):
+        snap = self.snapshots.get(name)
+        if snap is not None:
+            snap.pop("snapstate", None)
+            self.parent = name
+
+    def drop_snapshot(self, name):
+        snap = self.snapshots.pop(name, None)
+        if name in self.snap_order:
+            self.snap_order.remove(name)
+        if snap is None:
+            return
+        # children of the removed snapshot inherit its parent
+        for other in self.snapshots.values():
+            if other.get("parent") == name:
+                if snap.get("parent"):
+                    other["parent"] = snap["parent"]
+                else:
+                    other.pop("parent", None)
+        if self.parent == name:
+            self.parent = snap.get("parent")
 
     # -- names as PVE derives them
     def display_name(self):
@@ -273,6 +270,10 @@ class Guest:
     # -- config file model (qemu-server / pve-container layout)
     def config(self):
         vmid = self.vmid
+        if self.empty:
+            # a config reserved by create_and_lock_config (restore running)
+            # or left behind by a failed qemu restore
+            return {"lock": self.lock} if self.lock else {}
         if self.type == "qemu":
             cores = self.maxcpu if float(self.maxcpu) == int(self.maxcpu) else int(math.ceil(self.maxcpu))
             conf = {
@@ -311,6 +312,8 @@ class Guest:
             conf["tags"] = self.tags
         if self.lock:
             conf["lock"] = self.lock
+        if self.parent:
+            conf["parent"] = self.parent
         if self.protection:
             conf["protection"] = 1
         if self.template:
@@ -323,19 +326,24 @@ class Guest:
         return {k: v for k, v in conf.items() if v is not None}
 
     @staticmethod
-    def render_config(conf, snapshots=None):
-        lines = []
-        desc = conf.get("description")
-        if desc:
-            lines.extend("#" + ln for ln in str(desc).split("\n"))
-        for k in sorted(conf):
-            if k in ("description", "digest"):
-                continue
-            lines.append("%s: %s" % (k, conf[k]))
-        text = "\n".join(lines) + "\n"
+    def render_config(conf, snapshots=None, skip=()):
+        """The config file text (write_vm_config / write_pct_config: the
+        description as leading '#' comment lines, then 'key: value' lines,
+        then one [section] per snapshot)."""
+        def section(c):
+            lines = []
+            desc = c.get("description")
+            if desc:
+                lines.extend("#" + ln for ln in str(desc).split("\n"))
+            for k in sorted(c):
+                if k in ("description", "digest") or k in skip:
+                    continue
+                lines.append("%s: %s" % (k, c[k]))
+            return "".join(ln + "\n" for ln in lines)
+
+        text = section(conf)
         for name in sorted(snapshots or {}):
-            snap = snapshots[name]
-            text += "\n[%s]\n" % name + "".join("%s: %s\n" % (k, snap[k]) for k in sorted(snap))
+            text += "\n[%s]\n" % name + section(snapshots[name])
         return text
 
     def config_with_digest(self):
@@ -353,6 +361,27 @@ class Guest:
 def config_path(gtype, node, vmid):
     sub = "qemu-server" if gtype == "qemu" else "lxc"
     return "nodes/%s/%s/%s.conf" % (node, sub, vmid)
+
+
+def archive_config_text(g, conf=None, map_storage=None, map_format=None):
+    """The guest config vzdump puts into the archive (qemu-server.conf in
+    a vma / etc/vzdump/pct.conf in a tar): the config file without 'lock:'
+    and 'parent:' lines and without snapshot sections; qemu archives end
+    with one '#qmdump#map:<dev>:drive-<dev>:<storage>:<format>:' line per
+    included disk (VZDump/QemuServer.pm assemble)."""
+    conf = dict(conf if conf is not None else g.config())
+    text = Guest.render_config(conf, None, skip=("lock", "parent"))
+    if g.type == "qemu":
+        text += "#qmdump#map:scsi0:drive-scsi0:%s:%s:\n" % (map_storage or g.disk_storage,
+                                                            map_format or "raw")
+    return text
+
+
+def archive_meta(g):
+    """What a restore needs besides the config text (sim only)."""
+    return {"type": g.type, "vmid": g.vmid, "name": g.display_name(), "maxdisk": g.maxdisk,
+            "disk_used": g.disk_used, "workload": g.wl_spec, "disk_storage": g.disk_storage,
+            "disk_format": g.disk_format}
 
 
 # ---------------------------------------------------------------- fleet generator
@@ -464,14 +493,33 @@ class Cluster:
                       {"storage": "local-lvm", "plugintype": "lvmthin", "content": "images,rootdir",
                        "maxdisk": 800 * GIB, "disk": 120 * GIB}]
         for ss in sspecs:
+            shared_data = None
             for node in ([ss["node"]] if ss.get("node") else self.node_names):
-                self.storages.append(Storage(ss, node))
+                st = Storage(ss, node, shared_data)
+                if st.shared:
+                    shared_data = st.data
+                self.storages.append(st)
         self.pools = list(scenario.get("pools") or [])
         self.guests = {}
+        self.lineage = {}          # vmid -> earlier Guest objects (RRD history)
         self._events = []
+        self._timers = []
         self._evseq = itertools.count()
         self._pid = itertools.count(100000)
         self.tasks = {}
+        self.task_order = []
+        self.history = []
+        self.faults = None         # set by server.Sim (task / storage faults)
+        self.durations = dict(DEFAULT_DURATIONS)
+        self.durations.update({k: float(v) for k, v in (scenario.get("task_durations") or {}).items()})
+        self.ha_delay = float(scenario.get("ha_delay", self.durations["ha"]))
+        self.utc_offset = int(scenario.get("utc_offset", 0))
+        self.tag_style = dict(scenario.get("tag_style") or {})   # datacenter.cfg tag-style
+        nid = scenario.get("next_id") or {}
+        self.next_lower = int(nid.get("lower", 100))
+        self.next_upper = int(nid.get("upper", 1000 * 1000))
+        self.vzdump_holder = {}    # node -> vzdump Task holding /var/run/vzdump.lock
+        self.vzdump_waiters = {}   # node -> [callback(t)] in arrival order
         self.gen = 0
         self._sorted = None
         self._cache = {}
@@ -486,6 +534,9 @@ class Cluster:
                 self.nodes[node] = Node(node, len(self.nodes))
                 self.node_names.append(node)
             self.add_guest(spec)
+        for ss in sspecs:
+            for b in ss.get("backups") or []:
+                self.add_backup(ss["storage"], b, ss.get("node"))
 
     # -- bookkeeping
     def touch(self):
@@ -495,10 +546,16 @@ class Cluster:
     def next_pid(self):
         return next(self._pid)
 
-    def add_guest(self, spec):
+    def add_guest(self, spec, replace=False):
         g = Guest(spec, self.node_names[0])
-        if g.vmid in self.guests and not self.guests[g.vmid].deleted:
+        old = self.guests.get(g.vmid)
+        if old is not None and not old.deleted and not replace:
             raise ValueError("duplicate vmid %d" % g.vmid)
+        if old is not None:
+            if not old.deleted:
+                old.deleted = True
+                old.deleted_t = self.clock.now()
+            self.lineage.setdefault(g.vmid, []).append(old)
         self.guests[g.vmid] = g
         if g.unknown:
             self._unknown_guests.add(g.vmid)
@@ -522,16 +579,138 @@ class Cluster:
         t = float(ev.get("at", 0.0) if at is None else at)
         heapq.heappush(self._events, (t, next(self._evseq), int(vmid), dict(ev)))
 
+    def at(self, t, fn):
+        """Run fn(t) when sim time reaches t (from sync())."""
+        tm = Timer(float(t), fn)
+        heapq.heappush(self._timers, (tm.t, next(self._evseq), tm))
+        return tm
+
     def sync(self):
-        """Apply due events; return the current sim time. Call with lock held."""
+        """Apply due events and task timers in sim-time order; return the
+        current sim time. Call with lock held."""
         now = self.clock.now()
-        while self._events and self._events[0][0] <= now:
-            t, _, vmid, ev = heapq.heappop(self._events)
-            g = self.guests.get(vmid)
-            if g is None or g.deleted:
-                continue
-            self.apply_event(g, ev, t)
+        inf = math.inf
+        while True:
+            te = self._events[0][0] if self._events else inf
+            tt = self._timers[0][0] if self._timers else inf
+            if min(te, tt) > now:
+                break
+            if te <= tt:
+                t, _, vmid, ev = heapq.heappop(self._events)
+                g = self.guests.get(vmid)
+                if g is None or g.deleted:
+                    continue
+                self.apply_event(g, ev, t)
+            else:
+                t, _, tm = heapq.heappop(self._timers)
+                if tm.alive:
+                    tm.alive = False
+                    try:
+                        tm.fn(t)
+                    except Exception:          # a bug in a worker must not wedge the sim
+                        import sys
+                        import traceback
+                        traceback.print_exc(file=sys.stderr)
         return now
+
+    # -- history of significant events (GET /_sim/history)
+    def record(self, t, event, g=None, **kw):
+        e = {"t": round(t, 3), "epoch": int(self.clock.epoch(t)), "event": event}
+        if g is not None:
+            e.update(vmid=g.vmid, type=g.type, node=g.node)
+        e.update(kw)
+        self.history.append(e)
+        return e
+
+    # -- lookups
+    def local_guest(self, gtype, node, vmid):
+        """The guest whose config file is nodes/<node>/<type>/<vmid>.conf."""
+        g = self.guests.get(int(vmid))
+        if g is None or g.deleted or g.type != gtype or g.node != node:
+            return None
+        return g
+
+    def live_guest(self, vmid):
+        g = self.guests.get(int(vmid))
+        return None if g is None or g.deleted else g
+
+    def storage(self, node, name):
+        for st in self.storages:
+            if st.storage == name and st.node == node:
+                return st
+        return None
+
+    def storage_defined(self, name):
+        return any(st.storage == name for st in self.storages)
+
+    def storage_any(self, name):
+        for st in self.storages:
+            if st.storage == name:
+                return st
+        return None
+
+    def distinct_stores(self):
+        seen = set()
+        for st in self.storages:
+            if id(st.data) in seen:
+                continue
+            seen.add(id(st.data))
+            yield st
+
+    def backups_of(self, vmid):
+        out = []
+        for st in self.distinct_stores():
+            out.extend(st.volume_list(vmid=vmid))
+        return out
+
+    def find_volume(self, volid):
+        """(storage-instance-independent) Volume or None."""
+        sid, _, volname = volid.partition(":")
+        for st in self.distinct_stores():
+            if st.storage == sid and volname in st.volumes:
+                return st.volumes[volname]
+        return None
+
+    def duration(self, wtype):
+        return float(self.durations.get(wtype, 1.0))
+
+    def remove_guest(self, g, t):
+        g.stop(t)
+        g.deleted = True
+        g.deleted_t = t
+        self._sorted = None
+        self.touch()
+
+    def add_backup(self, storage, spec, node=None):
+        """A pre-existing backup archive (scenario storages[].backups or
+        POST /_sim/storages {"add_backup": ...})."""
+        vmid = int(spec["vmid"])
+        g = self.live_guest(vmid)
+        node = node or spec.get("node") or (g.node if g else self.node_names[0])
+        st = self.storage(node, storage)
+        if st is None:
+            raise ValueError("no storage %r on node %r" % (storage, node))
+        gtype = spec.get("type") or (g.type if g else "qemu")
+        if "ctime" in spec:
+            epoch = int(spec["ctime"])
+        else:
+            epoch = int(self.clock.epoch(float(spec.get("time", -86400))))
+        volname, fmt, _target = st.archive_volname(gtype, vmid, epoch, spec.get("compress", "zstd"),
+                                                   self.utc_offset)
+        if g is not None and g.type == gtype:
+            conf = g.config()
+            text = spec.get("config") or archive_config_text(g, conf, g.disk_storage)
+            meta = archive_meta(g)
+        else:
+            text = spec.get("config") or ""
+            meta = {"type": gtype, "vmid": vmid, "maxdisk": 8 * GIB, "disk_used": 2 * GIB}
+        size = int(spec.get("size", max(1, meta.get("disk_used", GIB)) * 0.4))
+        vol = Volume(storage, volname, vmid, gtype, fmt, size, epoch, text, meta)
+        vol.protected = 1 if spec.get("protected") else 0
+        vol.notes = spec.get("notes")
+        st.add_volume(vol)
+        self.touch()
+        return vol
 
     def apply_event(self, g, ev, t):
         action = ev.get("action")
@@ -567,6 +746,7 @@ class Cluster:
         elif action == "delete":
             g.stop(t)
             g.deleted = True
+            g.deleted_t = t
             self._sorted = None
         else:
             raise ValueError("unknown event action %r" % action)
@@ -575,6 +755,7 @@ class Cluster:
     def _set_field(self, g, field, value):
         if field == "ha":
             g.hastate = ("started" if value is True else (value or None)) if value else None
+            g.ha_state = g.hastate
         elif field in ("tags", "pool", "lock", "description"):
             setattr(g, field, value or None)
             if field == "pool" and value and value not in self.pools:
@@ -598,11 +779,28 @@ class Cluster:
         else:
             raise ValueError("cannot set field %r" % field)
 
-    # -- tasks (used by the write calls once implemented)
-    def start_task(self, node, wtype, wid, user, duration, exitstatus="OK", log=None, on_finish=None):
-        task = Task(self, node, wtype, wid, user, duration, exitstatus, log, on_finish)
+    # -- tasks
+    def start_task(self, node, wtype, wid, user, t=None, req=None, vmid=None):
+        """A new worker task. With `req`, a task fault (task_fail /
+        task_hang) matching the request and task type is taken for it."""
+        if t is None:
+            t = self.clock.now()
+        task = Task(self, node, wtype, wid, user, t)
+        task.vmid = vmid if vmid is not None else (int(wid) if str(wid or "").isdigit() else None)
         self.tasks[task.upid] = task
+        self.task_order.append(task)
+        if self.faults is not None and req is not None:
+            task.fault = self.faults.take_task(req.method, req.path, wtype, task.vmid, t)
         return task
+
+    def task_finished(self, task, t):
+        if task.type == "vzdump" and self.vzdump_holder.get(task.node) is task:
+            self.vzdump_holder.pop(task.node, None)
+            waiters = self.vzdump_waiters.get(task.node) or []
+            if waiters:
+                cb = waiters.pop(0)
+                cb(t)
+        self.touch()
 
     # -- /cluster/resources
     def _unknown_key(self, now):
@@ -804,4 +1002,6 @@ class Cluster:
                 "unknown": g.is_unknown(now), "lock": g.lock, "tags": g.tags, "pool": g.pool,
                 "template": g.template, "hastate": g.hastate, "protection": g.protection,
                 "workload": g.wl_kind, "maxcpu": g.maxcpu, "maxmem": g.maxmem,
-                "maxdisk": g.maxdisk, "digest": g.config_with_digest()["digest"]}
+                "maxdisk": g.maxdisk, "digest": g.config_with_digest()["digest"],
+                "ha_state": g.ha_state, "parent": g.parent, "snapshots": list(g.snap_order),
+                "acpi": g.acpi, "disk_storage": g.disk_storage, "empty": g.empty}

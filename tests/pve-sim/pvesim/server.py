@@ -38,7 +38,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from .auth import Auth, AuthError
-from .faults import POST_KINDS, PRE_KINDS, Faults
+from .faults import LOST_KINDS, POST_KINDS, PRE_KINDS, Faults
 from .handlers import HANDLERS
 from .jsonschema import PARAM_ERROR_MSG, coerce, validate
 from .model import Cluster, SimError
@@ -110,6 +110,7 @@ class Sim:
         self.clock = self.cluster.clock
         self.auth = Auth(scenario, self.clock)
         self.faults = Faults(self.clock)
+        self.cluster.faults = self.faults
         self.auth.is_revoked = lambda tid: self.faults.token_revoked(tid, self.clock.now())
         for f in scenario.get("faults") or []:
             self.faults.add(f)
@@ -240,9 +241,70 @@ class Sim:
         elif path == "/_sim/tasks" and method == "GET":
             with cl.lock:
                 now = cl.sync()
-                return 200, [{"upid": t.upid, "status": t.status(now), "type": t.type, "id": t.id}
-                             for t in cl.tasks.values()]
+                tasks = cl.task_order
+                if q.get("upid"):
+                    tasks = [t for t in tasks if t.upid == q["upid"]]
+                if q.get("type"):
+                    tasks = [t for t in tasks if t.type == q["type"]]
+                if q.get("vmid"):
+                    tasks = [t for t in tasks if t.id == q["vmid"]]
+                return 200, [t.view(with_log=bool(q.get("upid") or q.get("log")), now=now)
+                             for t in tasks]
+        elif path == "/_sim/history" and method == "GET":
+            with cl.lock:
+                cl.sync()
+                hist = list(cl.history)
+            if q.get("event"):
+                hist = [e for e in hist if e["event"] == q["event"]]
+            if q.get("vmid"):
+                hist = [e for e in hist if str(e.get("vmid")) == q["vmid"]]
+            return 200, hist
+        elif path == "/_sim/storages":
+            with cl.lock:
+                now = cl.sync()
+                if method == "POST":
+                    self.control_storage(body, now)
+                elif method != "GET":
+                    return 404, {"error": "no such control call %s %s" % (method, path)}
+                sts = cl.storages
+                if q.get("storage"):
+                    sts = [st for st in sts if st.storage == q["storage"]]
+                if q.get("node"):
+                    sts = [st for st in sts if st.node == q["node"]]
+                return 200, [st.view() for st in sts]
         return 404, {"error": "no such control call %s %s" % (method, path)}
+
+    def control_storage(self, body, now):
+        """POST /_sim/storages {"storage", "node"?, "avail"? | "used"? |
+        "total"? | "status"?, "add_backup"?: {...}, "remove_volume"?: volid}"""
+        if not isinstance(body, dict) or not body.get("storage"):
+            raise ValueError("need 'storage'")
+        cl = self.cluster
+        sts = [st for st in cl.storages if st.storage == body["storage"]
+               and (not body.get("node") or st.node == body["node"])]
+        if not sts:
+            raise ValueError("no such storage %r" % body["storage"])
+        for st in sts:
+            if body.get("total") is not None:
+                st.maxdisk = int(body["total"])
+            if body.get("used") is not None:
+                st.disk = int(body["used"])
+            if body.get("avail") is not None:
+                st.disk = st.maxdisk - int(body["avail"])
+            if body.get("status"):
+                st.status = body["status"]
+            if body.get("prune-backups") is not None:
+                st.prune = body["prune-backups"] or None
+        if body.get("add_backup"):
+            cl.add_backup(body["storage"], body["add_backup"], body.get("node"))
+        if body.get("remove_volume"):
+            vol = cl.find_volume(body["remove_volume"])
+            if vol is None:
+                raise ValueError("no such volume %r" % body["remove_volume"])
+            for st in cl.distinct_stores():
+                if st.storage == vol.storage and vol.volname in st.volumes:
+                    st.remove_volume(vol)
+        cl.touch()
 
     def control_event(self, ev):
         if not isinstance(ev, dict) or "action" not in ev:
@@ -427,7 +489,7 @@ class Handler(BaseHTTPRequestHandler):
                     return self._respond_pre_gzipped(200, reason, entry[1])
             else:
                 obj = {"data": res.data}
-                if res.total:
+                if res.total is not None:
                     obj["total"] = res.total
                 # Only these two faults change the JSON itself; the others
                 # (malformed, truncate, oversize) damage the real body later.
@@ -632,6 +694,25 @@ class Handler(BaseHTTPRequestHandler):
         entry["body"] = sim.scrub(body_params)
         params.pop("_dc", None)
         res = sim.rest_handler(method, rel, auth, params)
+        if res.code != 200:
+            entry["message"] = first_line(res.message or "")
+        elif method != "GET":
+            d = res.data
+            if d is None or isinstance(d, (int, float)) or (isinstance(d, str) and len(d) <= 300):
+                if isinstance(d, str) and (TICKET_RE.search(d) or any(x in d for x in sim.secrets)):
+                    d = REDACTED
+                entry["data"] = d
+        lost = sim.faults.take(method, api_path, sim.clock.now(), LOST_KINDS)
+        if lost is not None:
+            # the call was performed; the reply never leaves
+            entry["fault"] = lost.kind
+            self._log_status(0)
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
         post = sim.faults.take(method, api_path, sim.clock.now(), POST_KINDS)
         if post is not None:
             entry["fault"] = post.kind

@@ -172,6 +172,68 @@ class Random:
         return (int(r[0] * dt), int(r[1] * dt), int(r[2] * dt), int(r[3] * dt))
 
 
+class Piecewise:
+    """A guest's workload over time: `parts` = [(until, workload), ...]
+    sorted by `until`; each applies before its `until` (and after the
+    previous one); `final` applies from the last `until` on. Used for the
+    GUEST key "history" (e.g. busy until yesterday, idle now)."""
+
+    def __init__(self, parts, final):
+        self.parts = sorted(parts, key=lambda p: p[0])
+        self.final = final
+        self.kind = final.kind
+
+    def _at(self, t):
+        for until, wl in self.parts:
+            if t < until:
+                return wl
+        return self.final
+
+    def _pieces(self, t0, t1):
+        out = []
+        a = t0
+        for until, wl in self.parts:
+            if a >= t1:
+                break
+            if until <= a:
+                continue
+            b = min(until, t1)
+            out.append((a, b, wl))
+            a = b
+        if a < t1:
+            out.append((a, t1, self.final))
+        return out
+
+    def cpu_avg(self, t0, t1):
+        if t1 <= t0:
+            return self._at(t1).cpu_avg(t0, t1)
+        total = 0.0
+        for a, b, wl in self._pieces(t0, t1):
+            total += wl.cpu_avg(a, b) * (b - a)
+        return total / (t1 - t0)
+
+    def mem(self, t):
+        return self._at(t).mem(t)
+
+    def counters(self, ts, t):
+        res = [0, 0, 0, 0]
+        for a, b, wl in self._pieces(ts, t):
+            c = wl.counters(a, b)
+            for i in range(4):
+                res[i] += c[i]
+        return tuple(res)
+
+
+def make_history_workload(history, final_spec):
+    """history: [{"until": t, "workload": {...}}, ...] (sim seconds, may be
+    negative = before the sim started)."""
+    final = make_workload(final_spec)
+    if not history:
+        return final
+    parts = [(float(h["until"]), make_workload(h.get("workload"))) for h in history]
+    return Piecewise(parts, final)
+
+
 KINDS = {
     "constant": Constant,
     "bursts": Bursts,

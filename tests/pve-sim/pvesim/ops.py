@@ -1,0 +1,1251 @@
+"""What the write calls do once their synchronous checks passed: the worker
+tasks (power, snapshots, vzdump, destroy, restore, config, volume delete)
+and the ha-manager reactions. handlers.py does the parameter handling and
+the synchronous pre-checks upstream does before fork_worker; everything
+here runs inside a Task, in sim time, from Cluster timers.
+
+Upstream sources followed (messages copied from them):
+  qemu-server  src/PVE/API2/Qemu.pm (vm_start/stop/shutdown, destroy_vm,
+               create_vm restore, snapshot*, update_vm_api),
+               PVE/QemuServer.pm (_do_vm_stop, vm_start), QemuConfig.pm
+  pve-container src/PVE/API2/LXC.pm, LXC/Status.pm, LXC/Snapshot.pm,
+               LXC/Config.pm, src/PVE/LXC.pm
+  pve-guest-common PVE/AbstractConfig.pm (check_lock, check_protection,
+               snapshot_create/delete/rollback, create_and_lock_config)
+  pve-manager  PVE/API2/VZDump.pm, PVE/VZDump.pm (getlock, exec_backup,
+               exec_backup_task, generate_notes, prune), PVE/API2/Tasks.pm
+  pve-storage  src/PVE/Storage.pm, Storage/Plugin.pm, API2/Storage/*.pm
+"""
+
+import hashlib
+import math
+import re
+import time
+
+from .model import GIB, MIB, Guest, _mac, archive_config_text, archive_meta, config_path
+from .storage import COMPRESSORS, Volume, format_size, parse_prune, print_prune, prune_mark
+from .tasks import EPS
+
+ROOT = "root@pam"
+LOCKFILE = "/var/run/vzdump.lock"
+
+
+def kind(gtype):
+    """guest_type(): 'VM' (qemu) / 'CT' (lxc)."""
+    return "VM" if gtype == "qemu" else "CT"
+
+
+def cfg_missing(gtype, node, vmid):
+    return "Configuration file '%s' does not exist\n" % config_path(gtype, node, vmid)
+
+
+def not_on_node(vmid, node):
+    """PVE::QemuConfig::assert_config_exists_on_node (check_running)."""
+    return "unable to find configuration file for VM %s on node '%s'\n" % (vmid, node)
+
+
+def locked_msg(g):
+    return "%s is locked (%s)\n" % (kind(g.type), g.lock)
+
+
+def fault_error(task, default="simulated task failure"):
+    spec = task.fault.spec
+    return str(spec.get("error") or spec.get("exitstatus") or default)
+
+
+def take_fault(task):
+    """('hang'|'fail'|None) for the task's fault; marks hung tasks."""
+    f = task.fault
+    if f is None:
+        return None
+    if f.kind == "task_hang":
+        task.hung = True
+        return "hang"
+    return "fail"
+
+
+def ha_managed(g):
+    return g is not None and g.ha_state not in (None, "ignored")
+
+
+def render_bytes(n):
+    """PVE::Format::render_bytes."""
+    units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    v = float(n)
+    i = 0
+    while v >= 1024 and i < len(units) - 1:
+        v /= 1024
+        i += 1
+    return ("%d %s" % (v, units[i])) if i == 0 else ("%.2f %s" % (v, units[i]))
+
+
+def lt(cl, t, fmt="%Y-%m-%d %H:%M:%S"):
+    """Node local time of sim time t."""
+    return time.strftime(fmt, time.gmtime(cl.clock.epoch(t) + cl.utc_offset))
+
+
+# ------------------------------------------------------------------ start / stop / shutdown
+
+def start_guest(cl, g, t, how):
+    g.start(t)
+    g.runstate = "running"
+    if g.hastate in ("starting",):
+        g.hastate = "started"
+    cl.record(t, "start", g, how=how)
+    cl.touch()
+
+
+def stop_guest(cl, g, t, how):
+    if not g.running_now():
+        return
+    g.stop(t)
+    g.runstate = "running"
+    if g.hastate == "request_stop":
+        g.hastate = "stopped"
+    cl.record(t, "stop", g, how=how)
+    cl.touch()
+
+
+def worker_start(cl, task, gtype, node, vmid, skiplock, t0, how="start"):
+    """qmstart (PVE::QemuServer::vm_start) / vzstart (LXC Status vm_start)."""
+    g = cl.local_guest(gtype, node, vmid)
+    if g is None:
+        return task.fail_later(t0, cfg_missing(gtype, node, vmid))
+    if g.template:
+        return task.fail_later(t0, "you can't start a vm if it's a template\n" if gtype == "qemu"
+                               else "you can't start a CT if it's a template\n")
+    if g.lock and not skiplock and g.lock not in ("suspended", "mounted"):
+        return task.fail_later(t0, locked_msg(g))
+    if g.running_now():
+        return task.fail_later(t0, "VM %d already running\n" % g.vmid if gtype == "qemu"
+                               else "CT %d already running\n" % g.vmid)
+    d = cl.duration(task.type)
+    f = take_fault(task)
+    if f == "hang":
+        return
+    if f == "fail":
+        return task.fail_later(t0, fault_error(task), d)
+    for i in range(g.start_warnings if gtype == "qemu" else 0):
+        task.warn(t0 + d * 0.5, "no efidisk configured! Using temporary efivars disk.")
+
+    def done(t):
+        if g.deleted or g.running_now():
+            return task.finish(t, "VM %d already running\n" % g.vmid)
+        start_guest(cl, g, t, how)
+        task.finish(t)
+    task.at(t0 + d, done)
+
+
+def worker_stop(cl, task, gtype, node, vmid, skiplock, t0, how="stop"):
+    """qmstop (vm_stop, force) / vzstop (lxc-stop --kill)."""
+    g = cl.local_guest(gtype, node, vmid)
+    if g is None:
+        return task.fail_later(t0, not_on_node(vmid, node) if gtype == "qemu"
+                               else cfg_missing(gtype, node, vmid))
+    if gtype == "qemu" and not g.running_now():
+        return task.at(t0 + EPS, lambda t: task.finish(t))
+    if g.lock and not skiplock and g.lock != "mounted":
+        return task.fail_later(t0, locked_msg(g))
+    d = cl.duration(task.type)
+    f = take_fault(task)
+    if f == "hang":
+        return
+    if f == "fail":
+        return task.fail_later(t0, fault_error(task), d)
+
+    def done(t):
+        stop_guest(cl, g, t, how)
+        task.finish(t)
+    task.at(t0 + d, done)
+
+
+def worker_shutdown(cl, task, gtype, node, vmid, skiplock, timeout, force, t0, how="shutdown",
+                    paused_stop=False):
+    """qmshutdown (_do_vm_stop with shutdown=1) / vzshutdown (lxc-stop
+    --nokill --timeout T). A guest that ignores ACPI ("acpi": false) runs
+    into the timeout: error, or a hard stop with forceStop=1."""
+    g = cl.local_guest(gtype, node, vmid)
+    if g is None:
+        return task.fail_later(t0, not_on_node(vmid, node) if gtype == "qemu"
+                               else cfg_missing(gtype, node, vmid))
+    if gtype == "qemu" and not g.running_now():
+        return task.at(t0 + EPS, lambda t: task.finish(t))
+    if g.lock and not skiplock:
+        return task.fail_later(t0, locked_msg(g))
+    if gtype == "qemu" and timeout is None:
+        timeout = 60
+    timeout = float(60 if timeout is None else timeout)
+    d = cl.duration("qmshutdown" if gtype == "qemu" else "vzshutdown")
+    if paused_stop:
+        d = cl.duration("qmstop")
+        timeout = math.inf
+    f = take_fault(task)
+    if f == "hang":
+        return
+    if f == "fail":
+        return task.fail_later(t0, fault_error(task), min(d, timeout))
+    if g.acpi or paused_stop:
+        if d <= timeout:
+            # the guest powers off even if the task gets aborted meanwhile
+            cl.at(t0 + d, lambda t: (not g.deleted) and stop_guest(cl, g, t, how))
+            task.at(t0 + d, lambda t: task.finish(t))
+            return
+
+    def on_timeout(t):
+        if not force:
+            if gtype == "qemu":
+                return task.finish(t, "VM quit/powerdown failed - got timeout\n")
+            return task.finish(t, "command 'lxc-stop -n %d --nokill --timeout %d' failed: exit code 1\n"
+                               % (g.vmid, int(timeout)))
+        if gtype == "qemu":
+            task.log(t, "VM still running - terminating now with SIGTERM")
+        stop_guest(cl, g, t + 0.1, how + "+force")
+        task.at(t + 0.1, lambda tt: task.finish(tt))
+    task.at(t0 + timeout, on_timeout)
+
+
+def ha_request(cl, task, g, vmid, gtype, action, timeout, t0):
+    """hastart / hastop: the task only asks ha-manager; the CRM/LRM act
+    `ha_delay` later (the LRM runs its own qmstart/qmshutdown/qmstop task
+    as root@pam). The caller has to watch the guest status."""
+    what = "VM" if gtype == "qemu" else "CT"
+    task.log(t0, "Requesting HA %s for %s %d" % (action, what, vmid))
+    d = cl.duration(task.type)
+    f = take_fault(task)
+    if f == "hang":
+        return
+    if f == "fail":
+        return task.fail_later(t0, fault_error(task), d)
+
+    def requested(t):
+        if g is None or g.deleted:
+            return task.finish(t)
+        if action == "start":
+            g.ha_state = "started"
+            if not g.running_now():
+                g.hastate = "starting"
+                cl.at(t + cl.ha_delay, lambda tt: lrm_start(cl, g, tt))
+            else:
+                g.hastate = "started"
+        else:
+            g.ha_state = "stopped"
+            if g.running_now():
+                g.hastate = "request_stop"
+                cl.at(t + cl.ha_delay, lambda tt: lrm_stop(cl, g, tt, timeout))
+            else:
+                g.hastate = "stopped"
+        cl.record(t, "ha-request", g, request=action)
+        cl.touch()
+        task.finish(t)
+    task.at(t0 + d, requested)
+
+
+def lrm_start(cl, g, t):
+    if g.deleted or g.ha_state != "started" or g.running_now():
+        if not g.deleted and g.running_now():
+            g.hastate = "started"
+        return
+    wtype = "qmstart" if g.type == "qemu" else "vzstart"
+    task = cl.start_task(g.node, wtype, g.vmid, ROOT, t)
+    worker_start(cl, task, g.type, g.node, g.vmid, 1, t, how="ha")
+
+
+def lrm_stop(cl, g, t, timeout):
+    if g.deleted or g.ha_state != "stopped":
+        return
+    if not g.running_now():
+        g.hastate = "stopped"
+        cl.touch()
+        return
+    if timeout:
+        wtype = "qmshutdown" if g.type == "qemu" else "vzshutdown"
+        task = cl.start_task(g.node, wtype, g.vmid, ROOT, t)
+        worker_shutdown(cl, task, g.type, g.node, g.vmid, 1, timeout, 1, t, how="ha")
+    else:
+        wtype = "qmstop" if g.type == "qemu" else "vzstop"
+        task = cl.start_task(g.node, wtype, g.vmid, ROOT, t)
+        worker_stop(cl, task, g.type, g.node, g.vmid, 1, t, how="ha")
+
+
+# ------------------------------------------------------------------ snapshots
+
+def guest_can_snapshot(cl, g):
+    if g.can_snapshot is not None:
+        return g.can_snapshot
+    st = cl.storage(g.node, g.disk_storage) or cl.storage_any(g.disk_storage)
+    if st is None:
+        return True         # unknown storage: assume lvmthin-like
+    fmt = g.disk_format or st.default_format()
+    return st.can_snapshot(g.type, fmt)
+
+
+def disk_volid(cl, g):
+    st = cl.storage(g.node, g.disk_storage) or cl.storage_any(g.disk_storage)
+    key = "scsi0" if g.type == "qemu" else "rootfs"
+    line = str(g.config().get(key) or "")
+    return line.split(",", 1)[0], st
+
+
+def worker_snapshot(cl, task, gtype, node, vmid, snapname, vmstate, description, t0):
+    """AbstractConfig::snapshot_create (__snapshot_prepare / commit)."""
+    g = cl.local_guest(gtype, node, vmid)
+    if g is None:
+        return task.fail_later(t0, cfg_missing(gtype, node, vmid))
+    if g.template:
+        return task.fail_later(t0, "you can't take a snapshot if it's a template\n")
+    if g.lock:
+        return task.fail_later(t0, locked_msg(g))
+    if snapname in g.snapshots:
+        return task.fail_later(t0, "snapshot name '%s' already used\n" % snapname)
+    if not guest_can_snapshot(cl, g):
+        return task.fail_later(t0, "snapshot feature is not available\n")
+    d = cl.duration(task.type)
+    g.lock = "snapshot"
+    use_vmstate = bool(vmstate) and gtype == "qemu" and g.running_now()
+    g.add_snapshot(snapname, int(cl.clock.epoch(t0)), description, use_vmstate, snapstate="prepare")
+    cl.touch()
+    volid, st = disk_volid(cl, g)
+    if use_vmstate:
+        task.log(t0 + d * 0.2, "saving VM state and RAM using storage '%s'" % g.disk_storage)
+    if gtype == "qemu":
+        task.log(t0 + d * 0.5, "snapshotting 'drive-scsi0' (%s)" % volid)
+    if st is not None and st.plugintype in ("lvmthin", "lvm"):
+        task.log(t0 + d * 0.6, "  Logical volume \"snap_%s_%s\" created."
+                 % (volid.split(":", 1)[-1], snapname))
+
+    def cleanup(t):
+        g.drop_snapshot(snapname)
+        if g.lock == "snapshot":
+            g.lock = None
+        cl.touch()
+    task.on_abort = cleanup
+    f = take_fault(task)
+    if f == "hang":
+        return
+    if f == "fail":
+        def failed(t):
+            cleanup(t)
+            task.finish(t, fault_error(task))
+        return task.at(t0 + d, failed)
+
+    def done(t):
+        g.commit_snapshot(snapname)
+        if g.lock == "snapshot":
+            g.lock = None
+        cl.record(t, "snapshot", g, snapname=snapname, vmstate=1 if use_vmstate else 0)
+        cl.touch()
+        task.finish(t)
+    task.at(t0 + d, done)
+
+
+def worker_delsnapshot(cl, task, gtype, node, vmid, snapname, force, t0):
+    g = cl.local_guest(gtype, node, vmid)
+    if g is None:
+        return task.fail_later(t0, cfg_missing(gtype, node, vmid))
+    if g.lock:
+        return task.fail_later(t0, locked_msg(g))
+    if g.template:
+        return task.fail_later(t0, "you can't delete a snapshot if vm is a template\n")
+    snap = g.snapshots.get(snapname)
+    if snap is None:
+        return task.fail_later(t0, "snapshot '%s' does not exist\n" % snapname)
+    d = cl.duration(task.type)
+    prev_state = snap.get("snapstate")
+    snap["snapstate"] = "delete"
+    g.lock = "snapshot-delete"
+    cl.touch()
+
+    def cleanup(t):
+        if prev_state:
+            snap["snapstate"] = prev_state
+        else:
+            snap.pop("snapstate", None)
+        if g.lock == "snapshot-delete":
+            g.lock = None
+        cl.touch()
+    task.on_abort = cleanup
+    volid, st = disk_volid(cl, g)
+    if st is not None and st.plugintype in ("lvmthin", "lvm"):
+        task.log(t0 + d * 0.5, "  Logical volume \"snap_%s_%s\" successfully removed."
+                 % (volid.split(":", 1)[-1], snapname))
+    f = take_fault(task)
+    if f == "hang":
+        return
+    if f == "fail":
+        def failed(t):
+            cleanup(t)
+            task.finish(t, fault_error(task))
+        return task.at(t0 + d, failed)
+
+    def done(t):
+        g.drop_snapshot(snapname)
+        if g.lock == "snapshot-delete":
+            g.lock = None
+        cl.record(t, "delsnapshot", g, snapname=snapname)
+        cl.touch()
+        task.finish(t)
+    task.at(t0 + d, done)
+
+
+ROLLBACK_KEYS = {"name", "hostname", "tags", "description", "memory", "cores", "protection",
+                 "onboot", "swap"}
+
+
+def apply_conf_to_guest(g, conf):
+    """Set the attribute-backed config keys of `conf` on the guest."""
+    if g.type == "qemu":
+        if "name" in conf:
+            g.name = conf.get("name")
+    elif "hostname" in conf:
+        g.name = conf.get("hostname")
+    # __snapshot_apply_config keeps the current description
+    g.tags = conf.get("tags") or None
+    g.protection = 1 if str(conf.get("protection", 0)) == "1" else 0
+    if conf.get("memory") is not None:
+        g.maxmem = parse_memory(conf["memory"]) * MIB
+    if conf.get("cores") is not None:
+        g.maxcpu = int(conf["cores"])
+    if "onboot" in conf:
+        g.onboot = int(conf["onboot"])
+
+
+def parse_memory(v):
+    s = str(v)
+    m = re.search(r"(?:^|current=)(\d+)", s)
+    return int(m.group(1)) if m else 512
+
+
+def worker_rollback(cl, task, gtype, node, vmid, snapname, start, t0):
+    g = cl.local_guest(gtype, node, vmid)
+    if g is None:
+        return task.fail_later(t0, cfg_missing(gtype, node, vmid))
+    snap = g.snapshots.get(snapname)
+    if snap is None:
+        return task.fail_later(t0, "snapshot '%s' does not exist\n" % snapname)
+    if snap.get("snapstate"):
+        return task.fail_later(t0, "unable to rollback to incomplete snapshot (snapstate = %s)\n"
+                               % snap["snapstate"])
+    if g.lock:
+        return task.fail_later(t0, locked_msg(g))
+    d = cl.duration(task.type)
+    if g.running_now():
+        stop_guest(cl, g, t0 + d * 0.2, "rollback")
+    g.lock = "rollback"
+    cl.touch()
+
+    def cleanup(t):
+        if g.lock == "rollback":
+            g.lock = None
+        cl.touch()
+    task.on_abort = cleanup
+    f = take_fault(task)
+    if f == "hang":
+        return
+    if f == "fail":
+        def failed(t):
+            cleanup(t)
+            task.finish(t, fault_error(task))
+        return task.at(t0 + d, failed)
+
+    def done(t):
+        apply_conf_to_guest(g, snap)
+        g.parent = snapname
+        if g.lock == "rollback":
+            g.lock = None
+        cl.record(t, "rollback", g, snapname=snapname)
+        if snap.get("vmstate") or start:
+            start_guest(cl, g, t, "rollback")
+        cl.touch()
+        task.finish(t)
+    task.at(t0 + d, done)
+
+
+# ------------------------------------------------------------------ vzdump
+
+def generate_notes(cl, template, g, node):
+    """PVE::VZDump generate_notes: \\n and \\\\ escapes, {{cluster}},
+    {{guestname}}, {{node}}, {{vmid}}."""
+    def unescape(m):
+        c = m.group(1)
+        if c == "\\":
+            return "\\"
+        if c == "n":
+            return "\n"
+        raise ValueError("unexpected escape character '%s'" % c)
+    text = re.sub(r"\\(.)", unescape, template)
+    info = {"cluster": cl.clustername or "", "guestname": g.display_name() if g.type == "qemu"
+            else (g.name or "CT%d" % g.vmid), "node": node, "vmid": str(g.vmid)}
+    text = re.sub(r"\{\{(cluster|guestname|node|vmid)\}\}", lambda m: info[m.group(1)], text)
+    m = re.search(r"\{\{([^\s]+)\}\}", text)
+    if m:
+        raise ValueError("unexpected variable name '%s'" % m.group(1))
+    return text
+
+
+def vzdump_cmdline(params):
+    parts = ["vzdump"]
+    if params.get("vmid"):
+        parts.extend(re.split(r"[,;\s]+", str(params["vmid"]).strip()))
+    for k in sorted(params):
+        if k in ("vmid", "stdout"):
+            continue
+        v = str(params[k])
+        if re.search(r"[^\w@%+=:,./-]", v) or v == "":
+            v = "'" + v.replace("'", "'\"'\"'") + "'"
+        parts.append("--%s %s" % (k, v))
+    return " ".join(parts)
+
+
+class Vzdump:
+    """One vzdump worker (PVE::VZDump->new + getlock + exec_backup)."""
+
+    def __init__(self, cl, task, node, params, raw_params, vmids, skiplist, user):
+        self.cl = cl
+        self.task = task
+        self.node = node
+        self.p = params
+        self.raw = raw_params
+        self.vmids = sorted(vmids)
+        self.skiplist = sorted(skiplist)
+        self.user = user
+        self.errcount = 0
+        self.final_exit = None
+        self.current = None          # cleanup of the guest being backed up
+        self.waiting = None
+        self.storage = params.get("storage") or "local"
+        task.abort_msg = "interrupted by signal"
+        task.on_abort = self.on_abort
+
+    # -- VZDump->new: storage checks (the whole task dies on these)
+    def start(self, t0):
+        cl, st_name = self.cl, self.storage
+        errors = []
+        st = cl.storage(self.node, st_name)
+        if not cl.storage_defined(st_name):
+            errors.append("could not activate storage '%s': storage '%s' does not exist"
+                          % (st_name, st_name))
+            errors.append("could not get storage information for '%s': storage '%s' does not exist"
+                          % (st_name, st_name))
+        elif st is None:
+            errors.append("could not activate storage '%s': storage '%s' is not available on "
+                          "node '%s'" % (st_name, st_name, self.node))
+            st = cl.storage_any(st_name)
+            if not st.has_content("backup"):
+                errors.append("could not get storage information for '%s': can't use storage '%s' "
+                              "for backups - wrong content type" % (st_name, st_name))
+        elif not st.has_content("backup"):
+            errors.append("could not get storage information for '%s': can't use storage '%s' for "
+                          "backups - wrong content type" % (st_name, st_name))
+        if errors:
+            return self.task.fail_later(t0, "\n".join(errors) + "\n")
+        self.st = st
+        keep = self.p.get("prune-backups")
+        self.keep = parse_prune(keep if keep is not None else st.prune)
+        self.remove = int(self.p.get("remove", 1))
+        if self.keep.get("keep-all"):
+            self.remove = 0
+        # getlock
+        cl.vzdump_holder.setdefault(self.node, None)
+        if cl.vzdump_holder.get(self.node) is None:
+            cl.vzdump_holder[self.node] = self.task
+            return self.exec_backup(t0)
+        lockwait = int(self.p.get("lockwait", 180))
+        if not lockwait:
+            self.task.log(t0, "ERROR: can't acquire lock '%s' (wait = 0)" % LOCKFILE)
+            return self.task.at(t0 + EPS, lambda t: self.task.finish(t, raw=True))
+        self.task.log(t0, "INFO: trying to get global lock - waiting...")
+
+        def granted(t):
+            self.waiting = None
+            if self.task.end_t is not None:
+                return False
+            for h in list(self.task.timers):
+                h.cancel()
+            cl.vzdump_holder[self.node] = self.task
+            self.task.log(t, "INFO: got global lock")
+            self.exec_backup(t)
+            return True
+
+        def timeout(t):
+            q = cl.vzdump_waiters.get(self.node) or []
+            if granted in q:
+                q.remove(granted)
+            self.waiting = None
+            self.task.log(t, "ERROR: can't acquire lock '%s' - got timeout" % LOCKFILE)
+            self.task.finish(t, raw=True)
+        cl.vzdump_waiters.setdefault(self.node, []).append(granted)
+        self.waiting = granted
+        self.task.at(t0 + lockwait * 60, timeout)
+
+    def exec_backup(self, t):
+        self.task.log(t, "INFO: starting new backup job: %s" % vzdump_cmdline(self.raw))
+        if self.skiplist:
+            self.task.log(t, "INFO: skip external VMs: %s" % ", ".join(str(v) for v in self.skiplist))
+        self.queue = list(self.vmids)
+        self.next_guest(t)
+
+    def next_guest(self, t):
+        if not self.queue:
+            if self.errcount:
+                self.task.log(t, "INFO: Backup job finished with errors")
+                return self.task.finish(t, (self.final_exit or "job errors") + "\n")
+            self.task.log(t, "INFO: Backup job finished successfully")
+            return self.task.finish(t)
+        vmid = self.queue.pop(0)
+        self.backup_guest(t, vmid)
+
+    def guest_failed(self, t, vmid, err, g=None):
+        self.errcount += 1
+        err = str(err).rstrip("\n")
+        self.task.log(t, "ERROR: Backup of VM %d failed - %s" % (vmid, err))
+        self.task.log(t, "INFO: Failed at %s" % lt(self.cl, t))
+        if g is not None:
+            self.cl.record(t, "backup-failed", g, storage=self.storage, error=err,
+                           upid=self.task.upid)
+        self.current = None
+        self.next_guest(t)
+
+    def backup_guest(self, t, vmid):
+        cl, task, st = self.cl, self.task, self.st
+        g = cl.live_guest(vmid)
+        if g is None:
+            return self.guest_failed(t, vmid, "unable to find VM '%d'" % vmid)
+        gtype = g.type
+        mode = self.p.get("mode", "snapshot")
+        if mode == "stop" and g.ha_state == "started":
+            return self.guest_failed(t, vmid, "Cannot execute a backup with stop mode on a HA "
+                                     "managed and enabled Service. Use snapshot mode or disable "
+                                     "the Service.", g)
+        backup_limit = 0 if self.keep.get("keep-all") else sum(self.keep.values())
+        if (backup_limit and not self.remove) or self.p.get("protected"):
+            vols = [v for v in st.volume_list(vmid=vmid) if v.subtype == gtype]
+            count = len([v for v in vols if not v.protected])
+            pcount = len(vols) - count
+            if self.p.get("protected"):
+                maxp = st.max_protected if st.max_protected is not None else -1
+                if maxp > -1 and pcount >= maxp:
+                    return self.guest_failed(t, vmid, "The number of protected backups per guest "
+                                             "is limited to %d on storage '%s'" % (maxp, st.storage), g)
+            elif count >= backup_limit:
+                return self.guest_failed(t, vmid, "There is a max backup limit of %d enforced by "
+                                         "the target storage or the vzdump parameters. Either "
+                                         "increase the limit or delete old backups." % backup_limit, g)
+        d = cl.duration("vzdump")
+        epoch = int(cl.clock.epoch(t))
+        volname, fmt, target = st.archive_volname(gtype, vmid, epoch, self.p.get("compress", "0"),
+                                                  cl.utc_offset)
+        task.log(t, "INFO: Starting Backup of VM %d (%s)" % (vmid, gtype))
+        task.log(t, "INFO: Backup started at %s" % lt(cl, t))
+        running = g.running_now()
+        task.log(t, "INFO: status = %s" % ("running" if running else "stopped"))
+        if g.lock:
+            return self.guest_failed(t, vmid, locked_msg(g), g)
+        g.lock = "backup"
+        cl.touch()
+        state = {"stopped_by_us": False, "kvm_started": False, "locked": True}
+        self.current = (g, state)
+        eff = mode if running else "stop"
+        if eff == "snapshot" and gtype == "lxc" and not guest_can_snapshot(cl, g):
+            task.log(t, "INFO: mode failure - some volumes do not support snapshots")
+            task.log(t, "INFO: trying 'suspend' mode instead")
+            eff = "suspend"
+        task.log(t, "INFO: backup mode: %s" % eff)
+        if self.p.get("bwlimit"):
+            task.log(t, "INFO: bandwidth limit: %s KB/s" % self.p["bwlimit"])
+        task.log(t, "INFO: ionice priority: %s" % self.p.get("ionice", 7))
+        volid0, _dst = disk_volid(cl, g)
+        if gtype == "qemu":
+            task.log(t, "INFO: VM Name: %s" % g.display_name())
+            task.log(t, "INFO: include disk 'scsi0' '%s' %dG" % (volid0, max(1, g.maxdisk // GIB)))
+        else:
+            task.log(t, "INFO: CT Name: %s" % (g.name or "CT%d" % vmid))
+            task.log(t, "INFO: including mount point rootfs ('/') in backup")
+        t1 = t
+        if eff == "stop" and running:
+            task.log(t, "INFO: stopping virtual guest")
+            stopwait = int(self.p.get("stopwait", 10)) * 60
+            dsh = cl.duration("qmshutdown" if gtype == "qemu" else "vzshutdown")
+            if not g.acpi or dsh > stopwait:
+                if gtype == "qemu":
+                    err = ("command 'qm shutdown %d --skiplock --keepActive --timeout %d' failed: "
+                           "exit code 255" % (vmid, stopwait))
+                else:
+                    err = "command 'lxc-stop -n %d --timeout %d' failed: exit code 1" % (vmid, stopwait)
+                return task.at(t + stopwait, lambda tt: self.fail_current(tt, err))
+            t1 = t + dsh
+            cl.at(t1, lambda tt: stop_guest(cl, g, tt, "vzdump"))
+            state["stopped_by_us"] = True
+        elif eff == "suspend":
+            task.log(t, "INFO: suspending guest")
+        elif eff == "snapshot" and gtype == "lxc":
+            task.log(t, "INFO: create storage snapshot 'vzdump'")
+        if gtype == "qemu" and not running:
+            task.log(t1, "INFO: starting kvm to execute backup task")
+
+            def kvm_on(tt):
+                g.start(tt)
+                g.runstate = "prelaunch"
+                cl.touch()
+            cl.at(t1 + 0.01, kvm_on)
+            state["kvm_started"] = True
+        elif gtype == "qemu" and state["stopped_by_us"]:
+            task.log(t1, "INFO: starting kvm to execute backup task")
+
+            def kvm_on2(tt):
+                g.start(tt)
+                g.runstate = "prelaunch"
+                cl.touch()
+            cl.at(t1 + 0.02, kvm_on2)
+            state["kvm_started"] = True
+        if st.is_pbs():
+            task.log(t1, "INFO: creating Proxmox Backup Server archive '%s'" % target)
+        else:
+            task.log(t1, "INFO: creating vzdump archive '%s'" % target)
+        ratio = 0.40 if st.is_pbs() else COMPRESSORS.get(str(self.p.get("compress", "0")),
+                                                          (None, 1.0))[1]
+        text = archive_config_text(g, None, g.disk_storage, self._disk_format(g))
+        size = max(4096, int(g.disk_used * ratio)) + len(text)
+        full = None
+        if cl.faults is not None:
+            full = cl.faults.take_storage_full(st.storage, self.node, t1)
+        if full is None and not st.is_pbs() and st.avail() < size:
+            full = True
+        f = take_fault(task)
+        ferr = None
+        if f == "fail":
+            ferr = str(task.fault.spec.get("error") or "job failed with err -5 - Input/output error")
+            self.final_exit = task.fault.spec.get("exitstatus")
+            task.fault = None          # hits one guest's backup
+        if f == "hang":
+            return
+        if full:
+            def enospc(tt):
+                if gtype == "qemu":
+                    task.log(tt, "ERROR: job failed with err -28 - No space left on device")
+                    task.log(tt, "INFO: aborting backup job")
+                    err = "job failed with err -28 - No space left on device"
+                else:
+                    task.log(tt, "INFO: tar: -: Cannot write: No space left on device")
+                    err = ("command 'set -o pipefail && tar cpf - --totals --one-file-system ./ | "
+                           "zstd --rsyncable --threads=1 >%s' failed: exit code 2"
+                           % re.sub(r"\.[^.]+$", ".dat", target))
+                self.fail_current(tt, err)
+            return task.at(t1 + d / 2.0, enospc)
+        if f == "fail":
+            return task.at(t1 + d / 2.0, lambda tt: self.fail_current(tt, ferr))
+
+        def done(tt):
+            if gtype == "qemu":
+                total = max(GIB, g.maxdisk)
+                task.log(tt, "INFO: 100%% (%s of %s) in %ds, read: %s/s, write: %s/s"
+                         % (render_bytes(total), render_bytes(total), max(1, int(d)),
+                            render_bytes(total / max(d, 1)), render_bytes(size / max(d, 1))))
+                task.log(tt, "INFO: backup is sparse: %s (%d%%) total zero data"
+                         % (render_bytes(max(0, total - g.disk_used)),
+                            int(100 * max(0, total - g.disk_used) / total)))
+                task.log(tt, "INFO: transferred %s in %d seconds (%s/s)"
+                         % (render_bytes(total), max(1, int(d)), render_bytes(total / max(d, 1))))
+            else:
+                task.log(tt, "INFO: Total bytes written: %d (%s, %s/s)"
+                         % (g.disk_used, render_bytes(g.disk_used), render_bytes(g.disk_used / max(d, 1))))
+            if state["kvm_started"]:
+                task.log(tt, "INFO: stopping kvm after backup task")
+                g.stop(tt)
+                g.runstate = "running"
+                state["kvm_started"] = False
+            vol = Volume(st.storage, volname, vmid, gtype, fmt, size, epoch, text, archive_meta(g))
+            vol.meta["disk_format"] = self._disk_format(g)
+            if not st.is_pbs():
+                task.log(tt, "INFO: archive file size: %s" % format_size(size))
+            st.add_volume(vol)
+            if self.p.get("notes-template"):
+                task.log(tt, "INFO: adding notes to backup")
+                try:
+                    vol.notes = generate_notes(cl, self.p["notes-template"], g, self.node)
+                except ValueError as e:
+                    task.warn(tt, "unable to add notes - %s" % e)
+            if self.p.get("protected"):
+                task.log(tt, "INFO: marking backup as protected")
+                vol.protected = 1
+            pruned = []
+            if self.remove:
+                task.log(tt, "INFO: prune older backups with retention: %s" % print_prune(self.keep))
+                group = [{"vol": v, "ctime": v.ctime, "protected": v.protected}
+                         for v in st.volume_list(vmid=vmid) if v.subtype == gtype]
+                prune_mark(group, self.keep, cl.utc_offset)
+                for b in sorted(group, key=lambda b: b["vol"].volid):
+                    if b["mark"] == "remove":
+                        task.log(tt, "INFO: removing backup '%s'" % b["vol"].volid)
+                        st.remove_volume(b["vol"])
+                        pruned.append(b["vol"].volid)
+                        cl.record(tt, "prune", g, volid=b["vol"].volid, storage=st.storage,
+                                  protected=b["vol"].protected)
+                task.log(tt, "INFO: pruned %d backup(s)%s" % (
+                    len(pruned), " not covered by keep-retention policy" if pruned else ""))
+            self.cleanup(tt, log=True)
+            task.log(tt, "INFO: Finished Backup of VM %d (%s)" % (vmid, fmt_time(tt - t)))
+            task.log(tt, "INFO: Backup finished at %s" % lt(cl, tt))
+            cl.record(tt, "backup", g, volid=vol.volid, storage=st.storage, size=size,
+                      protected=vol.protected, notes=vol.notes, mode=eff, upid=task.upid,
+                      pruned=pruned)
+            cl.touch()
+            self.current = None
+            self.next_guest(tt)
+        task.at(t1 + d, done)
+
+    def _disk_format(self, g):
+        st = self.cl.storage(g.node, g.disk_storage) or self.cl.storage_any(g.disk_storage)
+        if g.disk_format:
+            return g.disk_format
+        return st.default_format() if st is not None else "raw"
+
+    def cleanup(self, t, log=False):
+        """unlock, stop the kvm started for the backup, restart a guest
+        stopped for it."""
+        if self.current is None:
+            return
+        g, state = self.current
+        if state.get("kvm_started"):
+            g.stop(t)
+            g.runstate = "running"
+            state["kvm_started"] = False
+        if state.get("locked") and g.lock == "backup":
+            g.lock = None
+        state["locked"] = False
+        if state.get("stopped_by_us") and not g.deleted:
+            self.task.log(t, "INFO: restarting vm")
+            start_guest(self.cl, g, t, "vzdump")
+            self.task.log(t, "INFO: guest is online again after %d seconds" % max(1, int(
+                t - self.task.start_t)))
+            state["stopped_by_us"] = False
+        self.cl.touch()
+
+    def fail_current(self, t, err):
+        g = self.current[0] if self.current else None
+        vmid = g.vmid if g else 0
+        self.cleanup(t)
+        self.guest_failed(t, vmid, err, g)
+
+    def on_abort(self, t):
+        if self.waiting is not None:
+            q = self.cl.vzdump_waiters.get(self.node) or []
+            if self.waiting in q:
+                q.remove(self.waiting)
+            self.waiting = None
+            return
+        if self.current is not None:
+            g = self.current[0]
+            self.cleanup(t)
+            self.task.log(t, "ERROR: Backup of VM %d failed - interrupted by signal" % g.vmid)
+            self.task.log(t, "INFO: Failed at %s" % lt(self.cl, t))
+            self.cl.record(t, "backup-failed", g, storage=self.storage,
+                           error="interrupted by signal", upid=self.task.upid)
+            self.current = None
+        self.task.log(t, "ERROR: Backup job failed - interrupted by signal")
+
+
+def fmt_time(seconds):
+    s = int(round(seconds))
+    return "%02d:%02d:%02d" % (s // 3600, (s % 3600) // 60, s % 60)
+
+
+# ------------------------------------------------------------------ destroy
+
+def destroy_early_checks(g, gtype, vmid, purge, force=0):
+    """Synchronous checks (destroy_vm early_checks); returns an error or None."""
+    if g.protection:
+        return "can't remove %s %d - protection mode enabled\n" % (kind(gtype), vmid)
+    if gtype == "lxc" and g.lock:
+        return locked_msg(g)
+    if g.ha_state is not None and not purge:
+        return ("unable to remove %s %d - used in HA resources and purge parameter not set.\n"
+                % (kind(gtype), vmid))
+    if gtype == "qemu" and g.running_now():
+        return "VM %d is running - destroy failed\n" % vmid
+    if gtype == "lxc" and g.running_now() and not force:
+        return "unable to destroy CT %d - container is running\n" % vmid
+    return None
+
+
+def worker_destroy(cl, task, gtype, node, vmid, purge, skiplock, force, t0):
+    g = cl.local_guest(gtype, node, vmid)
+    if g is None:
+        return task.fail_later(t0, cfg_missing(gtype, node, vmid))
+    err = destroy_early_checks(g, gtype, vmid, purge, force)
+    if err:
+        return task.fail_later(t0, err)
+    if gtype == "qemu" and g.lock and not skiplock and g.lock != "suspended":
+        return task.fail_later(t0, locked_msg(g))
+    d = cl.duration(task.type)
+    ha = g.ha_state is not None
+    tstop = t0
+    if gtype == "lxc" and g.running_now():
+        task.log(t0, "forced to stop CT %d before destroying!" % vmid)
+        tstop = t0 + cl.duration("vzstop")
+        cl.at(tstop, lambda t: stop_guest(cl, g, t, "destroy"))
+    prev_lock = g.lock
+    f = take_fault(task)
+    if f == "hang":
+        return
+    if f == "fail":
+        return task.fail_later(tstop, fault_error(task), d)
+    volid, st = disk_volid(cl, g)
+
+    def half(t):
+        if st is not None and st.plugintype in ("lvmthin", "lvm"):
+            task.log(t, "  Logical volume \"%s\" successfully removed." % volid.split(":", 1)[-1])
+        g.lock = "destroyed"
+        cl.touch()
+    task.at(tstop + d * 0.5, half)
+
+    def on_abort(t):
+        if g.lock != "destroyed":
+            g.lock = prev_lock
+        cl.touch()
+    task.on_abort = on_abort
+
+    def done(t):
+        archives = [{"volid": v.volid, "storage": v.storage, "protected": v.protected,
+                     "size": v.size, "ctime": v.ctime} for v in cl.backups_of(vmid)]
+        if purge:
+            task.log(t, "purging %s %d from related configurations.." % (kind(gtype), vmid))
+            if ha:
+                task.log(t, "NOTE: removed %s %d from HA resource configuration." % (kind(gtype), vmid))
+                g.ha_state = None
+                g.hastate = None
+        cl.record(t, "destroy", g, archives=archives, purge=int(bool(purge)), upid=task.upid,
+                  name=g.display_name())
+        cl.remove_guest(g, t)
+        task.finish(t)
+    task.at(tstop + d, done)
+
+
+# ------------------------------------------------------------------ restore
+
+def parse_config_text(text):
+    """Archive config text -> (conf dict of strings, map storage, map format)."""
+    conf = {}
+    desc = []
+    mstore = mfmt = None
+    for line in text.split("\n"):
+        if line.startswith("#qmdump#map:"):
+            parts = line.split(":")
+            if len(parts) >= 5:
+                mstore, mfmt = parts[3] or None, parts[4] or None
+            continue
+        if line.startswith("["):
+            break
+        if line.startswith("#"):
+            if not conf:
+                desc.append(line[1:])
+            continue
+        if ": " in line:
+            k, _, v = line.partition(": ")
+            conf[k.strip()] = v
+    if desc:
+        conf["description"] = "\n".join(desc)
+    return conf, mstore, mfmt
+
+
+def _size_of(line):
+    m = re.search(r"size=(\d+(?:\.\d+)?)([KMGT]?)", line or "")
+    if not m:
+        return 8 * GIB
+    mult = {"": 1, "K": 1024, "M": MIB, "G": GIB, "T": 1024 * GIB}[m.group(2)]
+    return int(float(m.group(1)) * mult)
+
+
+def new_disk_volid(st, gtype, vmid, fmt):
+    t = st.plugintype if st is not None else "lvmthin"
+    name = st.storage if st is not None else "local-lvm"
+    if t in ("dir", "nfs", "cifs", "glusterfs", "btrfs", "cephfs"):
+        ext = fmt if gtype == "qemu" else "raw"
+        return "%s:%d/vm-%d-disk-0.%s" % (name, vmid, vmid, ext)
+    if t == "zfspool" and gtype == "lxc":
+        return "%s:subvol-%d-disk-0" % (name, vmid)
+    return "%s:vm-%d-disk-0" % (name, vmid)
+
+
+QEMU_MANAGED = {"name", "tags", "protection", "template", "onboot", "description", "lock", "parent",
+                "digest", "memory", "cores"}
+LXC_MANAGED = {"hostname", "tags", "protection", "template", "onboot", "description", "lock",
+               "parent", "digest", "memory", "swap", "cores", "cpulimit"}
+
+
+def restored_guest_spec(vol, gtype, vmid, node, target_st, overrides, unique):
+    """GUEST spec + extra config of the guest a restore of `vol` creates."""
+    conf, mstore, mfmt = parse_config_text(vol.config or "")
+    conf = dict(conf)
+    for k, v in overrides.items():
+        conf[k] = v
+    meta = vol.meta or {}
+    disk_key = "scsi0" if gtype == "qemu" else "rootfs"
+    disk_line = conf.get(disk_key, "")
+    maxdisk = _size_of(disk_line) if disk_line else int(meta.get("maxdisk", 8 * GIB))
+    fmt = mfmt or meta.get("disk_format") or "raw"
+    if target_st is not None and not target_st.is_file():
+        fmt = "raw"
+    if target_st is not None and target_st.is_file() and fmt not in ("raw", "qcow2", "vmdk"):
+        fmt = "raw"
+    spec = {"vmid": vmid, "type": gtype, "node": node, "status": "stopped",
+            "maxdisk": maxdisk, "disk": int(meta.get("disk_used", maxdisk // 4)),
+            "disk_storage": target_st.storage if target_st is not None else (mstore or "local"),
+            "disk_format": fmt if gtype == "qemu" else None,
+            "workload": meta.get("workload"), "tags": conf.get("tags") or None,
+            "protection": 1 if str(conf.get("protection", "0")) == "1" else 0,
+            "template": 1 if str(conf.get("template", "0")) == "1" else 0,
+            "description": conf.get("description") or None}
+    if "onboot" in conf:
+        spec["onboot"] = int(conf["onboot"])
+    if gtype == "qemu":
+        spec["name"] = conf.get("name")
+        spec["maxmem"] = parse_memory(conf.get("memory", 512)) * MIB
+        spec["maxcpu"] = int(conf.get("cores", 1)) * int(conf.get("sockets", 1))
+    else:
+        spec["name"] = conf.get("hostname")
+        spec["maxmem"] = parse_memory(conf.get("memory", 512)) * MIB
+        spec["maxswap"] = int(conf.get("swap", 512)) * MIB
+        spec["maxcpu"] = float(conf["cpulimit"]) if conf.get("cpulimit") else int(conf.get("cores", 1))
+    managed = QEMU_MANAGED if gtype == "qemu" else LXC_MANAGED
+    g = Guest(spec, node)
+    gen = g.config()
+    extra = {}
+    for k, v in conf.items():
+        if k in managed:
+            continue
+        if k not in gen or str(gen[k]) != str(v):
+            extra[k] = v
+    for k in gen:
+        if k not in conf and k not in managed and k != disk_key:
+            extra[k] = None
+    newvol = new_disk_volid(target_st, gtype, vmid, fmt)
+    opts = disk_line.split(",", 1)[1] if "," in disk_line else "size=%dG" % max(1, maxdisk // GIB)
+    extra[disk_key] = "%s,%s" % (newvol, opts)
+    if unique:
+        for k in list(conf):
+            if re.match(r"^net\d+$", k):
+                n = int(k[3:])
+                newmac = _mac(vmid * 7919 + 17, n)
+                if gtype == "qemu":
+                    extra[k] = re.sub(r"=([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}", "=" + newmac, conf[k], count=1)
+                else:
+                    extra[k] = re.sub(r"hwaddr=([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}", "hwaddr=" + newmac,
+                                      conf[k])
+    spec["config"] = extra
+    return spec, newvol
+
+
+def worker_restore(cl, task, gtype, node, vmid, vol, storage, params, user, existed, t0):
+    """qmrestore / vzrestore. `existed`: the guest object that was
+    overwritten (force=1) or None."""
+    d = cl.duration(task.type)
+    emsg = "unable to restore %s %d -" % (kind(gtype), vmid)
+    holder = cl.live_guest(vmid)          # the 'create'-locked config
+    target_st = None
+    if gtype == "qemu":
+        conf, mstore, mfmt = parse_config_text(vol.config or "") if vol else ({}, None, None)
+        sname = storage or mstore or "local"
+    else:
+        sname = storage
+    target_st = cl.storage(node, sname)
+    err = None
+    if gtype == "qemu":
+        if holder is not None and holder.protection:
+            err = "%s - protection mode enabled\n" % emsg
+        elif holder is not None and holder.running_now():
+            err = "%s vm is running\n" % emsg
+        elif target_st is None:
+            err = ("storage '%s' does not exist\n" % sname) if not cl.storage_defined(sname) \
+                else "storage '%s' is not available on node '%s'\n" % (sname, node)
+        elif not target_st.has_content("images"):
+            err = "storage '%s' does not support vm images\n" % sname
+    else:
+        if holder is not None and holder.running_now():
+            err = "%s can't overwrite running container\n" % emsg
+    if vol is None and err is None:
+        err = "can't find file '%s'\n" % (params.get("ostemplate") or params.get("archive"))
+    volid = vol.volid if vol is not None else params.get("ostemplate") or params.get("archive")
+    if gtype == "lxc" and err is None:
+        task.log(t0, "recovering backed-up configuration from '%s'" % volid)
+    destroy_on_error = existed is None
+
+    def failed(t, e):
+        if gtype == "qemu":
+            task.log(t, "error before or during data restore, some or all disks were not "
+                        "completely restored. VM %d state is NOT cleaned up." % vmid)
+            if holder is not None and holder.lock == "create":
+                holder.lock = None
+        else:
+            if destroy_on_error and holder is not None:
+                cl.remove_guest(holder, t)
+            elif holder is not None and holder.lock == "create":
+                holder.lock = None
+            e = "%s %s" % (emsg, str(e))
+        cl.record(t, "restore-failed", holder, volid=volid, error=str(e).rstrip("\n"),
+                  upid=task.upid) if holder is not None else None
+        cl.touch()
+        task.finish(t, e)
+
+    if err:
+        return task.at(t0 + EPS, lambda t: failed(t, err))
+    spec, newvol = restored_guest_spec(vol, gtype, vmid, node, target_st,
+                                       params.get("overrides") or {}, params.get("unique"))
+    destroy_on_error = True if gtype == "lxc" else destroy_on_error
+    if gtype == "qemu":
+        path = cl.storage_any(vol.storage).volume_path(vol) if cl.storage_any(vol.storage) else volid
+        if vol.format.startswith("pbs"):
+            task.log(t0, "restore image chunks from '%s'" % vol.volname[len("backup/"):])
+        else:
+            comp = {"vma.zst": "zstd -q -d -c ", "vma.gz": "zcat ", "vma.lzo": "lzop -d -c "}.get(vol.format, "")
+            task.log(t0, "restore vma archive: %s%s | vma extract -v -r /var/tmp/vzdumptmp%d.fifo - "
+                         "/var/tmp/vzdumptmp%d" % (comp, path, task.pid, task.pid) if comp else
+                     "restore vma archive: vma extract -v -r /var/tmp/vzdumptmp%d.fifo %s "
+                     "/var/tmp/vzdumptmp%d" % (task.pid, path, task.pid))
+            task.log(t0, "CFG: size: %d name: qemu-server.conf" % len(vol.config or ""))
+            task.log(t0, "DEV: dev_id=1 size: %d devname: drive-scsi0" % spec["maxdisk"])
+            task.log(t0, "CTIME: %s" % time.strftime("%a %b %d %H:%M:%S %Y",
+                                                      time.gmtime(vol.ctime + cl.utc_offset)))
+        if target_st is not None and target_st.plugintype in ("lvmthin", "lvm"):
+            task.log(t0 + d * 0.1, "  Logical volume \"%s\" created." % newvol.split(":", 1)[1])
+        task.log(t0 + d * 0.1, "new volume ID is '%s'" % newvol)
+        task.log(t0 + d * 0.9, "progress 100%% (read %d bytes, duration %d sec)" % (spec["maxdisk"], int(d)))
+        task.log(t0 + d * 0.9, "total bytes read %d, sparse bytes %d (%.3g%%)"
+                 % (spec["maxdisk"], max(0, spec["maxdisk"] - spec["disk"]),
+                    100.0 * max(0, spec["maxdisk"] - spec["disk"]) / max(1, spec["maxdisk"])))
+        task.log(t0 + d * 0.95, "rescan volumes...")
+    else:
+        if target_st is not None and target_st.plugintype in ("lvmthin", "lvm"):
+            task.log(t0 + d * 0.1, "  Logical volume \"%s\" created." % newvol.split(":", 1)[1])
+        task.log(t0 + d * 0.2, "restoring '%s' now.." % volid)
+        st = cl.storage_any(vol.storage)
+        if st is not None and not st.is_pbs():
+            task.log(t0 + d * 0.2, "extracting archive '%s'" % st.volume_path(vol))
+        task.log(t0 + d * 0.8, "Total bytes read: %d (%s)" % (spec["disk"], render_bytes(spec["disk"])))
+        task.log(t0 + d * 0.9, "merging backed-up and given configuration..")
+    f = take_fault(task)
+    if f == "hang":
+        return
+    if f == "fail":
+        return task.at(t0 + d, lambda t: failed(t, fault_error(task)))
+
+    def on_abort(t):
+        if holder is not None and holder.lock == "create":
+            if gtype == "lxc" and destroy_on_error:
+                cl.remove_guest(holder, t)
+            else:
+                holder.lock = None
+        cl.touch()
+    task.on_abort = on_abort
+
+    def done(t):
+        spec["created_t"] = t
+        pool = params.get("pool")
+        if pool:
+            spec["pool"] = pool
+        if params.get("ha-managed"):
+            spec["ha"] = "started" if params.get("start") else "stopped"
+        ng = cl.add_guest(spec, replace=True)
+        if ng.template and gtype == "qemu":
+            task.log(t, "Convert to template.")
+        cl.record(t, "restore", ng, volid=volid, storage=ng.disk_storage, upid=task.upid,
+                  force=int(existed is not None))
+        if params.get("ha-managed"):
+            st_ = "started" if params.get("start") else "stopped"
+            task.log(t, "Add HA resource with request-state '%s'" % st_ if gtype == "qemu"
+                     else "Add as HA resource")
+        if params.get("start"):
+            if gtype == "qemu":
+                task.log(t, "Execute autostart")
+            if ha_managed(ng):
+                ht = cl.start_task(node, "hastart", vmid, user, t)
+                ha_request(cl, ht, ng, vmid, gtype, "start", None, t)
+            else:
+                st_task = cl.start_task(node, "qmstart" if gtype == "qemu" else "vzstart", vmid, user, t)
+                worker_start(cl, st_task, gtype, node, vmid, 0, t, how="restore")
+        cl.touch()
+        task.finish(t)
+    task.at(t0 + d, done)
+
+
+# ------------------------------------------------------------------ config
+
+def unique_tags(tags, style=None):
+    """PVE::GuestHelpers::get_unique_tags with datacenter.cfg tag-style
+    `style` ({"ordering": "config"|"alphabetical", "case-sensitive": 0|1}):
+    by default sorted case-insensitively and lower-cased, duplicates
+    dropped; ordering=config keeps the given order."""
+    style = style or {}
+    cs = bool(style.get("case-sensitive"))
+    items = [t for t in re.split(r"[,;\s]+", tags or "") if t]
+    if style.get("ordering") != "config":
+        items = sorted(items, key=(lambda x: x) if cs else (lambda x: x.lower()))
+    seen = set()
+    res = []
+    for t in items:
+        if not cs:
+            t = t.lower()
+        if t in seen:
+            continue
+        seen.add(t)
+        res.append(t)
+    return ";".join(res)
+
+
+def apply_config(cl, g, sets, deletes, t, user):
+    """Apply a config update; returns the list of changed keys."""
+    changed = []
+    conf_before = g.config()
+    for opt in deletes:
+        if opt not in conf_before:
+            continue
+        changed.append(opt)
+        if opt == "tags":
+            g.tags = None
+        elif opt == "protection":
+            g.protection = 0
+        elif opt == "description":
+            g.description = None
+        elif opt == "onboot":
+            g.onboot = None
+        elif opt in ("name", "hostname"):
+            g.name = None
+        elif opt == "lock":
+            g.lock = None
+        else:
+            g.extra_config[opt] = None
+    for k, v in sets.items():
+        changed.append(k)
+        if k == "tags":
+            g.tags = unique_tags(v, cl.tag_style) or None
+        elif k == "protection":
+            g.protection = 1 if str(v) == "1" else 0
+        elif k == "description":
+            g.description = v or None
+        elif k == "onboot":
+            g.onboot = int(v)
+        elif k in ("name", "hostname"):
+            g.name = v
+        elif k == "memory":
+            g.maxmem = parse_memory(v) * MIB
+        elif k == "cores":
+            g.maxcpu = int(v)
+        elif k == "lock":
+            g.lock = v
+        elif k == "template":
+            g.template = 1 if str(v) == "1" else 0
+        else:
+            g.extra_config[k] = v
+    if changed:
+        cl.record(t, "config", g, changes=sorted(set(changed)), user=user)
+        cl.touch()
+    return changed
+
+
+# ------------------------------------------------------------------ HA config digest
+
+def ha_digest(cl):
+    text = ""
+    for g in cl.live_guests():
+        if g.ha_state is not None:
+            text += "%s: %d\n\tstate %s\n\n" % ("vm" if g.type == "qemu" else "ct", g.vmid, g.ha_state)
+    return hashlib.sha1(text.encode()).hexdigest()
