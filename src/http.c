@@ -216,6 +216,11 @@ static int set_method(CURL *c, const struct http_request *req)
         bool get = strcmp(req->method, "GET") == 0;
         CURLcode e;
 
+        /* libcurl silently resends a request whose reused connection closed
+         * before any answer: for a write that may already have been
+         * executed, so writes always get a connection of their own. */
+        if (curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, get ? 0L : 1L) != CURLE_OK)
+                return -EIO;
         if (get || strcmp(req->method, "DELETE") == 0) {
                 e = curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
                 if (e == CURLE_OK)

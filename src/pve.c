@@ -346,9 +346,20 @@ int pve_call(struct pve *p, const char *method, const char *path, const struct p
         json_error_t jerr;
         int r;
 
+        char *with_query = NULL;
+        bool in_query = form && form->body &&
+                        (strcmp(method, "GET") == 0 || strcmp(method, "DELETE") == 0);
+
         if (form && form->error < 0)
                 return form->error;
-        r = do_request(p, method, path, form ? form->body : NULL, NULL, &resp);
+        /* Proxmox reads the parameters of GET and DELETE from the query
+         * string only. */
+        if (in_query && asprintf(&with_query, "%s%c%s", path, strchr(path, '?') ? '&' : '?',
+                                 form->body) < 0)
+                return -ENOMEM;
+        r = do_request(p, method, in_query ? with_query : path, in_query ? NULL : (form ? form->body : NULL),
+                       NULL, &resp);
+        free(with_query);
         p->last_status = resp.status;
         if (r >= 0) {
                 root = json_loadb(resp.body ? resp.body : "", resp.body_len, 0, &jerr);
