@@ -570,10 +570,9 @@ static int act_follow(struct reaper *r, struct pve *p, struct op *op, uint64_t n
         }
         if (!t.running)
                 return task_finished(r, p, op, &t, now);
-        limit = (int64_t)((op->step == STEP_SHUTDOWN ? c->shutdown_timeout_usec
-                                                     : c->task_timeout_usec) /
-                          USEC_PER_SEC) +
-                HA_STOP_SLACK_S;
+        limit = op->step == STEP_SHUTDOWN
+                        ? (int64_t)(c->shutdown_timeout_usec / USEC_PER_SEC) + HA_STOP_SLACK_S
+                        : (int64_t)(c->task_timeout_usec / USEC_PER_SEC);
         /* A destroy is never interrupted half-way: it is followed until it
          * ends. */
         if (op->step != STEP_DESTROY && now_epoch() - op->intent_ts > limit) {
