@@ -26,6 +26,8 @@
 uint64_t now_monotonic_usec(void);
 /* CLOCK_REALTIME: only for what a human reads. */
 uint64_t now_realtime_usec(void);
+/* CLOCK_REALTIME in whole seconds (journal timestamps). */
+int64_t now_epoch(void);
 
 /* "10s", "250ms", "10m", "1h", "7d", "1h30m", or "0". A bare number is
  * rejected (the unit is not guessable). -EINVAL on syntax, -ERANGE on

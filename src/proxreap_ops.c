@@ -257,6 +257,16 @@ static int append_rec(struct journal *j, struct ops *ops, json_t *rec, const cha
         return r;
 }
 
+static int record_restore_task(struct journal *j, struct ops *ops, const char *id,
+                               const char *upid)
+{
+        json_t *rec = op_record_step(id, "task", STEP_RESTORE, now_epoch());
+
+        if (rec)
+                json_object_set_new(rec, "upid", json_string(upid));
+        return append_rec(j, ops, rec, "restore-task");
+}
+
 /* Polls a task until it ends, showing progress on a terminal. */
 static int wait_task(struct pve *p, const char *upid, struct pve_task_status *ret)
 {
@@ -296,7 +306,7 @@ static bool confirm(const struct op *op, uint32_t vmid, const char *node, const 
 
 static int restore_fail(struct journal *j, struct ops *ops, const char *id, const char *why)
 {
-        json_t *rec = op_record_step(id, "failed", STEP_RESTORE, (int64_t)(now_realtime_usec() / USEC_PER_SEC));
+        json_t *rec = op_record_step(id, "failed", STEP_RESTORE, now_epoch());
 
         if (rec)
                 json_object_set_new(rec, "reason", json_string(why));
@@ -330,7 +340,7 @@ static int restore_finish(struct pve *p, struct journal *j, struct ops *ops, con
         if (r < 0)
                 fprintf(stderr, "proxreap: warning: cannot tag guest %u '%s': %s\n",
                         (unsigned)vmid, TAG_RESTORED, pve_error(p));
-        rec = op_record_step(id, "done", STEP_RESTORE, (int64_t)(now_realtime_usec() / USEC_PER_SEC));
+        rec = op_record_step(id, "done", STEP_RESTORE, now_epoch());
         if (rec) {
                 json_object_set_new(rec, "vmid", json_integer(vmid));
                 json_object_set_new(rec, "node", json_string(node));
@@ -385,12 +395,7 @@ static int restore_resume(struct pve *p, struct journal *j, struct ops *ops, con
                           op_step_task_types(STEP_RESTORE, op->type), since, upid);
         if (r >= 0) {
                 printf("%s: continuing the restore task already started (%s)\n", id, upid);
-                r = append_rec(j, ops,
-                               json_pack("{s:s, s:s, s:s, s:I, s:s}", "op", id, "ev", "task", "step",
-                                         "restore", "ts",
-                                         (json_int_t)(now_realtime_usec() / USEC_PER_SEC), "upid",
-                                         upid),
-                               "restore-task");
+                r = record_restore_task(j, ops, id, upid);
                 return r < 0 ? 1 : restore_follow(p, j, ops, id, upid, a);
         }
         if (r != -ENOENT) {
@@ -484,7 +489,7 @@ static int restore_start(struct pve *p, struct journal *j, struct ops *ops, cons
                         return 1;
                 }
         }
-        rec = op_record_step(id, "intent", STEP_RESTORE, (int64_t)(now_realtime_usec() / USEC_PER_SEC));
+        rec = op_record_step(id, "intent", STEP_RESTORE, now_epoch());
         if (rec) {
                 json_object_set_new(rec, "vmid", json_integer(vmid));
                 json_object_set_new(rec, "node", json_string(node));
@@ -501,6 +506,9 @@ static int restore_start(struct pve *p, struct journal *j, struct ops *ops, cons
                 pve_form_add(&f, "archive", op->volid);
         if (storage)
                 pve_form_add(&f, "storage", storage);
+        /* Safe to send: the journal holds this intent, the vmid was free a
+         * moment ago (Proxmox refuses a taken one) and no earlier restore
+         * of this op is on record. */
         r = pve_create_guest(p, op->type, node, &f, upid);
         pve_form_clear(&f);
         crash_point("restore-sent");
@@ -510,11 +518,7 @@ static int restore_start(struct pve *p, struct journal *j, struct ops *ops, cons
                 return restore_resume(p, j, ops, id, a);
         printf("%s: restoring guest %u from '%s' as %u on '%s' (task %s)\n", id,
                (unsigned)op->vmid, op->volid, (unsigned)vmid, node, upid);
-        r = append_rec(j, ops,
-                       json_pack("{s:s, s:s, s:s, s:I, s:s}", "op", id, "ev", "task", "step",
-                                 "restore", "ts",
-                                 (json_int_t)(now_realtime_usec() / USEC_PER_SEC), "upid", upid),
-                       "restore-task");
+        r = record_restore_task(j, ops, id, upid);
         return r < 0 ? 1 : restore_follow(p, j, ops, id, upid, a);
 }
 

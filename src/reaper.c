@@ -44,11 +44,6 @@ struct reaper {
         char last_refresh_error[512];
 };
 
-static int64_t now_epoch(void)
-{
-        return (int64_t)(now_realtime_usec() / USEC_PER_SEC);
-}
-
 static void op_ctx(const struct op *op, struct log_guest_ctx *ctx)
 {
         *ctx = (struct log_guest_ctx){ .vmid = op->vmid, .node = op->node, .op = op->id,
@@ -280,12 +275,28 @@ static int recheck(struct reaper *r, struct pve *p, struct op *op, char *why, si
         return 1;
 }
 
-static int act_shutdown(struct reaper *r, struct pve *p, struct op *op, uint64_t now)
+/* Safe to send: the guest was re-checked right before (recheck()) or the
+ * earlier call provably never reached the server (act_resolve()). */
+static int send_shutdown(struct reaper *r, struct pve *p, const char *id, uint64_t now)
 {
         const struct config *c = r->c;
-        char why[256], id[16];
-        struct pve_form f = { 0 };
         uint64_t timeout_s = c->shutdown_timeout_usec / USEC_PER_SEC;
+        struct pve_form f = { 0 };
+        int e;
+
+        pve_form_addf(&f, "timeout", "%" PRIu64, timeout_s);
+        pve_form_add(&f, "forceStop", c->force_stop ? "1" : "0");
+        e = send_step(r, p, id, STEP_SHUTDOWN,
+                      json_pack("{s:I, s:b}", "timeout", (json_int_t)timeout_s, "force_stop",
+                                c->force_stop),
+                      "POST", "/status/shutdown", &f, now);
+        pve_form_clear(&f);
+        return abort_or_retry(r, p, id, e, now);
+}
+
+static int act_shutdown(struct reaper *r, struct pve *p, struct op *op, uint64_t now)
+{
+        char why[256], id[16];
         int e;
 
         snprintf(id, sizeof(id), "%s", op->id);
@@ -296,14 +307,7 @@ static int act_shutdown(struct reaper *r, struct pve *p, struct op *op, uint64_t
                 return abort_or_retry(r, p, id, e, now);
         log_op(LOG_NOTICE, op, "reap %s: shutting down guest %u ('%s') on '%s'", op->id,
                (unsigned)op->vmid, op->name, op->node);
-        pve_form_addf(&f, "timeout", "%" PRIu64, timeout_s);
-        pve_form_add(&f, "forceStop", c->force_stop ? "1" : "0");
-        e = send_step(r, p, id, STEP_SHUTDOWN,
-                      json_pack("{s:I, s:b}", "timeout", (json_int_t)timeout_s, "force_stop",
-                                c->force_stop),
-                      "POST", "/status/shutdown", &f, now);
-        pve_form_clear(&f);
-        return abort_or_retry(r, p, id, e, now);
+        return send_shutdown(r, p, id, now);
 }
 
 static void snapshot_name(char *buf, size_t size)
@@ -472,6 +476,9 @@ static int act_destroy(struct reaper *r, struct pve *p, struct op *op, uint64_t 
                 snprintf(why, sizeof(why), "the guest was protected: not destroying it");
         if (why[0])
                 return fail(r, id, why);
+        /* Safe to send: a verified protected archive is on record, the
+         * guest is stopped, unlocked and unprotected right now, and no
+         * earlier destroy of this op exists (act_resolve never resends). */
         log_op(LOG_NOTICE, op, "reap %s: destroying guest %u ('%s'); archive '%s'", op->id,
                (unsigned)op->vmid, op->name, op->volid);
         pve_form_add(&f, "purge", "1");
@@ -606,8 +613,8 @@ static int act_resolve(struct reaper *r, struct pve *p, struct op *op, uint64_t 
                 return e;
         }
         if (e != -ENOENT)
-                return abort_or_retry(r, p, id, e == -ENOENT ? 0 : (api_refused(e) ? -EIO : e),
-                                      now);
+                /* Cannot ask the server now: ask again later, never guess. */
+                return abort_or_retry(r, p, id, -EIO, now);
         switch (op->step) {
         case STEP_DESTROY:
                 e = pve_guest_status(p, op->type, op->node, op->vmid, &st);
@@ -632,16 +639,8 @@ static int act_resolve(struct reaper *r, struct pve *p, struct op *op, uint64_t 
         log_op(LOG_NOTICE, op, "reap %s: the %s call never reached the server, sending it again",
                id, op_step_to_string(op->step));
         switch (op->step) {
-        case STEP_SHUTDOWN: {
-                struct pve_form f = { 0 };
-
-                pve_form_addf(&f, "timeout", "%" PRIu64,
-                              r->c->shutdown_timeout_usec / USEC_PER_SEC);
-                pve_form_add(&f, "forceStop", r->c->force_stop ? "1" : "0");
-                e = send_step(r, p, id, STEP_SHUTDOWN, NULL, "POST", "/status/shutdown", &f, now);
-                pve_form_clear(&f);
-                return abort_or_retry(r, p, id, e, now);
-        }
+        case STEP_SHUTDOWN:
+                return send_shutdown(r, p, id, now);
         case STEP_SNAPSHOT:
                 return act_snapshot(r, p, op, now);
         case STEP_ARCHIVE:

@@ -256,3 +256,8 @@ void crash_point(const char *name)
         (void)name;
 #endif
 }
+
+int64_t now_epoch(void)
+{
+        return (int64_t)(now_realtime_usec() / USEC_PER_SEC);
+}

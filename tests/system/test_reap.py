@@ -278,18 +278,22 @@ def test_lost_reply_after_the_server_acted(lab, path, method):
 
 
 def test_guest_started_by_a_user_before_destroy_is_kept(lab):
-    sim = sim_of(lab, [guest(801, "victim", **IDLE)],
-                 task_durations=dict(FAST, vzdump=2.0))
+    """Stop the daemon right after verify (a crash point), let a user start
+    the guest, restart: the destroy re-check refuses, nothing is destroyed."""
+    sim = sim_of(lab, [guest(801, "victim", **IDLE)])
     cfg = reap_config(lab, sim)
-    d = lab.daemon(cfg)
-    wait_until(lambda: any(t["type"] == "vzdump" and t["status"] == "stopped" for t in sim.tasks()) or
-               any(o["state"] == "verify" for o in ops(lab, cfg).values()), timeout=60, interval=0.05)
+    d = lab.daemon(cfg, env={"PROXREAP_CRASH_AT": "verify-done"})
+    wait_until(lambda: not d.running(), timeout=60, message="the crash after verify")
+    d.returncode = d.proc.returncode
     sim.event(801, "start")
+    wait_until(lambda: sim.guest(801)["status"] == "running", timeout=10)
+    d2 = lab.daemon(cfg)
     op = wait_op(lab, cfg, 801, {"aborted", "reaped"}, timeout=60)
-    d.stop()
-    if op["state"] == "aborted":
-        assert sim.guest(801)["status"] == "running"
-        assert not sim.history(event="destroy")
+    d2.stop()
+    assert op["state"] == "aborted" and "started after it was archived" in op["reason"], op
+    assert sim.guest(801)["status"] == "running"
+    assert not sim.history(event="destroy")
+    assert not [r for r in sim.requests() if r["method"] == "DELETE"]
     check_invariants(lab, sim, cfg)
 
 
