@@ -34,15 +34,18 @@ WARNINGS     = -std=gnu11 -Wall -Wextra -Wformat=2 -Wshadow -Wstrict-prototypes 
 ifeq ($(DEVELOPER),1)
 WARNINGS    += -Werror
 endif
+# Not added to CFLAGS: a CFLAGS given on the command line (check-asan
+# passes one) would silently drop them.
+BUILD_CFLAGS =
 ifneq ($(SANITIZE),)
-CFLAGS      += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+BUILD_CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDFLAGS     += -fsanitize=$(SANITIZE)
 endif
 # Test builds compile in the crash points (util.h crash_point()).
 ifeq ($(TEST_HOOKS),1)
-CFLAGS      += -DPROXREAP_TEST_HOOKS
+BUILD_CFLAGS += -DPROXREAP_TEST_HOOKS
 endif
-ALL_CFLAGS   = $(WARNINGS) $(CFLAGS) -Iinclude -DPROXREAP_VERSION='"$(VERSION)"' -D_GNU_SOURCE \
+ALL_CFLAGS   = $(WARNINGS) $(CFLAGS) $(BUILD_CFLAGS) -Iinclude -DPROXREAP_VERSION='"$(VERSION)"' -D_GNU_SOURCE \
                -D_FORTIFY_SOURCE=2 -fstack-protector-strong $(PKG_CFLAGS) -MMD -MP
 
 MODULES      = util log config http pve pve_decode window policy observe status pve_api journal ops reaper
