@@ -15,12 +15,25 @@
 #include <stdint.h>
 
 #define CONFIG_DEFAULT_PATH "/etc/proxreap/proxreap.conf"
+/* The token secret when neither api.token_secret_file nor
+ * $CREDENTIALS_DIRECTORY names one: the file LoadCredential= reads, so the
+ * CLI run by root finds the same secret as the service. */
+#define CONFIG_DEFAULT_TOKEN_PATH "/etc/proxreap/token"
 #define CONFIG_MAX_WINDOW_SAMPLES 4096
 
 enum reap_mode {
         REAP_MODE_OBSERVE,
         REAP_MODE_MARK,
         REAP_MODE_REAP,
+};
+
+/* notify.events */
+enum notify_event {
+        NOTIFY_MARK = 1u << 0,
+        NOTIFY_REAP = 1u << 1,
+        NOTIFY_ABORT = 1u << 2,
+        NOTIFY_RESTORE = 1u << 3,
+        NOTIFY_ALL = (1u << 4) - 1,
 };
 
 enum node_scope {
@@ -98,6 +111,14 @@ struct config {
 
         /* status */
         char *status_file;
+        char *prometheus_file; /* NULL: no textfile */
+
+        /* notify */
+        char *webhook_url; /* NULL: no webhook; never logged (it may hold a token) */
+        unsigned notify_events; /* enum notify_event bits */
+        uint64_t notify_timeout_usec; /* per attempt */
+        unsigned notify_retries;
+        char *notify_ca_file; /* NULL: the system trust store */
 };
 
 /* Loads and validates path. On failure returns -EINVAL (or -ENOMEM) and, when
@@ -111,5 +132,6 @@ unsigned config_window_samples(const struct config *c);
 bool config_vmid_excluded(const struct config *c, uint32_t vmid, const struct vmid_range **ret_range);
 bool config_node_in_scope(const struct config *c, const char *node);
 const char *reap_mode_to_string(enum reap_mode m);
+const char *notify_event_to_string(enum notify_event e);
 
 #endif

@@ -697,6 +697,58 @@ static int parse_compress(struct loader *l, const config_setting_t *s, const str
         return -EINVAL;
 }
 
+static const char *const notify_event_names[] = { "mark", "reap", "abort", "restore" };
+
+const char *notify_event_to_string(enum notify_event e)
+{
+        for (size_t i = 0; i < ELEMENTSOF(notify_event_names); i++)
+                if ((unsigned)e == 1u << i)
+                        return notify_event_names[i];
+        return "unknown";
+}
+
+static int parse_events(struct loader *l, const config_setting_t *s, const struct key *k)
+{
+        struct strv sv = { 0 };
+        unsigned bits = 0;
+        int r = parse_strv(l, s, l->key, &sv);
+
+        for (size_t i = 0; r >= 0 && i < sv.n; i++) {
+                size_t e = 0;
+
+                while (e < ELEMENTSOF(notify_event_names) &&
+                       strcmp(sv.v[i], notify_event_names[e]) != 0)
+                        e++;
+                if (e == ELEMENTSOF(notify_event_names)) {
+                        report(l, line_of(s),
+                               "'%s': unknown event '%s' (known: \"mark\", \"reap\", \"abort\", \"restore\")",
+                               l->key, sv.v[i]);
+                        r = -EINVAL;
+                } else
+                        bits |= 1u << e;
+        }
+        strv_free(&sv);
+        if (r >= 0)
+                *(unsigned *)field_ptr(l, k) = bits;
+        return r;
+}
+
+/* Any http(s) URL with a host; the value is never echoed, since webhook
+ * URLs often carry their access token. */
+static int parse_webhook_url(struct loader *l, const config_setting_t *s, const struct key *k)
+{
+        const char *v = NULL, *host;
+
+        if (get_string(l, s, l->key, &v) < 0)
+                return -EINVAL;
+        host = strncmp(v, "https://", 8) == 0 ? v + 8 : strncmp(v, "http://", 7) == 0 ? v + 7 : NULL;
+        if (!host || strchr("/?#:", *host) || strpbrk(v, " \t\r\n")) {
+                report(l, line_of(s), "'%s' must be an http:// or https:// URL with a host", l->key);
+                return -EINVAL;
+        }
+        return set_string(l, field_ptr(l, k), v);
+}
+
 #define DUR(g, n, f, lo, hi) { g, n, KEY_DURATION, FIELD(f), (double)(lo), (double)(hi), false, NULL }
 #define NUM(g, n, f, lo, open, hi) { g, n, KEY_NUMBER, FIELD(f), lo, hi, open, NULL }
 #define STR(g, n, f) { g, n, KEY_STRING, FIELD(f), 0, 0, false, NULL }
@@ -759,9 +811,16 @@ static const struct key keys[] = {
         STR("reap", "journal", journal_file),
 
         STR("status", "file", status_file),
+        STR("status", "prometheus_file", prometheus_file),
+
+        SPECIAL("notify", "webhook_url", webhook_url, parse_webhook_url),
+        SPECIAL("notify", "events", notify_events, parse_events),
+        DUR("notify", "timeout", notify_timeout_usec, USEC_PER_SEC, 5 * USEC_PER_MINUTE),
+        COUNT("notify", "retries", notify_retries, 0, 10),
+        STR("notify", "ca_file", notify_ca_file),
 };
 
-static const char *const groups[] = { "api", "observe", "idle", "select", "reap", "status" };
+static const char *const groups[] = { "api", "observe", "idle", "select", "reap", "status", "notify" };
 
 static int parse_key(struct loader *l, const config_setting_t *s, const struct key *k)
 {
@@ -873,6 +932,9 @@ static int set_defaults(struct config *c)
         c->task_timeout_usec = 6 * USEC_PER_HOUR;
         c->journal_file = strdup("/var/lib/proxreap/journal");
         c->status_file = strdup("/run/proxreap/status.json");
+        c->notify_events = NOTIFY_ALL;
+        c->notify_timeout_usec = 10 * USEC_PER_SEC;
+        c->notify_retries = 3;
         if (uname(&u) == 0) {
                 /* A PVE node's name is its short host name. */
                 u.nodename[strcspn(u.nodename, ".")] = '\0';
@@ -911,14 +973,16 @@ static void check_credentials(struct loader *l)
                 report(l, setting_line(l, "api.user"), "'api.user' needs 'api.password_file'");
         if (!c->token_id || c->token_secret || config_lookup(&l->cf, "api.token_secret_file"))
                 return;
-        /* systemd's LoadCredential=token:... puts the secret here. */
+        /* systemd's LoadCredential=token:... puts the secret in
+         * $CREDENTIALS_DIRECTORY; outside the service (the CLI run by root)
+         * the file it copies from is read directly. */
         cred_dir = getenv("CREDENTIALS_DIRECTORY");
-        if (!cred_dir || !*cred_dir) {
-                report(l, setting_line(l, "api.token_id"),
-                       "'api.token_secret_file' is not set and $CREDENTIALS_DIRECTORY is not set");
-                return;
-        }
-        if (asprintf(&file, "%s/token", cred_dir) < 0) {
+        if (cred_dir && *cred_dir) {
+                if (asprintf(&file, "%s/token", cred_dir) < 0) {
+                        l->oom = 1;
+                        return;
+                }
+        } else if (!(file = strdup(CONFIG_DEFAULT_TOKEN_PATH))) {
                 l->oom = 1;
                 return;
         }
@@ -974,6 +1038,12 @@ static void check_cross(struct loader *l)
                        CONFIG_MAX_WINDOW_SAMPLES);
         if (c->status_file && c->status_file[0] != '/')
                 report(l, setting_line(l, "status.file"), "'status.file' must be an absolute path");
+        if (c->prometheus_file && c->prometheus_file[0] != '/')
+                report(l, setting_line(l, "status.prometheus_file"),
+                       "'status.prometheus_file' must be an absolute path");
+        if (c->webhook_url && c->notify_ca_file && access(c->notify_ca_file, R_OK) < 0)
+                report(l, setting_line(l, "notify.ca_file"), "cannot read CA file '%s': %s",
+                       c->notify_ca_file, strerror(errno));
         if (!c->journal_file || c->journal_file[0] != '/')
                 report(l, setting_line(l, "reap.journal"), "'reap.journal' must be an absolute path");
         if (c->mode == REAP_MODE_REAP && !c->archive_storage &&
@@ -1052,6 +1122,9 @@ struct config *config_free(struct config *c)
         free(c->compress);
         free(c->journal_file);
         free(c->status_file);
+        free(c->prometheus_file);
+        free(c->webhook_url);
+        free(c->notify_ca_file);
         free(c);
         return NULL;
 }

@@ -617,13 +617,17 @@ static void test_credentials_directory(void **state)
         struct loaded l;
 
         (void)state;
-        /* Absent: no token_secret_file and no $CREDENTIALS_DIRECTORY. */
-        unsetenv("CREDENTIALS_DIRECTORY");
-        expect_error_at(API_NO_SECRET, 3,
-                        "'api.token_secret_file' is not set and $CREDENTIALS_DIRECTORY is not set");
-        setenv("CREDENTIALS_DIRECTORY", "", 1);
-        expect_error_at(API_NO_SECRET, 3,
-                        "'api.token_secret_file' is not set and $CREDENTIALS_DIRECTORY is not set");
+        /* Neither token_secret_file nor $CREDENTIALS_DIRECTORY: the file
+         * LoadCredential= copies from (only checkable where it is absent). */
+        if (access(CONFIG_DEFAULT_TOKEN_PATH, F_OK) < 0 && errno == ENOENT) {
+                static const char absent[] = "cannot read secret file '" CONFIG_DEFAULT_TOKEN_PATH
+                                             "': No such file or directory";
+
+                unsetenv("CREDENTIALS_DIRECTORY");
+                expect_error_at(API_NO_SECRET, 3, absent);
+                setenv("CREDENTIALS_DIRECTORY", "", 1);
+                expect_error_at(API_NO_SECRET, 3, absent);
+        }
 
         /* Set, but no 'token' in it. */
         setenv("CREDENTIALS_DIRECTORY", dir, 1);
@@ -995,6 +999,70 @@ static void test_status_file(void **state)
                      "'status.file' must be an absolute path");
 }
 
+static void test_prometheus_file(void **state)
+{
+        struct loaded l;
+
+        (void)state;
+        load_ok(API, &l);
+        assert_null(l.c->prometheus_file);
+        loaded_done(&l);
+        load_ok(API "status = {\n  prometheus_file = \"/var/lib/prometheus/p.prom\";\n};\n", &l);
+        assert_string_equal(l.c->prometheus_file, "/var/lib/prometheus/p.prom");
+        loaded_done(&l);
+        expect_error(API "status = {\n  prometheus_file = \"p.prom\";\n};\n", "prometheus_file",
+                     "'status.prometheus_file' must be an absolute path");
+}
+
+static void test_notify_keys(void **state)
+{
+        struct loaded l;
+        char *ca, *text;
+
+        (void)state;
+        load_ok(API, &l);
+        assert_null(l.c->webhook_url);
+        assert_int_equal(l.c->notify_events, NOTIFY_ALL);
+        assert_true(l.c->notify_timeout_usec == 10 * USEC_PER_SEC);
+        assert_int_equal(l.c->notify_retries, 3);
+        assert_null(l.c->notify_ca_file);
+        loaded_done(&l);
+
+        ca = tu_write_temp("not checked beyond being readable\n", 0644);
+        text = tu_strdupf(API "notify = {\n  webhook_url = \"https://hooks.example.com/T0/B1?x=y\";\n"
+                              "  events = [\"reap\", \"restore\"];\n  timeout = \"3s\";\n"
+                              "  retries = 0;\n  ca_file = \"%s\";\n};\n",
+                          ca);
+        load_ok(text, &l);
+        assert_string_equal(l.c->webhook_url, "https://hooks.example.com/T0/B1?x=y");
+        assert_int_equal(l.c->notify_events, NOTIFY_REAP | NOTIFY_RESTORE);
+        assert_true(l.c->notify_timeout_usec == 3 * USEC_PER_SEC);
+        assert_int_equal(l.c->notify_retries, 0);
+        assert_string_equal(l.c->notify_ca_file, ca);
+        loaded_done(&l);
+        free(text);
+        tu_unlink_free(ca);
+
+        /* An empty list turns every event off. */
+        load_ok(API "notify = {\n  webhook_url = \"http://127.0.0.1:9/\";\n  events = [];\n};\n",
+                &l);
+        assert_int_equal(l.c->notify_events, 0);
+        loaded_done(&l);
+
+        /* The URL may hold a token: it is never echoed. */
+        expect_error(API "notify = {\n  webhook_url = \"ftp://secret@example.com/\";\n};\n",
+                     "webhook_url", "'notify.webhook_url' must be an http:// or https:// URL with a host");
+        expect_error(API "notify = {\n  webhook_url = \"https:///path\";\n};\n", "webhook_url",
+                     "'notify.webhook_url' must be an http:// or https:// URL with a host");
+        expect_error(API "notify = {\n  events = [\"reap\", \"destroy\"];\n};\n", "events",
+                     "'notify.events': unknown event 'destroy' (known: \"mark\", \"reap\", \"abort\", \"restore\")");
+        expect_error(API "notify = {\n  retries = 11;\n};\n", "retries",
+                     "'notify.retries' = 11 must be a whole number from 0 to 10");
+        expect_error(API "notify = {\n  webhook_url = \"https://h/\";\n  ca_file = \"/nonexistent/ca.pem\";\n};\n",
+                     "ca_file", "cannot read CA file '/nonexistent/ca.pem': No such file or directory");
+        assert_string_equal(notify_event_to_string(NOTIFY_ABORT), "abort");
+}
+
 static void test_missing_file(void **state)
 {
         char *dir = tu_mkdtemp(), *path = tu_strdupf("%s/proxreap.conf", dir), *want;
@@ -1216,6 +1284,8 @@ int main(void)
                 cmocka_unit_test(test_mode),
                 cmocka_unit_test(test_reap_keys),
                 cmocka_unit_test(test_status_file),
+                cmocka_unit_test(test_prometheus_file),
+                cmocka_unit_test(test_notify_keys),
                 cmocka_unit_test(test_missing_file),
                 cmocka_unit_test(test_several_errors),
                 cmocka_unit_test(test_shipped_conf),
