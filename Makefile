@@ -25,7 +25,7 @@ BUILD       ?= build
 
 PKGS         = libcurl jansson libconfig libsystemd yajl
 PKG_CFLAGS  := $(shell $(PKG_CONFIG) --cflags $(PKGS))
-PKG_LIBS    := $(shell $(PKG_CONFIG) --libs $(PKGS)) -lm
+PKG_LIBS    := $(shell $(PKG_CONFIG) --libs $(PKGS)) -lm -pthread
 CMOCKA_LIBS := $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null || echo -lcmocka)
 
 CFLAGS      ?= -O2 -g
@@ -46,9 +46,9 @@ ifeq ($(TEST_HOOKS),1)
 BUILD_CFLAGS += -DPROXREAP_TEST_HOOKS
 endif
 ALL_CFLAGS   = $(WARNINGS) $(CFLAGS) $(BUILD_CFLAGS) -Iinclude -DPROXREAP_VERSION='"$(VERSION)"' -D_GNU_SOURCE \
-               -D_FORTIFY_SOURCE=2 -fstack-protector-strong $(PKG_CFLAGS) -MMD -MP
+               -D_FORTIFY_SOURCE=2 -fstack-protector-strong -pthread $(PKG_CFLAGS) -MMD -MP
 
-MODULES      = util log config http pve pve_decode window policy observe status pve_api journal ops reaper
+MODULES      = util log config http pve pve_decode window policy observe status pve_api journal ops reaper notify
 LIB_OBJS     = $(MODULES:%=$(BUILD)/src/%.o)
 LIB          = $(BUILD)/libproxreap.a
 BINS         = $(BUILD)/proxreapd $(BUILD)/proxreap

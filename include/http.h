@@ -9,6 +9,7 @@
 #ifndef PROXREAP_HTTP_H
 #define PROXREAP_HTTP_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -25,6 +26,9 @@ struct http_options {
         unsigned retries; /* extra attempts for GETs */
         uint64_t backoff_base_usec; /* first pause; doubles, capped at backoff_max_usec */
         uint64_t backoff_max_usec;
+        /* Set from another thread: the transfer in progress stops within
+         * about a second with -ECANCELED. NULL: never. */
+        const atomic_bool *cancel;
 };
 
 /* Receives a 2xx body as it streams in. begin() is called before each
@@ -58,6 +62,7 @@ struct http *http_free(struct http *h);
 /* Performs the request. Returns 0 when a response arrived (whatever its
  * status), a negative errno on transport failure: -ECONNREFUSED, -ETIMEDOUT,
  * -EFBIG (body over the cap), -EPROTO (TLS), -ECONNRESET (connection lost),
+ * -ECANCELED (options.cancel was set),
  * -EIO (other). The curl message of the last failure is in
  * http_last_error(). The caller owns ret->body (http_response_clear()). */
 int http_request(struct http *h, const struct http_request *req, struct http_response *ret);

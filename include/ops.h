@@ -160,6 +160,23 @@ const char *op_action_to_string(enum op_action a);
 /* Task types a step may have started (for finding a lost answer). */
 const char *const *op_step_task_types(enum op_step s, enum guest_type t);
 
+/* --- summaries --- */
+
+/* Over the whole journal: each count only grows while records are added. */
+struct ops_totals {
+        uint64_t reaps; /* reached "reaped" (restored later or not) */
+        uint64_t aborts; /* failed and compensated */
+        uint64_t vetoes; /* called off by a re-check before any change */
+        uint64_t restores; /* restored */
+        uint64_t in_progress; /* reaps the daemon still drives */
+        uint64_t freed_mem, freed_disk; /* bytes: maxmem and maxdisk of every reap */
+};
+void ops_totals(const struct ops *o, struct ops_totals *ret);
+
+/* The webhook fields of an op's reap, abort or restore event (see notify.h),
+ * with a one-line "text". NULL on allocation failure. */
+json_t *op_event_fields(const struct op *op, enum notify_event e);
+
 /* --- records --- */
 
 /* A new record {"op", "ev", "ts", "time", ...}. The caller adds fields. */

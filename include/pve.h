@@ -124,6 +124,17 @@ int pve_call(struct pve *p, const char *method, const char *path, const struct p
 /* HTTP status of the last pve_call() (0: no answer arrived). */
 long pve_last_status(const struct pve *p);
 
+/* Requests sent (a GET retried inside http counts once) and how many of
+ * them failed: no answer, or a status other than 2xx. */
+struct pve_counters {
+        uint64_t requests;
+        uint64_t errors;
+};
+const struct pve_counters *pve_counters(const struct pve *p);
+/* The last request's failure status was the answer the caller looked for
+ * (a guest that is gone): it does not count as an error. */
+void pve_answer_expected(struct pve *p);
+
 /* Form a message from an error response (exposed for tests): Proxmox's
  * reason phrase, plus the "errors" map of a 400. */
 void pve_format_http_error(long status, const char *reason, const char *body, char *buf,

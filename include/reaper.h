@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "notify.h"
 #include "observe.h"
 #include "ops.h"
 
@@ -33,6 +34,8 @@ struct reaper;
 int reaper_new(const struct config *c, struct reaper **ret, char *err, size_t errsz);
 struct reaper *reaper_free(struct reaper *r);
 void reaper_set_config(struct reaper *r, const struct config *c);
+/* Where mark, reap and abort events go (NULL: nowhere). Not owned. */
+void reaper_set_notifier(struct reaper *r, struct notifier *n);
 
 /* Reap mode: the archive storage exists on this node and takes backups.
  * -ENOENT/-EINVAL are configuration errors (err explains); other errors

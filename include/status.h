@@ -13,7 +13,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "notify.h"
 #include "observe.h"
+#include "ops.h"
 
 /* Array of guest objects sorted by vmid: vmid node type name verdict
  * reasons cpu_mean_percent mem_mean_mb samples expected_samples coverage
@@ -25,6 +27,20 @@ json_t *status_guests_json(const struct observer *o, uint64_t now_usec);
  * atomically (temporary file + rename, mode 0644), streaming it guest by
  * guest. */
 int status_write_file(const char *path, const struct observer *o, uint64_t now_usec);
+
+/* What the Prometheus textfile shows besides the observer's summary. */
+struct status_metrics {
+        const struct observe_summary *summary;
+        enum reap_mode mode;
+        uint64_t api_requests, api_errors;
+        const struct ops_totals *ops; /* NULL: observe mode, no journal open */
+        bool journal_ok;
+        const struct notify_counters *notify; /* NULL: no webhook */
+};
+
+/* Writes the metrics in the Prometheus text format (for node_exporter's
+ * textfile collector), replacing path atomically like the status file. */
+int status_write_prometheus(const char *path, const struct status_metrics *m);
 
 /* "tracking N guests, I idle, A active, X insufficient-data, E excluded". */
 void status_line(const struct observe_summary *s, char *buf, size_t size);

@@ -195,6 +195,28 @@ static size_t write_cb(char *buf, size_t size, size_t nitems, void *userdata)
         return n;
 }
 
+static int progress_cb(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+        const struct http *h = userdata;
+
+        (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+        return atomic_load(h->opt.cancel) ? 1 : 0;
+}
+
+static int set_cancel(struct http *h)
+{
+        CURL *c = h->curl;
+
+        if (!h->opt.cancel)
+                return 0;
+        if (curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, progress_cb) != CURLE_OK ||
+            curl_easy_setopt(c, CURLOPT_XFERINFODATA, h) != CURLE_OK ||
+            curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L) != CURLE_OK)
+                return -EIO;
+        return 0;
+}
+
 static int set_tls(struct http *h)
 {
         CURL *c = h->curl;
@@ -264,7 +286,7 @@ static int setup(struct http *h, const struct http_request *req, struct curl_sli
         SET(CURLOPT_WRITEDATA, t);
         SET(CURLOPT_USERAGENT, "proxreap/" PROXREAP_VERSION);
 #undef SET
-        if (e != CURLE_OK || set_tls(h) < 0)
+        if (e != CURLE_OK || set_tls(h) < 0 || set_cancel(h) < 0)
                 return -EIO;
         return set_method(c, req);
 }
@@ -295,6 +317,8 @@ static int map_curl_error(CURLcode e, const struct transfer *t)
                 return -ECONNRESET;
         case CURLE_OUT_OF_MEMORY:
                 return -ENOMEM;
+        case CURLE_ABORTED_BY_CALLBACK:
+                return -ECANCELED;
         default:
                 return -EIO;
         }

@@ -29,6 +29,8 @@ static const char *prio_name(int prio)
 
 static void log_stderr(int prio, const struct log_guest_ctx *ctx, const char *msg)
 {
+        /* The webhook thread logs too: one line is never split. */
+        flockfile(stderr);
         /* Notices and infos are the normal output of a foreground run: no
          * level prefix for them, so a human reads plain sentences. */
         if (prio <= LOG_WARNING || prio == LOG_DEBUG)
@@ -38,6 +40,7 @@ static void log_stderr(int prio, const struct log_guest_ctx *ctx, const char *ms
         if (ctx && ctx->op)
                 fprintf(stderr, "%s: ", ctx->op);
         fprintf(stderr, "%s\n", msg);
+        funlockfile(stderr);
 }
 
 static void log_journal(int prio, const struct log_guest_ctx *ctx, const char *msg)

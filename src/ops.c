@@ -412,16 +412,88 @@ const char *const *op_step_task_types(enum op_step s, enum guest_type t)
         }
 }
 
+/* --- summaries --- */
+
+static bool op_was_reaped(const struct op *op)
+{
+        return op->state == OP_REAPED || op->state == OP_RESTORING || op->state == OP_RESTORED;
+}
+
+void ops_totals(const struct ops *o, struct ops_totals *ret)
+{
+        *ret = (struct ops_totals){ 0 };
+        for (size_t i = 0; i < o->n; i++) {
+                const struct op *op = &o->v[i];
+
+                if (op_was_reaped(op)) {
+                        ret->reaps++;
+                        ret->freed_mem += op->maxmem;
+                        ret->freed_disk += op->maxdisk;
+                }
+                if (op->state == OP_ABORTED)
+                        (*(op->vetoed ? &ret->vetoes : &ret->aborts))++;
+                if (op->state == OP_RESTORED)
+                        ret->restores++;
+                if (op_needs_daemon(op))
+                        ret->in_progress++;
+        }
+}
+
+static void event_text(const struct op *op, enum notify_event e, char *buf, size_t size)
+{
+        switch (e) {
+        case NOTIFY_REAP:
+                snprintf(buf, size,
+                         "proxreap: guest %u ('%s') on %s reaped (%s); archive %s; restore with 'proxreap restore %s'",
+                         (unsigned)op->vmid, op->name, op->node, op->id, op->volid, op->id);
+                return;
+        case NOTIFY_ABORT:
+                snprintf(buf, size, "proxreap: reap %s of guest %u ('%s') on %s aborted: %s",
+                         op->id, (unsigned)op->vmid, op->name, op->node, op->reason);
+                return;
+        case NOTIFY_RESTORE:
+                snprintf(buf, size, "proxreap: reap %s undone: guest %u ('%s') restored as %u on %s",
+                         op->id, (unsigned)op->vmid, op->name, (unsigned)op->restore_vmid,
+                         op->restore_node);
+                return;
+        default:
+                snprintf(buf, size, "proxreap: %s, guest %u ('%s')", op->id, (unsigned)op->vmid,
+                         op->name);
+                return;
+        }
+}
+
+json_t *op_event_fields(const struct op *op, enum notify_event e)
+{
+        char text[1024];
+        json_t *f;
+
+        event_text(op, e, text, sizeof(text));
+        f = json_pack("{s:s s:I s:s s:s s:s s:s s:s s:I s:I}", "op", op->id, "vmid",
+                      (json_int_t)op->vmid, "node", op->node, "name", op->name, "type",
+                      guest_type_to_string(op->type), "state", op_state_to_string(op->state),
+                      "text", text, "maxmem", (json_int_t)op->maxmem, "maxdisk",
+                      (json_int_t)op->maxdisk);
+        if (f && op->reason[0])
+                json_object_set_new(f, "reason", json_string(op->reason));
+        if (f && op->volid[0]) {
+                json_object_set_new(f, "archive", json_string(op->volid));
+                json_object_set_new(f, "archive_size", json_integer((json_int_t)op->archive_size));
+        }
+        if (f && op->restore_vmid) {
+                json_object_set_new(f, "restore_vmid", json_integer((json_int_t)op->restore_vmid));
+                json_object_set_new(f, "restore_node", json_string(op->restore_node));
+        }
+        return f;
+}
+
 /* --- records --- */
 
 json_t *op_record(const char *id, const char *ev, int64_t ts)
 {
         char when[32];
-        time_t t = (time_t)ts;
-        struct tm tm;
 
-        gmtime_r(&t, &tm);
-        strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        format_utc(ts, when, sizeof(when));
         return json_pack("{s:s, s:s, s:I, s:s}", "op", id, "ev", ev, "ts", (json_int_t)ts, "time",
                          when);
 }

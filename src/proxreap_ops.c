@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "journal.h"
+#include "notify.h"
 #include "ops.h"
 #include "pve_api.h"
 #include "util.h"
@@ -236,6 +237,7 @@ struct restore_args {
         const char *node;
         const char *storage;
         bool start, yes;
+        struct notifier *notifier; /* notify.webhook_url, or NULL */
 };
 
 static int append_rec(struct journal *j, struct ops *ops, json_t *rec, const char *crash)
@@ -349,6 +351,7 @@ static int restore_finish(struct pve *p, struct journal *j, struct ops *ops, con
         if (r < 0)
                 return 1;
         printf("%s restored as guest %u on '%s'\n", id, (unsigned)vmid, node);
+        notifier_send(a->notifier, NOTIFY_RESTORE, op_event_fields(ops_find(ops, id), NOTIFY_RESTORE));
         if (a->start) {
                 r = pve_guest_task(p, "POST", ops_find(ops, id)->type, node, vmid,
                                    "/status/start", NULL, upid);
@@ -585,6 +588,8 @@ int cmd_restore(const struct config *c, struct pve *p, int argc, char **argv)
                 return 2;
         if (open_journal(c, JOURNAL_WRITE, &ops, &j) < 0)
                 return 1;
+        if (notifier_new(c, &a.notifier) < 0)
+                fprintf(stderr, "proxreap: warning: cannot start the webhook sender, no event will be sent\n");
         op = ops_find(&ops, a.id);
         if (!op) {
                 fprintf(stderr, "proxreap: no op '%s' in the journal (see 'proxreap journal list')\n",
@@ -608,5 +613,7 @@ int cmd_restore(const struct config *c, struct pve *p, int argc, char **argv)
                 r = restore_start(p, j, &ops, a.id, &a);
         journal_close(j);
         ops_clear(&ops);
+        /* One attempt's time at most: the restore itself is done. */
+        notifier_free(a.notifier, c->notify_timeout_usec);
         return r;
 }

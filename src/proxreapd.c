@@ -18,6 +18,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "notify.h"
 #include "observe.h"
 #include "reaper.h"
 #include "status.h"
@@ -28,6 +29,7 @@ struct daemon {
         struct config *config;
         struct observer *observer;
         struct reaper *reaper; /* modes mark and reap */
+        struct notifier *notifier; /* notify.webhook_url */
         bool storage_checked;
         sd_event *event;
         sd_event_source *timer;
@@ -35,7 +37,11 @@ struct daemon {
         uint64_t next_usec; /* monotonic target of the next poll */
         bool ready; /* READY=1 sent */
         int status_error; /* last status file error, logged on change */
+        int metrics_error; /* the same for the Prometheus textfile */
 };
+
+/* How long a stop waits for webhook events still queued. */
+#define NOTIFY_FLUSH_ON_STOP_USEC (2 * USEC_PER_SEC)
 
 static void usage(FILE *f)
 {
@@ -66,6 +72,8 @@ static void print_config_errors(const char *errors)
 
 static void warn_transport(const struct config *c)
 {
+        if (c->webhook_url && strncmp(c->webhook_url, "http://", 7) == 0)
+                log_warning("notify.webhook_url is plain http: events travel unencrypted");
         if (strncmp(c->api_url, "http://", 7) == 0)
                 log_warning("api.url '%s' is plain http: the API credential travels unencrypted",
                             c->api_url);
@@ -73,16 +81,48 @@ static void warn_transport(const struct config *c)
                 log_warning("api.insecure is set: the Proxmox server certificate is NOT verified");
 }
 
+/* A file that cannot be written is logged when that starts and ends, not
+ * at every poll. */
+static void note_write(const char *what, const char *path, int r, int *last)
+{
+        if (r < 0 && r != *last)
+                log_warning("cannot write %s '%s': %s, ignoring", what, path, strerror(-r));
+        else if (r == 0 && *last != 0)
+                log_info("%s '%s' written again", what, path);
+        *last = r;
+}
+
+static void write_metrics(struct daemon *d)
+{
+        const struct pve_counters *pc = pve_counters(observer_pve(d->observer));
+        struct notify_counters nc;
+        struct ops_totals ot;
+        struct status_metrics m = {
+                .summary = observer_summary(d->observer),
+                .mode = d->config->mode,
+                .api_requests = pc->requests,
+                .api_errors = pc->errors,
+        };
+
+        if (d->reaper) {
+                ops_totals(reaper_ops(d->reaper), &ot);
+                m.ops = &ot;
+                m.journal_ok = reaper_journal_failed(d->reaper) == 0;
+        }
+        if (d->notifier) {
+                notifier_counters(d->notifier, &nc);
+                m.notify = &nc;
+        }
+        note_write("Prometheus file", d->config->prometheus_file,
+                   status_write_prometheus(d->config->prometheus_file, &m), &d->metrics_error);
+}
+
 static void write_status(struct daemon *d, uint64_t now)
 {
-        int r = status_write_file(d->config->status_file, d->observer, now);
-
-        if (r < 0 && r != d->status_error)
-                log_warning("cannot write status file '%s': %s, ignoring",
-                            d->config->status_file, strerror(-r));
-        else if (r == 0 && d->status_error != 0)
-                log_info("status file '%s' written again", d->config->status_file);
-        d->status_error = r;
+        note_write("status file", d->config->status_file,
+                   status_write_file(d->config->status_file, d->observer, now), &d->status_error);
+        if (d->config->prometheus_file)
+                write_metrics(d);
 }
 
 static void schedule_saga(struct daemon *d, uint64_t next)
@@ -201,6 +241,26 @@ static int start_reaper(struct daemon *d, const struct config *c)
                           err[0] ? err : strerror(-r));
                 return r;
         }
+        reaper_set_notifier(d->reaper, d->notifier);
+        return 0;
+}
+
+/* A reload with other webhook settings gets a new notifier; events still
+ * queued for the old one get a moment to go out. */
+static int swap_notifier(struct daemon *d, const struct config *c)
+{
+        struct notifier *n = NULL;
+        int r;
+
+        if (notifier_same_config(d->config, c))
+                return 0;
+        r = notifier_new(c, &n);
+        if (r < 0)
+                return r;
+        d->notifier = notifier_free(d->notifier, USEC_PER_SEC / 2);
+        d->notifier = n;
+        if (d->reaper)
+                reaper_set_notifier(d->reaper, n);
         return 0;
 }
 
@@ -228,6 +288,8 @@ static int reload(struct daemon *d)
                         config_free(c);
                         goto done;
                 }
+                if (swap_notifier(d, c) < 0)
+                        log_error("reload: cannot start the webhook sender, keeping the old one");
                 if (d->reaper)
                         reaper_set_config(d->reaper, c);
                 if (c->mode == REAP_MODE_REAP && (d->config->mode != REAP_MODE_REAP ||
@@ -283,7 +345,17 @@ static int setup_loop(struct daemon *d)
                 return r;
         const int signals[] = { SIGHUP, SIGTERM, SIGINT };
         for (size_t i = 0; i < ELEMENTSOF(signals); i++) {
-                r = sd_event_add_signal(d->event, NULL, signals[i], on_signal, d);
+                sd_event_source *src = NULL;
+
+                r = sd_event_add_signal(d->event, &src, signals[i], on_signal, d);
+                if (r < 0)
+                        return r;
+                /* A signal that arrived during a blocking step is handled
+                 * before any further step: a stop lands between two whole,
+                 * journaled steps, never starts another. */
+                r = sd_event_source_set_priority(src, SD_EVENT_PRIORITY_IMPORTANT);
+                sd_event_source_set_floating(src, true);
+                sd_event_source_unref(src);
                 if (r < 0)
                         return r;
         }
@@ -361,6 +433,11 @@ static int run(struct daemon *d)
                 return 2;
         }
         warn_transport(d->config);
+        r = notifier_new(d->config, &d->notifier);
+        if (r < 0) {
+                log_error("cannot start the webhook sender: %s", strerror(-r));
+                return 1;
+        }
         /* A damaged journal stops the daemon before it touches anything. */
         if (d->config->mode != REAP_MODE_OBSERVE && start_reaper(d, d->config) < 0)
                 return 1;
@@ -400,6 +477,7 @@ int main(int argc, char **argv)
         sd_event_source_unref(d.timer);
         sd_event_source_unref(d.saga_timer);
         reaper_free(d.reaper);
+        notifier_free(d.notifier, NOTIFY_FLUSH_ON_STOP_USEC);
         sd_event_unref(d.event);
         observer_free(d.observer);
         config_free(d.config);

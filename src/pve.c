@@ -32,6 +32,7 @@ struct pve {
         struct pve_decoder *decoder; /* reused: one per client, not per poll */
         struct resources_sink sink; /* where the decoder delivers this poll's guests */
         long last_status; /* HTTP status of the last pve_call(), 0 if none arrived */
+        struct pve_counters counters;
         char error[1024];
 };
 
@@ -310,10 +311,15 @@ static int do_request_once(struct pve *p, const char *method, const char *path,
                          &(struct http_request){ .method = method, .url = url, .headers = headers,
                                                  .body = body, .sink = sink },
                          resp);
-        if (r < 0)
+        p->counters.requests++;
+        if (r < 0) {
+                p->counters.errors++;
                 return transport_error(p, what, r);
-        if (resp->status < 200 || resp->status >= 300)
+        }
+        if (resp->status < 200 || resp->status >= 300) {
+                p->counters.errors++;
                 return classify_status(p, what, resp);
+        }
         return 0;
 }
 
@@ -380,6 +386,17 @@ int pve_call(struct pve *p, const char *method, const char *path, const struct p
 long pve_last_status(const struct pve *p)
 {
         return p->last_status;
+}
+
+void pve_answer_expected(struct pve *p)
+{
+        if (p->counters.errors > 0)
+                p->counters.errors--;
+}
+
+const struct pve_counters *pve_counters(const struct pve *p)
+{
+        return &p->counters;
 }
 
 int pve_form_add(struct pve_form *f, const char *key, const char *value)

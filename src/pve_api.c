@@ -267,8 +267,10 @@ static int guest_path(struct pve *p, enum guest_type t, const char *node, uint32
 static int not_found_is_enoent(struct pve *p, int r)
 {
         if (r == -EREMOTEIO && pve_last_status(p) == 500 &&
-            (strstr(pve_error(p), "does not exist") || strstr(pve_error(p), "no such")))
+            (strstr(pve_error(p), "does not exist") || strstr(pve_error(p), "no such"))) {
+                pve_answer_expected(p); /* an answer, not an API error */
                 return -ENOENT;
+        }
         return r;
 }
 

@@ -42,6 +42,7 @@ struct reaper {
         bool breaker_open;
         char breaker[256];
         char last_refresh_error[512];
+        struct notifier *notifier;
 };
 
 static void op_ctx(const struct op *op, struct log_guest_ctx *ctx)
@@ -58,6 +59,24 @@ static void op_ctx(const struct op *op, struct log_guest_ctx *ctx)
         } while (0)
 
 /* --- journal --- */
+
+/* Ends of a reap go to the webhook, once: when their record is written. */
+static void announce(struct reaper *r, json_t *rec)
+{
+        const char *ev = json_string_value(json_object_get(rec, "ev"));
+        const struct op *op = ops_find(&r->ops, json_string_value(json_object_get(rec, "op")));
+        enum notify_event e;
+
+        if (!r->notifier || !ev || !op)
+                return;
+        if (strcmp(ev, "reaped") == 0)
+                e = NOTIFY_REAP;
+        else if (strcmp(ev, "aborted") == 0 && !op->vetoed)
+                e = NOTIFY_ABORT;
+        else
+                return;
+        notifier_send(r->notifier, e, op_event_fields(op, e));
+}
 
 static int append(struct reaper *r, json_t *rec, const char *crash_name)
 {
@@ -81,6 +100,7 @@ static int append(struct reaper *r, json_t *rec, const char *crash_name)
                 return e;
         }
         (void)ops_apply(&r->ops, seq, 0, rec);
+        announce(r, rec);
         json_decref(rec);
         crash_point(crash_name);
         return 0;
@@ -491,16 +511,24 @@ static int act_destroy(struct reaper *r, struct pve *p, struct op *op, uint64_t 
 static int act_finish(struct reaper *r, struct op *op)
 {
         json_t *rec = op_record(op->id, "reaped", now_epoch());
+        char id[16];
+        int e;
 
-        log_op(LOG_NOTICE, op,
-               "reap %s: guest %u ('%s') reaped; freed %" PRIu64 " MiB memory, %" PRIu64
-               " GiB disk; restore with 'proxreap restore %s'",
-               op->id, (unsigned)op->vmid, op->name, op->maxmem >> 20, op->maxdisk >> 30, op->id);
+        snprintf(id, sizeof(id), "%s", op->id);
         set_int(rec, "freed_mem", (int64_t)op->maxmem);
         set_int(rec, "freed_disk", (int64_t)op->maxdisk);
         if (rec)
                 json_object_set_new(rec, "freed_cpu", json_real(op->maxcpu));
-        return append(r, rec, "reaped");
+        e = append(r, rec, "reaped");
+        if (e < 0)
+                return e;
+        /* Logged once it is on record, so its PROXREAP_STATE says reaped. */
+        op = again(r, id);
+        log_op(LOG_NOTICE, op,
+               "reap %s: guest %u ('%s') reaped; freed %" PRIu64 " MiB memory, %" PRIu64
+               " GiB disk; restore with 'proxreap restore %s'",
+               op->id, (unsigned)op->vmid, op->name, op->maxmem >> 20, op->maxdisk >> 30, op->id);
+        return 0;
 }
 
 /* A step ended: its own completion checks. */
@@ -846,6 +874,19 @@ static void log_tag_change(const struct guest *g, const char *what, int e, struc
                           g->name ? g->name : "");
 }
 
+static void announce_mark(struct reaper *r, const struct guest *g)
+{
+        char text[512];
+
+        snprintf(text, sizeof(text), "proxreap: guest %u ('%s') on %s marked idle (tag '%s')%s",
+                 (unsigned)g->vmid, g->name ? g->name : "", g->node, TAG_IDLE,
+                 r->c->mode == REAP_MODE_REAP ? "; remove the tag to keep it" : "");
+        notifier_send(r->notifier, NOTIFY_MARK,
+                      json_pack("{s:I s:s s:s s:s s:s}", "vmid", (json_int_t)g->vmid, "node",
+                                g->node, "name", g->name ? g->name : "", "type",
+                                guest_type_to_string((enum guest_type)g->type), "text", text));
+}
+
 /* Blocks selection of vmid: in flight, restored lately, failed lately. */
 static const char *blocked(struct reaper *r, uint32_t vmid, const char *node, int64_t now_s)
 {
@@ -1108,8 +1149,10 @@ void reaper_cycle(struct reaper *r, struct observer *o, uint64_t now)
                                 int e = set_tag(p, g, TAG_IDLE, true);
 
                                 log_tag_change(g, "marked idle", e, p);
-                                if (e >= 0)
+                                if (e >= 0) {
                                         (void)mark_add(r, g->vmid, now);
+                                        announce_mark(r, g);
+                                }
                                 continue;
                         }
                         /* Marked before (maybe by an earlier run): the grace
@@ -1180,6 +1223,11 @@ struct reaper *reaper_free(struct reaper *r)
 void reaper_set_config(struct reaper *r, const struct config *c)
 {
         r->c = c;
+}
+
+void reaper_set_notifier(struct reaper *r, struct notifier *n)
+{
+        r->notifier = n;
 }
 
 int reaper_check_storage(struct reaper *r, struct pve *p, char *err, size_t errsz)

@@ -2,6 +2,7 @@
 #include "status.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <stdlib.h>
@@ -185,15 +186,6 @@ json_t *status_guests_json(const struct observer *o, uint64_t now_usec)
         return a;
 }
 
-static void iso_time(uint64_t realtime_usec, char *buf, size_t size)
-{
-        time_t t = (time_t)(realtime_usec / USEC_PER_SEC);
-        struct tm tm;
-
-        if (realtime_usec == 0 || !gmtime_r(&t, &tm) ||
-            strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-                snprintf(buf, size, "never");
-}
 
 static json_t *summary_json(const struct observe_summary *s)
 {
@@ -208,7 +200,7 @@ static json_t *api_json(const struct observe_summary *s)
 {
         char last_ok[32];
 
-        iso_time(s->last_ok_realtime_usec, last_ok, sizeof(last_ok));
+        format_utc((int64_t)(s->last_ok_realtime_usec / USEC_PER_SEC), last_ok, sizeof(last_ok));
         return json_pack("{s:b s:s? s:s s:I s:I s:i s:f s:i}", "ok", s->api_ok, "error",
                          s->api_error[0] ? s->api_error : NULL, "last_success", last_ok,
                          "polls_ok", (json_int_t)s->polls_ok, "polls_failed",
@@ -226,7 +218,7 @@ static json_t *status_header(const struct observer *o)
         const struct config *c = observer_config(o);
         char updated[32];
 
-        iso_time(now_realtime_usec(), updated, sizeof(updated));
+        format_utc(now_epoch(), updated, sizeof(updated));
         return json_pack("{s:s s:s s:i s:s s:f s:f s:o s:o}", "version", PROXREAP_VERSION,
                          "mode", reap_mode_to_string(c->mode), "pid", (int)getpid(), "updated",
                          updated, "interval_seconds", (double)c->interval_usec / 1e6,
@@ -253,7 +245,10 @@ static int write_document(FILE *f, const struct observer *o, uint64_t now_usec)
         return r;
 }
 
-int status_write_file(const char *path, const struct observer *o, uint64_t now_usec)
+/* Readers (the CLI, monitoring) only ever see a whole file: written to a
+ * temporary name beside path, then renamed over it. */
+static int write_atomic(const char *path, int (*write_fn)(FILE *f, const void *ctx),
+                        const void *ctx)
 {
         char tmp[4096];
         FILE *f;
@@ -271,8 +266,7 @@ int status_write_file(const char *path, const struct observer *o, uint64_t now_u
                 unlink(tmp);
                 return r;
         }
-        /* Readers (the CLI, monitoring) only ever see a whole file. */
-        r = fchmod(fd, 0644) < 0 ? -errno : write_document(f, o, now_usec);
+        r = fchmod(fd, 0644) < 0 ? -errno : write_fn(f, ctx);
         if (ferror(f) && r == 0)
                 r = -EIO;
         if (fclose(f) != 0 && r == 0)
@@ -282,6 +276,124 @@ int status_write_file(const char *path, const struct observer *o, uint64_t now_u
         if (r < 0)
                 unlink(tmp);
         return r;
+}
+
+struct document {
+        const struct observer *o;
+        uint64_t now_usec;
+};
+
+static int write_document_fn(FILE *f, const void *ctx)
+{
+        const struct document *d = ctx;
+
+        return write_document(f, d->o, d->now_usec);
+}
+
+int status_write_file(const char *path, const struct observer *o, uint64_t now_usec)
+{
+        const struct document d = { o, now_usec };
+
+        return write_atomic(path, write_document_fn, &d);
+}
+
+/* --- Prometheus text exposition format 0.0.4 --- */
+
+static void metric_head(FILE *f, const char *name, const char *type, const char *help)
+{
+        fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void metric_u64(FILE *f, const char *name, const char *type, const char *help,
+                       uint64_t v)
+{
+        metric_head(f, name, type, help);
+        fprintf(f, "%s %" PRIu64 "\n", name, v);
+}
+
+static void metric_seconds(FILE *f, const char *name, const char *help, uint64_t usec)
+{
+        metric_head(f, name, "gauge", help);
+        fprintf(f, "%s %" PRIu64 ".%06" PRIu64 "\n", name, usec / USEC_PER_SEC, usec % USEC_PER_SEC);
+}
+
+static void metrics_observe(FILE *f, const struct status_metrics *m)
+{
+        static const struct {
+                const char *label;
+                enum verdict_kind kind;
+        } verdicts[] = { { "idle", VERDICT_IDLE },
+                         { "active", VERDICT_ACTIVE },
+                         { "insufficient-data", VERDICT_INSUFFICIENT },
+                         { "excluded", VERDICT_EXCLUDED } };
+        const struct observe_summary *s = m->summary;
+
+        metric_head(f, "proxreap_info", "gauge", "The running proxreapd: version and reap mode.");
+        fprintf(f, "proxreap_info{version=\"%s\",mode=\"%s\"} 1\n", PROXREAP_VERSION,
+                reap_mode_to_string(m->mode));
+        metric_head(f, "proxreap_guests", "gauge", "Guests tracked, by verdict at the last poll.");
+        for (size_t i = 0; i < ELEMENTSOF(verdicts); i++)
+                fprintf(f, "proxreap_guests{verdict=\"%s\"} %zu\n", verdicts[i].label,
+                        s->count[verdicts[i].kind]);
+        metric_head(f, "proxreap_polls_total", "counter", "Polls of /cluster/resources, by result.");
+        fprintf(f, "proxreap_polls_total{result=\"ok\"} %" PRIu64 "\n", s->polls_ok);
+        fprintf(f, "proxreap_polls_total{result=\"failed\"} %" PRIu64 "\n", s->polls_failed);
+        metric_u64(f, "proxreap_api_requests_total", "counter",
+                   "Proxmox API requests sent (a retried read counts once).", m->api_requests);
+        metric_u64(f, "proxreap_api_errors_total", "counter",
+                   "Proxmox API requests that failed: no answer, or a status other than 2xx.",
+                   m->api_errors);
+        metric_u64(f, "proxreap_api_up", "gauge", "1 if the last poll succeeded.", s->api_ok);
+        metric_seconds(f, "proxreap_poll_duration_seconds", "Duration of the last poll.",
+                       s->last_poll_duration_usec);
+        metric_seconds(f, "proxreap_last_successful_poll_timestamp_seconds",
+                       "UNIX time of the last successful poll (0: none yet).",
+                       s->last_ok_realtime_usec);
+}
+
+static void metrics_reap(FILE *f, const struct ops_totals *t, bool journal_ok)
+{
+        metric_u64(f, "proxreap_reaps_total", "counter",
+                   "Guests reaped: archived, verified and destroyed.", t->reaps);
+        metric_u64(f, "proxreap_aborts_total", "counter",
+                   "Reaps that failed and were undone (guest started again, tagged proxreap-failed).",
+                   t->aborts);
+        metric_u64(f, "proxreap_vetoes_total", "counter",
+                   "Reaps called off by the re-check before any change.", t->vetoes);
+        metric_u64(f, "proxreap_restores_total", "counter", "Reaped guests restored.",
+                   t->restores);
+        metric_u64(f, "proxreap_reaps_in_progress", "gauge", "Reaps under way.", t->in_progress);
+        metric_u64(f, "proxreap_reclaimed_memory_bytes_total", "counter",
+                   "Configured memory of the guests reaped.", t->freed_mem);
+        metric_u64(f, "proxreap_reclaimed_disk_bytes_total", "counter",
+                   "Configured disk size of the guests reaped.", t->freed_disk);
+        metric_u64(f, "proxreap_journal_writable", "gauge",
+                   "0 when the journal failed: destructive work has stopped.", journal_ok);
+}
+
+static int write_metrics_fn(FILE *f, const void *ctx)
+{
+        const struct status_metrics *m = ctx;
+
+        metrics_observe(f, m);
+        if (m->ops)
+                metrics_reap(f, m->ops, m->journal_ok);
+        if (m->notify) {
+                metric_head(f, "proxreap_webhook_events_total", "counter",
+                            "Webhook events: delivered, failed after every attempt, or dropped.");
+                fprintf(f, "proxreap_webhook_events_total{result=\"sent\"} %" PRIu64 "\n",
+                        m->notify->sent);
+                fprintf(f, "proxreap_webhook_events_total{result=\"failed\"} %" PRIu64 "\n",
+                        m->notify->failed);
+                fprintf(f, "proxreap_webhook_events_total{result=\"dropped\"} %" PRIu64 "\n",
+                        m->notify->dropped);
+        }
+        return 0;
+}
+
+int status_write_prometheus(const char *path, const struct status_metrics *m)
+{
+        return write_atomic(path, write_metrics_fn, m);
 }
 
 void status_line(const struct observe_summary *s, char *buf, size_t size)

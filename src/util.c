@@ -29,6 +29,15 @@ uint64_t now_realtime_usec(void)
         return clock_usec(CLOCK_REALTIME);
 }
 
+void format_utc(int64_t t, char *buf, size_t size)
+{
+        time_t tt = (time_t)t;
+        struct tm tm;
+
+        if (t == 0 || !gmtime_r(&tt, &tm) || strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+                snprintf(buf, size, "never");
+}
+
 static const struct {
         const char *suffix;
         uint64_t usec;
