@@ -125,6 +125,12 @@ struct config {
  * ret_errors is given, stores a malloc'd text with one "FILE:LINE: message"
  * line per problem; the caller owns and frees it. */
 int config_load(const char *path, struct config **ret, char **ret_errors);
+
+/* For a caller that will not talk to the API (proxreap status, journal):
+ * secrets and CA files are neither read nor checked, and token_secret and
+ * password stay NULL. */
+#define CONFIG_OFFLINE (1u << 0)
+int config_load_flags(const char *path, unsigned flags, struct config **ret, char **ret_errors);
 struct config *config_free(struct config *c);
 
 /* Samples one full window holds at the configured interval. */

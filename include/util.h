@@ -29,8 +29,7 @@ uint64_t now_realtime_usec(void);
 /* CLOCK_REALTIME in whole seconds (journal timestamps). */
 int64_t now_epoch(void);
 
-/* "2026-11-22T10:00:00Z" for UNIX seconds t; "never" when t is 0 or out
- * of range. */
+/* "2026-11-22T10:00:00Z" for UNIX seconds t ("invalid" out of range). */
 void format_utc(int64_t t, char *buf, size_t size);
 
 /* "10s", "250ms", "10m", "1h", "7d", "1h30m", or "0". A bare number is

@@ -49,10 +49,10 @@ static void usage(FILE *f)
                 "  -V, --version      show the version\n");
 }
 
-static int load_config(struct config **ret)
+static int load_config_flags(unsigned flags, struct config **ret)
 {
         char *errors = NULL;
-        int r = config_load(config_path, ret, &errors);
+        int r = config_load_flags(config_path, flags, ret, &errors);
 
         if (r < 0) {
                 if (errors)
@@ -63,6 +63,11 @@ static int load_config(struct config **ret)
                 free(errors);
         }
         return r;
+}
+
+static int load_config(struct config **ret)
+{
+        return load_config_flags(0, ret);
 }
 
 /* Parses the only option a subcommand takes: --json. */
@@ -258,7 +263,7 @@ static int cmd_status(int argc, char **argv)
         r = parse_json_flag(argc, argv, "status", &json);
         if (r <= 0)
                 return r < 0 ? EXIT_USAGE : 0;
-        if (load_config(&c) < 0)
+        if (load_config_flags(CONFIG_OFFLINE, &c) < 0)
                 return EXIT_USAGE;
         doc = json_load_file(c->status_file, 0, &err);
         if (!doc || !json_is_object(doc)) {
@@ -289,7 +294,7 @@ static int cmd_journal_main(int argc, char **argv)
         struct config *c = NULL;
         int r;
 
-        if (load_config(&c) < 0)
+        if (load_config_flags(CONFIG_OFFLINE, &c) < 0)
                 return EXIT_USAGE;
         r = cmd_journal(c, argc, argv);
         config_free(c);

@@ -200,7 +200,11 @@ static json_t *api_json(const struct observe_summary *s)
 {
         char last_ok[32];
 
-        format_utc((int64_t)(s->last_ok_realtime_usec / USEC_PER_SEC), last_ok, sizeof(last_ok));
+        if (s->last_ok_realtime_usec == 0)
+                snprintf(last_ok, sizeof(last_ok), "never");
+        else
+                format_utc((int64_t)(s->last_ok_realtime_usec / USEC_PER_SEC), last_ok,
+                           sizeof(last_ok));
         return json_pack("{s:b s:s? s:s s:I s:I s:i s:f s:i}", "ok", s->api_ok, "error",
                          s->api_error[0] ? s->api_error : NULL, "last_success", last_ok,
                          "polls_ok", (json_int_t)s->polls_ok, "polls_failed",

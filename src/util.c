@@ -34,8 +34,8 @@ void format_utc(int64_t t, char *buf, size_t size)
         time_t tt = (time_t)t;
         struct tm tm;
 
-        if (t == 0 || !gmtime_r(&tt, &tm) || strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-                snprintf(buf, size, "never");
+        if (!gmtime_r(&tt, &tm) || strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+                snprintf(buf, size, "invalid");
 }
 
 static const struct {

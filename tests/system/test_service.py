@@ -495,3 +495,24 @@ def test_stop_during_a_step_finishes_and_records_it(lab, method, path, crash_sta
                                 "POST /nodes/pve1/vzdump",
                                 "DELETE /nodes/pve1/qemu/101"]
     check_invariants(lab, sim, cfg)
+
+
+def test_offline_commands_need_no_credential(lab):
+    """Members of group proxreap may read the state but not the token:
+    status and journal work without it, commands that call the API say
+    exactly what is missing."""
+    sim = sim_of(lab, [guest(101, "vm-idle", **IDLE)])
+    cfg = reap_config(lab, sim)
+    d = lab.daemon(cfg)
+    op = wait_op(lab, cfg, 101, {"reaped"})
+    d.stop()
+    os.unlink(lab.token_file)
+    r = lab.cli("journal", "list", config=cfg)
+    assert r.returncode == 0 and op["id"] in r.stdout, r.stderr
+    r = lab.cli("journal", "show", op["id"], config=cfg)
+    assert r.returncode == 0, r.stderr
+    r = lab.cli("status", config=cfg)
+    assert r.returncode == 0 and "vm-idle" not in r.stderr, r.stderr
+    r = lab.cli("plan", config=cfg)
+    assert r.returncode == 2
+    assert "cannot read secret file '%s': No such file or directory" % lab.token_file in r.stderr

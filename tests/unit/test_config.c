@@ -997,6 +997,47 @@ static void test_status_file(void **state)
         (void)state;
         expect_error(API "status = {\n  file = \"status.json\";\n};\n", "file = \"status",
                      "'status.file' must be an absolute path");
+        /* "" would leave no status file at all (and a NULL path). */
+        expect_error(API "status = {\n  file = \"\";\n};\n", "file = \"\"",
+                     "'status.file' must be an absolute path");
+}
+
+/* The CLI's offline commands (status, journal) read neither secrets nor CA
+ * files: a user in group proxreap can use them. */
+static void test_offline(void **state)
+{
+        static const char text[] = "api = {\n"
+                                   "  url = \"https://127.0.0.1:8006\";\n"
+                                   "  token_id = \"proxreap@pve!reaper\";\n"
+                                   "  token_secret_file = \"/nonexistent/token\";\n"
+                                   "  ca_file = \"/nonexistent/ca.pem\";\n"
+                                   "};\n"
+                                   "notify = {\n"
+                                   "  webhook_url = \"https://h/\";\n"
+                                   "  ca_file = \"/nonexistent/ca2.pem\";\n"
+                                   "};\n";
+        char *path = tu_write_temp(text, 0644), *errors = NULL;
+        struct config *c = NULL;
+
+        (void)state;
+        assert_int_equal(config_load(path, &c, &errors), -EINVAL);
+        assert_non_null(strstr(errors, "cannot read secret file '/nonexistent/token'"));
+        assert_non_null(strstr(errors, "cannot read CA file '/nonexistent/ca.pem'"));
+        assert_non_null(strstr(errors, "cannot read CA file '/nonexistent/ca2.pem'"));
+        free(errors);
+        errors = NULL;
+        assert_int_equal(config_load_flags(path, CONFIG_OFFLINE, &c, &errors), 0);
+        assert_null(errors);
+        assert_null(c->token_secret);
+        assert_string_equal(c->token_id, "proxreap@pve!reaper");
+        config_free(c);
+        /* Everything else is still checked. */
+        tu_unlink_free(path);
+        path = tu_write_temp("api = {\n  url = \"ftp://x\";\n  token_id = \"a@b!c\";\n};\n", 0644);
+        assert_int_equal(config_load_flags(path, CONFIG_OFFLINE, &c, &errors), -EINVAL);
+        assert_non_null(strstr(errors, "must start with https://"));
+        free(errors);
+        tu_unlink_free(path);
 }
 
 static void test_prometheus_file(void **state)
@@ -1284,6 +1325,7 @@ int main(void)
                 cmocka_unit_test(test_mode),
                 cmocka_unit_test(test_reap_keys),
                 cmocka_unit_test(test_status_file),
+                cmocka_unit_test(test_offline),
                 cmocka_unit_test(test_prometheus_file),
                 cmocka_unit_test(test_notify_keys),
                 cmocka_unit_test(test_missing_file),
