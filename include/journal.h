@@ -81,7 +81,8 @@ int journal_scan_buffer(const char *buf, size_t len, uint64_t first_seq, unsigne
 
 enum journal_mode {
         JOURNAL_READ, /* O_RDONLY, never modifies the file; a missing file is empty */
-        JOURNAL_WRITE, /* O_RDWR|O_CREAT (0640); cuts a torn tail */
+        JOURNAL_WRITE, /* O_RDWR|O_CREAT (0640); cuts a torn tail; run by root, gives
+                        * the file the owner of its directory (the daemon's user) */
 };
 
 /* Opens and scans the whole journal under the lock, delivering every record

@@ -305,11 +305,18 @@ static int read_at(int fd, char *buf, size_t n, uint64_t off)
         return 0;
 }
 
+/* The directory path is in (allocated; NULL when out of memory). */
+static char *parent_dir(const char *path)
+{
+        const char *slash = strrchr(path, '/');
+
+        return slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+}
+
 /* Makes a new directory entry next to path durable. */
 static int fsync_parent(const char *path)
 {
-        const char *slash = strrchr(path, '/');
-        char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+        char *dir = parent_dir(path);
         int fd, r = 0;
 
         if (!dir)
@@ -452,6 +459,30 @@ static int follow(struct journal *j, const struct stat *st, bool cut, const stru
         return size > j->pos.offset ? catch_up(j, size, cut, ctx, scan) : 0;
 }
 
+/* root (the CLI's restore) may write a journal that belongs to the
+ * daemon's user: the file keeps the owner of its directory, so the daemon
+ * can still open it after root created or appended to it. */
+static int own_like_directory(struct journal *j, const struct stat *st, char *err, size_t errsz)
+{
+        struct stat ds;
+        char *dir;
+        int r = 0;
+
+        if (geteuid() != 0)
+                return 0;
+        dir = parent_dir(j->path);
+        if (!dir)
+                return -ENOMEM;
+        if (stat(dir, &ds) == 0 && (ds.st_uid != st->st_uid || ds.st_gid != st->st_gid) &&
+            fchown(j->fd, ds.st_uid, ds.st_gid) < 0) {
+                r = -errno;
+                set_err(err, errsz, "cannot give journal '%s' the owner of '%s': %s", j->path,
+                        dir, strerror(-r));
+        }
+        free(dir);
+        return r;
+}
+
 /* Opens the file of a new handle. A reader's missing journal is empty. */
 static int open_file(struct journal *j, char *err, size_t errsz)
 {
@@ -471,6 +502,8 @@ static int open_file(struct journal *j, char *err, size_t errsz)
         if (!writer)
                 return 0;
         r = file_size(j, &st, err, errsz);
+        if (r == 0)
+                r = own_like_directory(j, &st, err, errsz);
         /* An empty journal may be one we just created: make its name durable. */
         if (r == 0 && st.st_size == 0) {
                 r = fsync_parent(j->path);

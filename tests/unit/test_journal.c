@@ -1240,6 +1240,36 @@ static void test_concurrent_writers(void **state)
         seen_free(s);
 }
 
+/* root writing into the daemon's directory (proxreap restore before the
+ * daemon ever ran) leaves a journal the daemon's user still owns. */
+static void test_root_keeps_directory_owner(void **state)
+{
+        struct journal *j;
+        struct stat st;
+
+        (void)state;
+        if (geteuid() != 0)
+                skip(); /* only root can give files away */
+        assert_int_equal(chown(dir, 65534, 65534), 0);
+        j = open_ok(JOURNAL_WRITE, NULL, NULL);
+        append_ok(j, json_pack("{s:s}", "op", "R-000001"));
+        journal_close(j);
+        assert_int_equal(stat(jpath, &st), 0);
+        assert_int_equal(st.st_uid, 65534);
+        assert_int_equal(st.st_gid, 65534);
+        assert_int_equal(st.st_mode & 0777, 0640);
+        /* A journal root made its own earlier is handed back as well. */
+        assert_int_equal(chown(jpath, 0, 0), 0);
+        journal_close(open_ok(JOURNAL_WRITE, NULL, NULL));
+        assert_int_equal(stat(jpath, &st), 0);
+        assert_int_equal(st.st_uid, 65534);
+        /* A reader changes nothing. */
+        assert_int_equal(chown(jpath, 0, 0), 0);
+        journal_close(open_ok(JOURNAL_READ, NULL, NULL));
+        assert_int_equal(stat(jpath, &st), 0);
+        assert_int_equal(st.st_uid, 0);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -1269,6 +1299,7 @@ int main(void)
                 T(test_failed_write),
                 T(test_failed_dev_full),
                 T(test_concurrent_writers),
+                T(test_root_keeps_directory_owner),
         };
 
         umask(022);
