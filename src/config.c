@@ -995,12 +995,40 @@ static void check_credentials(struct loader *l)
         free(file);
 }
 
+/* The service cannot read the cluster CA on pmxcfs (0640 root:www-data):
+ * systemd hands it over as the credential pve-root-ca. Used only while
+ * api.ca_file keeps its default, and only when it holds a certificate (the
+ * unit's fallback where /etc/pve is missing is the word "none"). */
+static int ca_from_credentials(struct loader *l)
+{
+        const char *cred_dir = getenv("CREDENTIALS_DIRECTORY");
+        char *file = NULL, head[16] = "";
+        FILE *f;
+
+        if (!cred_dir || !*cred_dir || config_lookup(&l->cf, "api.ca_file"))
+                return 0;
+        if (asprintf(&file, "%s/pve-root-ca", cred_dir) < 0) {
+                l->oom = 1;
+                return -ENOMEM;
+        }
+        f = fopen(file, "re");
+        if (f && fgets(head, sizeof(head), f) && strncmp(head, "-----BEGIN", 10) == 0) {
+                free(l->c->ca_file);
+                l->c->ca_file = file;
+                file = NULL;
+        }
+        if (f)
+                fclose(f);
+        free(file);
+        return 0;
+}
+
 static void check_tls(struct loader *l)
 {
         struct config *c = l->c;
         bool https = c->api_url && strncmp(c->api_url, "https://", 8) == 0;
 
-        if (!https)
+        if (!https || ca_from_credentials(l) < 0)
                 return;
         if (c->pinned_pubkey && strncmp(c->pinned_pubkey, "sha256//", 8) != 0)
                 report(l, setting_line(l, "api.pinned_pubkey"),

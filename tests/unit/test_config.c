@@ -1279,6 +1279,51 @@ static void test_shipped_conf_credentials_directory(void **state)
         free(orig);
 }
 
+/* As the unit runs it: https to the local pveproxy, the cluster CA handed
+ * over as the credential pve-root-ca (the daemon's user cannot read
+ * /etc/pve). */
+static void test_shipped_conf_ca_credential(void **state)
+{
+        char *conf = shipped_conf(), *dir = tu_mkdtemp(), *tok, *ca, *want;
+        const char *msg;
+        struct loaded l;
+
+        (void)state;
+        tok = tu_write_in(dir, "token", SECRET "\n", 0600);
+        ca = tu_write_in(dir, "pve-root-ca", "-----BEGIN CERTIFICATE-----\nMIIB\n", 0400);
+        setenv("CREDENTIALS_DIRECTORY", dir, 1);
+        load_ok(conf, &l);
+        want = tu_strdupf("%s/pve-root-ca", dir);
+        assert_string_equal(l.c->ca_file, want);
+        loaded_done(&l);
+        free(want);
+
+        /* The unit's fallback where /etc/pve is missing: not a certificate,
+         * so the default path stays and its absence is the error. */
+        tu_unlink_free(ca);
+        ca = tu_write_in(dir, "pve-root-ca", "none", 0400);
+        if (access("/etc/pve/pve-root-ca.pem", F_OK) < 0) {
+                msg = "cannot read CA file '/etc/pve/pve-root-ca.pem': No such file or directory (set 'api.ca_file')";
+                expect_error(conf, "url = \"https", msg);
+        }
+
+        /* An explicit api.ca_file always wins. */
+        tu_unlink_free(ca);
+        ca = tu_write_in(dir, "pve-root-ca", "-----BEGIN CERTIFICATE-----\n", 0400);
+        want = tu_replace(conf, "# ca_file = \"/etc/pve/pve-root-ca.pem\";", "ca_file = \"\";");
+        load_ok(want, &l);
+        assert_null(l.c->ca_file);
+        loaded_done(&l);
+        free(want);
+
+        unsetenv("CREDENTIALS_DIRECTORY");
+        tu_unlink_free(tok);
+        tu_unlink_free(ca);
+        rmdir(dir);
+        free(dir);
+        free(conf);
+}
+
 static void test_window_samples(void **state)
 {
         struct config c = { .interval_usec = 10 * USEC_PER_SEC, .window_usec = 10 * USEC_PER_MINUTE };
@@ -1332,6 +1377,7 @@ int main(void)
                 cmocka_unit_test(test_several_errors),
                 cmocka_unit_test(test_shipped_conf),
                 cmocka_unit_test(test_shipped_conf_credentials_directory),
+                cmocka_unit_test(test_shipped_conf_ca_credential),
                 cmocka_unit_test(test_window_samples),
         };
 
