@@ -67,6 +67,7 @@ struct op {
         enum guest_type type;
         char node[64];
         char name[128];
+        char pool[64]; /* "" when in none: restore puts the guest back in it */
         char digest[64];
         char *evidence;
         uint64_t maxmem, maxdisk;

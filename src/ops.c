@@ -163,6 +163,7 @@ static int op_new(struct ops *o, const char *id, json_t *rec, unsigned line, str
         op->type = strcmp(type, "lxc") == 0 ? GUEST_LXC : GUEST_QEMU;
         snprintf(op->node, sizeof(op->node), "%s", str(rec, "node"));
         snprintf(op->name, sizeof(op->name), "%s", str(rec, "name"));
+        snprintf(op->pool, sizeof(op->pool), "%s", str(rec, "pool"));
         snprintf(op->digest, sizeof(op->digest), "%s", str(rec, "digest"));
         set_text(&op->evidence, str(rec, "evidence"));
         op->maxmem = (uint64_t)num(rec, "maxmem");

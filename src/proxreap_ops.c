@@ -509,6 +509,10 @@ static int restore_start(struct pve *p, struct journal *j, struct ops *ops, cons
                 pve_form_add(&f, "archive", op->volid);
         if (storage)
                 pve_form_add(&f, "storage", storage);
+        /* Back into its pool: where it was, and what a token whose ACL is
+         * on the pool needs (VM.Allocate is checked on the pool given). */
+        if (op->pool[0])
+                pve_form_add(&f, "pool", op->pool);
         /* Safe to send: the journal holds this intent, the vmid was free a
          * moment ago (Proxmox refuses a taken one) and no earlier restore
          * of this op is on record. */

@@ -1052,6 +1052,8 @@ static int select_guest(struct reaper *r, struct observer *o, const struct guest
                                        (json_int_t)g->maxmem, "maxdisk",
                                        (json_int_t)st.maxdisk, "maxcpu",
                                        (double)g->maxcpu));
+        if (rec && g->pool && *g->pool)
+                json_object_set_new(rec, "pool", json_string(g->pool));
         e = append(r, rec, "selected");
         if (e < 0)
                 return e;

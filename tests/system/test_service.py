@@ -516,3 +516,24 @@ def test_offline_commands_need_no_credential(lab):
     r = lab.cli("plan", config=cfg)
     assert r.returncode == 2
     assert "cannot read secret file '%s': No such file or directory" % lab.token_file in r.stderr
+
+
+def test_restore_puts_the_guest_back_in_its_pool(lab):
+    """A token whose ACL is on a pool may only create guests in it, and the
+    guest belongs there: restore passes the pool it was reaped from."""
+    sim = sim_of(lab, [guest(101, "vm-idle", pool="lab", **IDLE),
+                       guest(102, "ct-idle", type="lxc", **IDLE)])
+    cfg = reap_config(lab, sim, max_per_cycle=2)
+    d = lab.daemon(cfg)
+    a = wait_op(lab, cfg, 101, {"reaped"})
+    b = wait_op(lab, cfg, 102, {"reaped"})
+    d.stop()
+    for op in (a, b):
+        r = lab.cli("restore", op["id"], "--yes", config=cfg)
+        assert r.returncode == 0, r.stderr
+    creates = {r["path"]: r["body"] for r in sim.requests()
+               if r["method"] == "POST" and r["path"] in ("/nodes/pve1/qemu", "/nodes/pve1/lxc")}
+    assert creates["/nodes/pve1/qemu"]["pool"] == "lab"
+    assert "pool" not in creates["/nodes/pve1/lxc"]
+    assert sim.guest(101)["pool"] == "lab"
+    assert not sim.guest(102).get("pool")
