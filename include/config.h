@@ -106,7 +106,7 @@ struct config {
         uint64_t shutdown_timeout_usec;
         bool force_stop;
         bool snapshot;
-        uint64_t task_timeout_usec; /* longest wait for a snapshot, archive, destroy or start task */
+        uint64_t task_timeout_usec; /* a snapshot, archive or start task running longer is stopped (a destroy never is) */
         char *journal_file;
 
         /* status */

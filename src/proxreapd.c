@@ -46,9 +46,10 @@ struct daemon {
 static void usage(FILE *f)
 {
         fprintf(f,
-                "usage: proxreapd [-c FILE] [--foreground]\n"
+                "usage: proxreapd [-c FILE] [--foreground] [--debug]\n"
                 "\n"
-                "Watch a Proxmox VE cluster and decide which guests are idle.\n"
+                "Watch a Proxmox VE cluster, decide which guests are idle and, as\n"
+                "reap.mode says, report (observe), tag (mark) or reclaim them (reap).\n"
                 "\n"
                 "  -c, --config FILE  configuration file (default " CONFIG_DEFAULT_PATH ")\n"
                 "  -f, --foreground   log to stderr instead of the journal\n"
