@@ -9,13 +9,23 @@
 #   make DEVELOPER=1 ...      warnings are errors
 #   make SANITIZE=address,undefined BUILD=build-asan ...
 #   make install DESTDIR=... PREFIX=...
+#   make uninstall DESTDIR=... PREFIX=...  (keeps the configuration and the journal)
+#   make deb                  Debian package in build-deb/, checked by lintian
 
 VERSION      = 0.1.0
 
 PREFIX      ?= /usr
 SBINDIR     ?= $(PREFIX)/sbin
 SYSCONFDIR  ?= /etc
+DATADIR     ?= $(PREFIX)/share
+MANDIR      ?= $(DATADIR)/man
+DOCDIR      ?= $(DATADIR)/doc/proxreap
+BASHCOMPDIR ?= $(DATADIR)/bash-completion/completions
+# Where systemd looks, whatever PREFIX is (Debian 12 still ships units in
+# /lib; dh_installsystemd only looks there in debhelper 13.11).
 UNITDIR     ?= /lib/systemd/system
+SYSUSERSDIR ?= /usr/lib/sysusers.d
+TMPFILESDIR ?= /usr/lib/tmpfiles.d
 DESTDIR     ?=
 
 CC          ?= cc
@@ -59,11 +69,11 @@ all: $(BINS)
 
 $(BUILD)/src/%.o: src/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
 
 $(BUILD)/tests/%.o: tests/unit/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Itests/unit -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -Itests/unit -c -o $@ $<
 
 $(LIB): $(LIB_OBJS)
 	@rm -f $@
@@ -81,8 +91,14 @@ $(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(LIB)
 # Tests run on a build of their own with the crash points compiled in;
 # `make` and `make install` never have them.
 TEST_BUILD  ?= build-test
+SANDBOX     ?= 0
+# The package is built (and lintian-checked) first: test_package installs
+# it. The normal build's daemons run under the unit's restrictions
+# (tests/sandbox/proxreap-sandbox); the sanitizer build's do not (see
+# docs/hardening.md).
 check:
-	$(MAKE) BUILD=$(TEST_BUILD) TEST_HOOKS=1 check-unit check-system
+	$(MAKE) deb
+	$(MAKE) BUILD=$(TEST_BUILD) TEST_HOOKS=1 SANDBOX=$(if $(SANITIZE),0,1) check-unit check-system
 
 check-unit: $(UNIT_TESTS)
 	@set -e; for t in $(UNIT_TESTS); do \
@@ -91,7 +107,7 @@ check-unit: $(UNIT_TESTS)
 	done
 
 check-system: $(BINS)
-	PROXREAP_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -p no:cacheprovider tests/system
+	PROXREAP_BUILD=$(abspath $(BUILD)) PROXREAP_SANDBOX=$(SANDBOX) $(PYTHON) -m pytest -q -p no:cacheprovider tests/system
 
 # Unit tests under valgrind memcheck: any error or leak fails.
 check-valgrind: $(UNIT_TESTS)
@@ -105,18 +121,77 @@ check-valgrind: $(UNIT_TESTS)
 check-asan:
 	$(MAKE) TEST_BUILD=build-asan SANITIZE=address,undefined CFLAGS="-O1 -g" check
 
-install: $(BINS)
-	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR)/proxreap
-	install -m 0755 $(BUILD)/proxreapd $(BUILD)/proxreap $(DESTDIR)$(SBINDIR)/
-	@# An admin's edited configuration is never overwritten.
-	test -e $(DESTDIR)$(SYSCONFDIR)/proxreap/proxreap.conf || \
-		install -m 0640 conf/proxreap.conf $(DESTDIR)$(SYSCONFDIR)/proxreap/proxreap.conf
+# The files of a system installation; the Debian package is exactly these
+# (debian/rules runs this target), plus what debhelper adds itself.
+MAN8         = man/proxreapd.8 man/proxreap.8
+MAN5         = man/proxreap.conf.5
+DOCS         = README.md $(wildcard docs/*.md)
 
+install: $(BINS)
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR)/proxreap $(DESTDIR)$(UNITDIR) \
+		$(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(MANDIR)/man8 \
+		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(DOCDIR)
+	install -m 0755 $(BUILD)/proxreapd $(BUILD)/proxreap $(DESTDIR)$(SBINDIR)/
+	@# An admin's edited configuration is never overwritten. It holds no
+	@# secret (the token is a file of its own), and the daemon, running as
+	@# user proxreap, must be able to read it.
+	test -e $(DESTDIR)$(SYSCONFDIR)/proxreap/proxreap.conf || \
+		install -m 0644 conf/proxreap.conf $(DESTDIR)$(SYSCONFDIR)/proxreap/proxreap.conf
+	@# ExecStart= names the daemon where this install puts it.
+	sed 's|/usr/sbin/proxreapd|$(SBINDIR)/proxreapd|' systemd/proxreapd.service > $(DESTDIR)$(UNITDIR)/proxreapd.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/proxreapd.service
+	install -m 0644 systemd/proxreap.sysusers $(DESTDIR)$(SYSUSERSDIR)/proxreap.conf
+	install -m 0644 systemd/proxreap.tmpfiles $(DESTDIR)$(TMPFILESDIR)/proxreap.conf
+	install -m 0644 $(MAN8) $(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 $(MAN5) $(DESTDIR)$(MANDIR)/man5/
+	install -m 0644 completion/proxreap $(DESTDIR)$(BASHCOMPDIR)/proxreap
+	@# bash-completion loads completions/NAME for command NAME.
+	ln -sf proxreap $(DESTDIR)$(BASHCOMPDIR)/proxreapd
+	install -m 0644 $(DOCS) $(DESTDIR)$(DOCDIR)/
+	@# Outside a package the user and /var/lib/proxreap come from
+	@# `systemd-sysusers proxreap.conf` and `systemd-tmpfiles --create
+	@# proxreap.conf`; install changes no system state itself.
+
+# Never removes the configuration (it may be edited) nor /var/lib/proxreap:
+# the journal there is the only record of how to restore reaped guests.
 uninstall:
-	rm -f $(DESTDIR)$(SBINDIR)/proxreapd $(DESTDIR)$(SBINDIR)/proxreap
+	rm -f $(DESTDIR)$(SBINDIR)/proxreapd $(DESTDIR)$(SBINDIR)/proxreap \
+		$(DESTDIR)$(UNITDIR)/proxreapd.service \
+		$(DESTDIR)$(SYSUSERSDIR)/proxreap.conf $(DESTDIR)$(TMPFILESDIR)/proxreap.conf \
+		$(addprefix $(DESTDIR)$(MANDIR)/man8/,$(notdir $(MAN8))) \
+		$(addprefix $(DESTDIR)$(MANDIR)/man5/,$(notdir $(MAN5))) \
+		$(DESTDIR)$(BASHCOMPDIR)/proxreap $(DESTDIR)$(BASHCOMPDIR)/proxreapd \
+		$(addprefix $(DESTDIR)$(DOCDIR)/,$(notdir $(DOCS)))
+	rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null || true
+
+# The Debian package, built from a copy of the source tree: dpkg-buildpackage
+# writes its results next to the tree it builds, so the copy is
+# $(DEB_DIR)/proxreap-$(VERSION) and the .deb lands in $(DEB_DIR). The copy is
+# the working tree as git sees it (tracked and new files, not ignored ones),
+# or, outside a git checkout, the tree without build outputs. The build runs
+# in a clean environment: the variables of this make (DEVELOPER, BUILD,
+# TEST_HOOKS, SANITIZE, CFLAGS from check-asan...) must not reach the
+# package build, which uses dpkg-buildflags.
+DEB_DIR     ?= build-deb
+DEB_SRC      = $(DEB_DIR)/proxreap-$(VERSION)
+deb:
+	rm -rf $(DEB_DIR)
+	mkdir -p $(DEB_SRC)
+	test "$$(dpkg-parsechangelog -l debian/changelog -S Version)" = "$(VERSION)" || \
+		{ echo "debian/changelog is not at version $(VERSION) (Makefile VERSION)" >&2; exit 1; }
+	if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+		git ls-files -z --cached --others --exclude-standard | \
+			tar --null --verbatim-files-from --ignore-failed-read -T - -cf -; \
+	else \
+		tar --exclude=./.git --exclude='./build*' --exclude=__pycache__ -cf - .; \
+	fi | tar -xf - -C $(DEB_SRC)
+	cd $(DEB_SRC) && env -i PATH="$$PATH" HOME="$$HOME" \
+		$${DEB_BUILD_OPTIONS:+"DEB_BUILD_OPTIONS=$$DEB_BUILD_OPTIONS"} \
+		dpkg-buildpackage -us -uc -b -Jauto
+	lintian --fail-on error,warning $(DEB_DIR)/proxreap_$(VERSION)_*.changes
 
 clean:
-	rm -rf build build-test build-asan
+	rm -rf build build-test build-asan build-deb
 
 format:
 	clang-format -i src/*.c include/*.h tests/unit/*.c tests/unit/*.h
@@ -127,7 +202,7 @@ lint:
 		--include=tests/lint/cppcheck.h -Iinclude src
 	clang-tidy --quiet src/*.c -- $(WARNINGS) -Iinclude -DPROXREAP_VERSION='"$(VERSION)"' -D_GNU_SOURCE $(PKG_CFLAGS)
 
-.PHONY: all check check-unit check-system check-asan check-valgrind install uninstall clean format lint
+.PHONY: all check check-unit check-system check-asan check-valgrind install uninstall deb clean format lint
 .SECONDARY:
 
 -include $(LIB_OBJS:.o=.d) $(BUILD)/src/proxreapd.d $(BUILD)/src/proxreap.d
