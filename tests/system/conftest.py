@@ -208,7 +208,14 @@ class Daemon:
             e["NOTIFY_SOCKET"] = notify.path
         e.update(env or {})
         self._err = open(self.log_file, "wb")
-        self.proc = subprocess.Popen([PROXREAPD, "-c", config] + list(args), stdin=subprocess.DEVNULL,
+        cmd = [PROXREAPD, "-c", config] + list(args)
+        if os.environ.get("PROXREAP_SANDBOX") == "1":
+            # Under the unit's restrictions (tests/sandbox/proxreap-sandbox),
+            # the lab directory standing in for /var/lib/proxreap and
+            # /run/proxreap. The launcher execs the daemon: the pid is its.
+            cmd = [os.path.join(REPO, "tests", "sandbox", "proxreap-sandbox"), "--rw", lab.dir,
+                   "--"] + cmd
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
                                      stdout=self._err, stderr=subprocess.STDOUT, env=e)
         self.pid = self.proc.pid
         self.returncode = None
