@@ -144,16 +144,16 @@ def line_of(text, needle):
 
 # ---------------------------------------------------------------- sd_notify
 
-class Notify:
-    """Binds a unix datagram socket for NOTIFY_SOCKET and collects every
-    message (each split into its KEY=VALUE lines) on a thread."""
+class DatagramSink:
+    """Binds a unix datagram socket at path and collects every datagram,
+    passed through decode(), on a thread."""
 
-    def __init__(self):
-        # A short path: sockaddr_un holds at most 108 bytes.
-        self.dir = tempfile.mkdtemp(prefix="prn-", dir="/tmp")
-        self.path = os.path.join(self.dir, "notify")
+    def __init__(self, path, decode):
+        self.path = path
+        self.decode = decode
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(self.path)
+        self.sock.bind(path)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         self.sock.settimeout(0.05)
         self._msgs = []
         self._lock = threading.Lock()
@@ -164,18 +164,37 @@ class Notify:
     def _run(self):
         while not self._stop.is_set():
             try:
-                data = self.sock.recv(65536)
+                data = self.sock.recv(1 << 20)
             except socket.timeout:
                 continue
             except OSError:
                 break
             with self._lock:
-                self._msgs.append(data.decode("utf-8", "replace").split("\n"))
+                self._msgs.append(self.decode(data))
+
+    def received(self):
+        with self._lock:
+            return list(self._msgs)
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+
+class Notify(DatagramSink):
+    """An sd_notify receiver for NOTIFY_SOCKET: each message split into its
+    KEY=VALUE lines."""
+
+    def __init__(self):
+        # A short path: sockaddr_un holds at most 108 bytes.
+        self.dir = tempfile.mkdtemp(prefix="prn-", dir="/tmp")
+        super().__init__(os.path.join(self.dir, "notify"),
+                         lambda data: data.decode("utf-8", "replace").split("\n"))
 
     def messages(self):
         """Every message so far, as lists of lines."""
-        with self._lock:
-            return [list(m) for m in self._msgs]
+        return [list(m) for m in self.received()]
 
     def lines(self):
         return [line for m in self.messages() for line in m if line]
@@ -187,9 +206,7 @@ class Notify:
         return [x[len("STATUS="):] for x in self.lines() if x.startswith("STATUS=")]
 
     def close(self):
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
+        super().close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

@@ -16,7 +16,6 @@ import math
 import os
 import re
 import signal
-import socket
 import struct
 import subprocess
 import threading
@@ -24,8 +23,8 @@ import time
 
 import pytest
 
-from conftest import PROXREAPD, guest, render_config, wait_until
-from test_reap import FAST, IDLE, OBSERVE, REAP, check_invariants, ops, reap_config, sim_of, \
+from conftest import PROXREAPD, DatagramSink, guest, render_config, wait_until
+from test_reap import IDLE, OBSERVE, REAP, check_invariants, ops, reap_config, sim_of, \
     wait_op, writes
 
 MIB = 1048576
@@ -383,36 +382,19 @@ def read_native(datagram):
     return fields
 
 
-class JournalCapture:
-    def __init__(self, directory):
-        self.dir = directory
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(os.path.join(directory, "socket"))
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        self.sock.settimeout(0.05)
-        self.entries = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+class JournalCapture(DatagramSink):
+    """Stands in for journald's socket: every entry, decoded."""
 
-    def _run(self):
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(1 << 20)
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self.entries.append(read_native(data))
+    def __init__(self, directory):
+        super().__init__(os.path.join(directory, "socket"), read_native)
+
+    @property
+    def entries(self):
+        return self.received()
 
     def match(self, **want):
         """What `journalctl KEY=VALUE ...` would show."""
-        return [e for e in list(self.entries) if all(e.get(k) == v for k, v in want.items())]
-
-    def close(self):
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
+        return [e for e in self.entries if all(e.get(k) == v for k, v in want.items())]
 
 
 def test_journald_entries_carry_the_guest_fields(lab):
