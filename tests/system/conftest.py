@@ -231,6 +231,7 @@ class Daemon:
             # the lab directory standing in for /var/lib/proxreap and
             # /run/proxreap. The launcher execs the daemon: the pid is its.
             cmd = [os.path.join(REPO, "tests", "sandbox", "proxreap-sandbox"), "--rw", lab.dir,
+                   "--ro", BUILD,
                    "--"] + cmd
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
                                      stdout=self._err, stderr=subprocess.STDOUT, env=e)
