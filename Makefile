@@ -205,4 +205,5 @@ lint:
 .PHONY: all check check-unit check-system check-asan check-valgrind install uninstall deb clean format lint
 .SECONDARY:
 
--include $(LIB_OBJS:.o=.d) $(BUILD)/src/proxreapd.d $(BUILD)/src/proxreap.d
+-include $(LIB_OBJS:.o=.d) $(BUILD)/src/proxreapd.d $(BUILD)/src/proxreap.d $(BUILD)/src/proxreap_ops.d \
+	$(UNIT_TESTS:%=%.d)
