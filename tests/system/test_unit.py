@@ -406,7 +406,8 @@ def test_daemon_reaps_as_an_unprivileged_user(lab):
     env = {k: v for k, v in os.environ.items() if k not in ("CREDENTIALS_DIRECTORY", "WATCHDOG_USEC")}
     env["NOTIFY_SOCKET"] = n.path
     with open(log_file, "wb") as log:
-        p = subprocess.Popen([SANDBOX, "--user", "%d:%d" % (uid, uid), "--rw", lab.dir, "--",
+        p = subprocess.Popen([SANDBOX, "--user", "%d:%d" % (uid, uid), "--rw", lab.dir,
+                              "--ro", os.path.dirname(PROXREAPD), "--",
                               PROXREAPD, "-c", cfg, "-f"], stdin=subprocess.DEVNULL, stdout=log,
                              stderr=subprocess.STDOUT, env=env)
     try:
