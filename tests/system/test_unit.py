@@ -8,13 +8,11 @@ PROXREAP_SANDBOX=1; the tests here run it in any case, and prove that the
 launcher restricts for real (a launcher that did nothing would let every
 daemon test pass and prove nothing)."""
 
-import errno
 import importlib.machinery
 import importlib.util
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import time
