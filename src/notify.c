@@ -14,7 +14,7 @@
 #include "log.h"
 #include "util.h"
 
-#define NOTIFY_MAX_BODY (64 * 1024) /* of the webhook's answer: only its status matters */
+#define NOTIFY_MAX_BODY ((size_t)64 * 1024) /* of the webhook's answer: only its status matters */
 #define NOTIFY_BACKOFF_FIRST_USEC USEC_PER_SEC
 #define NOTIFY_BACKOFF_MAX_USEC (30 * USEC_PER_SEC)
 

@@ -136,6 +136,8 @@ static int bad(struct ops *o, unsigned line, const char *fmt, ...)
         return 0;
 }
 
+/* A new op in *ret, or *ret NULL and the record reported as bad;
+ * < 0 only on an allocation failure. */
 static int op_new(struct ops *o, const char *id, json_t *rec, unsigned line, struct op **ret)
 {
         const char *type = str(rec, "type");
@@ -143,9 +145,10 @@ static int op_new(struct ops *o, const char *id, json_t *rec, unsigned line, str
         struct op *op;
         int64_t vmid = num(rec, "vmid");
 
+        *ret = NULL;
         if (sscanf(id, "R-%u", &number) != 1 || strlen(id) >= sizeof(op->id))
                 return bad(o, line, "op id '%s' is not R-NNNNNN", id);
-        if (!vmid_valid((uint64_t)vmid) || (strcmp(type, "qemu") && strcmp(type, "lxc")))
+        if (!vmid_valid((uint64_t)vmid) || (strcmp(type, "qemu") != 0 && strcmp(type, "lxc") != 0))
                 return bad(o, line, "op '%s' has no valid vmid and type", id);
         if (o->n == o->allocated) {
                 size_t n = o->allocated ? 2 * o->allocated : 16;
@@ -175,7 +178,7 @@ static int op_new(struct ops *o, const char *id, json_t *rec, unsigned line, str
         if (number > o->max_number)
                 o->max_number = number;
         *ret = op;
-        return 1;
+        return 0;
 }
 
 static enum op_state state_of_step(enum op_step s, enum op_state current)
@@ -304,7 +307,7 @@ int ops_apply(void *userdata, uint64_t seq, unsigned line, json_t *payload)
                 if (op)
                         return bad(o, line, "op '%s' selected twice", id);
                 r = op_new(o, id, payload, line, &op);
-                if (r <= 0)
+                if (r < 0 || !op)
                         return r;
                 op->first_seq = op->last_seq = seq;
                 op->updated = op->began;

@@ -925,8 +925,9 @@ static int history_busy(struct reaper *r, struct pve *p, const struct guest *g, 
 {
         const struct config *c = r->c;
         uint64_t h = c->history_usec / USEC_PER_SEC;
-        const char *tf = h <= 3600 ? "hour" : h <= 86400 ? "day" : h <= 7 * 86400 ? "week"
-                                                      : h <= 31 * 86400 ? "month" : "year";
+        uint64_t day = USEC_PER_DAY / USEC_PER_SEC;
+        const char *tf = h <= 3600 ? "hour" : h <= day ? "day" : h <= 7 * day ? "week"
+                                                      : h <= 31 * day ? "month" : "year";
         int64_t since = now_epoch() - (int64_t)h;
         double cpu = 0, mem = 0;
         unsigned rows = 0;
