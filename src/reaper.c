@@ -10,6 +10,7 @@
 
 #include "journal.h"
 #include "log.h"
+#include "marks.h"
 #include "pve_api.h"
 #include "util.h"
 
@@ -26,19 +27,12 @@
 #define TASK_SEARCH_SLACK_S 300
 #define VERIFY_TRIES 5
 
-struct mark {
-        uint32_t vmid;
-        uint64_t since_usec; /* first seen idle and marked */
-        bool cancelled; /* an operator removed our tag: leave it alone */
-};
-
 struct reaper {
         const struct config *c;
         struct journal *j;
         struct ops ops;
         int journal_error;
-        struct mark *marks;
-        size_t n_marks;
+        struct mark_table marks;
         bool breaker_open;
         char breaker[256];
         char last_refresh_error[512];
@@ -818,30 +812,17 @@ uint64_t reaper_step(struct reaper *r, struct pve *p, uint64_t now)
 
 static struct mark *mark_find(struct reaper *r, uint32_t vmid)
 {
-        for (size_t i = 0; i < r->n_marks; i++)
-                if (r->marks[i].vmid == vmid)
-                        return &r->marks[i];
-        return NULL;
+        return mark_table_find(&r->marks, vmid);
 }
 
 static struct mark *mark_add(struct reaper *r, uint32_t vmid, uint64_t now)
 {
-        struct mark *m = realloc(r->marks, (r->n_marks + 1) * sizeof(*m));
-
-        if (!m)
-                return NULL;
-        r->marks = m;
-        m = &r->marks[r->n_marks++];
-        *m = (struct mark){ .vmid = vmid, .since_usec = now };
-        return m;
+        return mark_table_add(&r->marks, vmid, now);
 }
 
 static void mark_drop(struct reaper *r, uint32_t vmid)
 {
-        struct mark *m = mark_find(r, vmid);
-
-        if (m)
-                *m = r->marks[--r->n_marks];
+        mark_table_drop(&r->marks, vmid);
 }
 
 static int set_tag(struct pve *p, const struct guest *g, const char *tag, bool on)
@@ -1066,12 +1047,32 @@ static int select_guest(struct reaper *r, struct observer *o, const struct guest
         return 1;
 }
 
+/* Tag changes cost two calls each (config GET, PUT). A poll spends at most
+ * half the interval on them, and always makes one: the rest wait for the
+ * next poll, so marking a large fleet never holds up polls or the
+ * watchdog, and still finishes. */
+struct tag_budget {
+        uint64_t deadline;
+        unsigned changes, deferred;
+};
+
+static bool tag_budget_take(struct tag_budget *b)
+{
+        if (b->changes > 0 && now_monotonic_usec() >= b->deadline) {
+                b->deferred++;
+                return false;
+        }
+        b->changes++;
+        return true;
+}
+
 void reaper_cycle(struct reaper *r, struct observer *o, uint64_t now)
 {
         const struct config *c = r->c;
         const struct guest_table *t = observer_table(o);
         struct pve *p = observer_pve(o);
         size_t n = guest_table_count(t), eligible = 0, idle = 0;
+        struct tag_budget budget = { .deadline = now_monotonic_usec() + c->interval_usec / 2 };
         unsigned started = 0, hour;
         int64_t now_s = now_epoch();
         char err[512] = "";
@@ -1122,7 +1123,7 @@ void reaper_cycle(struct reaper *r, struct observer *o, uint64_t now)
 
                 if (!is_idle) {
                         /* One active window unmarks it. */
-                        if (tagged && g->verdict - 1 == VERDICT_ACTIVE)
+                        if (tagged && g->verdict - 1 == VERDICT_ACTIVE && tag_budget_take(&budget))
                                 log_tag_change(g, "unmarked (active again)",
                                                set_tag(p, g, TAG_IDLE, false), p);
                         if (g->verdict - 1 == VERDICT_ACTIVE)
@@ -1149,6 +1150,8 @@ void reaper_cycle(struct reaper *r, struct observer *o, uint64_t now)
                                         m->cancelled = true;
                                         continue;
                                 }
+                                if (!tag_budget_take(&budget))
+                                        continue;
                                 int e = set_tag(p, g, TAG_IDLE, true);
 
                                 log_tag_change(g, "marked idle", e, p);
@@ -1175,6 +1178,9 @@ void reaper_cycle(struct reaper *r, struct observer *o, uint64_t now)
                         mark_drop(r, g->vmid);
                 }
         }
+        if (budget.deferred)
+                log_info("%u tag change(s) left for the next poll (%u made in this one)",
+                         budget.deferred, budget.changes);
 }
 
 /* --- lifecycle --- */
@@ -1218,7 +1224,7 @@ struct reaper *reaper_free(struct reaper *r)
                 return NULL;
         journal_close(r->j);
         ops_clear(&r->ops);
-        free(r->marks);
+        mark_table_free(&r->marks);
         free(r);
         return NULL;
 }
