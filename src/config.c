@@ -35,18 +35,47 @@ struct loader {
 static void report(struct loader *l, int line, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
 
+/* Messages quote values from the file, and a string value may hold any
+ * byte but NUL (a newline included): control characters are escaped, so
+ * that every problem stays one line and no value can pass for a line of
+ * its own. */
+static void put_escaped(FILE *f, const char *s)
+{
+        for (; *s; s++) {
+                unsigned char ch = (unsigned char)*s;
+
+                if (ch == '\n')
+                        fputs("\\n", f);
+                else if (ch == '\t')
+                        fputs("\\t", f);
+                else if (ch < 0x20 || ch == 0x7f)
+                        fprintf(f, "\\x%02x", ch);
+                else
+                        fputc(ch, f);
+        }
+}
+
 static void report(struct loader *l, int line, const char *fmt, ...)
 {
+        char *msg = NULL;
         va_list ap;
+        int n;
 
         l->n_errors++;
         if (!l->err)
                 return;
-        fprintf(l->err, "%s:%d: ", l->path, line);
         va_start(ap, fmt);
-        vfprintf(l->err, fmt, ap);
+        n = vasprintf(&msg, fmt, ap);
         va_end(ap);
+        if (n < 0) {
+                l->oom = 1;
+                return;
+        }
+        put_escaped(l->err, l->path);
+        fprintf(l->err, ":%d: ", line);
+        put_escaped(l->err, msg);
         fputc('\n', l->err);
+        free(msg);
 }
 
 static int line_of(const config_setting_t *s)

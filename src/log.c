@@ -60,6 +60,8 @@ static void log_journal(int prio, const struct log_guest_ctx *ctx, const char *m
 }
 
 static void log_emit(int prio, const struct log_guest_ctx *ctx, const char *fmt, va_list ap)
+        __attribute__((format(printf, 3, 0)));
+static void log_emit(int prio, const struct log_guest_ctx *ctx, const char *fmt, va_list ap)
 {
         char msg[2048];
 

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,28 +19,39 @@ static void copy_str(json_t *o, const char *key, char *buf, size_t size)
         snprintf(buf, size, "%s", v ? v : "");
 }
 
-/* Perl numbers arrive as integers, reals or (from some plugins) strings. */
+/* Perl numbers arrive as integers, reals or (from some plugins) strings.
+ * A string must be a decimal number and nothing else: no blank, no hex, no
+ * "inf" or "nan" (strtod() would take them all). */
 static bool get_number(json_t *o, const char *key, double *ret)
 {
         json_t *v = json_object_get(o, key);
+        const char *s;
         char *end;
+        double d;
 
         if (json_is_number(v)) {
                 *ret = json_number_value(v);
                 return true;
         }
-        if (json_is_string(v)) {
-                *ret = strtod(json_string_value(v), &end);
-                return end != json_string_value(v) && *end == '\0';
-        }
-        return false;
+        if (!json_is_string(v))
+                return false;
+        s = json_string_value(v);
+        if (!(*s == '-' || *s == '.' || (*s >= '0' && *s <= '9')) || strpbrk(s, "xXpP"))
+                return false;
+        d = strtod(s, &end);
+        if (end == s || *end != '\0' || !isfinite(d))
+                return false;
+        *ret = d;
+        return true;
 }
 
+/* A size or count: 0 when absent, negative or beyond uint64_t (converting
+ * such a double is undefined behaviour). */
 static uint64_t get_u64(json_t *o, const char *key)
 {
         double d = 0;
 
-        return get_number(o, key, &d) && d > 0 ? (uint64_t)d : 0;
+        return get_number(o, key, &d) && d > 0 && d < 18446744073709551616.0 ? (uint64_t)d : 0;
 }
 
 static bool get_bool(json_t *o, const char *key)
@@ -215,7 +227,9 @@ int pve_decode_backup_list(json_t *data, uint32_t vmid, const char *marker, int6
                         continue;
                 if (marker && (!notes || !strstr(notes, marker)))
                         continue;
-                if (!get_number(it, "ctime", &ctime) || ctime < (double)min_ctime)
+                /* A ctime int64_t cannot hold is no archive time. */
+                if (!get_number(it, "ctime", &ctime) || ctime < (double)min_ctime ||
+                    ctime < -9223372036854775808.0 || ctime >= 9223372036854775808.0)
                         continue;
                 /* pve-storage 9.1.5 may send approximate-size instead. */
                 if (!get_number(it, "size", &size))
@@ -224,7 +238,7 @@ int pve_decode_backup_list(json_t *data, uint32_t vmid, const char *marker, int6
                         continue;
                 snprintf(best.volid, sizeof(best.volid), "%s", volid);
                 best.ctime = (int64_t)ctime;
-                best.size = size > 0 ? (uint64_t)size : 0;
+                best.size = size > 0 && size < 18446744073709551616.0 ? (uint64_t)size : 0;
                 best.protected = get_bool(it, "protected");
         }
         if (!best.volid[0])
@@ -596,7 +610,8 @@ int pve_next_id(struct pve *p, uint32_t want, uint32_t *ret)
         else if (json_is_string(data))
                 v = strtod(json_string_value(data), NULL);
         json_decref(data);
-        if (!vmid_valid((uint64_t)v) || v != (double)(uint32_t)v) {
+        /* Range first: converting a negative or huge double is undefined. */
+        if (!(v >= 0 && v <= UINT32_MAX) || v != (double)(uint32_t)v || !vmid_valid((uint64_t)v)) {
                 pve_set_error(p, "GET %s: answer is not a vmid", path);
                 return -EBADMSG;
         }

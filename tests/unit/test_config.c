@@ -1040,6 +1040,18 @@ static void test_offline(void **state)
         tu_unlink_free(path);
 }
 
+/* A string value may hold a newline (found by fuzz_config): quoted in a
+ * message, it made one problem two lines, the second one free text that
+ * could pass for a problem of another file. Control characters are
+ * escaped. */
+static void test_control_characters_escaped(void **state)
+{
+        (void)state;
+        expect_error(API "reap = {\n  mode = \"rea\n/etc/x.conf:1: forged\tx\x01\";\n};\n", "mode",
+                     "'reap.mode' = 'rea\\n/etc/x.conf:1: forged\\tx\\x01' must be "
+                     "\"observe\", \"mark\" or \"reap\"");
+}
+
 static void test_prometheus_file(void **state)
 {
         struct loaded l;
@@ -1375,6 +1387,7 @@ int main(void)
                 cmocka_unit_test(test_notify_keys),
                 cmocka_unit_test(test_missing_file),
                 cmocka_unit_test(test_several_errors),
+                cmocka_unit_test(test_control_characters_escaped),
                 cmocka_unit_test(test_shipped_conf),
                 cmocka_unit_test(test_shipped_conf_credentials_directory),
                 cmocka_unit_test(test_shipped_conf_ca_credential),

@@ -1047,6 +1047,61 @@ static void test_backup_list_cases(void **state)
         }
 }
 
+/* Numbers the fuzzer sent (fuzz/corpus/storage_content/regress-*): sizes
+ * beyond uint64_t and ctimes beyond int64_t were converted from double
+ * (undefined behaviour), and strtod() took "inf", "nan", hex and blanks. */
+static void test_numbers_beyond_range(void **state)
+{
+        static const char *const not_sizes[] = { "1e300", "1.7976931348623157e308",
+                                                 "18446744073709551616.0", "-5",
+                                                 "\"inf\"", "\"-inf\"", "\"nan\"", "\"1e999\"",
+                                                 "\"0x10\"", "\" 16\"", "\"16 \"", "\"\"",
+                                                 "\"0x1p4\"", "\"infinity\"" };
+        struct pve_storage_status s;
+        struct pve_guest_status g;
+        char text[256];
+        json_t *j;
+
+        (void)state;
+        for (size_t i = 0; i < ELEMENTSOF(not_sizes); i++) {
+                snprintf(text, sizeof(text), "{\"avail\":%s,\"total\":%s,\"enabled\":%s}",
+                         not_sizes[i], not_sizes[i], not_sizes[i]);
+                j = parse(text);
+                assert_int_equal(pve_decode_storage_status(j, &s), 0);
+                if (s.avail != 0 || s.total != 0)
+                        fail_msg("%s read as %llu", not_sizes[i], (unsigned long long)s.avail);
+                snprintf(text, sizeof(text), "{\"status\":\"running\",\"mem\":%s,\"uptime\":%s}",
+                         not_sizes[i], not_sizes[i]);
+                j = parse(text);
+                assert_int_equal(pve_decode_guest_status(j, &g), 0);
+                if (g.mem != 0 || g.uptime != 0)
+                        fail_msg("%s read as %llu", not_sizes[i], (unsigned long long)g.mem);
+        }
+        /* Not a number, so not true either (strtod() made "nan" true). */
+        j = parse("{\"avail\":1,\"enabled\":\"nan\",\"active\":\"0x1\"}");
+        assert_int_equal(pve_decode_storage_status(j, &s), 0);
+        assert_false(s.enabled);
+        assert_false(s.active);
+        /* The largest size a double holds below 2^64 still reads. */
+        j = parse("{\"avail\":18446744073709549568.0,\"total\":\"1e19\"}");
+        assert_int_equal(pve_decode_storage_status(j, &s), 0);
+        assert_true(s.avail == 18446744073709549568ULL);
+        assert_true(s.total == 10000000000000000000ULL);
+
+        /* An archive whose ctime int64_t cannot hold is no archive; one
+         * whose size is out of range has size 0. */
+        j = parse("[{\"volid\":\"s:huge-ctime\",\"vmid\":100,\"ctime\":1e300,\"size\":1},"
+                  " {\"volid\":\"s:inf-ctime\",\"vmid\":100,\"ctime\":\"inf\",\"size\":1},"
+                  " {\"volid\":\"s:neg-ctime\",\"vmid\":100,\"ctime\":-1e300,\"size\":1},"
+                  " {\"volid\":\"s:hex-vmid\",\"vmid\":\"0x64\",\"ctime\":7,\"size\":1},"
+                  " {\"volid\":\"s:ok\",\"vmid\":100,\"ctime\":5,\"size\":1e300}]");
+        expect_backup(j, 100, NULL, INT64_MIN, "s:ok", 5, 0);
+        j = parse("[{\"volid\":\"s:max\",\"vmid\":100,\"ctime\":9223372036854774784.0}]");
+        expect_backup(j, 100, NULL, 0, "s:max", INT64_C(9223372036854774784), 0);
+        j = parse("[{\"volid\":\"s:2^63\",\"vmid\":100,\"ctime\":9223372036854775808.0}]");
+        expect_backup(j, 100, NULL, 0, NULL, 0, 0);
+}
+
 /* --- tags --- */
 
 static void expect_with(const char *tags, const char *tag, const char *want)
@@ -1203,6 +1258,7 @@ int main(void)
                 T(test_storage_status),
                 T(test_backup_list_sample),
                 T(test_backup_list_cases),
+                T(test_numbers_beyond_range),
                 T(test_tags_with),
                 T(test_tags_without),
                 T(test_tags_buffers),
