@@ -11,7 +11,7 @@
  *   selected  vmid type node name digest evidence maxmem maxdisk maxcpu
  *   intent    step [snapname | target vmid node storage]  (before the call)
  *   task      step upid                                  (the call's answer)
- *   done      step [exitstatus] [skipped] [volid size ctime config]
+ *   done      step [exitstatus] [skipped] [volid size ctime config digest]
  *   failing   step reason      (compensation starts)
  *   aborted   reason           (terminal)
  *   reaped    freed_disk freed_mem freed_cpu (terminal)
@@ -90,6 +90,7 @@ struct op {
         int64_t archive_ctime;
         uint64_t archive_start; /* the vzdump task's start (server clock) */
         char *archive_config;
+        char verified_digest[64]; /* the guest's config digest when it was verified */
 
         char reason[512]; /* why it was aborted, or why a restore failed */
 
@@ -108,6 +109,11 @@ struct op {
                 uint64_t next_usec; /* monotonic: when the next step is due */
                 uint64_t backoff_usec;
                 unsigned tries; /* of the current wait */
+                /* monotonic: when this process journaled the current
+                 * intent (0: not yet known, e.g. resumed); step limits
+                 * count from here, so a wall clock step changes none */
+                uint64_t intent_usec;
+                bool unsent; /* the last call provably never left: no connection */
         } run;
 };
 

@@ -105,9 +105,28 @@ static const char *str(json_t *rec, const char *key)
 static int64_t num(json_t *rec, const char *key)
 {
         json_t *v = json_object_get(rec, key);
+        double d;
 
-        return json_is_integer(v) ? (int64_t)json_integer_value(v)
-                                  : (json_is_real(v) ? (int64_t)json_real_value(v) : 0);
+        if (json_is_integer(v))
+                return (int64_t)json_integer_value(v);
+        d = json_is_real(v) ? json_real_value(v) : 0;
+        /* Converting a real that int64_t cannot hold is undefined. */
+        return d > -9223372036854775808.0 && d < 9223372036854775808.0 ? (int64_t)d : 0;
+}
+
+/* "R-" and 1 to 9 decimal digits. (sscanf's %u also took "R--1" and
+ * "R-4294967295", after which ops_next_id() wrapped to a taken id.) */
+static int op_number(const char *id, unsigned *ret)
+{
+        size_t n = strlen(id);
+        unsigned v = 0;
+
+        if (strncmp(id, "R-", 2) != 0 || n < 3 || n > 11 || strspn(id + 2, "0123456789") != n - 2)
+                return -EINVAL;
+        for (const char *p = id + 2; *p; p++)
+                v = v * 10 + (unsigned)(*p - '0');
+        *ret = v;
+        return 0;
 }
 
 static void set_text(char **field, const char *s)
@@ -146,7 +165,7 @@ static int op_new(struct ops *o, const char *id, json_t *rec, unsigned line, str
         int64_t vmid = num(rec, "vmid");
 
         *ret = NULL;
-        if (sscanf(id, "R-%u", &number) != 1 || strlen(id) >= sizeof(op->id))
+        if (op_number(id, &number) < 0 || strlen(id) >= sizeof(op->id))
                 return bad(o, line, "op id '%s' is not R-NNNNNN", id);
         if (!vmid_valid((uint64_t)vmid) || (strcmp(type, "qemu") != 0 && strcmp(type, "lxc") != 0))
                 return bad(o, line, "op '%s' has no valid vmid and type", id);
@@ -216,6 +235,8 @@ static void apply_done(struct op *op, json_t *rec)
                 op->archive_size = (uint64_t)num(rec, "size");
                 op->archive_ctime = num(rec, "ctime");
                 set_text(&op->archive_config, str(rec, "config"));
+                snprintf(op->verified_digest, sizeof(op->verified_digest), "%s",
+                         str(rec, "digest"));
                 break;
         case STEP_START:
                 op->started_again = true;

@@ -368,7 +368,10 @@ int pve_call(struct pve *p, const char *method, const char *path, const struct p
         free(with_query);
         p->last_status = resp.status;
         if (r >= 0) {
-                root = json_loadb(resp.body ? resp.body : "", resp.body_len, 0, &jerr);
+                /* A key given twice has no one meaning: such an answer
+                 * is as unreadable as a malformed one. */
+                root = json_loadb(resp.body ? resp.body : "", resp.body_len,
+                                  JSON_REJECT_DUPLICATES, &jerr);
                 data = json_is_object(root) ? json_object_get(root, "data") : NULL;
                 if (!data) {
                         snprintf(p->error, sizeof(p->error),

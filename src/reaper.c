@@ -205,6 +205,7 @@ static int send_step(struct reaper *r, struct pve *p, const char *id, enum op_st
         if (e < 0)
                 return e;
         op = again(r, id);
+        op->run.intent_usec = now;
         if (step == STEP_ARCHIVE)
                 e = pve_vzdump(p, op->node, form, upid);
         else
@@ -212,6 +213,9 @@ static int send_step(struct reaper *r, struct pve *p, const char *id, enum op_st
         snprintf(crash, sizeof(crash), "%s-sent", op_step_to_string(step));
         crash_point(crash);
         op = again(r, id);
+        /* No connection could be made (a write always opens a new one):
+         * the call provably never reached the server. */
+        op->run.unsent = e == -ECONNREFUSED || e == -EHOSTUNREACH;
         if (e < 0 && !api_refused(e)) {
                 /* No answer: did the server act? Find out before anything
                  * is sent again. */
@@ -427,6 +431,7 @@ static int act_archive(struct reaper *r, struct pve *p, struct op *op, uint64_t 
 static int act_verify(struct reaper *r, struct pve *p, struct op *op, uint64_t now)
 {
         const struct config *c = r->c;
+        struct pve_guest_config cfg;
         struct pve_backup b;
         char *config = NULL, id[16], why[512];
         int e;
@@ -447,14 +452,20 @@ static int act_verify(struct reaper *r, struct pve *p, struct op *op, uint64_t n
         }
         if (e >= 0)
                 e = pve_extract_config(p, op->node, b.volid, &config);
-        if (e < 0)
+        /* The configuration the archive holds: destroy checks that it is
+         * still the guest's. */
+        if (e >= 0)
+                e = pve_guest_config(p, op->type, op->node, op->vmid, &cfg);
+        if (e < 0) {
+                free(config);
                 return abort_or_retry(r, p, id, e, now);
+        }
         log_op(LOG_NOTICE, op, "reap %s: archive '%s' verified (%" PRIu64 " bytes)", op->id,
                b.volid, b.size);
         e = record_step(r, id, "done", STEP_VERIFY,
-                        json_pack("{s:s, s:I, s:I, s:s}", "volid", b.volid, "size",
+                        json_pack("{s:s, s:I, s:I, s:s, s:s}", "volid", b.volid, "size",
                                   (json_int_t)b.size, "ctime", (json_int_t)b.ctime, "config",
-                                  config));
+                                  config, "digest", cfg.digest));
         free(config);
         if (e >= 0)
                 due_now(again(r, id), now);
@@ -467,11 +478,14 @@ static int act_destroy(struct reaper *r, struct pve *p, struct op *op, uint64_t 
         struct pve_guest_status st;
         struct pve_form f = { 0 };
         char id[16], why[256];
+        /* A destroy call of this process that provably never left (no
+         * connection) may be sent again, checked like the first. */
+        bool resend = op->step == STEP_DESTROY && op->phase == PHASE_INTENT && op->run.unsent;
         int e;
 
         snprintf(id, sizeof(id), "%s", op->id);
         /* Never destroy without a verified archive on record. */
-        if (!op->volid[0] || op->step != STEP_VERIFY || op->phase != PHASE_DONE)
+        if (!op->volid[0] || (!resend && (op->step != STEP_VERIFY || op->phase != PHASE_DONE)))
                 return fail(r, id, "no verified archive on record");
         e = pve_guest_status(p, op->type, op->node, op->vmid, &st);
         if (e >= 0)
@@ -488,11 +502,15 @@ static int act_destroy(struct reaper *r, struct pve *p, struct op *op, uint64_t 
                          cfg.lock);
         else if (cfg.protection)
                 snprintf(why, sizeof(why), "the guest was protected: not destroying it");
+        else if (op->verified_digest[0] && strcmp(cfg.digest, op->verified_digest) != 0)
+                snprintf(why, sizeof(why),
+                         "its configuration changed after it was archived: not destroying it");
         if (why[0])
                 return fail(r, id, why);
-        /* Safe to send: a verified protected archive is on record, the
-         * guest is stopped, unlocked and unprotected right now, and no
-         * earlier destroy of this op exists (act_resolve never resends). */
+        /* Safe to send: a verified protected archive of the configuration
+         * it has now is on record, the guest is stopped, unlocked and
+         * unprotected right now, and no earlier destroy of this op reached
+         * the server (act_resolve resends only one that never left). */
         log_op(LOG_NOTICE, op, "reap %s: destroying guest %u ('%s'); archive '%s'", op->id,
                (unsigned)op->vmid, op->name, op->volid);
         pve_form_add(&f, "purge", "1");
@@ -523,6 +541,21 @@ static int act_finish(struct reaper *r, struct op *op)
                " GiB disk; restore with 'proxreap restore %s'",
                op->id, (unsigned)op->vmid, op->name, op->maxmem >> 20, op->maxdisk >> 30, op->id);
         return 0;
+}
+
+/* Seconds since the current step's intent. By CLOCK_MONOTONIC from when
+ * this process wrote it, so a step of the wall clock moves no limit; a step
+ * resumed after a restart starts from the journal's timestamp. */
+static int64_t step_elapsed_s(struct op *op, uint64_t now)
+{
+        if (!op->run.intent_usec) {
+                int64_t age = now_epoch() - op->intent_ts;
+                uint64_t a = age > 0 ? (uint64_t)age * USEC_PER_SEC : 0;
+
+                op->run.intent_usec = now > a ? now - a : 1;
+        }
+        return now > op->run.intent_usec ? (int64_t)((now - op->run.intent_usec) / USEC_PER_SEC)
+                                         : 0;
 }
 
 /* A step ended: its own completion checks. */
@@ -562,7 +595,7 @@ static int task_finished(struct reaper *r, struct pve *p, struct op *op,
                                                           USEC_PER_SEC) +
                                                 HA_STOP_SLACK_S;
 
-                                if (e >= 0 && now_epoch() - op->intent_ts > limit)
+                                if (e >= 0 && step_elapsed_s(op, now) > limit)
                                         return fail(r, id, "the guest did not stop");
                                 due_later(op, now);
                                 return 0;
@@ -604,7 +637,7 @@ static int act_follow(struct reaper *r, struct pve *p, struct op *op, uint64_t n
                         : (int64_t)(c->task_timeout_usec / USEC_PER_SEC);
         /* A destroy is never interrupted half-way: it is followed until it
          * ends. */
-        if (op->step != STEP_DESTROY && now_epoch() - op->intent_ts > limit) {
+        if (op->step != STEP_DESTROY && step_elapsed_s(op, now) > limit) {
                 (void)pve_task_abort(p, op->upid);
                 return fail(r, id, "the task ran longer than allowed (reap.task_timeout) and was stopped");
         }
@@ -645,6 +678,12 @@ static int act_resolve(struct reaper *r, struct pve *p, struct op *op, uint64_t 
                                            json_pack("{s:s}", "exitstatus", "guest gone"));
                 if (e < 0)
                         return abort_or_retry(r, p, id, -EIO, now);
+                if (op->run.unsent) {
+                        log_op(LOG_NOTICE, op,
+                               "reap %s: the destroy call never reached the server (no connection), "
+                               "sending it again", id);
+                        return act_destroy(r, p, op, now);
+                }
                 return fail(r, id, "the destroy call got no answer and no destroy task exists; "
                                    "not sending it again");
         case STEP_START:
@@ -805,6 +844,13 @@ uint64_t reaper_step(struct reaper *r, struct pve *p, uint64_t now)
                 if (op_needs_daemon(op) && op->run.next_usec < next)
                         next = op->run.next_usec;
         }
+        /* A step due in the past (an op resumed after a restart is due
+         * since 0, one that failed is due since it last ran) is due now:
+         * the caller's timer hands the time back as the next now, and a
+         * now far in the past made every backoff step already due, a
+         * burst of task polls ending in the longest backoff. */
+        if (next < now)
+                next = now;
         return r->journal_error ? UINT64_MAX : next;
 }
 

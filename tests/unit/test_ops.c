@@ -610,6 +610,28 @@ static void test_verify_done_without_volid(void **state)
         ops_clear(&o);
 }
 
+/* verify records the guest's config digest; destroy compares it. A
+ * journal written before the digest was recorded has none: no comparison
+ * (act_destroy() checks verified_digest[0]). */
+static void test_verify_records_the_config_digest(void **state)
+{
+        const char *digest = "4c3bb1e8c2a8e6b7a13d9e1b5f9b0a3a2d1c0f9e";
+        struct ops o;
+
+        (void)state;
+        ops_init(&o);
+        apply(&o, selected_rec("R-000001", 101, "qemu", T0));
+        apply(&o, rec("R-000001", "done", STEP_VERIFY, T0 + 5, "{s:s, s:I, s:s}", "volid", "s:v",
+                      "size", (json_int_t)1, "digest", digest));
+        assert_string_equal(get(&o, "R-000001")->verified_digest, digest);
+        apply(&o, selected_rec("R-000002", 102, "qemu", T0));
+        apply(&o, rec("R-000002", "done", STEP_VERIFY, T0 + 5, "{s:s, s:I}", "volid", "s:w",
+                      "size", (json_int_t)1));
+        assert_string_equal(get(&o, "R-000002")->verified_digest, "");
+        assert_int_equal(o.bad_records, 0);
+        ops_clear(&o);
+}
+
 /* Terminal states and restoring: nothing for the daemon to do. */
 static void test_terminal_and_restoring_do_nothing(void **state)
 {
@@ -1528,6 +1550,7 @@ int main(void)
                 cmocka_unit_test(test_vetoed_and_abandoned),
                 cmocka_unit_test(test_failing_at_destroy),
                 cmocka_unit_test(test_verify_done_without_volid),
+                cmocka_unit_test(test_verify_records_the_config_digest),
                 cmocka_unit_test(test_terminal_and_restoring_do_nothing),
                 cmocka_unit_test(test_reap_restore_failed_restore),
                 cmocka_unit_test(test_next_id),
