@@ -20,6 +20,9 @@ window [at, until). 'count' limits how many matching requests it hits
                     given, else the real value
     wrong_type      guest objects carry `key` (default "mem") as a string
                     (or `value` if given)
+    trickle         the whole response (status line, headers, body) is sent
+                    at `rate` bytes per second (default 1), then the
+                    connection is closed; the request itself was performed
   state:
     revoke   API tokens (`token`, default all) are rejected with 401 while
              the fault is active (from `at`, default now, until `until`)
@@ -48,7 +51,7 @@ import re
 import threading
 
 PRE_KINDS = {"status", "delay", "hang", "close"}
-POST_KINDS = {"truncate", "malformed", "oversize", "duplicate_keys", "wrong_type"}
+POST_KINDS = {"truncate", "malformed", "oversize", "duplicate_keys", "wrong_type", "trickle"}
 STATE_KINDS = {"revoke"}
 LOST_KINDS = {"lost_reply"}
 TASK_KINDS = {"task_fail", "task_hang"}

@@ -37,12 +37,15 @@ ROOT = "root@pam"
 
 
 class Result:
-    __slots__ = ("data", "total", "cache_key")
+    __slots__ = ("data", "total", "cache_key", "raw")
 
-    def __init__(self, data, total=None, cache_key=None):
+    def __init__(self, data, total=None, cache_key=None, raw=None):
         self.data = data
         self.total = total
         self.cache_key = cache_key   # identical key => identical body (encoding cache)
+        # the whole body {"data":...} already encoded (data is then None;
+        # the server decodes raw when a fault needs the objects)
+        self.raw = raw
 
 
 def api(method, path):
@@ -116,8 +119,8 @@ def cluster_resources(req):
         now = cl.sync()
         if rtype == "sdn":
             return Result([])          # no SDN zones in the simulation
-        key, res = cl.resources(rtype, now)
-    return Result(res, cache_key=key)
+        key, body = cl.resources(rtype, now)
+    return Result(None, cache_key=key, raw=body)
 
 
 @api("GET", "/cluster/nextid")

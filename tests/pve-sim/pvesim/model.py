@@ -17,6 +17,7 @@ Timing model (mirrors pvestatd + pmxcfs):
 import hashlib
 import heapq
 import itertools
+import json
 import math
 import random
 import threading
@@ -106,7 +107,7 @@ class Guest:
                  "maxswap", "runstate", "segments", "unknown", "deleted", "wl", "extra_config",
                  "snapshots", "disk_storage", "ctime", "wl_kind", "parent", "acpi", "disk_format",
                  "can_snapshot", "start_warnings", "ha_state", "created_t", "deleted_t", "empty",
-                 "wl_spec", "snap_order")
+                 "wl_spec", "snap_order", "res_frag")
 
     def __init__(self, spec, default_node):
         self.vmid = int(spec["vmid"])
@@ -150,6 +151,7 @@ class Guest:
         self.deleted_t = None
         self.empty = bool(spec.get("empty"))
         self.snap_order = []
+        self.res_frag = None     # rendered /cluster/resources entry (Cluster._vm_fragments)
         self.segments = []       # [start, end or None] of QEMU/LXC process lifetimes
         self.unknown = []        # [from, to) windows served as stale RRD entries
         self.deleted = False
@@ -259,13 +261,11 @@ class Guest:
         if seg is None:
             return None
         ts = seg[0]
-        wl = self.wl
-        cpu = 0 if ts > tk - period else perl_num(wl.cpu_avg(tk - period, tk))
-        mem = wl.mem(tk)
+        cpu, mem, nin, nout, dr, dw = self.wl.sample(ts, tk - period, tk)
+        cpu = 0 if ts > tk - period else perl_num(cpu)
         if mem > self.maxmem:
             mem = self.maxmem
-        n = wl.counters(ts, tk)
-        return (int(tk - ts), cpu, mem, n[0], n[1], n[2], n[3], seg)
+        return (int(tk - ts), cpu, mem, nin, nout, dr, dw, seg)
 
     # -- config file model (qemu-server / pve-container layout)
     def config(self):
@@ -464,6 +464,125 @@ def generate_fleet(spec, default_nodes):
 
 # ---------------------------------------------------------------- cluster
 
+def _json_text(obj):
+    """JSON as the server encodes it (compact, UTF-8 kept)."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def _with_live(e, g):
+    """The live fields Cluster.pm adds to a guest entry (config, HA)."""
+    if g.tags is not None:
+        e["tags"] = g.tags
+    if g.lock:
+        e["lock"] = g.lock
+    if g.pool:
+        e["pool"] = g.pool
+    if g.hastate:
+        e["hastate"] = g.hastate
+    return e
+
+
+def _running_template(g, pve9):
+    """The entry of a running guest as a %-template: the fields that change
+    with the sample (diskread, uptime, netin, diskwrite, netout, cpu (text),
+    mem, memhost) are the conversions, everything else is encoded once."""
+    def lit(v):
+        return _json_text(v).replace("%", "%%")
+
+    status = g.runstate if g.type == "qemu" else "running"
+    head = ('{"maxcpu":%s,"diskread":%%d,"uptime":%%d,"id":%s,"template":%s,"netin":%%d,'
+            '"name":%s,"node":%s,"maxdisk":%s,"disk":%s,"diskwrite":%%d,"status":%s,'
+            '"netout":%%d,"cpu":%%s,"mem":%%d,"type":%s,"vmid":%s,"maxmem":%s'
+            % (lit(perl_num(g.maxcpu)), lit("%s/%d" % (g.type, g.vmid)), lit(g.template),
+               lit(g.display_name()), lit(g.node), lit(g.maxdisk),
+               lit(g.disk_used if g.type == "lxc" else 0), lit(status), lit(g.type),
+               lit(g.vmid), lit(g.maxmem)))
+    if pve9:
+        head += ',"memhost":%d'
+    live = _json_text(_with_live({}, g))
+    if live != "{}":
+        head += "," + live[1:-1].replace("%", "%%")
+    return head + "}"
+
+
+class _ResFrag:
+    """One guest's rendered /cluster/resources entry: valid for skey (the
+    guest's state) and sample k, or for every later sample when static
+    (stopped, unknown). stats = (cpu, mem, uptime) of a running guest, for
+    the pool and node sums. template: the running entry's %-template for
+    tskey. ahead: (k, skey, static, text, stats) rendered ahead of sample
+    k by the render-ahead thread, taken over when skey still holds."""
+    __slots__ = ("skey", "k", "static", "text", "template", "tskey", "stats", "ahead")
+
+    def __init__(self, skey):
+        self.skey = skey
+        self.k = None
+        self.static = False
+        self.text = None
+        self.template = None
+        self.tskey = None
+        self.stats = None
+        self.ahead = None
+
+
+def _state_key(g, unk, pve9):
+    """Everything a guest's entry shows except the sample."""
+    segs = g.segments
+    last = segs[-1] if segs else None
+    return (g.type, g.node, g.name, g.template, g.maxcpu, g.maxdisk, g.maxmem, g.disk_used,
+            g.runstate, g.tags, g.lock, g.pool, g.hastate, g.wl, unk, len(segs),
+            last[0] if last else None, last[1] if last else None, pve9)
+
+
+def _render_entry(g, f, skey, unk, tk, period, pve9, pn_memo):
+    """(static, text, stats) of guest g at sample time tk; f (the guest's
+    _ResFrag) caches the template."""
+    if unk:
+        e = {"id": "%s/%d" % (g.type, g.vmid), "vmid": g.vmid, "node": g.node,
+             "type": g.type, "status": "unknown"}
+        return True, _json_text(_with_live(e, g)), None
+    # g.stats_at(tk, period), inlined: this runs for every guest at every
+    # sample
+    segs = g.segments
+    last = segs[-1] if segs else None
+    seg = last if (last is not None and last[0] <= tk and last[1] is None) else g.segment_at(tk)
+    if seg is None:
+        e = {"maxcpu": perl_num(g.maxcpu), "diskread": 0, "uptime": 0,
+             "id": "%s/%d" % (g.type, g.vmid), "template": g.template, "netin": 0,
+             "name": g.display_name(), "node": g.node, "maxdisk": g.maxdisk, "disk": 0,
+             "diskwrite": 0, "status": "stopped", "netout": 0, "cpu": 0, "mem": 0,
+             "type": g.type, "vmid": g.vmid, "maxmem": g.maxmem}
+        if pve9:
+            e["memhost"] = 0
+        # Stopped at tk and no start after tk: stopped at every later
+        # sample too, until a start changes skey.
+        return last is None or last[0] <= tk, _json_text(_with_live(e, g)), None
+    ts = seg[0]
+    raw, mem, nin, nout, dr, dw = g.wl.sample(ts, tk - period, tk)
+    if ts > tk - period:
+        cpu, ctext = 0, "0"
+    else:
+        pc = pn_memo.get(raw)
+        if pc is None:
+            pn = perl_num(raw)
+            pc = pn_memo[raw] = (pn, repr(pn))
+        cpu, ctext = pc
+    maxmem = g.maxmem
+    if mem > maxmem:
+        mem = maxmem
+    uptime = int(tk - ts)
+    tmpl = f.template
+    if tmpl is None or f.tskey != skey:
+        tmpl = _running_template(g, pve9)
+        f.template, f.tskey = tmpl, skey
+    if pve9:
+        memhost = (mem + maxmem // 50 + 30 * MIB) if g.type == "qemu" else mem
+        text = tmpl % (dr, uptime, nin, dw, nout, ctext, mem, memhost)
+    else:
+        text = tmpl % (dr, uptime, nin, dw, nout, ctext, mem)
+    return False, text, (cpu, mem, uptime)
+
+
 VM_STAT_KEYS = ("maxcpu", "diskread", "uptime", "id", "template", "netin", "name", "node",
                 "maxdisk", "disk", "diskwrite", "status", "netout", "cpu", "mem", "type",
                 "vmid", "maxmem")
@@ -523,6 +642,9 @@ class Cluster:
         self.gen = 0
         self._sorted = None
         self._cache = {}
+        self._pn_memo = {}         # cpu fraction -> (perl_num(cpu), its JSON text)
+        self._ahead_thread = None
+        self._ahead_body = None    # (k, gen, unknown key, body) of type=vm
         self._unknown_guests = set()
         specs = list(scenario.get("guests") or [])
         if scenario.get("generate"):
@@ -803,6 +925,16 @@ class Cluster:
         self.touch()
 
     # -- /cluster/resources
+    #
+    # 50,000 guests must not make the simulator the bottleneck of a load
+    # test, so the answer is rendered as JSON text, not as dicts the server
+    # would encode: every guest keeps its rendered entry (Guest.res_frag)
+    # keyed by everything it shows except the sample, and for a running
+    # guest a %-template with the static fields already encoded, so a new
+    # sample costs the workload arithmetic and one string format per guest,
+    # and a change to one guest re-renders that guest only. The text is
+    # exactly what json.dumps(separators=(",", ":"), ensure_ascii=False)
+    # makes of the entries (JSON::XS canonical=0 order fixed per type).
     def _unknown_key(self, now):
         if not self._unknown_guests:
             return ()
@@ -810,34 +942,47 @@ class Cluster:
                             if v in self.guests and self.guests[v].is_unknown(now)))
 
     def resources(self, rtype, now):
-        """(cache key, entries) for GET /cluster/resources (type None|vm|storage|node).
-        The key changes whenever the content may change (new sample, any
-        live change, unknown windows opening/closing)."""
+        """(cache key, body) for GET /cluster/resources (type None|vm|storage|node|pool):
+        body = the whole response document {"data":[...]} as UTF-8 JSON. The
+        key changes whenever the content may change (new sample, any live
+        change, unknown windows opening/closing)."""
         k = math.floor(now / self.period)
         ukey = self._unknown_key(now)
         ck = ("res", rtype, k, self.gen, ukey)
         hit = self._cache.get(ck)
         if hit is not None:
             return ck, hit
-        if len(self._cache) > 24:
+        if len(self._cache) > 6:
+            # old samples and generations are not asked for again; at
+            # 50,000 guests each answer is 16 MB
             self._cache.clear()
-        vms, pools_agg, node_agg = self._vm_entries(k, set(ukey))
-        res = []
+        ab = self._ahead_body
+        if rtype == "vm" and ab is not None and ab[:3] == (k, self.gen, ukey):
+            self._cache[ck] = ab[3]
+            return ck, ab[3]
+        self._start_render_ahead()
+        guests = self.live_guests()
+        frags = self._vm_fragments(guests, k, set(ukey))
+        parts = []
+        if rtype is None or rtype in ("pool", "node"):
+            pools_agg, node_agg = self._aggregates(guests)
         if rtype is None or rtype == "pool":
             for p in self.pools:
                 e = {"id": "/pool/%s" % p, "pool": p, "type": "pool"}
                 e.update(pools_agg.get(p, {}))
-                res.append(e)
+                parts.append(_json_text(e))
         if rtype is None or rtype == "vm":
-            res.extend(vms)
+            parts.extend(frags)
         if rtype is None or rtype == "node":
-            res.extend(self._node_entries(k, node_agg))
+            parts.extend(_json_text(e) for e in self._node_entries(k, node_agg))
         if rtype is None or rtype == "storage":
-            res.extend(s.entry() for s in self.storages)
-        self._cache[ck] = res
-        return ck, res
+            parts.extend(_json_text(s.entry()) for s in self.storages)
+        body = ('{"data":[' + ",".join(parts) + "]}").encode("utf-8")
+        self._cache[ck] = body
+        return ck, body
 
-    def _vm_entries(self, k, unknown):
+    def _vm_fragments(self, guests, k, unknown):
+        """The rendered guest entries of sample k, in the order of guests."""
         ck = ("vm", k, self.gen, tuple(sorted(unknown)))
         hit = self._cache.get(ck)
         if hit is not None:
@@ -845,65 +990,132 @@ class Cluster:
         tk = k * self.period
         period = self.period
         pve9 = self.rrd_format == "pve-vm-9.0"
+        pn_memo = self._pn_memo
+        if len(pn_memo) > 200000:
+            pn_memo.clear()
         out = []
+        append = out.append
+        for g in guests:
+            unk = g.vmid in unknown
+            skey = _state_key(g, unk, pve9)
+            f = g.res_frag
+            if f is not None:
+                if f.skey == skey and (f.static or f.k == k):
+                    append(f.text)
+                    continue
+                a = f.ahead
+                if a is not None and a[0] == k and a[1] == skey:
+                    f.skey, f.k, f.static, f.text, f.stats = skey, k, a[2], a[3], a[4]
+                    f.ahead = None
+                    append(f.text)
+                    continue
+            else:
+                f = g.res_frag = _ResFrag(skey)
+            f.static, f.text, f.stats = _render_entry(g, f, skey, unk, tk, period, pve9, pn_memo)
+            f.skey, f.k = skey, k
+            append(f.text)
+        self._cache[ck] = out
+        return out
+
+    # Render-ahead: with a large fleet and samples seconds apart (real
+    # pvestatd: 10 s), a thread renders the next sample's entries shortly
+    # before it starts, so the first request of each sample finds them
+    # ready instead of waiting for 50,000 renders. It works without the
+    # model lock (a request must never wait for it); whatever changes in
+    # the meantime shows up as a different state key and that guest is
+    # rendered on demand as before, so the answer is the same either way.
+    AHEAD_MIN_GUESTS = 2000
+    AHEAD_MIN_SAMPLE_WALL = 1.0      # wall seconds per sample
+
+    def _start_render_ahead(self):
+        if self._ahead_thread is not None or len(self.guests) < self.AHEAD_MIN_GUESTS:
+            return
+        if self.clock.speed <= 0 or self.period / self.clock.speed < self.AHEAD_MIN_SAMPLE_WALL:
+            return
+        self._ahead_thread = threading.Thread(target=self._render_ahead_loop, name="render-ahead",
+                                              daemon=True)
+        self._ahead_thread.start()
+
+    def _render_ahead_loop(self):
+        period, clock = self.period, self.clock
+        lead = min(period / 2.0, 3.0 * clock.speed)   # sim seconds before the sample
+        done = None
+        while True:
+            now = clock.now()
+            k_next = math.floor(now / period) + 1
+            start = k_next * period - lead
+            if k_next == done or now < start:
+                wait = (k_next * period - now) if k_next == done else (start - now)
+                time.sleep(min(max(wait / clock.speed, 0.01), 1.0))
+                continue
+            try:
+                self._render_ahead(k_next)
+            except Exception:                  # never take the sim down
+                import sys
+                import traceback
+                traceback.print_exc(file=sys.stderr)
+            done = k_next
+
+    def _render_ahead(self, k):
+        tk = k * self.period
+        period = self.period
+        pve9 = self.rrd_format == "pve-vm-9.0"
+        pn_memo = self._pn_memo
+        with self.lock:
+            gen = self.gen
+            guests = list(self.live_guests())
+            ukey = self._unknown_key(tk)
+        unknown = set(ukey)
+        texts = []
+        for g in guests:
+            unk = g.vmid in unknown
+            skey = _state_key(g, unk, pve9)
+            f = g.res_frag
+            if f is None:
+                texts = None                   # never rendered: not asked for
+                continue
+            if f.skey == skey and f.static:
+                text = f.text                  # no change expected
+            else:
+                static, text, stats = _render_entry(g, f, skey, unk, tk, period, pve9, pn_memo)
+                f.ahead = (k, skey, static, text, stats)
+            if texts is not None:
+                texts.append(text)
+        if texts is not None:
+            # The whole type=vm answer, if nothing changes before it is
+            # asked for (same gen, same unknown windows).
+            self._ahead_body = (k, gen, ukey, ('{"data":[' + ",".join(texts) + "]}").encode("utf-8"))
+
+    def _aggregates(self, guests):
+        """Pool and node sums over the running guests of the last rendered
+        sample (pools: uptime/mem/maxmem/cpu/maxcpu like Cluster.pm's pool
+        entries; nodes: cpu share and memory used by guests), in guest
+        order so float sums come out the same every time."""
         pools = {}
         nodes = {}
-        for g in self.live_guests():
-            vmid = g.vmid
-            if vmid in unknown:
-                e = {"id": "%s/%d" % (g.type, vmid), "vmid": vmid, "node": g.node,
-                     "type": g.type, "status": "unknown"}
-            else:
-                st = g.stats_at(tk, period)
-                maxcpu = perl_num(g.maxcpu)
-                if st is None:
-                    e = {"maxcpu": maxcpu, "diskread": 0, "uptime": 0, "id": "%s/%d" % (g.type, vmid),
-                         "template": g.template, "netin": 0, "name": g.display_name(), "node": g.node,
-                         "maxdisk": g.maxdisk, "disk": 0, "diskwrite": 0, "status": "stopped",
-                         "netout": 0, "cpu": 0, "mem": 0, "type": g.type, "vmid": vmid,
-                         "maxmem": g.maxmem}
-                    if pve9:
-                        e["memhost"] = 0
-                else:
-                    uptime, cpu, mem, nin, nout, dr, dw, _seg = st
-                    status = g.runstate if g.type == "qemu" else "running"
-                    e = {"maxcpu": maxcpu, "diskread": dr, "uptime": uptime,
-                         "id": "%s/%d" % (g.type, vmid), "template": g.template, "netin": nin,
-                         "name": g.display_name(), "node": g.node, "maxdisk": g.maxdisk,
-                         "disk": g.disk_used if g.type == "lxc" else 0, "diskwrite": dw,
-                         "status": status, "netout": nout, "cpu": cpu, "mem": mem,
-                         "type": g.type, "vmid": vmid, "maxmem": g.maxmem}
-                    if pve9:
-                        e["memhost"] = (mem + g.maxmem // 50 + 30 * MIB) if g.type == "qemu" else mem
-                    na = nodes.get(g.node)
-                    if na is None:
-                        na = nodes[g.node] = [0.0, 0]
-                    na[0] += cpu * float(g.maxcpu)
-                    na[1] += mem
-                    if g.pool and uptime:
-                        pe = pools.get(g.pool)
-                        if pe is None:
-                            pe = pools[g.pool] = {}
-                        if not pe.get("uptime") or uptime > pe["uptime"]:
-                            pe["uptime"] = uptime
-                        pe["mem"] = pe.get("mem", 0) + mem
-                        pe["maxmem"] = pe.get("maxmem", 0) + g.maxmem
-                        omax = pe.get("maxcpu", 0)
-                        pe["cpu"] = perl_num((pe.get("cpu", 0) * omax + cpu * float(g.maxcpu))
-                                             / (omax + float(g.maxcpu))) if (omax + float(g.maxcpu)) else 0
-                        pe["maxcpu"] = perl_num(omax + float(g.maxcpu))
-            if g.tags is not None:
-                e["tags"] = g.tags
-            if g.lock:
-                e["lock"] = g.lock
-            if g.pool:
-                e["pool"] = g.pool
-            if g.hastate:
-                e["hastate"] = g.hastate
-            out.append(e)
-        r = (out, pools, nodes)
-        self._cache[ck] = r
-        return r
+        for g in guests:
+            f = g.res_frag
+            if f is None or f.stats is None:
+                continue
+            cpu, mem, uptime = f.stats
+            na = nodes.get(g.node)
+            if na is None:
+                na = nodes[g.node] = [0.0, 0]
+            na[0] += cpu * float(g.maxcpu)
+            na[1] += mem
+            if g.pool and uptime:
+                pe = pools.get(g.pool)
+                if pe is None:
+                    pe = pools[g.pool] = {}
+                if not pe.get("uptime") or uptime > pe["uptime"]:
+                    pe["uptime"] = uptime
+                pe["mem"] = pe.get("mem", 0) + mem
+                pe["maxmem"] = pe.get("maxmem", 0) + g.maxmem
+                omax = pe.get("maxcpu", 0)
+                pe["cpu"] = perl_num((pe.get("cpu", 0) * omax + cpu * float(g.maxcpu))
+                                     / (omax + float(g.maxcpu))) if (omax + float(g.maxcpu)) else 0
+                pe["maxcpu"] = perl_num(omax + float(g.maxcpu))
+        return pools, nodes
 
     def _node_entries(self, k, node_agg):
         tk = k * self.period

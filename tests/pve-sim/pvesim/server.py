@@ -90,15 +90,17 @@ class Request:
 
 
 class ApiResult:
-    __slots__ = ("code", "message", "data", "errors", "total", "cache_key")
+    __slots__ = ("code", "message", "data", "errors", "total", "cache_key", "raw")
 
-    def __init__(self, code, message=None, data=None, errors=None, total=None, cache_key=None):
+    def __init__(self, code, message=None, data=None, errors=None, total=None, cache_key=None,
+                 raw=None):
         self.code = code
         self.message = message
         self.data = data
         self.errors = errors
         self.total = total
         self.cache_key = cache_key
+        self.raw = raw              # the encoded body {"data":...}, data then None
 
 
 class Sim:
@@ -158,7 +160,7 @@ class Sim:
         if hit is None:
             hit = [make(), None]
             with self.body_cache_lock:
-                if len(self.body_cache) > 16:
+                if len(self.body_cache) > 4:       # 16 MB each at 50,000 guests
                     self.body_cache.clear()
                 self.body_cache[key] = hit
         return hit
@@ -199,7 +201,8 @@ class Sim:
             res = handler(req)
         except SimError as e:
             return ApiResult(e.code, e.msg, errors=e.errors)
-        return ApiResult(200, None, res.data, total=res.total, cache_key=res.cache_key)
+        return ApiResult(200, None, res.data, total=res.total, cache_key=res.cache_key,
+                         raw=getattr(res, "raw", None))
 
     # -- control API (/_sim/...)
     def control(self, method, path, query, body):
@@ -406,7 +409,7 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- low level response writer (header order as HTTP::Headers prints it)
     def respond(self, code, reason, body=b"", ctype=JSON_CT, close=False, truncate=None,
-                allow_gzip=True, stream=None, content_length=None):
+                allow_gzip=True, stream=None, content_length=None, trickle=None):
         self.keepalive_left -= 1
         if "\r" in reason:
             # errors section of the contract: a message containing CR/LF
@@ -445,6 +448,9 @@ class Handler(BaseHTTPRequestHandler):
             except OSError:
                 pass
             return
+        if trickle is not None:
+            self._trickle(head + body, trickle)
+            return
         if stream is not None:
             self.wfile.write(head)
             for chunk in stream:
@@ -454,6 +460,21 @@ class Handler(BaseHTTPRequestHandler):
         if not keep:
             self.close_connection = True
             self._drain_body()
+
+    def _trickle(self, data, rate):
+        """trickle fault: the whole response at `rate` bytes per second (in
+        pieces of at most a tenth of a second's worth), then close; stops
+        when the client goes away or the sim stops."""
+        piece = max(1, int(rate / 10))
+        stop = self.server.sim.stopping
+        self.close_connection = True
+        for i in range(0, len(data), piece):
+            if stop.is_set():
+                return
+            self.wfile.write(data[i:i + piece])
+            self.wfile.flush()
+            if i + piece < len(data) and stop.wait(len(data[i:i + piece]) / rate):
+                return
 
     def _drain_body(self):
         """Read an unread request body before the connection is closed, so
@@ -476,11 +497,14 @@ class Handler(BaseHTTPRequestHandler):
 
     def respond_api(self, res, post_fault=None):
         sim = self.server.sim
+        if res.raw is not None and (post_fault is not None or res.cache_key is None):
+            res.data = json.loads(res.raw)["data"]      # a fault works on the objects
         if res.code == 200:
             reason = "OK"
             if post_fault is None and res.cache_key is not None:
                 key = ("body", res.cache_key)
-                entry = sim.cached_body(key, lambda: encode_json({"data": res.data}))
+                entry = sim.cached_body(key, lambda: res.raw if res.raw is not None
+                                        else encode_json({"data": res.data}))
                 body = entry[0]
                 gz_ok = "gzip" in (self.headers.get("Accept-Encoding") or "")
                 if gz_ok and len(body) > 1024:
@@ -570,6 +594,9 @@ class Handler(BaseHTTPRequestHandler):
         if kind == "malformed":
             bad = (body[:max(1, len(body) // 2)] if body else b'{"data":') + b"\x00<<malformed>>"
             return self.respond(200, "OK", bad, allow_gzip=False)
+        if kind == "trickle":
+            return self.respond(code, reason, body, trickle=float(spec.get("rate", 1)),
+                                allow_gzip=False, close=True)
         if kind == "oversize":
             size = int(float(spec.get("size_mb", 64)) * 1048576)
             return self.respond(200, "OK", stream=_oversize_stream(size, data), content_length=size,
