@@ -1,6 +1,6 @@
 """Reap mode end to end: the saga against the simulator, selection limits,
-mark mode and grace, faults at every step, kill -9 at every crash point,
-and the operator's journal and restore commands.
+mark mode and grace, faults at every step, and the operator's journal and
+restore commands (kill -9 at every crash point: test_crash.py).
 
 The invariant every test checks at the end (check_invariants): no guest
 was destroyed without a protected archive of it on the archive storage,
@@ -10,12 +10,11 @@ terminal or resumable.
 
 import json
 import os
-import signal
 import subprocess
 
 import pytest
 
-from conftest import PROXREAPD, guest, wait_until
+from conftest import PROXREAPD, check_invariants, guest, journal_ops, wait_until  # noqa: F401
 
 FAST = {"qmshutdown": 0.3, "vzshutdown": 0.3, "qmsnapshot": 0.2, "vzsnapshot": 0.2,
         "vzdump": 0.4, "qmdestroy": 0.2, "vzdestroy": 0.2, "qmstart": 0.2, "vzstart": 0.2,
@@ -43,9 +42,7 @@ def journal_of(lab):
 
 
 def ops(lab, config):
-    r = lab.cli("journal", "list", "--json", config=config)
-    assert r.returncode == 0, r.stderr
-    return {o["id"]: o for o in json.loads(r.stdout)}
+    return journal_ops(lab, config)
 
 
 def ops_by_vmid(lab, config, vmid):
@@ -58,6 +55,15 @@ def wait_op(lab, config, vmid, states, timeout=60):
         return found[-1] if found else None
     return wait_until(done, timeout=timeout, interval=0.2,
                       message=lambda: "op of %d in %s; ops: %s" % (vmid, states, ops(lab, config)))
+
+
+def healthy(d, more=5):
+    """The daemon still runs and completes polls: `more` successful ones
+    from now."""
+    d.assert_running()
+    n = d.wait_polls(1)["api"]["polls_ok"]
+    d.wait_status(lambda s: s["api"]["ok"] and s["api"]["polls_ok"] >= n + more,
+                  what="%d more successful polls" % more)
 
 
 def writes(sim, vmid=None):
@@ -73,24 +79,9 @@ def writes(sim, vmid=None):
     return out
 
 
-def check_invariants(lab, sim, config):
-    """No destroy without a protected archive; at most one destroy per
-    guest; the journal verifies; every op is terminal or resumable."""
-    destroys = sim.history(event="destroy")
-    seen = set()
-    for d in destroys:
-        assert d["vmid"] not in seen, "guest %d destroyed twice" % d["vmid"]
-        seen.add(d["vmid"])
-        assert any(a["protected"] and a["size"] > 0 for a in d["archives"]), \
-            "guest %d destroyed without a protected archive: %s" % (d["vmid"], d)
-    r = lab.cli("journal", "verify", config=config)
-    assert r.returncode == 0, r.stdout + r.stderr
-    for o in ops(lab, config).values():
-        assert o["state"] in ("reaped", "aborted", "restored", "selected", "shutdown", "snapshot",
-                              "archive", "verify", "destroy", "aborting", "restoring"), o
-        if o["state"] == "reaped":
-            assert o["volid"] and o["archive_size"] > 0
-            assert o["vmid"] in seen
+# check_invariants (conftest.py): no destroy without a protected archive,
+# at most one destroy per guest, no saga call without its journaled intent,
+# the journal verifies, every op terminal or resumable.
 
 
 # ---------------------------------------------------------------- the saga
@@ -239,12 +230,13 @@ def test_failure_leaves_guest_alive_or_archived(lab, step, fault):
     if step == "archive-full":
         # Free space is checked before anything is changed: nothing starts.
         d.wait_log("archive storage 'local' has 0 MiB free")
-        d.stop()
+        healthy(d)
+        assert d.stop() == 0
         assert ops(lab, cfg) == {} and writes(sim) == []
         return
     op = wait_op(lab, cfg, 601, {"aborted", "reaped"}, timeout=90)
-    d.wait_polls(10)
-    d.stop()
+    healthy(d)
+    assert d.stop() == 0
     assert op["state"] == "aborted", op
     g = sim.guest(601)
     assert g is not None, "the guest was lost"
@@ -268,7 +260,8 @@ def test_lost_reply_after_the_server_acted(lab, path, method):
     cfg = reap_config(lab, sim)
     d = lab.daemon(cfg)
     op = wait_op(lab, cfg, 701, {"reaped", "aborted"}, timeout=90)
-    d.stop()
+    healthy(d)
+    assert d.stop() == 0
     assert op["state"] == "reaped", op
     # The lost call was not sent twice.
     sent = [r for r in sim.requests() if r["method"] == method and __import__("re").search(path, r["path"])]
@@ -289,7 +282,8 @@ def test_guest_started_by_a_user_before_destroy_is_kept(lab):
     wait_until(lambda: sim.guest(801)["status"] == "running", timeout=10)
     d2 = lab.daemon(cfg)
     op = wait_op(lab, cfg, 801, {"aborted", "reaped"}, timeout=60)
-    d2.stop()
+    healthy(d2)
+    assert d2.stop() == 0
     assert op["state"] == "aborted" and "started after it was archived" in op["reason"], op
     assert sim.guest(801)["status"] == "running"
     assert not sim.history(event="destroy")
@@ -299,32 +293,7 @@ def test_guest_started_by_a_user_before_destroy_is_kept(lab):
 
 # ---------------------------------------------------------------- crashes
 
-CRASH_POINTS = ["selected", "shutdown-intent", "shutdown-sent", "shutdown-task", "shutdown-done",
-                "snapshot-intent", "snapshot-sent", "snapshot-done", "archive-intent", "archive-sent",
-                "archive-task", "archive-done", "verify-done", "destroy-intent", "destroy-sent",
-                "destroy-task", "destroy-done", "reaped"]
-
-
-@pytest.mark.parametrize("point", CRASH_POINTS)
-def test_kill9_at_every_saga_step(lab, point):
-    sim = sim_of(lab, [guest(901, "victim", **IDLE)])
-    cfg = reap_config(lab, sim)
-    d = lab.daemon(cfg, env={"PROXREAP_CRASH_AT": point})
-    wait_until(lambda: not d.running(), timeout=60, message="the crash point %s" % point)
-    d.returncode = d.proc.returncode
-    assert d.returncode == -signal.SIGKILL
-    # Restart without the crash point: it resumes or compensates.
-    d2 = lab.daemon(cfg)
-    op = wait_op(lab, cfg, 901, {"reaped", "aborted"}, timeout=90)
-    d2.stop()
-    destroys = sim.history(event="destroy")
-    assert len(destroys) <= 1
-    if op["state"] == "reaped":
-        assert len(destroys) == 1
-    else:
-        g = sim.guest(901)
-        assert g is not None and g["status"] == "running", (point, op, g)
-    check_invariants(lab, sim, cfg)
+# kill -9 at every crash point, and seeded chains of crashes: test_crash.py.
 
 
 # ---------------------------------------------------------------- restore
