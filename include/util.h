@@ -64,9 +64,46 @@ int tags_foreach(const char *tags, int (*fn)(const char *tag, size_t len, void *
                  void *userdata);
 bool tags_contain(const char *tags, const char *tag);
 
-/* Test builds (-DPROXREAP_TEST_HOOKS) kill the process with SIGKILL when
- * $PROXREAP_CRASH_AT names this point (optionally "NAME#N": the Nth time).
- * A no-op in every other build. */
+/* --- crash points ---
+ *
+ * Test builds (-DPROXREAP_TEST_HOOKS) can be killed with SIGKILL at named
+ * places, to test crash recovery; every other build compiles these to
+ * nothing. The environment says where:
+ *
+ *   PROXREAP_CRASH_AT=NAME[#N][:ARG]  die at the Nth pass (default: the
+ *                                     first) of the point NAME; ARG, a
+ *                                     number, is handed to a point that
+ *                                     leaves work half done (crash_armed)
+ *   PROXREAP_CRASH_TRACE=FILE         append the name of every point passed,
+ *                                     armed or not, to FILE (a line each)
+ *
+ * A malformed PROXREAP_CRASH_AT aborts the process with a message naming
+ * it: a test meant to crash must not pass because of a typo. */
+#ifdef PROXREAP_TEST_HOOKS
+/* Dies here when this pass is the armed one. */
 void crash_point(const char *name);
+/* For a point whose crash leaves work half done (part of a record
+ * written): true when this pass is the armed one, with ARG (0 when none
+ * was given) in *ret_arg. The caller then does the part a crash would
+ * leave done and calls crash_now(). */
+bool crash_armed(const char *name, uint64_t *ret_arg);
+_Noreturn void crash_now(void);
+#else
+static inline void crash_point(const char *name)
+{
+        (void)name;
+}
+
+static inline bool crash_armed(const char *name, uint64_t *ret_arg)
+{
+        (void)name;
+        (void)ret_arg;
+        return false;
+}
+
+static inline void crash_now(void)
+{
+}
+#endif
 
 #endif

@@ -354,6 +354,12 @@ static int save_torn(const char *path, const char *bytes, size_t n, char *copy, 
                 if (fd < 0 && (errno != EEXIST || i >= 1000))
                         return -errno;
         }
+        /* Test builds: a crash while the copy is written leaves it in part;
+         * the journal is still whole, and the next open copies again. */
+        if (crash_armed("journal-copy-partial", NULL)) {
+                (void)!write(fd, bytes, n / 2);
+                crash_now();
+        }
         w = write(fd, bytes, n);
         if (w < 0 || fsync(fd) < 0)
                 r = -errno;
@@ -380,6 +386,7 @@ static int cut_tail(struct journal *j, const char *tail, size_t n, char *err, si
                         strerror(-r));
                 return r;
         }
+        crash_point("journal-copy-saved");
         /* Safe to cut: the bytes are saved, they hold no newline so no record
          * follows them, and LOCK_EX keeps every other writer out. */
         if (ftruncate(j->fd, (off_t)j->pos.offset) < 0 || fsync(j->fd) < 0) {
@@ -389,6 +396,7 @@ static int cut_tail(struct journal *j, const char *tail, size_t n, char *err, si
                 j->failed = r;
                 return r;
         }
+        crash_point("journal-cut");
         log_warning("journal '%s': cut a torn last record of %zu bytes at line %u (byte %llu), "
                     "saved in '%s'",
                     j->path, n, j->pos.line + 1, (unsigned long long)j->pos.offset, copy);
@@ -506,6 +514,7 @@ static int open_file(struct journal *j, char *err, size_t errsz)
                 r = own_like_directory(j, &st, err, errsz);
         /* An empty journal may be one we just created: make its name durable. */
         if (r == 0 && st.st_size == 0) {
+                crash_point("journal-created");
                 r = fsync_parent(j->path);
                 if (r < 0)
                         set_err(err, errsz, "cannot sync the directory of journal '%s': %s",
@@ -606,12 +615,21 @@ static int same_file(const struct journal *j, const struct stat *st, char *err, 
 
 /* One write() of the whole line, then fdatasync(). Any failure fails the
  * journal for good: after a failed sync, the page cache no longer tells
- * what is on disk. */
+ * what is on disk. Test builds crash here on demand: "journal-torn" in the
+ * middle of the write() (ARG picks how much of the line reaches the file:
+ * 1 + ARG mod (n - 1) bytes, never the newline), "journal-written" after
+ * the write() and "journal-synced" after the fdatasync(). */
 static int write_line(struct journal *j, const char *line, size_t n, char *err, size_t errsz)
 {
-        ssize_t w = write(j->fd, line, n);
+        uint64_t arg = 0;
+        ssize_t w;
         int r = 0;
 
+        if (crash_armed("journal-torn", &arg)) {
+                (void)!write(j->fd, line, 1 + (size_t)(arg % (n - 1)));
+                crash_now();
+        }
+        w = write(j->fd, line, n);
         if (w >= 0 && (size_t)w < n) {
                 /* The record is torn: take it back, or the next open cuts it. */
                 bool back = ftruncate(j->fd, (off_t)j->pos.offset) == 0;
@@ -621,15 +639,21 @@ static int write_line(struct journal *j, const char *line, size_t n, char *err, 
                         "journal has failed and takes no more records",
                         j->path, w, n, back ? "" : ", the torn record stays");
                 r = -EIO;
-        } else if (w < 0 || fdatasync(j->fd) < 0) {
-                r = -errno;
-                set_err(err, errsz,
-                        "cannot append to journal '%s': %s%s; the journal has failed and takes "
-                        "no more records",
-                        j->path, w < 0 ? "" : "fdatasync: ", strerror(-r));
+        } else {
+                if (w >= 0)
+                        crash_point("journal-written");
+                if (w < 0 || fdatasync(j->fd) < 0) {
+                        r = -errno;
+                        set_err(err, errsz,
+                                "cannot append to journal '%s': %s%s; the journal has failed and "
+                                "takes no more records",
+                                j->path, w < 0 ? "" : "fdatasync: ", strerror(-r));
+                }
         }
         if (r < 0)
                 j->failed = r;
+        else
+                crash_point("journal-synced");
         return r;
 }
 

@@ -3,11 +3,13 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static uint64_t clock_usec(clockid_t id)
 {
@@ -243,28 +245,117 @@ bool tags_contain(const char *tags, const char *tag)
         return tags_foreach(tags, tag_equals, &want) == 1;
 }
 
+#ifdef PROXREAP_TEST_HOOKS
+/* The point $PROXREAP_CRASH_AT arms; parsed again (its hits counted
+ * from 0) whenever the variable changed, so a test may arm a point in a
+ * child process it forked. */
+static struct {
+        char spec[128]; /* the value parsed */
+        char name[64]; /* "": none */
+        uint64_t nth, arg, hits;
+} armed;
+
+static _Noreturn void crash_spec_invalid(const char *spec, const char *problem)
+{
+        fprintf(stderr, "PROXREAP_CRASH_AT='%s': %s (expected NAME[#N][:ARG])\n", spec, problem);
+        abort();
+}
+
+/* The number of spec that starts at *p and ends before one of stop (or
+ * at the end), moving *p past it. */
+static uint64_t crash_spec_number(const char *spec, const char **p, const char *stop,
+                                  uint64_t min, const char *what)
+{
+        size_t n = strcspn(*p, stop);
+        char buf[32];
+        uint64_t v;
+
+        if (n == 0 || n >= sizeof(buf))
+                crash_spec_invalid(spec, what);
+        memcpy(buf, *p, n);
+        buf[n] = '\0';
+        if (parse_u64(buf, min, UINT64_MAX, &v) < 0)
+                crash_spec_invalid(spec, what);
+        *p += n;
+        return v;
+}
+
+static void crash_parse(const char *spec)
+{
+        size_t len = strlen(spec), n;
+        const char *p;
+
+        if (len >= sizeof(armed.spec))
+                crash_spec_invalid(spec, "too long");
+        memset(&armed, 0, sizeof(armed));
+        memcpy(armed.spec, spec, len + 1);
+        if (!*spec)
+                return;
+        n = strcspn(spec, "#:");
+        if (n == 0 || n >= sizeof(armed.name))
+                crash_spec_invalid(spec, "no point name, or a name too long");
+        memcpy(armed.name, spec, n);
+        armed.name[n] = '\0';
+        armed.nth = 1;
+        p = spec + n;
+        if (*p == '#') {
+                p++;
+                armed.nth = crash_spec_number(spec, &p, ":", 1, "N is not a number >= 1");
+        }
+        if (*p == ':') {
+                p++;
+                armed.arg = crash_spec_number(spec, &p, "", 0, "ARG is not a number");
+        }
+        if (*p)
+                crash_spec_invalid(spec, "trailing characters");
+}
+
+static void crash_trace(const char *name)
+{
+        const char *path = getenv("PROXREAP_CRASH_TRACE");
+        char line[128];
+        int fd, n;
+
+        if (!path || !*path)
+                return;
+        fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (fd < 0)
+                return;
+        n = snprintf(line, sizeof(line), "%s\n", name);
+        /* One write(): lines of processes tracing to one file never mix. */
+        if (n > 0 && (size_t)n < sizeof(line) && write(fd, line, (size_t)n) < 0)
+                fprintf(stderr, "PROXREAP_CRASH_TRACE='%s': %s\n", path, strerror(errno));
+        close(fd);
+}
+
+bool crash_armed(const char *name, uint64_t *ret_arg)
+{
+        const char *spec = getenv("PROXREAP_CRASH_AT");
+
+        crash_trace(name);
+        if (!spec)
+                spec = "";
+        if (strcmp(spec, armed.spec) != 0)
+                crash_parse(spec);
+        if (strcmp(name, armed.name) != 0 || ++armed.hits != armed.nth)
+                return false;
+        if (ret_arg)
+                *ret_arg = armed.arg;
+        return true;
+}
+
+void crash_now(void)
+{
+        (void)raise(SIGKILL);
+        abort(); /* not reached: SIGKILL cannot be caught */
+}
+
 void crash_point(const char *name)
 {
-#ifdef PROXREAP_TEST_HOOKS
-        static unsigned hits;
-        const char *want = getenv("PROXREAP_CRASH_AT"), *hash;
-        size_t n;
-        uint64_t nth = 1;
-
-        if (!want || !*want)
-                return;
-        hash = strchr(want, '#');
-        n = hash ? (size_t)(hash - want) : strlen(want);
-        if (strlen(name) != n || strncmp(name, want, n) != 0)
-                return;
-        if (hash && parse_u64(hash + 1, 1, UINT32_MAX, &nth) < 0)
-                return;
-        if (++hits == nth)
-                (void)raise(SIGKILL);
-#else
-        (void)name;
-#endif
+        if (crash_armed(name, NULL))
+                crash_now();
 }
+#endif
 
 int64_t now_epoch(void)
 {

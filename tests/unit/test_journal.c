@@ -435,7 +435,8 @@ static void test_scan_buffer(void **state)
 
 /* Opening the first L bytes of a journal: a reader reports a torn end and
  * leaves the file alone; a writer keeps exactly the records that end
- * within L and saves the rest to a .torn copy. */
+ * within L and saves the rest to a .torn copy, and its next record goes
+ * where the valid ones end (the journal as it was before the cut). */
 static void check_cut_at(const char *bytes, size_t len, const size_t *ends, int n)
 {
         struct seen *s = seen_new();
@@ -477,6 +478,13 @@ static void check_cut_at(const char *bytes, size_t len, const size_t *ends, int 
                 assert_int_equal(st.st_mode & 07777, 0640);
                 free(copy);
                 remove_torn_copies();
+        }
+        if (k < n) {
+                struct journal *j = open_ok(JOURNAL_WRITE, NULL, NULL);
+
+                assert_int_equal(append_ok(j, payload(k)), (uint64_t)k + 1);
+                journal_close(j);
+                assert_file_is(jpath, bytes, ends[k]);
         }
         seen_free(s);
 }
@@ -625,6 +633,299 @@ static void test_torn_warning_logged(void **state)
         free(logpath);
         free(bytes);
 }
+
+/* Every byte of the last record garbled (each bit flipped, a newline, a
+ * NUL): a complete line that is wrong is damage at line 3, refused by
+ * readers and writers alike with its place, the file untouched; without
+ * its newline it is a torn end, cut by a writer after saving it; and the
+ * journal goes on after the cut. Never a crash. */
+static void test_garbled_last_record(void **state)
+{
+        size_t ends[3], len;
+        char *bytes = make_journal(3, &len, ends), *copy = malloc(len);
+        char *place = tu_strdupf("%s:3 (byte %zu): ", jpath, ends[1]);
+        unsigned damaged = 0, torn = 0;
+
+        (void)state;
+        assert_non_null(copy);
+        for (size_t i = ends[1]; i < len; i++)
+                for (int g = 0; g < 10; g++) {
+                        char c = g < 8 ? (char)(bytes[i] ^ (1 << g)) : g == 8 ? '\n' : '\0';
+                        bool has_nl = i < len - 1 || c == '\n';
+
+                        if (c == bytes[i])
+                                continue;
+                        memcpy(copy, bytes, len);
+                        copy[i] = c;
+                        write_file(jpath, copy, len);
+                        if (has_nl) {
+                                /* A newline ends a complete line: damage. */
+                                for (int mode = JOURNAL_READ; mode <= JOURNAL_WRITE; mode++) {
+                                        char *err = open_fails((enum journal_mode)mode, -EBADMSG);
+
+                                        if (strncmp(err, place, strlen(place)) != 0)
+                                                fail_msg("byte %zu garble %d: \"%s\"", i, g, err);
+                                        free(err);
+                                }
+                                assert_file_is(jpath, copy, len);
+                                assert_int_equal(torn_copies(NULL), 0);
+                                damaged++;
+                        } else {
+                                struct journal_scan scan;
+                                struct journal *j;
+                                char *saved;
+
+                                journal_close(open_ok(JOURNAL_READ, NULL, &scan));
+                                assert_true(scan.torn);
+                                assert_file_is(jpath, copy, len);
+                                j = open_ok(JOURNAL_WRITE, NULL, &scan);
+                                assert_true(scan.torn);
+                                assert_int_equal(scan.records, 2);
+                                assert_file_is(jpath, bytes, ends[1]);
+                                assert_int_equal(torn_copies(&saved), 1);
+                                assert_file_is(saved, copy + ends[1], len - ends[1]);
+                                free(saved);
+                                remove_torn_copies();
+                                assert_int_equal(append_ok(j, payload(2)), 3);
+                                journal_close(j);
+                                assert_file_is(jpath, bytes, len);
+                                torn++;
+                        }
+                }
+        /* Only the newline's garbles (all but '\n' itself) tear the record. */
+        assert_int_equal(torn, 9);
+        assert_int_equal(damaged, 10 * (len - ends[1] - 1));
+        free(place);
+        free(copy);
+        free(bytes);
+}
+
+/* --- crash points (test builds) --- */
+
+#ifdef PROXREAP_TEST_HOOKS
+/* Runs fn in a child with PROXREAP_CRASH_AT=spec; it must die by SIGKILL. */
+static void crash_child(const char *spec, void (*fn)(int), int arg)
+{
+        pid_t pid;
+        int status;
+
+        fflush(NULL);
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                setenv("PROXREAP_CRASH_AT", spec, 1);
+                fn(arg);
+                _exit(3); /* the crash point was not reached */
+        }
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGKILL)
+                fail_msg("%s: the child ended with status %#x, not by SIGKILL", spec, status);
+}
+
+/* In the child: open, append payload(k): the crash comes in between. */
+static void child_append(int k)
+{
+        struct journal *j;
+        json_t *p = payload(k);
+
+        if (journal_open(jpath, JOURNAL_WRITE, NULL, NULL, &j, NULL, NULL, 0) < 0 ||
+            journal_append(j, p, NULL, NULL, NULL, NULL, 0) < 0)
+                _exit(2);
+        _exit(4);
+}
+
+/* In the child: three records in one process. */
+static void child_append_three(int unused)
+{
+        struct journal *j;
+
+        (void)unused;
+        if (journal_open(jpath, JOURNAL_WRITE, NULL, NULL, &j, NULL, NULL, 0) < 0)
+                _exit(2);
+        for (int i = 0; i < 3; i++) {
+                json_t *p = payload(i);
+
+                if (journal_append(j, p, NULL, NULL, NULL, NULL, 0) < 0)
+                        _exit(2);
+                json_decref(p);
+        }
+        _exit(4);
+}
+
+static void child_open(int unused)
+{
+        struct journal *j;
+
+        (void)unused;
+        if (journal_open(jpath, JOURNAL_WRITE, NULL, NULL, &j, NULL, NULL, 0) < 0)
+                _exit(2);
+        _exit(4);
+}
+
+/* After a crash at the end of record k: the writer keeps whole records,
+ * saves a torn one, and appends the records that follow. */
+static void check_recovers(const char *bytes, const size_t *ends, int n, int k, size_t extra)
+{
+        size_t keep = k > 0 ? ends[k - 1] : 0;
+        struct journal_scan scan;
+        struct journal *j;
+        char *copy;
+
+        j = open_ok(JOURNAL_WRITE, NULL, &scan);
+        assert_int_equal(scan.records, (uint64_t)k);
+        assert_int_equal(scan.torn, extra > 0);
+        assert_file_is(jpath, bytes, keep);
+        assert_int_equal(torn_copies(&copy), extra > 0 ? 1 : 0);
+        if (extra > 0) {
+                assert_file_is(copy, bytes + keep, extra);
+                free(copy);
+                remove_torn_copies();
+        }
+        for (int i = k; i < n; i++)
+                assert_int_equal(append_ok(j, payload(i)), (uint64_t)i + 1);
+        journal_close(j);
+        assert_file_is(jpath, bytes, ends[n - 1]);
+}
+
+/* A crash in the middle of the write() of a record, leaving a prefix of
+ * it (of every length for the middle record; ARG wraps around), after the
+ * write() and after the fdatasync(). */
+static void test_crash_in_append(void **state)
+{
+        size_t ends[3], len;
+        char *bytes = make_journal(3, &len, ends), spec[64];
+
+        (void)state;
+        for (int k = 0; k < 3; k++) {
+                size_t start = k > 0 ? ends[k - 1] : 0, n = ends[k] - start;
+
+                for (size_t arg = 0; arg < n + 3; arg += k == 1 ? 1 : n / 3) {
+                        size_t torn = 1 + arg % (n - 1);
+
+                        write_file(jpath, bytes, start);
+                        snprintf(spec, sizeof(spec), "journal-torn#1:%zu", arg);
+                        crash_child(spec, child_append, k);
+                        assert_file_is(jpath, bytes, start + torn);
+                        check_recovers(bytes, ends, 3, k, torn);
+                }
+                write_file(jpath, bytes, start);
+                crash_child("journal-written", child_append, k);
+                check_recovers(bytes, ends, 3, k + 1, 0);
+                write_file(jpath, bytes, start);
+                crash_child("journal-synced", child_append, k);
+                check_recovers(bytes, ends, 3, k + 1, 0);
+        }
+        free(bytes);
+}
+
+/* Crashes while a torn end is saved and cut: the journal keeps its valid
+ * records, the next open saves the whole torn end and cuts it. */
+static void test_crash_in_repair(void **state)
+{
+        size_t ends[3], len, tail = 40;
+        char *bytes = make_journal(3, &len, ends), *copy;
+
+        (void)state;
+        write_file(jpath, bytes, ends[1] + tail);
+        crash_child("journal-copy-partial", child_open, 0);
+        assert_file_is(jpath, bytes, ends[1] + tail);
+        assert_int_equal(torn_copies(&copy), 1);
+        assert_file_is(copy, bytes + ends[1], tail / 2);
+        free(copy);
+        remove_torn_copies();
+
+        crash_child("journal-copy-saved", child_open, 0);
+        assert_file_is(jpath, bytes, ends[1] + tail);
+        assert_int_equal(torn_copies(&copy), 1);
+        assert_file_is(copy, bytes + ends[1], tail);
+        free(copy);
+        remove_torn_copies();
+        check_recovers(bytes, ends, 3, 2, tail);
+
+        write_file(jpath, bytes, ends[1] + tail);
+        crash_child("journal-cut", child_open, 0);
+        assert_file_is(jpath, bytes, ends[1]);
+        assert_int_equal(torn_copies(&copy), 1);
+        assert_file_is(copy, bytes + ends[1], tail);
+        free(copy);
+        remove_torn_copies();
+        check_recovers(bytes, ends, 3, 2, 0);
+
+        /* A new journal: dead before its name was made durable. */
+        unlink(jpath);
+        crash_child("journal-created", child_open, 0);
+        assert_file_is(jpath, "", 0);
+        check_recovers(bytes, ends, 3, 0, 0);
+        free(bytes);
+}
+
+/* "NAME#N": the Nth pass; other points and other hits pass by. */
+static void test_crash_hit_number(void **state)
+{
+        size_t ends[3], len;
+        char *bytes = make_journal(3, &len, ends);
+
+        (void)state;
+        unlink(jpath);
+        crash_child("journal-synced#3", child_append_three, 0);
+        assert_file_is(jpath, bytes, len);
+        free(bytes);
+}
+
+/* A malformed PROXREAP_CRASH_AT stops the process with a message. */
+static void test_crash_spec_invalid(void **state)
+{
+        static const char *const bad[] = {
+                "#1", "journal-torn#0", "journal-torn#", "journal-torn#x", "journal-torn:",
+                "journal-torn:1x", "journal-torn#1:2:3", "journal-torn#99999999999999999999",
+        };
+
+        (void)state;
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                int status;
+                pid_t pid;
+
+                fflush(NULL);
+                pid = fork();
+                assert_true(pid >= 0);
+                if (pid == 0) {
+                        int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+
+                        dup2(null, STDERR_FILENO);
+                        setenv("PROXREAP_CRASH_AT", bad[i], 1);
+                        crash_point("journal-torn");
+                        _exit(0);
+                }
+                assert_int_equal(waitpid(pid, &status, 0), pid);
+                if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGABRT)
+                        fail_msg("'%s': status %#x, expected SIGABRT", bad[i], status);
+        }
+}
+#else
+static void test_crash_in_append(void **state)
+{
+        (void)state;
+        skip(); /* crash points exist in test builds (TEST_HOOKS=1) only */
+}
+
+static void test_crash_in_repair(void **state)
+{
+        (void)state;
+        skip();
+}
+
+static void test_crash_hit_number(void **state)
+{
+        (void)state;
+        skip();
+}
+
+static void test_crash_spec_invalid(void **state)
+{
+        (void)state;
+        skip();
+}
+#endif
 
 /* --- damage --- */
 
@@ -1286,6 +1587,11 @@ int main(void)
                 T(test_torn_warning_logged),
                 T(test_bit_flip_in_middle_record),
                 T(test_bad_last_line),
+                T(test_garbled_last_record),
+                T(test_crash_in_append),
+                T(test_crash_in_repair),
+                T(test_crash_hit_number),
+                T(test_crash_spec_invalid),
                 T(test_seq_damage),
                 T(test_strict_line_format),
                 T(test_long_lines),
