@@ -26,7 +26,13 @@ struct observe_summary {
         unsigned consecutive_failures;
         bool api_ok; /* the last poll succeeded */
         uint64_t last_ok_realtime_usec; /* 0: never */
-        uint64_t last_poll_duration_usec;
+        uint64_t last_poll_duration_usec; /* fetch, decode, window update, verdicts */
+        /* Whole polls, from their scheduled time until the status and
+         * metrics files were written (observer_note_cycle()), so only
+         * polls finished before the last write count: */
+        uint64_t poll_overruns; /* polls that ran into the next one's time */
+        uint64_t max_cycle_usec; /* the longest poll since start */
+        uint64_t last_cycle_usec; /* the last poll finished */
         unsigned rejected_entries; /* in the last successful poll */
         char api_error[512]; /* the last failure, "" when none */
 };
@@ -49,6 +55,11 @@ int observer_probe(struct observer *o, struct pve_version *ret);
  * the verdicts are re-evaluated either way (stale data turns into
  * insufficient-data). */
 int observer_poll(struct observer *o, uint64_t now_usec);
+
+/* Records a finished poll that took cycle_usec from its scheduled time
+ * until its files were written; returns true when that was not within
+ * interval_usec (the next poll was due before it ended). */
+bool observer_note_cycle(struct observer *o, uint64_t cycle_usec, uint64_t interval_usec);
 
 const struct observe_summary *observer_summary(const struct observer *o);
 const char *observer_error(const struct observer *o);

@@ -251,6 +251,18 @@ int observer_poll(struct observer *o, uint64_t now_usec)
         return r;
 }
 
+bool observer_note_cycle(struct observer *o, uint64_t cycle_usec, uint64_t interval_usec)
+{
+        bool overrun = cycle_usec >= interval_usec;
+
+        o->sum.last_cycle_usec = cycle_usec;
+        if (cycle_usec > o->sum.max_cycle_usec)
+                o->sum.max_cycle_usec = cycle_usec;
+        if (overrun)
+                o->sum.poll_overruns++;
+        return overrun;
+}
+
 struct pve *observer_pve(const struct observer *o)
 {
         return o->pve;

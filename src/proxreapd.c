@@ -36,6 +36,7 @@ struct daemon {
         sd_event_source *saga_timer; /* the next saga step */
         uint64_t next_usec; /* monotonic target of the next poll */
         bool ready; /* READY=1 sent */
+        bool overrunning; /* the last poll did not finish within the interval */
         int status_error; /* last status file error, logged on change */
         int metrics_error; /* the same for the Prometheus textfile */
 };
@@ -210,6 +211,24 @@ static int schedule(struct daemon *d)
         return sd_event_source_set_time(d->timer, d->next_usec);
 }
 
+/* A poll is due every interval; one that is not done (files written)
+ * before the next is due makes that one late. Counted for the status file
+ * and the metrics (proxreap_poll_overruns_total is what to alert on);
+ * logged at notice when that starts and ends, not at every poll. */
+static void note_cycle(struct daemon *d, uint64_t due_usec)
+{
+        uint64_t took = now_monotonic_usec() - due_usec, interval = d->config->interval_usec;
+        bool overrun = observer_note_cycle(d->observer, took, interval);
+
+        if (overrun && !d->overrunning)
+                log_notice("a poll took %.3fs, longer than the %.3gs interval: "
+                           "the next poll starts late",
+                           (double)took / 1e6, (double)interval / 1e6);
+        else if (!overrun && d->overrunning)
+                log_notice("polls finish within the %.3gs interval again", (double)interval / 1e6);
+        d->overrunning = overrun;
+}
+
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
 {
         struct daemon *d = userdata;
@@ -226,6 +245,7 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
                 return sd_event_exit(d->event, 1);
         }
         after_poll(d, r, now);
+        note_cycle(d, usec);
         r = schedule(d);
         if (r < 0)
                 return r;

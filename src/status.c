@@ -205,13 +205,16 @@ static json_t *api_json(const struct observe_summary *s)
         else
                 format_utc((int64_t)(s->last_ok_realtime_usec / USEC_PER_SEC), last_ok,
                            sizeof(last_ok));
-        return json_pack("{s:b s:s? s:s s:I s:I s:i s:f s:i}", "ok", s->api_ok, "error",
+        return json_pack("{s:b s:s? s:s s:I s:I s:i s:f s:i s:I s:f s:f}", "ok", s->api_ok, "error",
                          s->api_error[0] ? s->api_error : NULL, "last_success", last_ok,
                          "polls_ok", (json_int_t)s->polls_ok, "polls_failed",
                          (json_int_t)s->polls_failed, "consecutive_failures",
                          (int)s->consecutive_failures, "last_poll_seconds",
                          (double)s->last_poll_duration_usec / 1e6, "rejected_entries",
-                         (int)s->rejected_entries);
+                         (int)s->rejected_entries, "poll_overruns",
+                         (json_int_t)s->poll_overruns, "max_poll_seconds",
+                         (double)s->max_cycle_usec / 1e6, "previous_poll_seconds",
+                         (double)s->last_cycle_usec / 1e6);
 }
 
 #define STATUS_JSON_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(10))
@@ -348,8 +351,17 @@ static void metrics_observe(FILE *f, const struct status_metrics *m)
                    "Proxmox API requests that failed: no answer, or a status other than 2xx.",
                    m->api_errors);
         metric_u64(f, "proxreap_api_up", "gauge", "1 if the last poll succeeded.", s->api_ok);
-        metric_seconds(f, "proxreap_poll_duration_seconds", "Duration of the last poll.",
+        metric_seconds(f, "proxreap_poll_duration_seconds",
+                       "Duration of the last poll: fetch, decode, window update, verdicts.",
                        s->last_poll_duration_usec);
+        metric_seconds(f, "proxreap_poll_duration_max_seconds",
+                       "Longest whole poll since start, from its scheduled time until its "
+                       "status and metrics files were written (polls finished before this write).",
+                       s->max_cycle_usec);
+        metric_u64(f, "proxreap_poll_overruns_total", "counter",
+                   "Polls not finished within observe.interval, so that the next one started "
+                   "late (polls finished before this write).",
+                   s->poll_overruns);
         metric_seconds(f, "proxreap_last_successful_poll_timestamp_seconds",
                        "UNIX time of the last successful poll (0: none yet).",
                        s->last_ok_realtime_usec);

@@ -46,12 +46,18 @@ def test_status_file_and_verdict_changes(lab):
     assert doc["summary"] == {"tracked": 5, "idle": 5, "active": 0, "insufficient-data": 0, "excluded": 0}
     api = doc["api"]
     assert set(api) == {"ok", "error", "last_success", "polls_ok", "polls_failed", "consecutive_failures",
-                        "last_poll_seconds", "rejected_entries"}
+                        "last_poll_seconds", "rejected_entries", "poll_overruns", "max_poll_seconds",
+                        "previous_poll_seconds"}
     assert api["ok"] is True and api["error"] is None
     assert re.match(ISO, api["last_success"])
     assert type(api["polls_ok"]) is int and api["polls_ok"] >= 20
     assert (api["polls_failed"], api["consecutive_failures"], api["rejected_entries"]) == (0, 0, 0)
     assert isinstance(api["last_poll_seconds"], float) and 0 <= api["last_poll_seconds"] < 5
+    # whole polls (through the files), counted once finished: 20 have
+    assert type(api["poll_overruns"]) is int and 0 <= api["poll_overruns"] < api["polls_ok"]
+    assert isinstance(api["max_poll_seconds"], float) and 0 < api["max_poll_seconds"] < 5
+    assert isinstance(api["previous_poll_seconds"], float) and \
+        0 < api["previous_poll_seconds"] <= api["max_poll_seconds"]
     g = by_vmid(doc)[100]
     assert g == {"vmid": 100, "node": "pve1", "type": "qemu", "name": "idle1", "verdict": "idle",
                  "reasons": ["mean cpu 1.00% < 5%", "mean mem 300.00 MiB < 1024 MiB"],

@@ -554,6 +554,42 @@ def test_fault_time_window(fresh):
     assert sim.api("GET", "/version").status == 200
 
 
+def test_fault_trickle(fresh):
+    """The response goes out at `rate` bytes per second: complete and
+    valid in the end, but only a rate's worth arrives per second; a client
+    that gives up does not hold up anyone else."""
+    sim = fresh
+    sim.fault(kind="trickle", rate=1000, path="^/version$", count=1)
+    s = socket.create_connection(("127.0.0.1", sim.port), timeout=10)
+    s.sendall(b"GET /api2/json/version HTTP/1.1\r\nHost: x\r\nAuthorization: %s\r\n\r\n"
+              % sim.token_header().encode())
+    t0 = time.monotonic()
+    data = b""
+    early = None
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+        if early is None and time.monotonic() - t0 >= 0.15:
+            early = len(data)
+    took = time.monotonic() - t0
+    s.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"Connection: close" in head
+    assert json.loads(body)["data"]["version"]
+    assert took >= len(data) / 1000 * 0.8, (took, len(data))
+    assert early is not None and early <= 0.5 * 1000, early
+    assert sim.requests()[-1]["fault"] == "trickle" and sim.requests()[-1]["status"] == 200
+    # 1 byte/s: the client gives up after a second; the sim serves others.
+    sim.fault(kind="trickle", rate=1, path="^/cluster/resources$", count=1)
+    with pytest.raises((socket.timeout, TimeoutError)):
+        sim.api("GET", "/cluster/resources", timeout=1.0)
+    t0 = time.monotonic()
+    assert sim.api("GET", "/version").status == 200
+    assert time.monotonic() - t0 < 1
+
+
 # ----------------------------------------------------------------- TLS
 
 def test_https_with_test_ca(tmp_path):
