@@ -97,7 +97,7 @@ ASAN_BUILD  ?= build-asan
 SANDBOX     ?= 0
 # The system tests mostly wait (for polls, tasks, timeouts), so they run in
 # parallel (pytest-xdist) even on 2 cores.
-TEST_JOBS   ?= 4
+TEST_JOBS   ?= 6
 PYTEST       = $(PYTHON) -m pytest -q -p no:cacheprovider $(if $(filter-out 0 1,$(TEST_JOBS)),-n $(TEST_JOBS))
 SYSTEM_TESTS ?= tests/system
 SYSTEM_SKIP ?=
