@@ -36,6 +36,7 @@ struct status_metrics {
         const struct ops_totals *ops; /* NULL: observe mode, no journal open */
         bool journal_ok;
         const struct notify_counters *notify; /* NULL: no webhook */
+        size_t state_bytes; /* what the guests' windows and names take */
 };
 
 /* Writes the metrics in the Prometheus text format (for node_exporter's

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
@@ -367,6 +368,40 @@ static void metrics_observe(FILE *f, const struct status_metrics *m)
                        s->last_ok_realtime_usec);
 }
 
+/* The process's own cost, as node_exporter's textfile collector cannot
+ * see it: CPU time of every thread, resident and peak resident memory. */
+static void metrics_process(FILE *f, size_t state_bytes)
+{
+        struct rusage ru;
+        unsigned long pages, resident;
+        FILE *statm;
+
+        if (getrusage(RUSAGE_SELF, &ru) == 0) {
+                uint64_t usec = (uint64_t)ru.ru_utime.tv_sec * USEC_PER_SEC +
+                                (uint64_t)ru.ru_utime.tv_usec +
+                                (uint64_t)ru.ru_stime.tv_sec * USEC_PER_SEC +
+                                (uint64_t)ru.ru_stime.tv_usec;
+
+                metric_head(f, "process_cpu_seconds_total", "counter",
+                            "User and system CPU time of proxreapd.");
+                fprintf(f, "process_cpu_seconds_total %" PRIu64 ".%06" PRIu64 "\n",
+                        usec / USEC_PER_SEC, usec % USEC_PER_SEC);
+                metric_u64(f, "proxreap_resident_memory_max_bytes", "gauge",
+                           "Peak resident memory of proxreapd since start.",
+                           (uint64_t)ru.ru_maxrss * 1024);
+        }
+        statm = fopen("/proc/self/statm", "re");
+        if (statm) {
+                if (fscanf(statm, "%lu %lu", &pages, &resident) == 2)
+                        metric_u64(f, "process_resident_memory_bytes", "gauge",
+                                   "Resident memory of proxreapd.",
+                                   (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE));
+                fclose(statm);
+        }
+        metric_u64(f, "proxreap_guest_state_bytes", "gauge",
+                   "Memory of the tracked guests' sample windows and names.", state_bytes);
+}
+
 static void metrics_reap(FILE *f, const struct ops_totals *t, bool journal_ok)
 {
         metric_u64(f, "proxreap_reaps_total", "counter",
@@ -392,6 +427,7 @@ static int write_metrics_fn(FILE *f, const void *ctx)
         const struct status_metrics *m = ctx;
 
         metrics_observe(f, m);
+        metrics_process(f, m->state_bytes);
         if (m->ops)
                 metrics_reap(f, m->ops, m->journal_ok);
         if (m->notify) {

@@ -192,7 +192,6 @@ def test_prometheus_textfile_counts_a_reap(lab, sink):
                      extra=notify_text(webhook_url=sink.url))
     d = lab.daemon(cfg)
     wait_op(lab, cfg, 101, {"reaped"})
-    # Written after every poll: wait for one that saw the reap.
     # Written after every poll: wait for one that saw the reap, with the
     # busy guest's window full again (the saga's calls can cost a sample).
     wait_until(lambda: (lambda f: value(f, "proxreap_reaps_total") == 1 and
@@ -221,6 +220,13 @@ def test_prometheus_textfile_counts_a_reap(lab, sink):
     assert abs(last - time.time()) < 120, last
     assert st["api"]["polls_ok"] >= value(fams, "proxreap_polls_total", result="ok")
     assert value(fams, "proxreap_webhook_events_total", result="sent") == 1
+    # The daemon's own cost, from the kernel's view of it.
+    assert 0 < value(fams, "process_cpu_seconds_total") < 60
+    rss = value(fams, "process_resident_memory_bytes")
+    assert 1 << 20 < rss <= value(fams, "proxreap_resident_memory_max_bytes") < 1 << 30
+    # Two guests judged (the template is excluded, not tracked), 1 KiB each at most.
+    assert 0 < value(fams, "proxreap_guest_state_bytes") < 64 << 10
+    assert fams["process_cpu_seconds_total"]["type"] == "counter"
     assert fams["proxreap_guests"]["type"] == "gauge"
     assert fams["proxreap_reaps_total"]["type"] == "counter"
     assert oct(os.stat(prom).st_mode & 0o777) == "0o644"
