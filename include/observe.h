@@ -71,5 +71,12 @@ struct pve *observer_pve(const struct observer *o);
 /* Verdict of one guest at now_usec, with the window statistics. */
 void observer_judge(const struct observer *o, const struct guest *g, uint64_t now_usec,
                     struct verdict *ret_verdict, struct window_stats *ret_stats);
+/* The same for the guest at position i of the table; after a poll at
+ * now_usec the window statistics are those the poll computed (the status
+ * file judges every guest right after it: it need not count again). */
+void observer_judge_at(const struct observer *o, size_t i, uint64_t now_usec,
+                       struct verdict *ret_verdict, struct window_stats *ret_stats);
+/* Bytes kept per guest between polls: the table and the statistics. */
+size_t observer_state_bytes(const struct observer *o);
 
 #endif

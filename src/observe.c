@@ -18,6 +18,12 @@ struct observer {
         unsigned last_rejected;
         char last_reject[256];
         struct observe_summary sum;
+        /* The window statistics of the guest at each position of the
+         * table, computed by the last evaluation at stats_usec (0: none
+         * valid). */
+        struct window_stats *stats;
+        size_t stats_cap;
+        uint64_t stats_usec;
 };
 
 static int observer_make_table(struct observer *o, const struct config *c)
@@ -29,6 +35,7 @@ static int observer_make_table(struct observer *o, const struct config *c)
                 return r;
         guest_table_free(o->table);
         o->table = t;
+        o->stats_usec = 0;
         return 0;
 }
 
@@ -58,6 +65,7 @@ struct observer *observer_free(struct observer *o)
                 return NULL;
         pve_free(o->pve);
         guest_table_free(o->table);
+        free(o->stats);
         free(o);
         return NULL;
 }
@@ -80,6 +88,8 @@ int observer_set_config(struct observer *o, const struct config *c)
         pve_free(o->pve);
         o->pve = p;
         o->config = c;
+        /* The CPU threshold is part of the statistics. */
+        o->stats_usec = 0;
         return 0;
 }
 
@@ -118,6 +128,27 @@ void observer_judge(const struct observer *o, const struct guest *g, uint64_t no
         policy_decide(o->config, &f, ret_stats, ret_verdict);
 }
 
+void observer_judge_at(const struct observer *o, size_t i, uint64_t now_usec,
+                       struct verdict *ret_verdict, struct window_stats *ret_stats)
+{
+        const struct guest *g = guest_table_at(o->table, i);
+        struct guest_facts f;
+
+        if (o->stats_usec == 0 || o->stats_usec != now_usec ||
+            i >= guest_table_count(o->table)) {
+                observer_judge(o, g, now_usec, ret_verdict, ret_stats);
+                return;
+        }
+        guest_facts_from(g, &f);
+        *ret_stats = o->stats[i];
+        policy_decide(o->config, &f, ret_stats, ret_verdict);
+}
+
+size_t observer_state_bytes(const struct observer *o)
+{
+        return guest_table_memory(o->table) + o->stats_cap * sizeof(*o->stats);
+}
+
 /* --- one poll --- */
 
 static int on_guest(void *userdata, const struct pve_guest *g)
@@ -153,7 +184,20 @@ static void log_verdict_change(const struct guest *g, const struct verdict *v)
 static void evaluate(struct observer *o, uint64_t now_usec)
 {
         size_t n = guest_table_count(o->table);
+        bool keep = true;
 
+        o->stats_usec = 0;
+        if (n > o->stats_cap) {
+                /* Room for some growth; without it, nothing is kept. */
+                size_t cap = n + n / 8 + 16;
+                struct window_stats *a = realloc(o->stats, cap * sizeof(*a));
+
+                if (a) {
+                        o->stats = a;
+                        o->stats_cap = cap;
+                } else
+                        keep = false;
+        }
         memset(o->sum.count, 0, sizeof(o->sum.count));
         o->sum.tracked = n;
         for (size_t i = 0; i < n; i++) {
@@ -162,6 +206,8 @@ static void evaluate(struct observer *o, uint64_t now_usec)
                 struct verdict v;
 
                 observer_judge(o, g, now_usec, &v, &s);
+                if (keep)
+                        o->stats[i] = s;
                 o->sum.count[v.kind]++;
                 if (g->verdict == (uint8_t)(v.kind + 1))
                         continue;
@@ -169,6 +215,8 @@ static void evaluate(struct observer *o, uint64_t now_usec)
                         log_verdict_change(g, &v);
                 g->verdict = (uint8_t)(v.kind + 1);
         }
+        if (keep)
+                o->stats_usec = now_usec;
 }
 
 /* Messages equal but for their numbers: curl puts elapsed milliseconds in
@@ -235,6 +283,7 @@ int observer_poll(struct observer *o, uint64_t now_usec)
         uint64_t start = now_monotonic_usec();
         int r;
 
+        o->stats_usec = 0; /* the table changes from here */
         guest_table_begin_poll(o->table, now_usec);
         r = pve_get_resources(o->pve, on_guest, o, &st);
         if (r == -ENOMEM)

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include "policy.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -240,11 +241,66 @@ const char *reason_code_to_string(enum reason_code c)
         return (size_t)c < ELEMENTSOF(names) && names[c] ? names[c] : "unknown";
 }
 
+/* v as printf's "%.2f" (g false) or "%g" (g true) would write it, into
+ * buf. The common cases go without printf, since rules are formatted for
+ * every guest after every poll: a non-negative value below 10^9 (where
+ * v * 100 is exact enough) and a whole limit below 10^6 (which "%g"
+ * writes as an integer). Exact binary halves (x.125) may round up where
+ * printf rounds to even. */
+static size_t format_number(double v, bool g, char *buf, size_t size)
+{
+        char tmp[32];
+        size_t i = sizeof(tmp);
+        uint64_t x;
+        int n;
+
+        if (!(v >= 0 && v < 1e9) || (g && (v != floor(v) || v >= 1e6))) {
+                n = snprintf(buf, size, g ? "%g" : "%.2f", v);
+                return n < 0 ? 0 : (size_t)n >= size ? size - 1 : (size_t)n;
+        }
+        x = g ? (uint64_t)v : (uint64_t)(v * 100.0 + 0.5);
+        if (!g) {
+                tmp[--i] = (char)('0' + x % 10);
+                tmp[--i] = (char)('0' + x / 10 % 10);
+                tmp[--i] = '.';
+                x /= 100;
+        }
+        do {
+                tmp[--i] = (char)('0' + x % 10);
+                x /= 10;
+        } while (x);
+        n = (int)(sizeof(tmp) - i);
+        if ((size_t)n >= size)
+                n = size ? (int)size - 1 : 0;
+        memcpy(buf, tmp + i, (size_t)n);
+        if (size)
+                buf[n] = '\0';
+        return (size_t)n;
+}
+
 static void format_rule(const struct reason *r, const char *what, const char *unit, char *buf,
                         size_t size)
 {
-        snprintf(buf, size, "mean %s %.2f%s %s %g%s", what, r->value, unit,
-                 r->pass ? "<" : ">=", r->limit, unit);
+        const char *parts[] = { "mean ", what, " ", NULL, unit, r->pass ? " < " : " >= ", NULL,
+                                unit };
+        size_t off = 0;
+
+        for (size_t i = 0; i < ELEMENTSOF(parts) && off + 1 < size; i++) {
+                size_t len;
+
+                if (!parts[i]) {
+                        off += format_number(i == 3 ? r->value : r->limit, i != 3, buf + off,
+                                             size - off);
+                        continue;
+                }
+                len = strlen(parts[i]);
+                if (len > size - off - 1)
+                        len = size - off - 1;
+                memcpy(buf + off, parts[i], len);
+                off += len;
+        }
+        if (size)
+                buf[off < size ? off : size - 1] = '\0';
 }
 
 void reason_format(const struct reason *r, char *buf, size_t size)

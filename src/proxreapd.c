@@ -104,7 +104,7 @@ static void write_metrics(struct daemon *d)
                 .mode = d->config->mode,
                 .api_requests = pc->requests,
                 .api_errors = pc->errors,
-                .state_bytes = guest_table_memory(observer_table(d->observer)),
+                .state_bytes = observer_state_bytes(d->observer),
         };
 
         if (d->reaper) {

@@ -14,6 +14,7 @@
  *    look idle, and also counted;
  *  - anything that is not {"data": [ ... ]} fails the whole answer.
  */
+#include <assert.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -235,7 +236,19 @@ static int set_string_field(struct pve_decoder *d, const char *s, size_t n)
 static int number_value(const char *s, size_t n, double *ret_d, uint64_t *ret_u, bool *ret_int)
 {
         char buf[64], *end;
+        uint64_t u = 0;
+        size_t i;
 
+        /* Most numbers of a poll are counters: up to 19 digits cannot
+         * overflow, and need neither a copy nor strtoull(). */
+        for (i = 0; i < n && i < 19 && s[i] >= '0' && s[i] <= '9'; i++)
+                u = u * 10 + (uint64_t)(s[i] - '0');
+        if (i == n && n > 0) {
+                *ret_int = true;
+                *ret_u = u;
+                *ret_d = (double)u;
+                return 0;
+        }
         if (n == 0 || n >= sizeof(buf))
                 return -EINVAL;
         memcpy(buf, s, n);
@@ -341,16 +354,34 @@ static void set_number_field(struct pve_decoder *d, const char *s, size_t n)
 
 /* Called for every key of every guest: lengths are computed once, and most
  * keys are rejected on their length alone. */
+/* The fields of each name length, so that a key is compared with the
+ * few names as long as it (a key of every entry of every poll). */
+#define FIELD_NAME_MAX 9
+#define FIELDS_PER_LENGTH 10
+
 static enum res_field lookup_field(const unsigned char *key, size_t n)
 {
-        static size_t len[RF_COUNT];
+        static int8_t by_len[FIELD_NAME_MAX + 1][FIELDS_PER_LENGTH];
+        static bool ready;
 
-        if (len[0] == 0)
-                for (int f = 0; f < RF_COUNT; f++)
-                        len[f] = strlen(field_names[f]);
-        for (int f = 0; f < RF_COUNT; f++)
-                if (len[f] == n && memcmp(field_names[f], key, n) == 0)
-                        return (enum res_field)f;
+        if (!ready) {
+                memset(by_len, -1, sizeof(by_len));
+                for (int f = 0; f < RF_COUNT; f++) {
+                        size_t len = strlen(field_names[f]), k = 0;
+
+                        assert(len <= FIELD_NAME_MAX);
+                        while (by_len[len][k] >= 0)
+                                k++;
+                        assert(k < FIELDS_PER_LENGTH - 1);
+                        by_len[len][k] = (int8_t)f;
+                }
+                ready = true;
+        }
+        if (n > FIELD_NAME_MAX)
+                return RF_NONE;
+        for (const int8_t *f = by_len[n]; *f >= 0; f++)
+                if (field_names[*f][0] == key[0] && memcmp(field_names[*f], key, n) == 0)
+                        return (enum res_field)*f;
         return RF_NONE;
 }
 

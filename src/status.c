@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <stdio_ext.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -19,30 +20,49 @@
  * this is on the poll path: no tree, no printf for numbers. Names, tags and
  * reasons come from Proxmox (UTF-8, validated by the decoder) or from us. */
 
+/* Bytes into f's buffer: short runs (most are) a byte at a time with the
+ * putc_unlocked() macro, longer ones with one fwrite_unlocked(). Every
+ * FILE written here is the writer's own (FSETLOCKING_BYCALLER or a
+ * memstream): no other thread uses it. */
+static void put_bytes(FILE *f, const char *p, size_t n)
+{
+        if (n > 16) {
+                fwrite_unlocked(p, 1, n, f);
+                return;
+        }
+        while (n--)
+                putc_unlocked(*p++, f);
+}
+
+static void put_str(FILE *f, const char *s)
+{
+        put_bytes(f, s, strlen(s));
+}
+
 static void put_json_string(FILE *f, const char *s)
 {
         static const char hex[] = "0123456789abcdef";
         const char *run = s;
 
-        fputc('"', f);
+        putc_unlocked('"', f);
         for (; *s; s++) {
                 unsigned char c = (unsigned char)*s;
 
                 if (c >= 0x20 && c != '"' && c != '\\')
                         continue;
-                fwrite(run, 1, (size_t)(s - run), f);
+                put_bytes(f, run, (size_t)(s - run));
                 run = s + 1;
                 if (c == '"' || c == '\\') {
-                        fputc('\\', f);
-                        fputc(c, f);
+                        putc_unlocked('\\', f);
+                        putc_unlocked(c, f);
                 } else {
                         char esc[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 0xf] };
 
-                        fwrite(esc, 1, sizeof(esc), f);
+                        put_bytes(f, esc, sizeof(esc));
                 }
         }
-        fwrite(run, 1, (size_t)(s - run), f);
-        fputc('"', f);
+        put_bytes(f, run, (size_t)(s - run));
+        putc_unlocked('"', f);
 }
 
 static void put_uint(FILE *f, uint64_t v)
@@ -54,7 +74,7 @@ static void put_uint(FILE *f, uint64_t v)
                 buf[--i] = (char)('0' + v % 10);
                 v /= 10;
         } while (v);
-        fwrite(buf + i, 1, sizeof(buf) - i, f);
+        put_bytes(f, buf + i, sizeof(buf) - i);
 }
 
 /* A non-negative value with a fixed number of decimals (at most 6). */
@@ -64,16 +84,16 @@ static void put_fixed(FILE *f, double v, unsigned decimals)
         uint64_t m = scale[decimals], x;
 
         if (!(v >= 0) || v >= 1e12) { /* NaN, negative or absurd: say so */
-                fputs(v >= 1e12 ? "1e12" : "0", f);
+                put_str(f, v >= 1e12 ? "1e12" : "0");
                 return;
         }
         x = (uint64_t)(v * (double)m + 0.5);
         put_uint(f, x / m);
         if (decimals == 0)
                 return;
-        fputc('.', f);
+        putc_unlocked('.', f);
         for (uint64_t d = m / 10, frac = x % m; d > 0; d /= 10) {
-                fputc((int)('0' + frac / d), f);
+                putc_unlocked((int)('0' + frac / d), f);
                 frac %= d;
         }
 }
@@ -82,66 +102,89 @@ static void put_reasons(FILE *f, const struct verdict *v)
 {
         char buf[256];
 
-        fputc('[', f);
+        putc_unlocked('[', f);
         for (unsigned i = 0; i < v->n_reasons; i++) {
                 if (i > 0)
-                        fputc(',', f);
+                        putc_unlocked(',', f);
                 reason_format(&v->reasons[i], buf, sizeof(buf));
                 put_json_string(f, buf);
         }
-        fputc(']', f);
+        putc_unlocked(']', f);
 }
 
 static void put_guest(FILE *f, const struct guest *g, const struct verdict *v,
                       const struct window_stats *s)
 {
         /* Keys are ours: written already quoted, with their commas. */
-        fputs("{\"vmid\":", f);
+        put_str(f, "{\"vmid\":");
         put_uint(f, g->vmid);
-        fputs(",\"node\":", f);
+        put_str(f, ",\"node\":");
         put_json_string(f, g->node ? g->node : "");
-        fputs(",\"type\":", f);
+        put_str(f, ",\"type\":");
         put_json_string(f, guest_type_to_string((enum guest_type)g->type));
-        fputs(",\"name\":", f);
+        put_str(f, ",\"name\":");
         put_json_string(f, g->name ? g->name : "");
-        fputs(",\"verdict\":", f);
+        put_str(f, ",\"verdict\":");
         put_json_string(f, verdict_to_string(v->kind));
-        fputs(",\"reasons\":", f);
+        put_str(f, ",\"reasons\":");
         put_reasons(f, v);
-        fputs(",\"cpu_mean_percent\":", f);
+        put_str(f, ",\"cpu_mean_percent\":");
         put_fixed(f, s->cpu_mean_percent, 4);
-        fputs(",\"mem_mean_mb\":", f);
+        put_str(f, ",\"mem_mean_mb\":");
         put_fixed(f, s->mem_mean_mb, 3);
-        fputs(",\"samples\":", f);
+        put_str(f, ",\"samples\":");
         put_uint(f, s->samples);
-        fputs(",\"expected_samples\":", f);
+        put_str(f, ",\"expected_samples\":");
         put_uint(f, s->expected);
-        fputs(",\"coverage\":", f);
+        put_str(f, ",\"coverage\":");
         put_fixed(f, s->coverage, 4);
-        fputs(",\"uptime\":", f);
+        put_str(f, ",\"uptime\":");
         put_uint(f, g->uptime_s);
-        fputc('}', f);
+        putc_unlocked('}', f);
 }
 
-static int by_vmid(const void *a, const void *b)
-{
-        uint32_t x = (*(struct guest *const *)a)->vmid, y = (*(struct guest *const *)b)->vmid;
-
-        return (x > y) - (x < y);
-}
-
-/* The table's guests sorted by vmid; the caller frees the array. */
-static struct guest **sorted_guests(const struct observer *o, size_t *ret_n)
+/* The table's positions sorted by the guests' vmids; the caller frees the
+ * array. This runs
+ * after every poll: keys (vmid << 32 | position) are sorted with an LSD
+ * radix sort of the vmid's 30 bits, three passes of 10 bits, in linear
+ * time (qsort()'s comparisons were 5% of a poll at 10,000 guests). */
+#define RADIX_BITS 10
+static uint32_t *sorted_guests(const struct observer *o, size_t *ret_n)
 {
         const struct guest_table *t = observer_table(o);
-        size_t n = guest_table_count(t);
-        struct guest **sorted = malloc((n ? n : 1) * sizeof(*sorted));
+        size_t n = guest_table_count(t), count[1u << RADIX_BITS];
+        uint64_t *keys = malloc((n ? n : 1) * 2 * sizeof(*keys)), *from = keys, *to = keys + n;
+        uint32_t *sorted = malloc((n ? n : 1) * sizeof(*sorted));
 
-        if (!sorted)
+        if (!keys || !sorted) {
+                free(keys);
+                free(sorted);
                 return NULL;
+        }
         for (size_t i = 0; i < n; i++)
-                sorted[i] = guest_table_at(t, i);
-        qsort(sorted, n, sizeof(*sorted), by_vmid);
+                keys[i] = (uint64_t)guest_table_at(t, i)->vmid << 32 | i;
+        for (unsigned shift = 32; shift < 32 + 30; shift += RADIX_BITS) {
+                uint64_t *swap;
+                size_t sum = 0;
+
+                memset(count, 0, sizeof(count));
+                for (size_t i = 0; i < n; i++)
+                        count[(from[i] >> shift) & ((1u << RADIX_BITS) - 1)]++;
+                for (size_t b = 0; b < ELEMENTSOF(count); b++) {
+                        size_t c = count[b];
+
+                        count[b] = sum;
+                        sum += c;
+                }
+                for (size_t i = 0; i < n; i++)
+                        to[count[(from[i] >> shift) & ((1u << RADIX_BITS) - 1)]++] = from[i];
+                swap = from;
+                from = to;
+                to = swap;
+        }
+        for (size_t i = 0; i < n; i++)
+                sorted[i] = (uint32_t)from[i];
+        free(keys);
         *ret_n = n;
         return sorted;
 }
@@ -151,7 +194,7 @@ static struct guest **sorted_guests(const struct observer *o, size_t *ret_n)
 static int write_guests(FILE *f, const struct observer *o, uint64_t now_usec)
 {
         size_t n = 0;
-        struct guest **sorted = sorted_guests(o, &n);
+        uint32_t *sorted = sorted_guests(o, &n);
 
         if (!sorted)
                 return -ENOMEM;
@@ -162,8 +205,8 @@ static int write_guests(FILE *f, const struct observer *o, uint64_t now_usec)
 
                 if (i > 0)
                         fputc(',', f);
-                observer_judge(o, sorted[i], now_usec, &v, &s);
-                put_guest(f, sorted[i], &v, &s);
+                observer_judge_at(o, sorted[i], now_usec, &v, &s);
+                put_guest(f, guest_table_at(observer_table(o), sorted[i]), &v, &s);
         }
         fputc(']', f);
         free(sorted);
@@ -274,6 +317,8 @@ static int write_atomic(const char *path, int (*write_fn)(FILE *f, const void *c
                 unlink(tmp);
                 return r;
         }
+        /* Only this thread sees f: no lock per character written. */
+        __fsetlocking(f, FSETLOCKING_BYCALLER);
         r = fchmod(fd, 0644) < 0 ? -errno : write_fn(f, ctx);
         if (ferror(f) && r == 0)
                 r = -EIO;

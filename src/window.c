@@ -543,9 +543,12 @@ void window_stats(const struct guest_table *t, const struct guest *cg, uint64_t 
 {
         const struct guest *g = cg;
         const uint64_t *bits = g_bits(g);
-        double cpu = 0, mem = 0, net = 0, disk = 0;
+        const uint32_t *mem_kib = g_mem(t, g);
+        const uint16_t *cpu_c = g_cpu(t, g), *net_c = g_net(t, g), *disk_c = g_disk(t, g);
+        /* Integer sums (exact), turned into means once: this runs for every
+         * guest after every poll. */
+        uint64_t cpu = 0, mem = 0, net = 0, disk = 0, newest = 0;
         unsigned n = 0, below = 0, rates = 0;
-        uint64_t newest = 0;
 
         memset(ret, 0, sizeof(*ret));
         for (unsigned slot = 0; slot < t->cap; slot++) {
@@ -557,20 +560,20 @@ void window_stats(const struct guest_table *t, const struct guest *cg, uint64_t 
                  * samples. A slot reused by a poll after the guest's last
                  * update still carries the bit of the poll it held
                  * before: that sample is older than the slot's time says. */
-                if (!t->poll_done[slot] || t->poll_seq[slot] > g->last_seq ||
-                    !(bits[slot / 64] & (UINT64_C(1) << (slot % 64))) || when > now_usec ||
+                if (!(bits[slot / 64] & (UINT64_C(1) << (slot % 64))) || !t->poll_done[slot] ||
+                    t->poll_seq[slot] > g->last_seq || when > now_usec ||
                     now_usec - when >= t->window_usec)
                         continue;
                 n++;
                 newest = when > newest ? when : newest;
-                c = g_cpu(t, g)[slot];
-                cpu += c / 100.0;
+                c = cpu_c[slot];
+                cpu += c;
                 below += c / 100.0 < cpu_threshold_percent;
-                mem += g_mem(t, g)[slot] / 1024.0;
-                if (g_net(t, g)[slot] != RATE_UNKNOWN && g_disk(t, g)[slot] != RATE_UNKNOWN) {
+                mem += mem_kib[slot];
+                if (net_c[slot] != RATE_UNKNOWN && disk_c[slot] != RATE_UNKNOWN) {
                         rates++;
-                        net += (double)rate_decode(g_net(t, g)[slot]) * 8.0 / 1000.0;
-                        disk += (double)rate_decode(g_disk(t, g)[slot]) * 8.0 / 1000.0;
+                        net += rate_decode(net_c[slot]);
+                        disk += rate_decode(disk_c[slot]);
                 }
         }
         ret->expected = t->expected;
@@ -578,13 +581,13 @@ void window_stats(const struct guest_table *t, const struct guest *cg, uint64_t 
         ret->coverage = n >= t->expected ? 1.0 : (double)n / t->expected;
         ret->newest_age_usec = n ? now_usec - newest : UINT64_MAX;
         if (n) {
-                ret->cpu_mean_percent = cpu / n;
-                ret->mem_mean_mb = mem / n;
+                ret->cpu_mean_percent = (double)cpu / 100.0 / n;
+                ret->mem_mean_mb = (double)mem / 1024.0 / n;
                 ret->cpu_below_share = (double)below / n;
         }
         ret->rate_samples = rates;
         if (rates) {
-                ret->net_mean_kbps = net / rates;
-                ret->disk_mean_kbps = disk / rates;
+                ret->net_mean_kbps = (double)net * 8.0 / 1000.0 / rates;
+                ret->disk_mean_kbps = (double)disk * 8.0 / 1000.0 / rates;
         }
 }

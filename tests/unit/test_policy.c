@@ -4,10 +4,12 @@
  * exclusion, every kind of insufficient data, the optional rules and the
  * human-readable reasons.
  */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <cmocka.h>
 
@@ -791,6 +793,40 @@ static void test_reason_format(void **state)
                           "network/disk rates for only 0 of 60 samples");
 }
 
+/* The rule reasons are formatted without printf; they must read as
+ * printf's "%.2f" and "%g" would, for values that are not exact binary
+ * halves (where printf rounds to even). */
+static void test_rule_reason_matches_printf(void **state)
+{
+        static const double limits[] = { 0,    5,   1024, 999999, 1000000,
+                                         2.5,  0.1, 1e7,  -3,     123456.75 };
+        uint64_t seed = 88172645463325252ull;
+
+        (void)state;
+        for (unsigned i = 0; i < 20000; i++) {
+                double value, limit = limits[i % ELEMENTSOF(limits)];
+                char want[256], got[256];
+
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                /* 0 to 10^(0..14), with the odd negative, huge or NaN one */
+                value = (double)(seed >> 11) / (double)(1ull << 53) *
+                        pow(10.0, (double)(seed % 15));
+                if (i % 97 == 0)
+                        value = -value;
+                if (i % 991 == 0)
+                        value = 1e300;
+                if (i % 1009 == 0)
+                        value = NAN;
+                snprintf(want, sizeof(want), "mean cpu %.2f%% < %g%%", value, limit);
+                reason_format(&(struct reason){ .code = REASON_CPU, .pass = true, .value = value,
+                                                .limit = limit },
+                              got, sizeof(got));
+                assert_string_equal(got, want);
+        }
+}
+
 static void test_names(void **state)
 {
         (void)state;
@@ -917,6 +953,7 @@ int main(void)
                 T(test_net_and_disk),
                 T(test_no_rates),
                 T(test_reason_format),
+                T(test_rule_reason_matches_printf),
                 T(test_names),
                 T(test_verdict_format_small_buffer),
                 T(test_from_table),
