@@ -380,7 +380,7 @@ static enum res_field lookup_field(const unsigned char *key, size_t n)
         if (n > FIELD_NAME_MAX)
                 return RF_NONE;
         for (const int8_t *f = by_len[n]; *f >= 0; f++)
-                if (field_names[*f][0] == key[0] && memcmp(field_names[*f], key, n) == 0)
+                if ((unsigned char)field_names[*f][0] == key[0] && memcmp(field_names[*f], key, n) == 0)
                         return (enum res_field)*f;
         return RF_NONE;
 }

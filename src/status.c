@@ -153,7 +153,7 @@ static uint32_t *sorted_guests(const struct observer *o, size_t *ret_n)
 {
         const struct guest_table *t = observer_table(o);
         size_t n = guest_table_count(t), count[1u << RADIX_BITS];
-        uint64_t *keys = malloc((n ? n : 1) * 2 * sizeof(*keys)), *from = keys, *to = keys + n;
+        uint64_t *keys = malloc((n ? n : 1) * 2 * sizeof(*keys)), *from, *to;
         uint32_t *sorted = malloc((n ? n : 1) * sizeof(*sorted));
 
         if (!keys || !sorted) {
