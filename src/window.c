@@ -151,12 +151,25 @@ struct guest_table {
         uint64_t *poll_usec; /* time of each poll, by slot */
         uint64_t *poll_seq; /* which poll each slot holds now */
         uint8_t *poll_done; /* the slot's poll completed: its samples count */
+        uint64_t generation; /* bumped whenever a slot's poll begins or completes */
+        struct usable_slots *usable; /* window_stats()'s cache, see there */
         struct guest **guests; /* dense */
         size_t n, alloc;
         uint32_t *index; /* open addressing: 1 + position in guests, 0 = empty */
         size_t index_cap;
         size_t guest_bytes; /* bytes of one guest block */
         struct intern strings;
+};
+
+/* The ring slots whose samples window_stats() may count at one time: the
+ * same for every guest, so it is worked out once per poll rather than once
+ * per guest (with 10,000 guests that loop was 12% of a poll). Reached
+ * through a pointer so that the const table can keep it. */
+struct usable_slots {
+        uint64_t generation, now_usec; /* the key; generation 0 = never computed */
+        double cpu_threshold_percent;
+        unsigned cpu_below; /* CPU values (1/100 %) below this are below the threshold */
+        uint64_t words[];
 };
 
 /* Layout of a guest block: struct guest, presence bitmap, mem (u32 KiB),
@@ -204,12 +217,15 @@ int guest_table_new(unsigned expected_samples, uint64_t window_usec, struct gues
         t->poll_usec = calloc(t->cap, sizeof(uint64_t));
         t->poll_seq = calloc(t->cap, sizeof(uint64_t));
         t->poll_done = calloc(t->cap, sizeof(uint8_t));
+        t->usable = calloc(1, sizeof(*t->usable) + bitmap_words(t->cap) * sizeof(uint64_t));
+        t->generation = 1;
         t->guest_bytes = sizeof(struct guest) + bitmap_words(t->cap) * sizeof(uint64_t) +
                          t->cap * (sizeof(uint32_t) + 3 * sizeof(uint16_t));
-        if (!t->poll_usec || !t->poll_seq || !t->poll_done) {
+        if (!t->poll_usec || !t->poll_seq || !t->poll_done || !t->usable) {
                 free(t->poll_usec);
                 free(t->poll_seq);
                 free(t->poll_done);
+                free(t->usable);
                 free(t);
                 return -ENOMEM;
         }
@@ -241,6 +257,7 @@ struct guest_table *guest_table_free(struct guest_table *t)
         free(t->poll_usec);
         free(t->poll_seq);
         free(t->poll_done);
+        free(t->usable);
         free(t);
         return NULL;
 }
@@ -356,7 +373,8 @@ uint64_t guest_table_polls(const struct guest_table *t)
 
 size_t guest_table_memory(const struct guest_table *t)
 {
-        return sizeof(*t) + (size_t)t->cap * (2 * sizeof(uint64_t) + 1) + t->alloc * sizeof(struct guest *) +
+        return sizeof(*t) + (size_t)t->cap * (2 * sizeof(uint64_t) + 1) +
+               sizeof(*t->usable) + bitmap_words(t->cap) * sizeof(uint64_t) + t->alloc * sizeof(struct guest *) +
                t->index_cap * sizeof(uint32_t) + t->n * t->guest_bytes + t->strings.bytes +
                t->strings.cap * sizeof(struct istr *);
 }
@@ -406,6 +424,7 @@ void guest_table_begin_poll(struct guest_table *t, uint64_t now_usec)
         t->poll_usec[t->seq % t->cap] = now_usec;
         t->poll_seq[t->seq % t->cap] = t->seq;
         t->poll_done[t->seq % t->cap] = 0;
+        t->generation++;
 }
 
 static int update_strings(struct guest_table *t, struct guest *g, const struct pve_guest *p)
@@ -527,6 +546,7 @@ void guest_table_end_poll(struct guest_table *t,
                           void (*removed)(void *userdata, const struct guest *g), void *userdata)
 {
         t->poll_done[t->seq % t->cap] = 1;
+        t->generation++;
         for (size_t i = t->n; i-- > 0;) {
                 struct guest *g = t->guests[i];
 
@@ -538,6 +558,49 @@ void guest_table_end_poll(struct guest_table *t,
         }
 }
 
+/* The smallest CPU value c (1/100 %) with c / 100.0 not below the
+ * threshold: comparing integers gives exactly what comparing the percents
+ * would. */
+static unsigned cpu_below_limit(double threshold_percent)
+{
+        unsigned c;
+
+        if (!(threshold_percent > 0.0))
+                return 0;
+        if (threshold_percent * 100.0 > 65536.0)
+                return 65536;
+        c = (unsigned)(threshold_percent * 100.0);
+        while (c > 0 && !((c - 1) / 100.0 < threshold_percent))
+                c--;
+        while (c <= 65535 && c / 100.0 < threshold_percent)
+                c++;
+        return c;
+}
+
+static const struct usable_slots *usable_slots(const struct guest_table *t, uint64_t now_usec,
+                                               double cpu_threshold_percent)
+{
+        struct usable_slots *u = t->usable;
+
+        if (u->generation == t->generation && u->now_usec == now_usec &&
+            u->cpu_threshold_percent == cpu_threshold_percent)
+                return u;
+        memset(u->words, 0, bitmap_words(t->cap) * sizeof(uint64_t));
+        /* Only completed polls count: guests delivered before an answer
+         * turned out bad (cut off, malformed) are not samples. */
+        for (unsigned slot = 0; slot < t->cap; slot++) {
+                uint64_t when = t->poll_usec[slot];
+
+                if (t->poll_done[slot] && when <= now_usec && now_usec - when < t->window_usec)
+                        u->words[slot / 64] |= UINT64_C(1) << (slot % 64);
+        }
+        u->cpu_below = cpu_below_limit(cpu_threshold_percent);
+        u->cpu_threshold_percent = cpu_threshold_percent;
+        u->now_usec = now_usec;
+        u->generation = t->generation;
+        return u;
+}
+
 void window_stats(const struct guest_table *t, const struct guest *cg, uint64_t now_usec,
                   double cpu_threshold_percent, struct window_stats *ret)
 {
@@ -545,37 +608,37 @@ void window_stats(const struct guest_table *t, const struct guest *cg, uint64_t 
         const uint64_t *bits = g_bits(g);
         const uint32_t *mem_kib = g_mem(t, g);
         const uint16_t *cpu_c = g_cpu(t, g), *net_c = g_net(t, g), *disk_c = g_disk(t, g);
+        const struct usable_slots *u = usable_slots(t, now_usec, cpu_threshold_percent);
         /* Integer sums (exact), turned into means once: this runs for every
          * guest after every poll. */
         uint64_t cpu = 0, mem = 0, net = 0, disk = 0, newest = 0;
         unsigned n = 0, below = 0, rates = 0;
 
         memset(ret, 0, sizeof(*ret));
-        for (unsigned slot = 0; slot < t->cap; slot++) {
-                uint64_t when = t->poll_usec[slot];
-                uint16_t c;
+        for (size_t w = 0; w < bitmap_words(t->cap); w++)
+                for (uint64_t m = bits[w] & u->words[w]; m; m &= m - 1) {
+                        unsigned slot = (unsigned)(w * 64 + (unsigned)__builtin_ctzll(m));
+                        uint64_t when = t->poll_usec[slot];
+                        uint16_t c;
 
-                /* Only completed polls count: guests delivered before an
-                 * answer turned out bad (cut off, malformed) are not
-                 * samples. A slot reused by a poll after the guest's last
-                 * update still carries the bit of the poll it held
-                 * before: that sample is older than the slot's time says. */
-                if (!(bits[slot / 64] & (UINT64_C(1) << (slot % 64))) || !t->poll_done[slot] ||
-                    t->poll_seq[slot] > g->last_seq || when > now_usec ||
-                    now_usec - when >= t->window_usec)
-                        continue;
-                n++;
-                newest = when > newest ? when : newest;
-                c = cpu_c[slot];
-                cpu += c;
-                below += c / 100.0 < cpu_threshold_percent;
-                mem += mem_kib[slot];
-                if (net_c[slot] != RATE_UNKNOWN && disk_c[slot] != RATE_UNKNOWN) {
-                        rates++;
-                        net += rate_decode(net_c[slot]);
-                        disk += rate_decode(disk_c[slot]);
+                        /* A slot reused by a poll after the guest's last
+                         * update still carries the bit of the poll it held
+                         * before: that sample is older than the slot's
+                         * time says. */
+                        if (t->poll_seq[slot] > g->last_seq)
+                                continue;
+                        n++;
+                        newest = when > newest ? when : newest;
+                        c = cpu_c[slot];
+                        cpu += c;
+                        below += c < u->cpu_below;
+                        mem += mem_kib[slot];
+                        if (net_c[slot] != RATE_UNKNOWN && disk_c[slot] != RATE_UNKNOWN) {
+                                rates++;
+                                net += rate_decode(net_c[slot]);
+                                disk += rate_decode(disk_c[slot]);
+                        }
                 }
-        }
         ret->expected = t->expected;
         ret->samples = n;
         ret->coverage = n >= t->expected ? 1.0 : (double)n / t->expected;

@@ -6,6 +6,7 @@
  * Most tests use a small window: 10 expected samples, window 1 s, a poll
  * every 100 ms.
  */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -150,6 +151,60 @@ static void test_cpu_and_mem_units(void **state)
         assert_double_near(s.cpu_mean_percent, (1.23 + 50.0) / 2, 1e-9);
         assert_double_near(s.mem_mean_mb, 2.0, 1e-9);
         assert_double_exact(s.cpu_below_share, 0.5);
+}
+
+/* "Below the threshold" means cpu / 100.0 < threshold for the stored
+ * 1/100 % values, also for thresholds that are not whole hundredths and at
+ * the edges; a threshold that changes between calls is honoured. */
+static void test_cpu_below_exact(void **state)
+{
+        struct guest_table *t = *state;
+        /* stored as 7 (0.07 %) and 500 (5 %) */
+        struct pve_guest a = guest(100, "pve1", 0.0007, MIB), b = guest(100, "pve1", 0.05, MIB);
+        const struct guest *g;
+        struct {
+                double threshold, share;
+        } cases[] = {
+                { 0.07, 0.0 }, /* 7 / 100.0 == 0.07: not below; 7 < 0.07 * 100 would say it is */
+                { 0.0700001, 0.5 }, { 5.0, 0.5 },      { 5.0000001, 1.0 }, { 0.0, 0.0 },
+                { -1.0, 0.0 },      { 1e9, 1.0 },      { 655.36, 1.0 },    { NAN, 0.0 },
+                { 0.07, 0.0 },
+        };
+
+        poll_complete(t, 1, &a, 1);
+        poll_complete(t, 2, &b, 1);
+        g = guest_table_find(t, 100);
+        assert_non_null(g);
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                struct window_stats s;
+
+                window_stats(t, g, at(2), cases[i].threshold, &s);
+                assert_int_equal(s.samples, 2);
+                if (s.cpu_below_share != cases[i].share)
+                        fail_msg("threshold %g: below share %g, expected %g", cases[i].threshold,
+                                 s.cpu_below_share, cases[i].share);
+        }
+}
+
+/* The slots that count are worked out once per poll and time: a poll that
+ * begins or completes between two calls at the same time is seen. */
+static void test_stats_follow_poll_progress(void **state)
+{
+        struct guest_table *t = *state;
+        struct pve_guest g = guest(100, "pve1", 0.01, MIB);
+        struct window_stats s;
+
+        poll_complete(t, 1, &g, 1);
+        s = stats_at(t, 100, at(2));
+        assert_int_equal(s.samples, 1);
+        guest_table_begin_poll(t, at(2));
+        assert_int_equal(guest_table_update(t, &g, NULL), 0);
+        s = stats_at(t, 100, at(2));
+        assert_int_equal(s.samples, 1); /* poll 2 not complete yet */
+        guest_table_end_poll(t, NULL, NULL);
+        s = stats_at(t, 100, at(2));
+        assert_int_equal(s.samples, 2);
+        assert_int_equal(s.newest_age_usec, 0);
 }
 
 static void test_oldest_sample_slides_out(void **state)
@@ -819,6 +874,8 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 T(test_coverage_grows_and_means),
                 T(test_cpu_and_mem_units),
+                T(test_cpu_below_exact),
+                T(test_stats_follow_poll_progress),
                 T(test_oldest_sample_slides_out),
                 T(test_counter_rates),
                 T(test_counter_rate_irregular_interval),
