@@ -153,7 +153,7 @@ static uint32_t *sorted_guests(const struct observer *o, size_t *ret_n)
 {
         const struct guest_table *t = observer_table(o);
         size_t n = guest_table_count(t), count[1u << RADIX_BITS];
-        uint64_t *keys = malloc((n ? n : 1) * 2 * sizeof(*keys)), *from, *to;
+        uint64_t *keys = malloc((n ? n : 1) * 2 * sizeof(*keys));
         uint32_t *sorted = malloc((n ? n : 1) * sizeof(*sorted));
 
         if (!keys || !sorted) {
@@ -161,6 +161,8 @@ static uint32_t *sorted_guests(const struct observer *o, size_t *ret_n)
                 free(sorted);
                 return NULL;
         }
+        uint64_t *from = keys, *to = keys + n;
+
         for (size_t i = 0; i < n; i++)
                 keys[i] = (uint64_t)guest_table_at(t, i)->vmid << 32 | i;
         for (unsigned shift = 32; shift < 32 + 30; shift += RADIX_BITS) {
