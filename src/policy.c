@@ -278,6 +278,31 @@ static size_t format_number(double v, bool g, char *buf, size_t size)
         return (size_t)n;
 }
 
+/* s after the off bytes of buf, cut to fit as snprintf() would cut it;
+ * buf stays terminated. Returns the new length. */
+static size_t append(char *buf, size_t size, size_t off, const char *s)
+{
+        size_t len = strlen(s);
+
+        if (off + 1 >= size)
+                return off;
+        if (len > size - off - 1)
+                len = size - off - 1;
+        memcpy(buf + off, s, len);
+        buf[off + len] = '\0';
+        return off + len;
+}
+
+/* prefix, text, suffix: the reasons that quote a value, without printf
+ * (they are formatted for every guest after every poll). */
+static void format_quoted(const char *prefix, const char *text, const char *suffix, char *buf,
+                          size_t size)
+{
+        if (size)
+                buf[0] = '\0';
+        append(buf, size, append(buf, size, append(buf, size, 0, prefix), text), suffix);
+}
+
 static void format_rule(const struct reason *r, const char *what, const char *unit, char *buf,
                         size_t size)
 {
@@ -285,22 +310,15 @@ static void format_rule(const struct reason *r, const char *what, const char *un
                                 unit };
         size_t off = 0;
 
+        if (size)
+                buf[0] = '\0';
         for (size_t i = 0; i < ELEMENTSOF(parts) && off + 1 < size; i++) {
-                size_t len;
-
-                if (!parts[i]) {
+                if (parts[i])
+                        off = append(buf, size, off, parts[i]);
+                else
                         off += format_number(i == 3 ? r->value : r->limit, i != 3, buf + off,
                                              size - off);
-                        continue;
-                }
-                len = strlen(parts[i]);
-                if (len > size - off - 1)
-                        len = size - off - 1;
-                memcpy(buf + off, parts[i], len);
-                off += len;
         }
-        if (size)
-                buf[off < size ? off : size - 1] = '\0';
 }
 
 void reason_format(const struct reason *r, char *buf, size_t size)
@@ -309,25 +327,26 @@ void reason_format(const struct reason *r, char *buf, size_t size)
 
         switch (r->code) {
         case REASON_NOT_RUNNING:
-                snprintf(buf, size, "not running (status '%s')", t);
+                format_quoted("not running (status '", t, "')", buf, size);
                 break;
         case REASON_TEMPLATE:
-                snprintf(buf, size, "template");
+                format_quoted("template", "", "", buf, size);
                 break;
         case REASON_LOCKED:
-                snprintf(buf, size, "locked ('%s')", t);
+                format_quoted("locked ('", t, "')", buf, size);
                 break;
         case REASON_HA:
-                snprintf(buf, size, "HA-managed (state '%s'; set select.allow_ha to include)", t);
+                format_quoted("HA-managed (state '", t, "'; set select.allow_ha to include)", buf,
+                              size);
                 break;
         case REASON_TAG:
-                snprintf(buf, size, "opt-out tag '%s'", t);
+                format_quoted("opt-out tag '", t, "'", buf, size);
                 break;
         case REASON_NOT_INCLUDED:
-                snprintf(buf, size, "no tag of select.include_tags");
+                format_quoted("no tag of select.include_tags", "", "", buf, size);
                 break;
         case REASON_POOL:
-                snprintf(buf, size, "excluded pool '%s'", t);
+                format_quoted("excluded pool '", t, "'", buf, size);
                 break;
         case REASON_VMID_RANGE:
                 if (r->a == r->b)
@@ -337,13 +356,13 @@ void reason_format(const struct reason *r, char *buf, size_t size)
                                  (unsigned)r->b);
                 break;
         case REASON_NODE_SCOPE:
-                snprintf(buf, size, "not in scope (node '%s')", t);
+                format_quoted("not in scope (node '", t, "')", buf, size);
                 break;
         case REASON_TYPE_SCOPE:
-                snprintf(buf, size, "not in scope (type %s)", t);
+                format_quoted("not in scope (type ", t, ")", buf, size);
                 break;
         case REASON_NO_DATA:
-                snprintf(buf, size, "no data in the last poll (status '%s')", t);
+                format_quoted("no data in the last poll (status '", t, "')", buf, size);
                 break;
         case REASON_STALE:
                 snprintf(buf, size, "stale data: newest sample %.1fs old", r->value);

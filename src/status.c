@@ -17,55 +17,94 @@
 /* --- a small streaming JSON writer for guest objects ---
  *
  * The status file is rewritten after every poll with every guest in it, so
- * this is on the poll path: no tree, no printf for numbers. Names, tags and
- * reasons come from Proxmox (UTF-8, validated by the decoder) or from us. */
+ * this is on the poll path: no tree, no printf for numbers, and bytes go
+ * into a buffer of the writer's own that reaches stdio in large blocks
+ * (stdio's per-call checks were most of the status file's cost). Names,
+ * tags and reasons come from Proxmox (UTF-8, validated by the decoder) or
+ * from us. */
 
-/* Bytes into f's buffer: short runs (most are) a byte at a time with the
- * putc_unlocked() macro, longer ones with one fwrite_unlocked(). Every
- * FILE written here is the writer's own (FSETLOCKING_BYCALLER or a
+struct out {
+        FILE *f;
+        size_t n;
+        char buf[32768];
+};
+
+/* Every FILE written here is the writer's own (FSETLOCKING_BYCALLER or a
  * memstream): no other thread uses it. */
-static void put_bytes(FILE *f, const char *p, size_t n)
+static void out_flush(struct out *o)
 {
-        if (n > 16) {
-                fwrite_unlocked(p, 1, n, f);
-                return;
-        }
-        while (n--)
-                putc_unlocked(*p++, f);
+        fwrite_unlocked(o->buf, 1, o->n, o->f);
+        o->n = 0;
 }
 
-static void put_str(FILE *f, const char *s)
+static void put_bytes(struct out *o, const char *p, size_t n)
 {
-        put_bytes(f, s, strlen(s));
-}
-
-static void put_json_string(FILE *f, const char *s)
-{
-        static const char hex[] = "0123456789abcdef";
-        const char *run = s;
-
-        putc_unlocked('"', f);
-        for (; *s; s++) {
-                unsigned char c = (unsigned char)*s;
-
-                if (c >= 0x20 && c != '"' && c != '\\')
-                        continue;
-                put_bytes(f, run, (size_t)(s - run));
-                run = s + 1;
-                if (c == '"' || c == '\\') {
-                        putc_unlocked('\\', f);
-                        putc_unlocked(c, f);
-                } else {
-                        char esc[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 0xf] };
-
-                        put_bytes(f, esc, sizeof(esc));
+        if (n > sizeof(o->buf) - o->n) {
+                out_flush(o);
+                if (n > sizeof(o->buf)) {
+                        fwrite_unlocked(p, 1, n, o->f);
+                        return;
                 }
         }
-        put_bytes(f, run, (size_t)(s - run));
-        putc_unlocked('"', f);
+        memcpy(o->buf + o->n, p, n);
+        o->n += n;
 }
 
-static void put_uint(FILE *f, uint64_t v)
+static void put_char(struct out *o, char c)
+{
+        if (o->n == sizeof(o->buf))
+                out_flush(o);
+        o->buf[o->n++] = c;
+}
+
+static void put_str(struct out *o, const char *s)
+{
+        put_bytes(o, s, strlen(s));
+}
+
+/* The inside of a JSON string: len bytes, at most a buffer's worth once
+ * escaped. Room for the worst case (every byte a \u00XX) is made first,
+ * so the loop only stores. */
+#define ESCAPED_MAX 6
+static void put_escaped(struct out *o, const char *s, size_t len)
+{
+        static const char hex[] = "0123456789abcdef";
+        char *p;
+
+        if (sizeof(o->buf) - o->n < ESCAPED_MAX * len)
+                out_flush(o);
+        p = o->buf + o->n;
+        for (const char *end = s + len; s < end; s++) {
+                unsigned char c = (unsigned char)*s;
+
+                if (c >= 0x20 && c != '"' && c != '\\') {
+                        *p++ = (char)c;
+                } else if (c == '"' || c == '\\') {
+                        *p++ = '\\';
+                        *p++ = (char)c;
+                } else {
+                        p[0] = '\\';
+                        p[1] = 'u';
+                        p[2] = p[3] = '0';
+                        p[4] = hex[c >> 4];
+                        p[5] = hex[c & 0xf];
+                        p += ESCAPED_MAX;
+                }
+        }
+        o->n = (size_t)(p - o->buf);
+}
+
+static void put_json_string(struct out *o, const char *s)
+{
+        size_t len = strlen(s), piece = sizeof(o->buf) / ESCAPED_MAX;
+
+        put_char(o, '"');
+        for (size_t off = 0; off < len; off += piece)
+                put_escaped(o, s + off, len - off < piece ? len - off : piece);
+        put_char(o, '"');
+}
+
+static void put_uint(struct out *o, uint64_t v)
 {
         char buf[24];
         size_t i = sizeof(buf);
@@ -74,73 +113,76 @@ static void put_uint(FILE *f, uint64_t v)
                 buf[--i] = (char)('0' + v % 10);
                 v /= 10;
         } while (v);
-        put_bytes(f, buf + i, sizeof(buf) - i);
+        put_bytes(o, buf + i, sizeof(buf) - i);
 }
 
 /* A non-negative value with a fixed number of decimals (at most 6). */
-static void put_fixed(FILE *f, double v, unsigned decimals)
+static void put_fixed(struct out *o, double v, unsigned decimals)
 {
         static const uint64_t scale[] = { 1, 10, 100, 1000, 10000, 100000, 1000000 };
         uint64_t m = scale[decimals], x;
+        char frac[8];
+        size_t k = 0;
 
         if (!(v >= 0) || v >= 1e12) { /* NaN, negative or absurd: say so */
-                put_str(f, v >= 1e12 ? "1e12" : "0");
+                put_str(o, v >= 1e12 ? "1e12" : "0");
                 return;
         }
         x = (uint64_t)(v * (double)m + 0.5);
-        put_uint(f, x / m);
+        put_uint(o, x / m);
         if (decimals == 0)
                 return;
-        putc_unlocked('.', f);
-        for (uint64_t d = m / 10, frac = x % m; d > 0; d /= 10) {
-                putc_unlocked((int)('0' + frac / d), f);
-                frac %= d;
+        frac[k++] = '.';
+        for (uint64_t d = m / 10, rest = x % m; d > 0; d /= 10) {
+                frac[k++] = (char)('0' + rest / d);
+                rest %= d;
         }
+        put_bytes(o, frac, k);
 }
 
-static void put_reasons(FILE *f, const struct verdict *v)
+static void put_reasons(struct out *o, const struct verdict *v)
 {
         char buf[256];
 
-        putc_unlocked('[', f);
+        put_char(o, '[');
         for (unsigned i = 0; i < v->n_reasons; i++) {
                 if (i > 0)
-                        putc_unlocked(',', f);
+                        put_char(o, ',');
                 reason_format(&v->reasons[i], buf, sizeof(buf));
-                put_json_string(f, buf);
+                put_json_string(o, buf);
         }
-        putc_unlocked(']', f);
+        put_char(o, ']');
 }
 
-static void put_guest(FILE *f, const struct guest *g, const struct verdict *v,
+static void put_guest(struct out *o, const struct guest *g, const struct verdict *v,
                       const struct window_stats *s)
 {
         /* Keys are ours: written already quoted, with their commas. */
-        put_str(f, "{\"vmid\":");
-        put_uint(f, g->vmid);
-        put_str(f, ",\"node\":");
-        put_json_string(f, g->node ? g->node : "");
-        put_str(f, ",\"type\":");
-        put_json_string(f, guest_type_to_string((enum guest_type)g->type));
-        put_str(f, ",\"name\":");
-        put_json_string(f, g->name ? g->name : "");
-        put_str(f, ",\"verdict\":");
-        put_json_string(f, verdict_to_string(v->kind));
-        put_str(f, ",\"reasons\":");
-        put_reasons(f, v);
-        put_str(f, ",\"cpu_mean_percent\":");
-        put_fixed(f, s->cpu_mean_percent, 4);
-        put_str(f, ",\"mem_mean_mb\":");
-        put_fixed(f, s->mem_mean_mb, 3);
-        put_str(f, ",\"samples\":");
-        put_uint(f, s->samples);
-        put_str(f, ",\"expected_samples\":");
-        put_uint(f, s->expected);
-        put_str(f, ",\"coverage\":");
-        put_fixed(f, s->coverage, 4);
-        put_str(f, ",\"uptime\":");
-        put_uint(f, g->uptime_s);
-        putc_unlocked('}', f);
+        put_str(o, "{\"vmid\":");
+        put_uint(o, g->vmid);
+        put_str(o, ",\"node\":");
+        put_json_string(o, g->node ? g->node : "");
+        put_str(o, ",\"type\":");
+        put_json_string(o, guest_type_to_string((enum guest_type)g->type));
+        put_str(o, ",\"name\":");
+        put_json_string(o, g->name ? g->name : "");
+        put_str(o, ",\"verdict\":");
+        put_json_string(o, verdict_to_string(v->kind));
+        put_str(o, ",\"reasons\":");
+        put_reasons(o, v);
+        put_str(o, ",\"cpu_mean_percent\":");
+        put_fixed(o, s->cpu_mean_percent, 4);
+        put_str(o, ",\"mem_mean_mb\":");
+        put_fixed(o, s->mem_mean_mb, 3);
+        put_str(o, ",\"samples\":");
+        put_uint(o, s->samples);
+        put_str(o, ",\"expected_samples\":");
+        put_uint(o, s->expected);
+        put_str(o, ",\"coverage\":");
+        put_fixed(o, s->coverage, 4);
+        put_str(o, ",\"uptime\":");
+        put_uint(o, g->uptime_s);
+        put_char(o, '}');
 }
 
 /* The table's positions sorted by the guests' vmids; the caller frees the
@@ -197,20 +239,28 @@ static int write_guests(FILE *f, const struct observer *o, uint64_t now_usec)
 {
         size_t n = 0;
         uint32_t *sorted = sorted_guests(o, &n);
+        struct out *out = malloc(sizeof(*out));
 
-        if (!sorted)
+        if (!sorted || !out) {
+                free(sorted);
+                free(out);
                 return -ENOMEM;
-        fputc('[', f);
+        }
+        out->f = f;
+        out->n = 0;
+        put_char(out, '[');
         for (size_t i = 0; i < n; i++) {
                 struct window_stats s;
                 struct verdict v;
 
                 if (i > 0)
-                        fputc(',', f);
+                        put_char(out, ',');
                 observer_judge_at(o, sorted[i], now_usec, &v, &s);
-                put_guest(f, guest_table_at(observer_table(o), sorted[i]), &v, &s);
+                put_guest(out, guest_table_at(observer_table(o), sorted[i]), &v, &s);
         }
-        fputc(']', f);
+        put_char(out, ']');
+        out_flush(out);
+        free(out);
         free(sorted);
         return ferror(f) ? -EIO : 0;
 }

@@ -827,6 +827,49 @@ static void test_rule_reason_matches_printf(void **state)
         }
 }
 
+/* The reasons that quote a value are written without printf: the same
+ * text, also when cut short by a small buffer, as the format they stand
+ * for. */
+static void test_quoted_reasons_match_printf(void **state)
+{
+        static const struct {
+                enum reason_code code;
+                const char *format;
+        } cases[] = {
+                { REASON_NOT_RUNNING, "not running (status '%s')" },
+                { REASON_TEMPLATE, "template" },
+                { REASON_LOCKED, "locked ('%s')" },
+                { REASON_HA, "HA-managed (state '%s'; set select.allow_ha to include)" },
+                { REASON_TAG, "opt-out tag '%s'" },
+                { REASON_NOT_INCLUDED, "no tag of select.include_tags" },
+                { REASON_POOL, "excluded pool '%s'" },
+                { REASON_NODE_SCOPE, "not in scope (node '%s')" },
+                { REASON_TYPE_SCOPE, "not in scope (type %s)" },
+                { REASON_NO_DATA, "no data in the last poll (status '%s')" },
+        };
+        static const char *texts[] = { "stopped", "", "backup", "a-rather-long-value-0123456789" };
+
+        (void)state;
+        for (size_t c = 0; c < ELEMENTSOF(cases); c++)
+                for (size_t t = 0; t < ELEMENTSOF(texts); t++)
+                        for (size_t size = 1; size <= 80; size++) {
+                                char want[80], got[80];
+
+                                memset(got, 'x', sizeof(got));
+                                /* The formats are the table's own literals. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+                                snprintf(want, size, cases[c].format, texts[t]);
+#pragma GCC diagnostic pop
+                                reason_format(&(struct reason){ .code = cases[c].code,
+                                                                .text = texts[t] },
+                                              got, size);
+                                if (strcmp(got, want) != 0)
+                                        fail_msg("%s, '%s', size %zu: '%s', expected '%s'",
+                                                 cases[c].format, texts[t], size, got, want);
+                        }
+}
+
 static void test_names(void **state)
 {
         (void)state;
@@ -954,6 +997,7 @@ int main(void)
                 T(test_no_rates),
                 T(test_reason_format),
                 T(test_rule_reason_matches_printf),
+                T(test_quoted_reasons_match_printf),
                 T(test_names),
                 T(test_verdict_format_small_buffer),
                 T(test_from_table),
