@@ -466,12 +466,13 @@ static void metrics_observe(FILE *f, const struct status_metrics *m)
 }
 
 /* The process's own cost, as node_exporter's textfile collector cannot
- * see it: CPU time of every thread, resident and peak resident memory. */
+ * see it: CPU time of every thread, resident and peak resident memory
+ * (VmRSS, VmHWM: getrusage()'s ru_maxrss would count the parent's memory
+ * at the exec that started proxreapd). */
 static void metrics_process(FILE *f, size_t state_bytes)
 {
         struct rusage ru;
-        unsigned long pages, resident;
-        FILE *statm;
+        FILE *st;
 
         if (getrusage(RUSAGE_SELF, &ru) == 0) {
                 uint64_t usec = (uint64_t)ru.ru_utime.tv_sec * USEC_PER_SEC +
@@ -483,20 +484,26 @@ static void metrics_process(FILE *f, size_t state_bytes)
                             "User and system CPU time of proxreapd.");
                 fprintf(f, "process_cpu_seconds_total %" PRIu64 ".%06" PRIu64 "\n",
                         usec / USEC_PER_SEC, usec % USEC_PER_SEC);
-                metric_u64(f, "proxreap_resident_memory_max_bytes", "gauge",
-                           "Peak resident memory of proxreapd since start.",
-                           (uint64_t)ru.ru_maxrss * 1024);
         }
-        statm = fopen("/proc/self/statm", "re");
-        if (statm) {
-                if (fscanf(statm, "%lu %lu", &pages, &resident) == 2)
-                        metric_u64(f, "process_resident_memory_bytes", "gauge",
-                                   "Resident memory of proxreapd.",
-                                   (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE));
-                fclose(statm);
+        st = fopen("/proc/self/status", "re");
+        if (st) {
+                char line[256];
+                uint64_t kib;
+
+                while (fgets(line, sizeof(line), st)) {
+                        if (sscanf(line, "VmRSS: %" SCNu64 " kB", &kib) == 1)
+                                metric_u64(f, "process_resident_memory_bytes", "gauge",
+                                           "Resident memory of proxreapd.", kib * 1024);
+                        else if (sscanf(line, "VmHWM: %" SCNu64 " kB", &kib) == 1)
+                                metric_u64(f, "proxreap_resident_memory_max_bytes", "gauge",
+                                           "Peak resident memory of proxreapd since start.",
+                                           kib * 1024);
+                }
+                fclose(st);
         }
         metric_u64(f, "proxreap_guest_state_bytes", "gauge",
-                   "Memory of the tracked guests' sample windows and names.", state_bytes);
+                   "Memory of the tracked guests' sample windows, names and statistics.",
+                   state_bytes);
 }
 
 static void metrics_reap(FILE *f, const struct ops_totals *t, bool journal_ok)
