@@ -13,6 +13,7 @@
 #   make install DESTDIR=... PREFIX=...
 #   make uninstall DESTDIR=... PREFIX=...  (keeps the configuration and the journal)
 #   make deb                  Debian package in build-deb/, checked by lintian
+#   make bench                the benchmark (bench/bench.py): results in build-bench/
 
 VERSION      = 0.1.0
 
@@ -90,6 +91,10 @@ $(BUILD)/proxreap: $(BUILD)/src/proxreap.o $(BUILD)/src/proxreap_ops.o $(LIB)
 $(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(CMOCKA_LIBS) -lm
 
+BENCH_DIR    = build-bench
+BENCH_FLOOR  = $(BENCH_DIR)/floor
+BENCH_ARGS  ?=
+
 # Tests run on a build of their own with the crash points compiled in;
 # `make` and `make install` never have them.
 TEST_BUILD  ?= build-test
@@ -119,7 +124,7 @@ check:
 # what cannot run under ASan (valgrind).
 check-asan:
 	$(MAKE) BUILD=$(ASAN_BUILD) TEST_HOOKS=1 SANITIZE=address,undefined CFLAGS="-O1 -g" SANDBOX=0 \
-		SYSTEM_SKIP="test_package.py test_docs.py test_valgrind.py" check-unit check-system
+		SYSTEM_SKIP="test_package.py test_docs.py test_valgrind.py test_bench.py" check-unit check-system
 
 check-unit: $(UNIT_TESTS)
 	@set -e; for t in $(UNIT_TESTS); do \
@@ -127,8 +132,9 @@ check-unit: $(UNIT_TESTS)
 		PROXREAP_TESTDATA=tests/data $$t; \
 	done
 
-check-system: $(BINS)
-	PROXREAP_BUILD=$(abspath $(BUILD)) PROXREAP_SANDBOX=$(SANDBOX) $(PYTEST) \
+check-system: $(BINS) $(BENCH_FLOOR)
+	PROXREAP_BUILD=$(abspath $(BUILD)) PROXREAP_FLOOR=$(abspath $(BENCH_FLOOR)) \
+		PROXREAP_SANDBOX=$(SANDBOX) $(PYTEST) \
 		$(foreach f,$(SYSTEM_SKIP),--ignore=tests/system/$(f)) $(SYSTEM_TESTS)
 
 # Unit tests under valgrind memcheck: any error or leak fails. (The daemon
@@ -140,6 +146,18 @@ check-valgrind: $(UNIT_TESTS)
 			--leak-check=full --show-leak-kinds=definite,indirect,possible \
 			--errors-for-leak-kinds=definite,indirect,possible $$t > /dev/null; \
 	done
+
+# The benchmark (bench/bench.py, docs/performance.md): proxreapd against the
+# Python reference and the floor (bench/floor.c), on fleets of 100 to
+# 50,000 simulated guests. Results in build-bench/. Not part of make check,
+# which runs its smoke test (tests/system/test_bench.py).
+$(BENCH_FLOOR): bench/floor.c
+	@mkdir -p $(dir $@)
+	$(CC) $(WARNINGS) -O2 -g -o $@ $< $(shell $(PKG_CONFIG) --cflags --libs libcurl jansson yajl)
+
+bench: $(BINS) $(BENCH_FLOOR)
+	$(PYTHON) bench/bench.py --build $(abspath $(BUILD)) --floor $(abspath $(BENCH_FLOOR)) \
+		--out $(abspath $(BENCH_DIR)) $(BENCH_ARGS)
 
 # The files of a system installation; the Debian package is exactly these
 # (debian/rules runs this target), plus what debhelper adds itself.
@@ -211,7 +229,7 @@ deb:
 	lintian --fail-on error,warning $(DEB_DIR)/proxreap_$(VERSION)_*.changes
 
 clean:
-	rm -rf build build-test build-asan build-deb build-fuzz
+	rm -rf build build-test build-asan build-deb build-fuzz build-bench
 
 format:
 	clang-format -i src/*.c include/*.h tests/unit/*.c tests/unit/*.h
@@ -227,7 +245,7 @@ lint:
 	printf '%s\n' src/*.c | xargs -P $(LINT_JOBS) -I{} clang-tidy --quiet {} -- \
 		$(WARNINGS) -Iinclude -DPROXREAP_VERSION='"$(VERSION)"' -D_GNU_SOURCE $(PKG_CFLAGS)
 
-.PHONY: all check check-unit check-system check-asan check-valgrind install uninstall deb clean format lint
+.PHONY: all check check-unit check-system check-asan check-valgrind install uninstall deb clean format lint bench
 .SECONDARY:
 
 include fuzz/fuzz.mk

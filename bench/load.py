@@ -36,11 +36,10 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(TOP, "tests", "pve-sim"))
-from simctl import Sim  # noqa: E402
+from simctl import Sim, read_prom_file  # noqa: E402
 
 TOKEN_ID = "proxreap@pve!reaper"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-METRIC = re.compile(r'^([a-z_]+)(?:\{result="([a-z]+)"\})? (\S+)$', re.M)
 # Memory growth allowed after the warm-up: allocator noise (a few pages of
 # stdio and curl buffers), not growth that scales with polls or guests.
 RSS_SLACK_KIB = 1024
@@ -60,18 +59,6 @@ def proc_sample(pid):
     with open("/proc/%d/stat" % pid) as fh:
         f = fh.read().rsplit(")", 1)[1].split()
     return rss, (int(f[11]) + int(f[12])) / CLK_TCK
-
-
-def read_metrics(path):
-    try:
-        with open(path) as fh:
-            text = fh.read()
-    except FileNotFoundError:
-        return None
-    m = {}
-    for name, label, value in METRIC.findall(text):
-        m[name + ("." + label if label else "")] = float(value)
-    return m if "proxreap_polls_total.ok" in m else None
 
 
 def read_status_head(path):
@@ -141,7 +128,7 @@ def main():
                 if d.poll() is not None:
                     print("proxreapd exited with status %s" % d.returncode, file=sys.stderr)
                     return 1
-                m = read_metrics(prom)
+                m = read_prom_file(prom)
                 if m is None:
                     continue
                 polls = int(m["proxreap_polls_total.ok"] + m["proxreap_polls_total.failed"])
@@ -162,7 +149,7 @@ def main():
             rc = d.wait(60)
             log.close()
         wall = time.monotonic() - t0
-        final = read_metrics(prom)
+        final = read_prom_file(prom)
         head = read_status_head(status)
         requests = sum(1 for r in sim.requests() if r["path"] == "/cluster/resources")
     if rc != 0:

@@ -44,6 +44,7 @@ a server certificate for 127.0.0.1 / localhost, made with the openssl CLI.
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import ssl
@@ -55,6 +56,23 @@ import urllib.parse
 HERE = os.path.dirname(os.path.abspath(__file__))
 SIM_SCRIPT = os.path.join(HERE, "pve-sim.py")
 PYTHON = "/usr/bin/python3"
+
+
+PROM_SAMPLE = re.compile(r'^([a-z_]+)(?:\{[a-z]+="([a-z-]+)"[^}]*\})? (\S+)$', re.M)
+
+
+def read_prom_file(path, required="proxreap_polls_total.ok"):
+    """proxreapd's Prometheus textfile as {name or name.firstlabel: value},
+    or None while it does not exist yet or lacks the required sample."""
+    try:
+        with open(path) as fh:
+            text = fh.read()
+    except FileNotFoundError:
+        return None
+    out = {}
+    for name, label, value in PROM_SAMPLE.findall(text):
+        out[name + ("." + label if label else "")] = float(value)
+    return out if required in out else None
 
 
 class SimError(RuntimeError):

@@ -42,6 +42,7 @@ import re
 import time
 
 from conftest import PROXREAPD, Sim, guest, scenario
+from simctl import read_prom_file
 
 from pvesim.model import generate_fleet  # tests/pve-sim is on sys.path (conftest)
 
@@ -49,7 +50,6 @@ GUESTS = 50000
 SEED = 7
 NODES = ["pve1", "pve2", "pve3"]
 RSS_SLACK_KIB = 1024
-METRIC = re.compile(r'^([a-z_]+)(?:\{[a-z]+="([a-z-]+)"\})? (\S+)$', re.M)
 
 
 def sanitized_build():
@@ -68,19 +68,6 @@ def seconds(text):
     m = re.match(r"^([0-9.]+)(ms|s)$", text)
     assert m, "PROXREAP_LOAD_INTERVAL must be like 3s or 2500ms"
     return float(m.group(1)) / (1000.0 if m.group(2) == "ms" else 1.0)
-
-
-def metrics(path):
-    """{name or name.label: value} of a Prometheus textfile, or None."""
-    try:
-        with open(path) as fh:
-            text = fh.read()
-    except FileNotFoundError:
-        return None
-    out = {}
-    for name, label, value in METRIC.findall(text):
-        out[name + ("." + label if label else "")] = float(value)
-    return out if "proxreap_polls_total.ok" in out else None
 
 
 def polls_of(m):
@@ -153,14 +140,14 @@ def test_50000_guests_flat_memory_every_poll_within_the_interval(lab):
     while last < POLLS + 1:        # poll N+1's files count polls 1..N whole
         assert time.monotonic() < deadline, "only %d of %d polls; log:\n%s" % (last, POLLS, d.log()[-3000:])
         d.assert_running()
-        m = metrics(prom)
+        m = read_prom_file(prom)
         if m is not None and polls_of(m) != last:
             last = polls_of(m)
             rss.setdefault(last, rss_kib(d.pid))
         time.sleep(0.05)
-    m = metrics(prom)
+    m = read_prom_file(prom)
     assert d.stop() == 0
-    final = metrics(prom)             # the files of the last poll
+    final = read_prom_file(prom)             # the files of the last poll
     doc = d.status()
     polls = polls_of(final)
 
@@ -230,7 +217,7 @@ def test_a_poll_longer_than_the_interval_is_counted_and_logged_once(lab):
     api = doc["api"]
     assert api["poll_overruns"] >= before + 3, api
     assert api["max_poll_seconds"] >= 1.0 and api["polls_failed"] == 0, api
-    m = metrics(prom)
+    m = read_prom_file(prom)
     assert m["proxreap_poll_overruns_total"] >= before + 3
     assert m["proxreap_poll_duration_max_seconds"] >= 1.0
     # logged when it starts, not at every poll: the three in a row, one line
