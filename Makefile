@@ -163,7 +163,7 @@ bench: $(BINS) $(BENCH_FLOOR)
 # (debian/rules runs this target), plus what debhelper adds itself.
 MAN8         = man/proxreapd.8 man/proxreap.8
 MAN5         = man/proxreap.conf.5
-DOCS         = README.md $(wildcard docs/*.md)
+DOCS         = README.md $(wildcard docs/*.md) $(wildcard docs/*.png)
 
 install: $(BINS)
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR)/proxreap $(DESTDIR)$(UNITDIR) \
