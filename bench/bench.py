@@ -391,26 +391,26 @@ def fmt(v, unit):
     return "%.2f" % v
 
 
+def table(title, key, unit, med, tools, sizes, interval=False):
+    """One per-size table of one measure, a column per program."""
+    lines = ["", "## " + title, "",
+             "| guests | " + ("interval | " if interval else "") + " | ".join(tools) + " |",
+             "|---:|" + ("---:|" if interval else "") + "---:|" * len(tools)]
+    for s in sizes:
+        lines.append("| %d | " % s + ("%g s | " % interval_for(s) if interval else "") +
+                     " | ".join(fmt(med.get((s, t), {}).get(key), unit) for t in tools) + " |")
+    return lines
+
+
 def report(out, args, results, med, ratios, cg, tools, sizes, machine):
     lines = ["# proxreap benchmark", "",
              "%s; %d polls per program and run, %d run(s), medians; window %d samples."
-             % (machine, args.polls, args.runs, WINDOW_SAMPLES), "",
-             "## CPU per poll (ms, user+system)", "",
-             "| guests | interval | " + " | ".join(tools) + " |",
-             "|---:|---:|" + "---:|" * len(tools)]
-    for s in sizes:
-        lines.append("| %d | %g s | " % (s, interval_for(s)) +
-                     " | ".join(fmt(med.get((s, t), {}).get("cpu_per_poll"), "ms") for t in tools) + " |")
-    lines += ["", "## Peak RSS (MiB)", "", "| guests | " + " | ".join(tools) + " |",
-              "|---:|" + "---:|" * len(tools)]
-    for s in sizes:
-        lines.append("| %d | " % s +
-                     " | ".join(fmt(med.get((s, t), {}).get("peak_rss_kib"), "MiB") for t in tools) + " |")
-    lines += ["", "## State kept per guest between polls (bytes)", "",
-              "| guests | " + " | ".join(tools) + " |", "|---:|" + "---:|" * len(tools)]
-    for s in sizes:
-        lines.append("| %d | " % s +
-                     " | ".join(fmt(med.get((s, t), {}).get("state_per_guest"), "B") for t in tools) + " |")
+             % (machine, args.polls, args.runs, WINDOW_SAMPLES)]
+    lines += table("CPU per poll (ms, user+system)", "cpu_per_poll", "ms", med, tools, sizes,
+                   interval=True)
+    lines += table("Peak RSS (MiB)", "peak_rss_kib", "MiB", med, tools, sizes)
+    lines += table("State kept per guest between polls (bytes)", "state_per_guest", "B", med,
+                   tools, sizes)
     lines += ["", "## Requests per poll (GET /cluster/resources; other requests per run)", "",
               "| guests | " + " | ".join(tools) + " |", "|---:|" + "---:|" * len(tools)]
     for s in sizes:
