@@ -25,7 +25,7 @@ Sim(scenario, tls=False, cert=None, key=None, ca=None, workdir=None,
   .requests() / .clear_requests()                -> list of request-log dicts
   .fault(**kw) -> id / .clear_faults() / .faults()
   .event(vmid, action, **kw) -> guest view       (applied now, or at kw["at"])
-  .create_guest(spec) -> guest view
+  .create_guest(spec, replace=False) -> guest view (replace: swap a live guest)
   .guests() / .guest(vmid) / .time() / .advance(seconds)
   .tasks(upid=None, type=None, vmid=None, log=None) -> [task view]
   .task(upid) -> task view with "log" | None
@@ -304,8 +304,11 @@ class Sim:
         ev = dict(kw, vmid=vmid, action=action)
         return self.control("POST", "/event", ev)
 
-    def create_guest(self, spec):
-        return self.control("POST", "/event", {"action": "create", "guest": spec})
+    def create_guest(self, spec, replace=False):
+        ev = {"action": "create", "guest": spec}
+        if replace:
+            ev["replace"] = True
+        return self.control("POST", "/event", ev)
 
     def guests(self):
         return self.control("GET", "/guests")

@@ -681,12 +681,16 @@ def _restore_and_nextid(sim):
                                                                  "force": 1, "start": 1})), step=5)
     assert t["exitstatus"] == "OK" and "Execute autostart" in t["log"]
     wait_for(lambda: sim.guest(150)["status"] == "running")
-    # the reap round trip: destroy then restore under the original VMID -> identical config
+    # the reap round trip: destroy then restore under the original VMID -> the same config
+    # but for the vmgenid (restore_update_config_line always draws a new one) and the digest
     task_of(sim, sim.api("POST", "/nodes/pve1/qemu/100/status/stop"))
     task_of(sim, sim.api("DELETE", "/nodes/pve1/qemu/100", {"purge": 1}))
     t = run_task(sim, upid_of(sim.api("POST", "/nodes/pve1/qemu", {"vmid": 100, "archive": vol})), step=5)
     assert t["exitstatus"] == "OK"
-    assert cfg(sim, 100) == orig
+    back = cfg(sim, 100)
+    assert back["vmgenid"] != orig["vmgenid"] and back["digest"] != orig["digest"]
+    assert {k: v for k, v in back.items() if k not in ("vmgenid", "digest")} == \
+        {k: v for k, v in orig.items() if k not in ("vmgenid", "digest")}
     # lxc: storage defaults to 'local' (no rootdir content) -> parameter error
     task_of(sim, vzdump(sim, 101, storage="local"))
     cvol = backups(sim, "local", 101)[0]["volid"]
@@ -832,3 +836,485 @@ def test_ticket_auth_write_call_and_request_log():
         assert log[0]["path"] == "/access/ticket" and "data" not in log[0]   # no ticket in the log
         assert log[1]["data"] == upid
         assert d["ticket"] not in json.dumps(log)
+
+
+# ----------------------------------------------------------------- guest volumes, vzdump, restore
+
+MULTI_QEMU = {
+    "vmid": 211, "type": "qemu", "node": "pve1", "name": "multi", "status": "stopped",
+    "maxdisk": 32 * GIB, "disk": 8 * GIB, "onboot": 1,
+    "config": {"scsi1": "local-lvm:vm-211-disk-1,backup=0,size=500G",
+               "unused0": "local-lvm:vm-211-disk-2",
+               "efidisk0": "local-lvm:vm-211-disk-3,size=4M",
+               "ide2": "local:iso/debian-12.iso,media=cdrom",
+               "virtio1": "volume=local-lvm:vm-211-disk-4,iothread=on,size=20G"},
+    "volume_used": {"virtio1": 2 * GIB},
+}
+OVMF_QEMU = {
+    "vmid": 212, "type": "qemu", "node": "pve1", "name": "uefi", "status": "stopped",
+    "maxdisk": 16 * GIB, "disk": 4 * GIB,
+    "config": {"bios": "ovmf", "efidisk0": "local-lvm:vm-212-disk-1,efitype=4m,size=4M",
+               "tpmstate0": "local-lvm:vm-212-disk-2,size=4M,version=v2.0"},
+}
+MULTI_LXC = {
+    "vmid": 301, "type": "lxc", "node": "pve1", "name": "ctm", "status": "stopped",
+    "maxdisk": 8 * GIB, "disk": 2 * GIB,
+    "config": {"mp0": "local-lvm:vm-301-disk-1,mp=/data,size=100G",
+               "mp1": "local-lvm:vm-301-disk-2,mp=/srv,backup=1,size=10G",
+               "mp2": "/mnt/host,mp=/host",
+               "unused0": "local-lvm:vm-301-disk-3"},
+    "volume_used": {"mp1": GIB},
+}
+BIND_FREE_LXC = {
+    "vmid": 302, "type": "lxc", "node": "pve1", "name": "ctv", "status": "stopped",
+    "maxdisk": 8 * GIB, "disk": GIB,
+    "config": {"mp0": "local-lvm:vm-302-disk-1,mp=/data,size=100G",
+               "mp1": "local-lvm:vm-302-disk-2,mp=/srv,backup=1,size=10G",
+               "unused0": "local-lvm:vm-302-disk-3"},
+}
+
+
+def volume_scenario(**over):
+    return scenario(guests=guests() + [dict(MULTI_QEMU), dict(OVMF_QEMU), dict(MULTI_LXC),
+                                       dict(BIND_FREE_LXC)], **over)
+
+
+def extractconfig(sim, volid):
+    return ok(sim.api("GET", "/nodes/pve1/vzdump/extractconfig", {"volume": volid}))
+
+
+def root_ticket(sim):
+    d = sim.api("POST", "/access/ticket", {"username": "root@pam", "password": PASSWORD},
+                token=None).json["data"]
+    return {"ticket": d["ticket"], "csrf": d["CSRFPreventionToken"]}
+
+
+def info_lines(log):
+    return [ln[len("INFO: "):] for ln in log if ln.startswith("INFO: ")]
+
+
+def test_vzdump_qemu_backs_up_the_configured_disks():
+    with Sim(volume_scenario()) as sim:
+        t = task_of(sim, vzdump(sim, 211, storage="local"))
+        assert t["exitstatus"] == "OK", t["log"]
+        lines = info_lines(t["log"])
+        # stop mode (stopped guest): prepare() after the ionice line; get_backup_volumes
+        # order ide0-3, scsi0-30, virtio0-15, sata0-5, efidisk0; the cdrom is left out
+        i = lines.index("ionice priority: 7")
+        assert lines[i - 1] == "backup mode: stop"
+        assert lines[i + 1:i + 6] == [
+            "VM Name: multi",
+            "include disk 'scsi0' 'local-lvm:vm-211-disk-0' 32G",
+            "exclude disk 'scsi1' 'local-lvm:vm-211-disk-1' (backup=no)",
+            "include disk 'virtio1' 'local-lvm:vm-211-disk-4' 20G",
+            "exclude disk 'efidisk0' 'local-lvm:vm-211-disk-3' (efidisk but no OVMF BIOS)"]
+        assert lines[i + 6] == "skip unused drive 'local-lvm:vm-211-disk-2' (not included into backup)"
+        assert lines[i + 7].startswith("creating vzdump archive ")
+        assert lines[i + 8] == "starting kvm to execute backup task"
+        b = backups(sim, "local", 211)[0]
+        conf = extractconfig(sim, b["volid"])
+        text_lines = conf.splitlines()
+        assert "unused0" not in conf and "lock:" not in conf
+        assert "scsi1: local-lvm:vm-211-disk-1,backup=0,size=500G" in text_lines
+        assert "efidisk0: local-lvm:vm-211-disk-3,size=4M" in text_lines
+        assert "ide2: local:iso/debian-12.iso,media=cdrom" in text_lines
+        assert text_lines[-2:] == ["#qmdump#map:scsi0:drive-scsi0:local-lvm:raw:",
+                                   "#qmdump#map:virtio1:drive-virtio1:local-lvm:raw:"]
+        # the archive holds the included disks' data only: 8 GiB + 2 GiB (compress=0: ratio 1)
+        assert b["size"] == 10 * GIB + len(conf.encode())
+        h = sim.history(event="backup", vmid=211)[-1]
+        assert h["volumes"] == [{"key": "scsi0", "volid": "local-lvm:vm-211-disk-0", "size": 32 * GIB},
+                                {"key": "virtio1", "volid": "local-lvm:vm-211-disk-4", "size": 20 * GIB}]
+        # bios: ovmf -> the efidisk is included; the TPM state too (device drive-tpmstate0-backup)
+        t = task_of(sim, vzdump(sim, 212, storage="local"))
+        lines = info_lines(t["log"])
+        assert "include disk 'efidisk0' 'local-lvm:vm-212-disk-1' 4M" in lines
+        assert "include disk 'tpmstate0' 'local-lvm:vm-212-disk-2' 4M" in lines
+        conf = extractconfig(sim, backups(sim, "local", 212)[0]["volid"])
+        assert conf.splitlines()[-3:] == ["#qmdump#map:efidisk0:drive-efidisk0:local-lvm:raw:",
+                                          "#qmdump#map:scsi0:drive-scsi0:local-lvm:raw:",
+                                          "#qmdump#map:tpmstate0:drive-tpmstate0-backup:local-lvm:raw:"]
+        # snapshot mode of a running VM: prepare() runs before the 'backup mode' line
+        t = task_of(sim, vzdump(sim, 100, storage="local", mode="snapshot"))
+        lines = info_lines(t["log"])
+        i = lines.index("backup mode: snapshot")
+        assert lines[i - 2:i] == ["VM Name: web1", "include disk 'scsi0' 'local-lvm:vm-100-disk-0' 32G"]
+
+
+def test_vzdump_lxc_mount_points():
+    with Sim(volume_scenario()) as sim:
+        t = task_of(sim, vzdump(sim, 301, storage="local"))
+        assert t["exitstatus"] == "OK", t["log"]
+        lines = info_lines(t["log"])
+        i = lines.index("CT Name: ctm")
+        assert lines[i + 1:i + 5] == [
+            "including mount point rootfs ('/') in backup",
+            "excluding volume mount point mp0 ('/data') from backup (disabled)",
+            "including mount point mp1 ('/srv') in backup",
+            "excluding bind mount point mp2 ('/host') from backup (not a volume)"]
+        # rootfs 2 GiB + mp1 1 GiB of data
+        assert "Total bytes written: %d (3.00 GiB, 3.00 GiB/s)" % (3 * GIB) in lines
+        b = backups(sim, "local", 301)[0]
+        conf = extractconfig(sim, b["volid"])
+        assert b["size"] == 3 * GIB + len(conf.encode())
+        # pct.conf keeps unused and every mount point line, drops lock/parent/pending/snapshots
+        assert "unused0: local-lvm:vm-301-disk-3\n" in conf and "mp2: /mnt/host,mp=/host\n" in conf
+        assert "lock:" not in conf and "[" not in conf
+        assert [v["key"] for v in sim.history(event="backup", vmid=301)[-1]["volumes"]] == ["rootfs", "mp1"]
+
+
+def test_restore_qemu_replays_the_archive():
+    with Sim(volume_scenario()) as sim:
+        task_of(sim, vzdump(sim, 211, storage="local"))
+        vol = backups(sim, "local", 211)[0]["volid"]
+        orig = cfg(sim, 211)
+        t = task_of(sim, sim.api("POST", "/nodes/pve1/qemu", {"vmid": 250, "archive": vol}))
+        assert t["exitstatus"] == "OK", t["log"]
+        assert "DEV: dev_id=1 size: %d devname: drive-scsi0" % (32 * GIB) in t["log"]
+        assert "DEV: dev_id=2 size: %d devname: drive-virtio1" % (20 * GIB) in t["log"]
+        assert [ln for ln in t["log"] if ln.startswith("new volume ID")] == [
+            "new volume ID is 'local-lvm:vm-250-disk-0'", "new volume ID is 'local-lvm:vm-250-disk-1'"]
+        new = cfg(sim, 250)
+        # mapped drives on new volumes (print_drive: normalised booleans, sorted options)
+        assert new["scsi0"] == "local-lvm:vm-250-disk-0,iothread=1,size=32G"
+        assert new["virtio1"] == "local-lvm:vm-250-disk-1,iothread=1,size=20G"
+        # backup=0: the line became a comment, i.e. part of the description
+        assert "scsi1" not in new and new["description"] == \
+            "scsi1: local-lvm:vm-211-disk-1,backup=0,size=500G"
+        # not in the archive, not excluded: kept as it was (the old VM's volume)
+        assert new["efidisk0"] == "local-lvm:vm-211-disk-3,size=4M"
+        assert new["ide2"] == orig["ide2"]
+        # unused and parent lines are dropped; a new vmgenid; without unique the MAC stays
+        assert not [k for k in new if k.startswith("unused")] and "parent" not in new
+        assert new["vmgenid"] != orig["vmgenid"] and new["net0"] == orig["net0"]
+        assert new["smbios1"] == orig["smbios1"] and new["meta"] == orig["meta"]
+        h = sim.history(event="restore", vmid=250)[-1]
+        assert h["volumes"] == [{"key": "scsi0", "volid": "local-lvm:vm-250-disk-0", "size": 32 * GIB},
+                                {"key": "virtio1", "volid": "local-lvm:vm-250-disk-1", "size": 20 * GIB}]
+        # unique=1: new MAC and smbios uuid (other smbios1 properties kept)
+        t = task_of(sim, sim.api("POST", "/nodes/pve1/qemu",
+                                 {"vmid": 251, "archive": vol, "unique": 1, "storage": "thick"}))
+        assert t["exitstatus"] == "OK", t["log"]
+        u = cfg(sim, 251)
+        assert u["net0"] != orig["net0"] and re.fullmatch(
+            r"virtio=BC:24:11:[0-9A-F]{2}:[0-9A-F]{2}:[0-9A-F]{2},bridge=vmbr0,firewall=1", u["net0"])
+        assert re.fullmatch(r"uuid=[0-9a-f-]{36}", u["smbios1"]) and u["smbios1"] != orig["smbios1"]
+        assert u["scsi0"] == "thick:vm-251-disk-0,iothread=1,size=32G"
+        assert u["virtio1"] == "thick:vm-251-disk-1,iothread=1,size=20G"
+        # force over the running original's VMID (stopped first): its disks that are not in the
+        # archive and its unused volumes stay and come back as unusedN (rescan)
+        task_of(sim, vzdump(sim, 212, storage="local"))
+        vol2 = backups(sim, "local", 212)[0]["volid"]
+        sim.event(212, "set", field="config", value={"scsi3": "local-lvm:vm-212-disk-7,size=1G",
+                                                     "unused0": "local-lvm:vm-212-disk-9"})
+        t = task_of(sim, sim.api("POST", "/nodes/pve1/qemu", {"vmid": 212, "archive": vol2, "force": 1}))
+        assert t["exitstatus"] == "OK", t["log"]
+        c = cfg(sim, 212)
+        # allocation in sorted device order: efidisk0, scsi0, tpmstate0
+        assert (c["efidisk0"], c["scsi0"], c["tpmstate0"]) == (
+            "local-lvm:vm-212-disk-0,efitype=4m,size=4M", "local-lvm:vm-212-disk-1,iothread=1,size=16G",
+            "local-lvm:vm-212-disk-2,size=4M,version=v2.0")
+        assert (c["unused0"], c["unused1"]) == ("local-lvm:vm-212-disk-7", "local-lvm:vm-212-disk-9")
+        assert "scsi3" not in c
+
+
+def test_restore_lxc_mount_points():
+    with Sim(volume_scenario()) as sim:
+        task_of(sim, vzdump(sim, 301, storage="local"))
+        vol = backups(sim, "local", 301)[0]["volid"]
+        # a bind mount point in the archive: only root may restore it
+        t = task_of(sim, sim.api("POST", "/nodes/pve1/lxc", {"vmid": 350, "ostemplate": vol, "restore": 1,
+                                                           "storage": "local-lvm"}))
+        assert t["exitstatus"] == ("unable to restore CT 350 - restoring 'mp2' to bind mount is only "
+                                   "possible for root")
+        assert sim.guest(350) is None
+        tk = root_ticket(sim)
+        t = task_of(sim, sim.api("POST", "/nodes/pve1/lxc", {"vmid": 350, "ostemplate": vol, "restore": 1,
+                                                           "storage": "local-lvm"}, **tk))
+        assert t["exitstatus"] == "OK", t["log"]
+        c = cfg(sim, 350, "lxc")
+        # every volume mount point gets a new volume of its size on the target storage, backed
+        # up or not (mp0's is empty); bind mounts come back as they were; unused do not
+        assert c["rootfs"] == "local-lvm:vm-350-disk-0,size=8G"
+        assert c["mp0"] == "local-lvm:vm-350-disk-1,mp=/data,size=100G"
+        assert c["mp1"] == "local-lvm:vm-350-disk-2,mp=/srv,backup=1,size=10G"
+        assert c["mp2"] == "/mnt/host,mp=/host"
+        assert not [k for k in c if k.startswith("unused")]
+        assert "Total bytes read: %d (3.00 GiB)" % (3 * GIB) in t["log"]
+        # without bind mounts a token can restore; rootfs given: the archived mount points are
+        # not recovered (the whole archive lands in the new rootfs)
+        task_of(sim, vzdump(sim, 302, storage="local"))
+        vol2 = backups(sim, "local", 302)[0]["volid"]
+        t = task_of(sim, sim.api("POST", "/nodes/pve1/lxc", {"vmid": 360, "ostemplate": vol2, "restore": 1,
+                                                           "storage": "local-lvm"}))
+        assert t["exitstatus"] == "OK", t["log"]
+        assert sorted(k for k in cfg(sim, 360, "lxc") if k.startswith(("mp", "rootfs"))) == \
+            ["mp0", "mp1", "rootfs"]
+        t = task_of(sim, sim.api("POST", "/nodes/pve1/lxc", {"vmid": 361, "ostemplate": vol2, "restore": 1,
+                                                           "rootfs": "local-lvm:4"}))
+        assert t["exitstatus"] == "OK", t["log"]
+        c = cfg(sim, 361, "lxc")
+        assert c["rootfs"] == "local-lvm:vm-361-disk-0,size=4G"
+        assert not [k for k in c if k.startswith("mp")]
+        # force over the CT itself: the new volumes are allocated before the old ones are freed
+        t = task_of(sim, sim.api("POST", "/nodes/pve1/lxc", {"vmid": 302, "ostemplate": vol2, "restore": 1,
+                                                           "storage": "local-lvm", "force": 1}))
+        assert t["exitstatus"] == "OK", t["log"]
+        c = cfg(sim, 302, "lxc")
+        assert (c["rootfs"], c["mp0"], c["mp1"]) == (
+            "local-lvm:vm-302-disk-4,size=8G", "local-lvm:vm-302-disk-5,mp=/data,size=100G",
+            "local-lvm:vm-302-disk-6,mp=/srv,backup=1,size=10G")
+
+
+# ----------------------------------------------------------------- pending changes
+
+def test_pending_changes():
+    sc = volume_scenario()
+    sc["guests"] = sc["guests"] + [
+        {"vmid": 220, "type": "qemu", "node": "pve1", "name": "pend", "status": "stopped", "onboot": 1,
+         "pending": {"memory": "4096", "scsi2": "local-lvm:vm-220-disk-5,size=10G", "delete": "onboot"}},
+        {"vmid": 221, "type": "qemu", "node": "pve1", "name": "pend2", "onboot": 1,
+         "pending": {"memory": "8192", "tags": "later", "delete": "onboot"}},
+        {"vmid": 320, "type": "lxc", "node": "pve1", "name": "ctp", "status": "stopped",
+         "pending": {"memory": "1024", "mp0": "local-lvm:vm-320-disk-1,mp=/x,size=1G"}}]
+    with Sim(sc) as sim:
+        pend = cfg(sim, 220)
+        cur = ok(sim.api("GET", "/nodes/pve1/qemu/220/config", {"current": 1}))
+        assert pend["memory"] == "4096" and pend["scsi2"] == "local-lvm:vm-220-disk-5,size=10G"
+        assert "onboot" not in pend and pend["digest"] == cur["digest"]
+        assert cur["memory"] == "2048" and "scsi2" not in cur and cur["onboot"] == 1
+        err400(sim.api("GET", "/nodes/pve1/qemu/220/config", {"current": 1, "snapshot": "snap1"}),
+               {"snapshot": "cannot use 'snapshot' parameter with 'current'",
+                "current": "cannot use 'snapshot' parameter with 'current'"})
+        lc = cfg(sim, 320, "lxc")
+        assert lc["memory"] == 1024 and lc["mp0"] == "local-lvm:vm-320-disk-1,mp=/x,size=1G"
+        assert ok(sim.api("GET", "/nodes/pve1/lxc/320/config", {"current": 1}))["memory"] == 512
+        # the pending section is part of the file, so of the digest
+        d0 = pend["digest"]
+        sim.event(220, "set", field="pending", value={"memory": "4096", "scsi2": "local-lvm:vm-220-disk-5,size=10G"})
+        d1 = cfg(sim, 220)["digest"]
+        assert d1 != d0 and cfg(sim, 220)["onboot"] == 1
+        sim.event(220, "set", field="pending", value={"memory": "4096", "delete": "onboot",
+                                                      "scsi2": "local-lvm:vm-220-disk-5,size=10G"})
+        assert cfg(sim, 220)["digest"] == d0
+        # vzdump leaves pending out and says so
+        t = task_of(sim, vzdump(sim, 220, storage="local"))
+        assert "INFO: pending configuration changes found (not included into backup)" in t["log"]
+        conf = extractconfig(sim, backups(sim, "local", 220)[0]["volid"])
+        assert "memory: 2048\n" in conf and "scsi2" not in conf and "[PENDING]" not in conf
+        assert "onboot: 1\n" in conf
+        t = task_of(sim, vzdump(sim, 320, storage="local"))
+        conf = extractconfig(sim, backups(sim, "local", 320)[0]["volid"])
+        assert "memory: 512\n" in conf and "mp0" not in conf and "pending" not in conf
+        # a config update of a stopped VM applies every pending change (vmconfig_apply_pending)
+        assert ok(sim.api("PUT", "/nodes/pve1/qemu/220/config", {"tags": "x"})) is None
+        c = ok(sim.api("GET", "/nodes/pve1/qemu/220/config", {"current": 1}))
+        assert c["memory"] == "4096" and c["scsi2"] == "local-lvm:vm-220-disk-5,size=10G"
+        assert "onboot" not in c and sim.guest(220)["pending"] == {}
+        assert sim.history(event="config", vmid=220)[-1]["pending_applied"] == ["onboot", "memory", "scsi2"]
+        # a running VM: only the fast-plug options (tags, name, ...) leave the pending section
+        assert ok(sim.api("PUT", "/nodes/pve1/qemu/221/config", {"description": "d"})) is None
+        c = ok(sim.api("GET", "/nodes/pve1/qemu/221/config", {"current": 1}))
+        assert c["tags"] == "later" and c["memory"] == "2048" and c["onboot"] == 1
+        assert sim.guest(221)["pending"] == {"memory": "8192", "delete": "onboot"}
+
+
+def test_pending_raw_sections_in_the_digest():
+    """The file text behind the digest: [PENDING] (qemu) / [pve:pending] (lxc), its 'delete:'
+    line as print_pending_delete writes it, between the main section and the snapshots."""
+    import hashlib
+    sc = scenario(guests=[
+        {"vmid": 100, "type": "qemu", "node": "pve1", "name": "p", "status": "stopped",
+         "pending": {"delete": "onboot;!net1, tags", "memory": "4096"},
+         "snapshots": [{"name": "s1", "snaptime": 1700000000}]},
+        {"vmid": 101, "type": "lxc", "node": "pve1", "name": "c", "status": "stopped",
+         "pending": {"swap": "0"}}])
+    with Sim(sc) as sim:
+        cur = ok(sim.api("GET", "/nodes/pve1/qemu/100/config", {"current": 1}))
+        snap = ok(sim.api("GET", "/nodes/pve1/qemu/100/config", {"snapshot": "s1"}))
+        assert snap["digest"] == cur["digest"] and snap["snaptime"] == 1700000000
+
+        def section(conf, skip=("digest",)):
+            return "".join("%s: %s\n" % (k, conf[k]) for k in sorted(conf) if k not in skip)
+        text = section(cur) + "\n[PENDING]\ndelete: !net1,onboot,tags\nmemory: 4096\n" + \
+            "\n[s1]\n" + section(snap)
+        assert hashlib.sha1(text.encode()).hexdigest() == cur["digest"]
+        lcur = ok(sim.api("GET", "/nodes/pve1/lxc/101/config", {"current": 1}))
+        text = section(lcur) + "\n[pve:pending]\nswap: 0\n"
+        assert hashlib.sha1(text.encode()).hexdigest() == lcur["digest"]
+        assert cfg(sim, 101, "lxc")["swap"] == 0
+
+
+# ----------------------------------------------------------------- snapshots
+
+def test_snapshot_list_and_vzdump_leaves_snapshots_out():
+    with Sim(volume_scenario()) as sim:
+        t = task_of(sim, sim.api("POST", "/nodes/pve1/qemu/110/snapshot",
+                                 {"snapname": "api1", "description": "taken by the API"}))
+        assert t["exitstatus"] == "OK"
+        lst = ok(sim.api("GET", "/nodes/pve1/qemu/110/snapshot"))
+        assert [(s["name"], s.get("parent"), s["description"]) for s in lst] == [
+            ("base", None, ""), ("daily", "base", "cron"), ("api1", "daily", "taken by the API"),
+            ("current", "api1", "You are here!")]
+        assert lst[-1]["digest"] == cfg(sim, 110)["digest"] and lst[-1]["running"] == 0
+        assert all(s["vmstate"] == 0 for s in lst[:-1]) and "vmstate" not in lst[-1]
+        t = task_of(sim, vzdump(sim, 110, storage="local"))
+        assert "INFO: snapshots found (not included into backup)" in t["log"]
+        conf = extractconfig(sim, backups(sim, "local", 110)[0]["volid"])
+        assert "[" not in conf and "parent:" not in conf and "snaptime" not in conf
+        # lxc: the list has no vmstate; pct.conf has no snapshot sections either
+        task_of(sim, sim.api("POST", "/nodes/pve1/lxc/101/snapshot", {"snapname": "c1", "description": "ct"}))
+        lst = ok(sim.api("GET", "/nodes/pve1/lxc/101/snapshot"))
+        assert [(s["name"], s["description"]) for s in lst] == [("c1", "ct"), ("current", "You are here!")]
+        assert "vmstate" not in lst[0]
+        task_of(sim, vzdump(sim, 101, storage="local"))
+        conf = extractconfig(sim, backups(sim, "local", 101)[0]["volid"])
+        assert "[" not in conf and "parent" not in conf
+        # has_feature('snapshot') covers every volume: a bind mount point blocks CT snapshots
+        t = task_of(sim, sim.api("POST", "/nodes/pve1/lxc/301/snapshot", {"snapname": "s1"}))
+        assert t["exitstatus"] == "snapshot feature is not available"
+        # every drive is snapshotted; a rollback brings the snapshot's drives back
+        t = task_of(sim, sim.api("POST", "/nodes/pve1/qemu/211/snapshot", {"snapname": "two"}))
+        assert t["exitstatus"] == "OK"
+        assert [ln for ln in t["log"] if ln.startswith("snapshotting")] == [
+            "snapshotting 'drive-scsi0' (local-lvm:vm-211-disk-0)",
+            "snapshotting 'drive-scsi1' (local-lvm:vm-211-disk-1)",
+            "snapshotting 'drive-virtio1' (local-lvm:vm-211-disk-4)",
+            "snapshotting 'drive-efidisk0' (local-lvm:vm-211-disk-3)"]
+        snap = ok(sim.api("GET", "/nodes/pve1/qemu/211/config", {"snapshot": "two"}))
+        assert "unused0" not in snap and snap["virtio1"] == cfg(sim, 211)["virtio1"]
+        sim.event(211, "set", field="config", value={"virtio1": None, "sata3": "local-lvm:vm-211-disk-9,size=1G"})
+        t = task_of(sim, sim.api("POST", "/nodes/pve1/qemu/211/snapshot/two/rollback"))
+        assert t["exitstatus"] == "OK"
+        c = cfg(sim, 211)
+        assert c["virtio1"] == snap["virtio1"] and "sata3" not in c and c["parent"] == "two"
+        assert c["unused0"] == "local-lvm:vm-211-disk-2"
+
+
+# ----------------------------------------------------------------- destroy
+
+def test_destroy_records_the_freed_volumes():
+    sc = volume_scenario()
+    sc["guests"] = sc["guests"] + [
+        {"vmid": 230, "type": "qemu", "node": "pve1", "name": "d", "status": "stopped",
+         "config": {"ide0": "local-lvm:vm-230-cloudinit,media=cdrom",
+                    "ide2": "local:iso/x.iso,media=cdrom",
+                    "scsi1": "local-lvm:vm-999-disk-0,size=2G",
+                    "sata0": "/dev/disk/by-id/ata-disk1,size=100G",
+                    "scsi2": "local-lvm:vm-230-disk-1,backup=0,size=5G",
+                    "unused0": "local-lvm:vm-230-disk-2",
+                    "unused1": "local-lvm:vm-230-disk-1"},
+         "pending": {"virtio0": "local-lvm:vm-230-disk-3,size=1G"},
+         "snapshots": [{"name": "s1", "snaptime": 1700000000, "vmstate": True}]},
+        {"vmid": 330, "type": "lxc", "node": "pve1", "name": "dc", "status": "stopped",
+         "config": {"mp0": "local-lvm:vm-331-disk-0,mp=/other,size=1G",
+                    "mp1": "/srv/bind,mp=/bind", "unused0": "local-lvm:vm-330-disk-1"},
+         "pending": {"mp2": "local-lvm:vm-330-disk-2,mp=/p,size=2G"}}]
+    with Sim(sc) as sim:
+        t = task_of(sim, sim.api("DELETE", "/nodes/pve1/qemu/230"))
+        assert t["exitstatus"] == "OK", t["log"]
+        d = sim.history(event="destroy", vmid=230)[-1]
+        # cdroms kept except cloud-init, other owners' volumes and paths kept, each volume once;
+        # config order, then unused, then the snapshots' vmstate, then pending
+        assert d["volumes"] == [
+            {"key": "ide0", "volid": "local-lvm:vm-230-cloudinit", "size": None},
+            {"key": "scsi0", "volid": "local-lvm:vm-230-disk-0", "size": 32 * GIB},
+            {"key": "scsi2", "volid": "local-lvm:vm-230-disk-1", "size": 5 * GIB},
+            {"key": "unused0", "volid": "local-lvm:vm-230-disk-2", "size": None},
+            {"key": "vmstate", "volid": "local-lvm:vm-230-state-s1", "size": None},
+            {"key": "virtio0", "volid": "local-lvm:vm-230-disk-3", "size": GIB}]
+        assert d["unreferenced"] == 0 and d["archives"] == [] and d["purge"] == 0
+        assert '  Logical volume "vm-230-disk-0" successfully removed.' in t["log"]
+        t = task_of(sim, sim.api("DELETE", "/nodes/pve1/lxc/330", {"destroy-unreferenced-disks": 1}))
+        assert t["exitstatus"] == "OK", t["log"]
+        assert "ignore deletion of 'local-lvm:vm-331-disk-0', CT 330 isn't the owner!" in t["log"]
+        d = sim.history(event="destroy", vmid=330)[-1]
+        assert [v["key"] for v in d["volumes"]] == ["rootfs", "unused0", "mp2"]
+        assert d["unreferenced"] == 1
+
+
+# ----------------------------------------------------------------- after_task / rewrite faults
+
+def test_after_task_fault_changes_the_guest_as_the_task_ends():
+    with Sim(volume_scenario()) as sim:
+        before = cfg(sim, 211)
+        sim.fault(kind="after_task", type="^vzdump$", vmid=211, count=1, events=[
+            {"action": "set", "field": "config",
+             "value": {"memory": "4096", "scsi1": None, "sata1": "local-lvm:vm-211-disk-8,size=1G"}}])
+        upid = upid_of(vzdump(sim, 211, storage="local"))
+        t = sim.wait_task(upid)
+        assert t["exitstatus"] == "OK"
+        # the first answer that shows the task stopped already sees the change
+        c = cfg(sim, 211)
+        assert c["memory"] == "4096" and "scsi1" not in c
+        assert c["sata1"] == "local-lvm:vm-211-disk-8,size=1G" and c["digest"] != before["digest"]
+        # the archive has the config of the backup time
+        conf = extractconfig(sim, backups(sim, "local", 211)[0]["volid"])
+        assert "memory: 2048\n" in conf and "scsi1:" in conf
+        f = [x for x in sim.faults() if x["kind"] == "after_task"][0]
+        assert f["hits"] == 1 and f["remaining"] == 0 and "errors" not in f
+        # a failed task does not trigger it; delete + create under the same VMID
+        sim.fault(kind="after_task", type="vzdump", count=1, events=[
+            {"action": "delete"},
+            {"action": "create", "guest": {"type": "qemu", "node": "pve1", "name": "imposter",
+                                           "status": "stopped"}}])
+        sim.fault(kind="task_fail", type="vzdump", count=1)
+        assert task_of(sim, vzdump(sim, 100, storage="local"))["exitstatus"] == "job errors"
+        assert cfg(sim, 100)["name"] == "web1"
+        old = cfg(sim, 100)
+        t = task_of(sim, vzdump(sim, 100, storage="local"))
+        assert t["exitstatus"] == "OK"
+        new = cfg(sim, 100)
+        assert new["name"] == "imposter" and sim.guest(100)["generation"] == 1
+        # a re-created guest has its own identity (MAC, smbios uuid, vmgenid, meta ctime)
+        for k in ("net0", "smbios1", "vmgenid", "meta"):
+            assert new[k] != old[k], k
+        assert sim.guest(100)["status"] == "stopped"
+
+
+def test_recreated_guest_identity_and_first_generation_unchanged():
+    import hashlib
+    with Sim(scenario()) as sim:
+        c = cfg(sim, 100)
+        h = hashlib.sha1(b"mac100/0").digest()
+        assert c["net0"] == "virtio=BC:24:11:%02X:%02X:%02X,bridge=vmbr0,firewall=1" % (h[0], h[1], h[2])
+        assert c["meta"] == "creation-qemu=9.2.0,ctime=1700000100"
+        assert sim.guest(100)["generation"] == 0
+        sim.event(101, "delete")
+        sim.create_guest({"vmid": 101, "type": "lxc", "node": "pve1", "name": "ct1"})
+        assert sim.guest(101)["generation"] == 1
+        assert cfg(sim, 101, "lxc")["net0"] != "name=eth0,bridge=vmbr0,firewall=1,hwaddr=BC:24:11:%02X:%02X:%02X," \
+            "ip=dhcp,type=veth" % tuple(hashlib.sha1(b"mac101/0").digest()[:3])
+        # replace: a live guest swapped for a new one
+        sim.create_guest({"vmid": 100, "name": "web1", "node": "pve1"}, replace=True)
+        c2 = cfg(sim, 100)
+        assert sim.guest(100)["generation"] == 1 and c2["vmgenid"] != c["vmgenid"]
+        assert c2["smbios1"] != c["smbios1"] and c2["net0"] != c["net0"]
+
+
+def test_rewrite_fault():
+    with Sim(volume_scenario()) as sim:
+        task_of(sim, vzdump(sim, 211, storage="local"))
+        task_of(sim, vzdump(sim, 212, storage="local"))
+        vol = backups(sim, "local", 211)[0]["volid"]
+        # extractconfig answers another guest's config
+        other = extractconfig(sim, backups(sim, "local", 212)[0]["volid"])
+        sim.fault(kind="rewrite", path="/vzdump/extractconfig$", count=1, pattern=r'^\{"data":".*"\}$',
+                  repl=json.dumps({"data": other}).replace("\\", "\\\\"))
+        assert extractconfig(sim, vol) == other
+        assert "name: multi" in extractconfig(sim, vol)              # count 1
+        # the content listing names another VMID's volume
+        sim.fault(kind="rewrite", path="/storage/local/content$", pattern="vzdump-qemu-211-",
+                  repl="vzdump-qemu-212-", max=1, count=1)
+        items = backups(sim, "local", 211)
+        assert items[0]["volid"].startswith("local:backup/vzdump-qemu-212-") and items[0]["vmid"] == 211
+        entry = [e for e in sim.requests() if e["path"].endswith("/content")][-1]
+        assert entry["fault"] == "rewrite"
+        # only 2xx answers are rewritten (and counted)
+        sim.fault(kind="rewrite", path="/config$", pattern="x", repl="y", count=1)
+        err500(sim.api("GET", "/nodes/pve1/qemu/999/config"),
+               "Configuration file 'nodes/pve1/qemu-server/999.conf' does not exist")
+        f = [x for x in sim.faults() if x["kind"] == "rewrite" and x.get("path") == "/config$"][0]
+        assert f["remaining"] == 1 and f["hits"] == 0
+        assert cfg(sim, 211)["cpu"] == "y86-64-v2-AES"                # the next 2xx answer
+        assert cfg(sim, 211)["cpu"] == "x86-64-v2-AES"

@@ -44,6 +44,17 @@ window [at, until). 'count' limits how many matching requests it hits
                   out of space (ENOSPC); GET .../storage/.../status and the
                   storage list report avail 0 while the fault is active;
                   `count` = number of backups hit
+  task hook (matched like the task faults, but when the task ENDS
+  successfully - exit status OK or WARNINGS; `count` = tasks hit):
+    after_task  applies `events` (a list of POST /_sim/event bodies; `vmid`
+                defaults to the task's VMID, `create` may carry `replace`)
+                in the same sim instant the task ends, before anything else
+                can see the task stopped (e.g. change or re-create the guest
+                right after its vzdump)
+  response rewrite (2xx answers only; `count` = answers rewritten):
+    rewrite     re.sub(`pattern`, `repl`, body) on the JSON text of the
+                response body (`max` = at most that many substitutions,
+                default all); the result is sent as it is, valid JSON or not
 """
 
 import itertools
@@ -56,7 +67,10 @@ STATE_KINDS = {"revoke"}
 LOST_KINDS = {"lost_reply"}
 TASK_KINDS = {"task_fail", "task_hang"}
 STORAGE_KINDS = {"storage_full"}
-KINDS = PRE_KINDS | POST_KINDS | STATE_KINDS | LOST_KINDS | TASK_KINDS | STORAGE_KINDS
+AFTER_TASK_KINDS = {"after_task"}
+REWRITE_KINDS = {"rewrite"}
+KINDS = PRE_KINDS | POST_KINDS | STATE_KINDS | LOST_KINDS | TASK_KINDS | STORAGE_KINDS | \
+    AFTER_TASK_KINDS | REWRITE_KINDS
 
 
 class Fault:
@@ -79,6 +93,18 @@ class Fault:
         self.type_rx = re.compile(spec["type"]) if spec.get("type") else None
         self.vmid = int(spec["vmid"]) if spec.get("vmid") is not None else None
         self.hits = 0
+        self.errors = []          # after_task: events that could not be applied
+        if kind == "rewrite":
+            if not isinstance(spec.get("pattern"), str):
+                raise ValueError("rewrite needs 'pattern'")
+            self.pattern = re.compile(spec["pattern"])
+            self.repl = str(spec.get("repl", ""))
+            self.max_subs = int(spec.get("max") or 0)
+        if kind == "after_task":
+            evs = spec.get("events")
+            if not isinstance(evs, list) or not all(isinstance(e, dict) and e.get("action")
+                                                    for e in evs):
+                raise ValueError("after_task needs 'events': a list of event objects with 'action'")
 
     def active(self, now):
         if self.at is not None and now < self.at:
@@ -99,7 +125,14 @@ class Fault:
     def view(self):
         d = dict(self.spec)
         d.update(id=self.id, hits=self.hits, remaining=self.count)
+        if self.errors:
+            d["errors"] = list(self.errors)
         return d
+
+    def rewrite(self, body):
+        """rewrite fault: the body (bytes) with the substitution applied."""
+        text = body.decode("utf-8", "replace")
+        return self.pattern.sub(self.repl, text, count=self.max_subs).encode("utf-8")
 
 
 class Faults:
@@ -131,11 +164,12 @@ class Faults:
                     return f
         return None
 
-    def take_task(self, method, path, ttype, vmid, now):
-        """First active task fault matching a task that is starting."""
+    def take_task(self, method, path, ttype, vmid, now, kinds=TASK_KINDS):
+        """First active task fault (of `kinds`) matching a task that is
+        starting (task_fail / task_hang) or has ended well (after_task)."""
         with self.lock:
             for f in self.items:
-                if f.kind not in TASK_KINDS or not f.active(now):
+                if f.kind not in kinds or not f.active(now):
                     continue
                 if f.method and f.method.upper() != method:
                     continue

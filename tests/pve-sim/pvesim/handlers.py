@@ -206,17 +206,24 @@ def _status_current(req, gtype):
 
 
 def _config(req, gtype):
+    """vm_config (qemu-server API2/Qemu.pm, pve-container API2/LXC/Config.pm):
+    load_snapshot_config (the snapshot + the file's digest) or
+    load_current_config (pending values applied unless current=1)."""
     cl = req.sim.cluster
+    snap = req.args.get("snapshot")
+    if snap and req.args.get("current"):
+        msg = "cannot use 'snapshot' parameter with 'current'"
+        param_error({"snapshot": msg, "current": msg})
     with cl.lock:
         cl.sync()
         g = cl.find_guest(gtype, req.args["node"], req.args["vmid"])
-        snap = req.args.get("snapshot")
         if snap:
             if snap not in g.snapshots:
                 raise SimError("snapshot '%s' does not exist\n" % snap)
             conf = dict(g.snapshots[snap])
+            conf["digest"] = g.digest()
             return Result(conf)
-        return Result(g.config_with_digest())
+        return Result(g.current_config(bool(req.args.get("current"))))
 
 
 @api("GET", "/nodes/{node}/qemu/{vmid}/status/current")
@@ -277,14 +284,14 @@ def _update_config(req, gtype, sync):
         if g is None:
             raise SimError(ops.cfg_missing(gtype, node, vmid))
         if gtype == "qemu":
-            if digest and digest != g.config_with_digest()["digest"]:
+            if digest and digest != g.digest():
                 raise SimError("checksum mismatch (file change by other user?)\n")
             if g.lock and not skiplock:
                 raise SimError(ops.locked_msg(g))
         else:
             if g.lock:
                 raise SimError(ops.locked_msg(g))
-            if digest and digest != g.config_with_digest()["digest"]:
+            if digest and digest != g.digest():
                 raise SimError("detected modified configuration - file changed by other user? "
                                "Try again.\n")
         return g
@@ -307,7 +314,7 @@ def _update_config(req, gtype, sync):
             if f == "fail":
                 return task.finish(t, ops.fault_error(task))
             for opt in deletes:
-                if opt not in g2.config():
+                if opt not in g2.config() and (opt == "delete" or opt not in g2.pending):
                     task.log(t, "cannot delete '%s' - not set in current configuration!" % opt)
             ops.apply_config(cl, g2, sets, deletes, t, user)
             task.finish(t)
@@ -454,7 +461,7 @@ def _snapshot_list(req, gtype):
             if d.get("snapstate"):
                 item["snapstate"] = d["snapstate"]
             res.append(item)
-        cur = {"name": "current", "digest": g.config_with_digest()["digest"],
+        cur = {"name": "current", "digest": g.digest(),
                "running": 1 if g.running_now() else 0, "description": "You are here!"}
         if g.parent:
             cur["parent"] = g.parent
@@ -565,7 +572,7 @@ def _destroy(req, gtype):
         task = cl.start_task(node, "qmdestroy" if gtype == "qemu" else "vzdestroy", vmid,
                              user_of(req), now, req)
         ops.worker_destroy(cl, task, gtype, node, vmid, purge, a.get("skiplock", 0),
-                           a.get("force", 0), now)
+                           a.get("force", 0), now, a.get("destroy-unreferenced-disks", 0))
         return Result(task.upid)
 
 
@@ -758,7 +765,8 @@ def lxc_create(req):
             return Result(task.upid)
         task = cl.start_task(node, "vzrestore", vmid, user, now, req)
         params = {"overrides": overrides, "unique": a.get("unique"), "start": a.get("start"),
-                  "pool": a.get("pool"), "ha-managed": a.get("ha-managed"), "ostemplate": ostemplate}
+                  "pool": a.get("pool"), "ha-managed": a.get("ha-managed"), "ostemplate": ostemplate,
+                  "rootfs": req.params.get("rootfs"), "unprivileged": a.get("unprivileged")}
         ops.worker_restore(cl, task, "lxc", node, vmid, vol, sid, params, user, existed, now)
         return Result(task.upid)
 

@@ -20,15 +20,39 @@ import itertools
 import json
 import math
 import random
+import re
 import threading
 import time
 
+from .faults import AFTER_TASK_KINDS
+from .guestconf import (apply_pending, backup_volumes, format_size, parse_pending_delete,
+                        print_pending_delete, render_file, render_section, typed_value,
+                        volid_of, volume_storage)
 from .perl import perl_num
 from .storage import Storage, Volume
 from .tasks import DEFAULT_DURATIONS, Task, Timer, make_upid, parse_upid  # noqa: F401 (re-exported)
 from .workload import MIB, make_history_workload, make_workload, unit_noise
 
 GIB = 1024 * MIB
+
+UNUSED_RE = re.compile(r"^unused\d+$")
+
+
+def normalize_pending(spec):
+    """A scenario "pending" dict as write_vm_config would store it: values
+    as strings, 'delete' as print_pending_delete writes it."""
+    res = {}
+    for k, v in (spec or {}).items():
+        if v is None:
+            continue
+        if k == "delete":
+            h = parse_pending_delete(v)
+            if h:
+                res["delete"] = print_pending_delete(h)
+        else:
+            res[k] = v
+    return res
+
 
 QEMU_RUNSTATES = {"running", "paused", "prelaunch", "suspended", "postmigrate", "inmigrate",
                   "io-error", "internal-error", "shutdown", "guest-panicked", "watchdog",
@@ -91,13 +115,25 @@ class Node:
 
 # ---------------------------------------------------------------- guests
 
-def _mac(vmid, n):
-    h = hashlib.sha1(b"mac%d/%d" % (vmid, n)).digest()
+# Identities PVE draws at random (MACs: PVE::Tools::random_ether_addr with
+# datacenter.cfg's default mac_prefix BC:24:11; smbios1 uuid, vmgenid:
+# UUID::generate). Derived here from the VMID and `gen`, the number of
+# guests created under that VMID before (0 for the first one, whose values
+# stay what they always were), so a re-created guest looks new.
+
+def _mac(vmid, n, gen=0):
+    if gen:
+        h = hashlib.sha1(b"mac%d/%d/g%d" % (vmid, n, gen)).digest()
+    else:
+        h = hashlib.sha1(b"mac%d/%d" % (vmid, n)).digest()
     return "BC:24:11:%02X:%02X:%02X" % (h[0], h[1], h[2])
 
 
-def _uuid(vmid, salt):
-    h = hashlib.sha1(b"%s%d" % (salt.encode(), vmid)).hexdigest()
+def _uuid(vmid, salt, gen=0):
+    if gen:
+        h = hashlib.sha1(b"%s%d/g%d" % (salt.encode(), vmid, gen)).hexdigest()
+    else:
+        h = hashlib.sha1(b"%s%d" % (salt.encode(), vmid)).hexdigest()
     return "%s-%s-4%s-a%s-%s" % (h[:8], h[8:12], h[13:16], h[17:20], h[20:32])
 
 
@@ -107,9 +143,9 @@ class Guest:
                  "maxswap", "runstate", "segments", "unknown", "deleted", "wl", "extra_config",
                  "snapshots", "disk_storage", "ctime", "wl_kind", "parent", "acpi", "disk_format",
                  "can_snapshot", "start_warnings", "ha_state", "created_t", "deleted_t", "empty",
-                 "wl_spec", "snap_order", "res_frag")
+                 "wl_spec", "snap_order", "res_frag", "gen", "pending", "volume_used")
 
-    def __init__(self, spec, default_node):
+    def __init__(self, spec, default_node, gen=0, now_epoch=None):
         self.vmid = int(spec["vmid"])
         self.type = spec.get("type", "qemu")
         if self.type not in ("qemu", "lxc"):
@@ -132,9 +168,20 @@ class Guest:
         self.disk_used = int(spec.get("disk", self.maxdisk // 4))
         self.maxswap = int(spec.get("maxswap", 512 * MIB)) if self.type == "lxc" else 0
         self.extra_config = dict(spec.get("config") or {})
+        self.gen = int(gen)
+        # [PENDING] section: {key: value string, "delete": "k1,!k2"}
+        self.pending = normalize_pending(spec.get("pending"))
+        # used bytes of volumes other than the boot disk ({key: bytes};
+        # default a quarter of the volume's size) - what vzdump reads
+        self.volume_used = {k: int(v) for k, v in (spec.get("volume_used") or {}).items()}
         self.snapshots = {}
         self.disk_storage = spec.get("disk_storage", "local-lvm")
-        self.ctime = int(spec.get("ctime", 1700000000 + self.vmid))
+        if spec.get("ctime") is not None:
+            self.ctime = int(spec["ctime"])
+        elif self.gen and now_epoch is not None:
+            self.ctime = int(now_epoch)       # created now (meta ctime=)
+        else:
+            self.ctime = 1700000000 + self.vmid
         wspec = spec.get("workload")
         self.wl_spec = wspec
         self.wl = make_history_workload(spec.get("history"), wspec)
@@ -178,7 +225,8 @@ class Guest:
         # __snapshot_copy_config: no lock, digest, description (the
         # snapshot's own comment), parent is set below
         conf = {k: v for k, v in self.config().items()
-                if k not in ("lock", "digest", "parent", "description")}
+                if k not in ("lock", "digest", "parent", "description", "vmstate", "snaptime")
+                and not UNUSED_RE.match(k)}
         if self.parent:
             conf["parent"] = self.parent
         conf["snaptime"] = snaptime
@@ -283,15 +331,15 @@ class Guest:
                 "memory": str(self.maxmem // MIB),
                 "meta": "creation-qemu=9.2.0,ctime=%d" % self.ctime,
                 "name": self.display_name() if self.name else None,
-                "net0": "virtio=%s,bridge=vmbr0,firewall=1" % _mac(vmid, 0),
+                "net0": "virtio=%s,bridge=vmbr0,firewall=1" % _mac(vmid, 0, self.gen),
                 "numa": 0,
                 "ostype": "l26",
                 "scsi0": "%s:vm-%d-disk-0,iothread=1,size=%dG" % (self.disk_storage, vmid,
                                                                     max(1, self.maxdisk // GIB)),
                 "scsihw": "virtio-scsi-single",
-                "smbios1": "uuid=%s" % _uuid(vmid, "smbios"),
+                "smbios1": "uuid=%s" % _uuid(vmid, "smbios", self.gen),
                 "sockets": 1,
-                "vmgenid": _uuid(vmid, "vmgenid"),
+                "vmgenid": _uuid(vmid, "vmgenid", self.gen),
                 "agent": "1",
             }
         else:
@@ -300,7 +348,8 @@ class Guest:
                 "cores": int(math.ceil(float(self.maxcpu))),
                 "hostname": self.name or "CT%d" % vmid,
                 "memory": self.maxmem // MIB,
-                "net0": "name=eth0,bridge=vmbr0,firewall=1,hwaddr=%s,ip=dhcp,type=veth" % _mac(vmid, 0),
+                "net0": "name=eth0,bridge=vmbr0,firewall=1,hwaddr=%s,ip=dhcp,type=veth" % _mac(vmid, 0,
+                                                                                                self.gen),
                 "ostype": "debian",
                 "rootfs": "%s:vm-%d-disk-0,size=%dG" % (self.disk_storage, vmid, max(1, self.maxdisk // GIB)),
                 "swap": self.maxswap // MIB,
@@ -326,31 +375,68 @@ class Guest:
         return {k: v for k, v in conf.items() if v is not None}
 
     @staticmethod
-    def render_config(conf, snapshots=None, skip=()):
+    def render_config(conf, snapshots=None, skip=(), gtype="qemu", pending=None):
         """The config file text (write_vm_config / write_pct_config: the
         description as leading '#' comment lines, then 'key: value' lines,
-        then one [section] per snapshot)."""
-        def section(c):
-            lines = []
-            desc = c.get("description")
-            if desc:
-                lines.extend("#" + ln for ln in str(desc).split("\n"))
-            for k in sorted(c):
-                if k in ("description", "digest") or k in skip:
-                    continue
-                lines.append("%s: %s" % (k, c[k]))
-            return "".join(ln + "\n" for ln in lines)
+        then the pending section, then one [section] per snapshot)."""
+        if skip:
+            conf = {k: v for k, v in conf.items() if k not in skip}
+        return render_file(gtype, conf, pending, snapshots)
 
-        text = section(conf)
-        for name in sorted(snapshots or {}):
-            text += "\n[%s]\n" % name + section(snapshots[name])
-        return text
+    def config_text(self, conf=None):
+        """The whole config file as pmxcfs holds it."""
+        return render_file(self.type, self.config() if conf is None else conf, self.pending,
+                           self.snapshots)
+
+    def current_config(self, current=False):
+        """GET .../config (load_current_config): pending values applied
+        unless current=1, plus the digest of the whole file."""
+        conf = self.config()
+        digest = hashlib.sha1(self.config_text(conf).encode()).hexdigest()
+        if not current and self.pending:
+            conf = apply_pending(conf, self.pending)
+            for k in self.pending:
+                if k in conf:
+                    conf[k] = typed_value(self.type, k, conf[k])
+        conf["digest"] = digest
+        return conf
 
     def config_with_digest(self):
-        conf = self.config()
-        text = self.render_config(conf, self.snapshots)
-        conf["digest"] = hashlib.sha1(text.encode()).hexdigest()
-        return conf
+        return self.current_config(current=True)
+
+    def digest(self):
+        return hashlib.sha1(self.config_text().encode()).hexdigest()
+
+    # -- config keys: attribute-backed ones set the attribute
+    def set_config_key(self, k, v):
+        """Set (v not None) or delete (v None) one config key the way the
+        file would show it; attribute-backed keys (name, tags, memory, ...)
+        update the attribute."""
+        if k == "tags":
+            self.tags = v or None
+        elif k == "protection":
+            self.protection = 1 if v is not None and str(v) == "1" else 0
+        elif k == "description":
+            self.description = v or None
+        elif k == "onboot":
+            self.onboot = None if v is None else int(v)
+        elif k == ("name" if self.type == "qemu" else "hostname"):
+            self.name = v
+        elif k == "lock":
+            self.lock = v or None
+        elif k == "template":
+            self.template = 1 if v is not None and str(v) == "1" else 0
+        elif k == "parent":
+            self.parent = v or None
+        elif k == "memory" and v is not None:
+            m = re.search(r"(?:^|current=)(\d+)", str(v))
+            self.maxmem = (int(m.group(1)) if m else 512) * MIB
+        elif k == "cores" and v is not None:
+            self.maxcpu = int(v)
+        elif k == "swap" and v is not None and self.type == "lxc":
+            self.maxswap = int(v) * MIB
+        else:
+            self.extra_config[k] = typed_value(self.type, k, v)
 
     def cfs_path(self, node):
         if self.type == "qemu":
@@ -363,25 +449,138 @@ def config_path(gtype, node, vmid):
     return "nodes/%s/%s/%s.conf" % (node, sub, vmid)
 
 
-def archive_config_text(g, conf=None, map_storage=None, map_format=None):
-    """The guest config vzdump puts into the archive (qemu-server.conf in
-    a vma / etc/vzdump/pct.conf in a tar): the config file without 'lock:'
-    and 'parent:' lines and without snapshot sections; qemu archives end
-    with one '#qmdump#map:<dev>:drive-<dev>:<storage>:<format>:' line per
-    included disk (VZDump/QemuServer.pm assemble)."""
-    conf = dict(conf if conf is not None else g.config())
-    text = Guest.render_config(conf, None, skip=("lock", "parent"))
-    if g.type == "qemu":
-        text += "#qmdump#map:scsi0:drive-scsi0:%s:%s:\n" % (map_storage or g.disk_storage,
-                                                            map_format or "raw")
-    return text
+PRIMARY_KEY = {"qemu": "scsi0", "lxc": "rootfs"}
 
 
-def archive_meta(g):
-    """What a restore needs besides the config text (sim only)."""
-    return {"type": g.type, "vmid": g.vmid, "name": g.display_name(), "maxdisk": g.maxdisk,
+def volume_format(cl, g, key, volid):
+    """checked_volume_format as far as the sim knows it: the file
+    extension of a file storage image, else the guest's disk_format for
+    its boot disk, else the storage's default format."""
+    sid = volume_storage(volid)
+    if sid is None:
+        return "raw"
+    name = volid.split(":", 1)[1]
+    m = re.search(r"\.(raw|qcow2|vmdk)$", name)
+    if m:
+        return m.group(1)
+    if g.type == "lxc":
+        return "subvol" if name.rsplit("/", 1)[-1].startswith("subvol-") else "raw"
+    if key == PRIMARY_KEY[g.type] and g.disk_format:
+        return g.disk_format
+    st = cl.storage(g.node, sid) or cl.storage_any(sid) if cl is not None else None
+    return st.default_format() if st is not None else "raw"
+
+
+def volume_used(g, key, size):
+    """Bytes of data on a volume (what a backup reads): the guest's `disk`
+    for its boot disk, `volume_used[key]` or a quarter of the size for the
+    others."""
+    if key == PRIMARY_KEY[g.type]:
+        return g.disk_used
+    if key in g.volume_used:
+        return g.volume_used[key]
+    return int(size or 0) // 4
+
+
+def backup_plan(cl, g):
+    """What vzdump's guest plugin does with the config (VZDump/QemuServer.pm
+    and VZDump/LXC.pm prepare + assemble):
+
+      prep      the log lines of prepare() (name, include/exclude disk or
+                mount point lines)
+      assemble  the log lines of assemble() (qemu: skipped unused drives,
+                snapshot / pending / special sections left out)
+      volumes   the included volumes [{key, volid, size, used, storage,
+                format}]
+      text      the config in the archive: qemu-server.conf = the config
+                file up to its first section without unused, lock and
+                parent lines, plus one '#qmdump#map:' line per included disk
+                (sorted by key); pct.conf = the config without lock,
+                parent, pending and snapshots (unused lines kept)
+    """
+    conf = g.config()
+    gtype = g.type
+    prep, assemble, vols = [], [], []
+    if gtype == "qemu":
+        if conf.get("name") is not None:
+            prep.append("VM Name: %s" % conf["name"])
+    elif conf.get("hostname") is not None:
+        prep.append("CT Name: %s" % conf["hostname"])
+    for bv in backup_volumes(gtype, conf):
+        key, vol = bv["key"], bv["volume"]
+        volid = volid_of(gtype, vol)
+        if gtype == "qemu":
+            if not bv["included"]:
+                prep.append("exclude disk '%s' '%s' (%s)" % (key, volid, bv["reason"]))
+                continue
+            line = "include disk '%s' '%s'" % (key, volid)
+            if vol.get("size") is not None:
+                line += " " + format_size(vol["size"])
+            prep.append(line)
+        else:
+            mount = vol.get("mp")
+            if not volid or not mount:
+                continue
+            if not bv["included"]:
+                prep.append("excluding %s mount point %s ('%s') from backup (%s)"
+                            % (vol["type"], key, mount, bv["reason"]))
+                continue
+            prep.append("including mount point %s ('%s') in backup" % (key, mount))
+        size = vol.get("size") or 0
+        vols.append({"key": key, "volid": volid, "size": size, "used": volume_used(g, key, size),
+                     "storage": volume_storage(volid), "format": volume_format(cl, g, key, volid)})
+    if gtype == "qemu":
+        out = []
+        found = set()
+        for line in g.config_text(conf).splitlines(True):
+            if line.startswith("#vzdump#") or line.startswith("#qmdump#"):
+                continue
+            m = re.match(r"^\[(.*)\]\s*$", line)
+            if m:
+                sec = m.group(1)
+                found.add("pending" if re.match(r"^PENDING$", sec, re.I)
+                          else "special" if sec.startswith("special:") else "snapshot")
+            if found:
+                continue
+            m = re.match(r"^unused\d+:\s*(\S+)\s*", line)
+            if m:
+                assemble.append("skip unused drive '%s' (not included into backup)" % m.group(1))
+                continue
+            if line.startswith("lock:") or line.startswith("parent:"):
+                continue
+            out.append(line)
+        for v in sorted(vols, key=lambda v: v["key"]):
+            dev = "drive-tpmstate0-backup" if v["key"] == "tpmstate0" else "drive-" + v["key"]
+            out.append("#qmdump#map:%s:%s:%s:%s:\n" % (v["key"], dev, v["storage"] or "",
+                                                        v["format"] or ""))
+        if "special" in found:
+            assemble.append("special config section found (not included into backup)")
+        if "snapshot" in found:
+            assemble.append("snapshots found (not included into backup)")
+        if "pending" in found:
+            assemble.append("pending configuration changes found (not included into backup)")
+        text = "".join(out)
+    else:
+        text = render_section({k: v for k, v in conf.items() if k not in ("lock", "parent")}, "lxc")
+    return {"prep": prep, "assemble": assemble, "volumes": vols, "text": text,
+            "used": sum(v["used"] for v in vols), "total": sum(v["size"] for v in vols)}
+
+
+def archive_config_text(g, cl=None):
+    """The guest config vzdump puts into the archive (see backup_plan)."""
+    return backup_plan(cl, g)["text"]
+
+
+def archive_meta(g, plan=None):
+    """What a restore needs besides the config text (sim only): the data
+    of the included volumes, the workload."""
+    meta = {"type": g.type, "vmid": g.vmid, "name": g.display_name(), "maxdisk": g.maxdisk,
             "disk_used": g.disk_used, "workload": g.wl_spec, "disk_storage": g.disk_storage,
             "disk_format": g.disk_format}
+    if plan is not None:
+        meta["volumes"] = {v["key"]: {"size": v["size"], "used": v["used"], "format": v["format"],
+                                      "storage": v["storage"]} for v in plan["volumes"]}
+    return meta
 
 
 # ---------------------------------------------------------------- fleet generator
@@ -621,6 +820,8 @@ class Cluster:
         self.pools = list(scenario.get("pools") or [])
         self.guests = {}
         self.lineage = {}          # vmid -> earlier Guest objects (RRD history)
+        self.vmid_gen = {}         # vmid -> generation of its latest guest (0 = first)
+        self.restore_seq = 0       # identities drawn by restores (vmgenid, unique MACs)
         self._events = []
         self._timers = []
         self._evseq = itertools.count()
@@ -669,7 +870,9 @@ class Cluster:
         return next(self._pid)
 
     def add_guest(self, spec, replace=False):
-        g = Guest(spec, self.node_names[0])
+        vmid = int(spec["vmid"])
+        gen = self.vmid_gen.get(vmid, -1) + 1
+        g = Guest(spec, self.node_names[0], gen, self.clock.epoch())
         old = self.guests.get(g.vmid)
         if old is not None and not old.deleted and not replace:
             raise ValueError("duplicate vmid %d" % g.vmid)
@@ -679,6 +882,7 @@ class Cluster:
                 old.deleted_t = self.clock.now()
             self.lineage.setdefault(g.vmid, []).append(old)
         self.guests[g.vmid] = g
+        self.vmid_gen[vmid] = gen
         if g.unknown:
             self._unknown_guests.add(g.vmid)
         if g.pool and g.pool not in self.pools:
@@ -820,19 +1024,49 @@ class Cluster:
         volname, fmt, _target = st.archive_volname(gtype, vmid, epoch, spec.get("compress", "zstd"),
                                                    self.utc_offset)
         if g is not None and g.type == gtype:
-            conf = g.config()
-            text = spec.get("config") or archive_config_text(g, conf, g.disk_storage)
-            meta = archive_meta(g)
+            plan = backup_plan(self, g)
+            text = spec.get("config") or plan["text"]
+            meta = archive_meta(g, None if spec.get("config") else plan)
+            used = plan["used"]
         else:
             text = spec.get("config") or ""
             meta = {"type": gtype, "vmid": vmid, "maxdisk": 8 * GIB, "disk_used": 2 * GIB}
-        size = int(spec.get("size", max(1, meta.get("disk_used", GIB)) * 0.4))
+            used = meta["disk_used"]
+        size = int(spec.get("size", max(1, used) * 0.4))
         vol = Volume(storage, volname, vmid, gtype, fmt, size, epoch, text, meta)
         vol.protected = 1 if spec.get("protected") else 0
         vol.notes = spec.get("notes")
         st.add_volume(vol)
         self.touch()
         return vol
+
+    def control_event(self, ev, now, default_vmid=None):
+        """POST /_sim/event (and after_task fault events): apply now or,
+        with a future `at`, schedule. Returns the guest concerned or None.
+        Call with the lock held."""
+        if not isinstance(ev, dict) or "action" not in ev:
+            raise ValueError("event needs an 'action'")
+        if ev["action"] == "create":
+            spec = dict(ev.get("guest") or {})
+            if "vmid" not in spec:
+                vmid = ev.get("vmid", default_vmid)
+                if vmid is None:
+                    raise ValueError("create needs guest.vmid")
+                spec["vmid"] = int(vmid)
+            return self.add_guest(spec, replace=bool(ev.get("replace")))
+        vmid = ev.get("vmid", default_vmid)
+        if vmid is None:
+            raise ValueError("event needs a 'vmid'")
+        vmid = int(vmid)
+        g = self.guests.get(vmid)
+        if g is None or g.deleted:
+            raise ValueError("no such guest %d" % vmid)
+        at = ev.get("at")
+        if at is not None and float(at) > now:
+            self.schedule(vmid, ev)
+        else:
+            self.apply_event(g, ev, now)
+        return g
 
     def apply_event(self, g, ev, t):
         action = ev.get("action")
@@ -898,6 +1132,17 @@ class Cluster:
         elif field == "workload":
             g.wl = make_workload(value)
             g.wl_kind = g.wl.kind
+        elif field == "config":
+            # {"key": "value" | null}: config keys as the file shows them
+            if not isinstance(value, dict):
+                raise ValueError("field 'config' needs an object of config keys")
+            for k, v in value.items():
+                g.set_config_key(k, None if v is None else str(v))
+        elif field == "pending":
+            # the whole [PENDING] section ({} or null clears it)
+            g.pending = normalize_pending(value)
+        elif field == "volume_used":
+            g.volume_used = {k: int(v) for k, v in (value or {}).items()}
         else:
             raise ValueError("cannot set field %r" % field)
 
@@ -911,17 +1156,36 @@ class Cluster:
         task.vmid = vmid if vmid is not None else (int(wid) if str(wid or "").isdigit() else None)
         self.tasks[task.upid] = task
         self.task_order.append(task)
+        if req is not None:
+            task.req = (req.method, req.path)
         if self.faults is not None and req is not None:
             task.fault = self.faults.take_task(req.method, req.path, wtype, task.vmid, t)
         return task
 
     def task_finished(self, task, t):
+        if self.faults is not None and task.req is not None and \
+                task.exitstatus is not None and (task.exitstatus == "OK" or
+                                                 task.exitstatus.startswith("WARNINGS: ")):
+            f = self.faults.take_task(task.req[0], task.req[1], task.type, task.vmid, t,
+                                      kinds=AFTER_TASK_KINDS)
+            if f is not None:
+                self.after_task_events(f, task, t)
         if task.type == "vzdump" and self.vzdump_holder.get(task.node) is task:
             self.vzdump_holder.pop(task.node, None)
             waiters = self.vzdump_waiters.get(task.node) or []
             if waiters:
                 cb = waiters.pop(0)
                 cb(t)
+        self.touch()
+
+    def after_task_events(self, fault, task, t):
+        """after_task fault: apply its events now, in order (runs inside
+        Task.finish, under the model lock)."""
+        for ev in fault.spec.get("events") or []:
+            try:
+                self.control_event(dict(ev), t, default_vmid=task.vmid)
+            except (ValueError, KeyError, TypeError) as e:
+                fault.errors.append("%s: %s" % (ev.get("action"), e))
         self.touch()
 
     # -- /cluster/resources
@@ -1214,6 +1478,7 @@ class Cluster:
                 "unknown": g.is_unknown(now), "lock": g.lock, "tags": g.tags, "pool": g.pool,
                 "template": g.template, "hastate": g.hastate, "protection": g.protection,
                 "workload": g.wl_kind, "maxcpu": g.maxcpu, "maxmem": g.maxmem,
-                "maxdisk": g.maxdisk, "digest": g.config_with_digest()["digest"],
+                "maxdisk": g.maxdisk, "digest": g.digest(),
                 "ha_state": g.ha_state, "parent": g.parent, "snapshots": list(g.snap_order),
-                "acpi": g.acpi, "disk_storage": g.disk_storage, "empty": g.empty}
+                "acpi": g.acpi, "disk_storage": g.disk_storage, "empty": g.empty,
+                "generation": g.gen, "pending": dict(g.pending)}

@@ -22,7 +22,13 @@ import math
 import re
 import time
 
-from .model import GIB, MIB, Guest, _mac, archive_config_text, archive_meta, config_path
+from .guestconf import (QEMU_DRIVE_SET, add_unused_volume, classify_mountpoint, drive_is_cdrom,
+                        drive_is_cloudinit, foreach_volume, parse_config_text, parse_drive,
+                        parse_pending_delete, parse_volume, print_drive, print_mountpoint,
+                        print_pending_delete, typed_value, volid_of, volume_owner,
+                        volume_storage)
+from .model import (GIB, MIB, PRIMARY_KEY, UNUSED_RE, Guest, archive_meta, backup_plan, config_path,
+                    volume_format)
 from .storage import COMPRESSORS, Volume, format_size, parse_prune, print_prune, prune_mark
 from .tasks import EPS
 
@@ -269,21 +275,35 @@ def lrm_stop(cl, g, t, timeout):
 
 # ------------------------------------------------------------------ snapshots
 
+def snapshot_volumes(cl, g, conf=None):
+    """The volumes a snapshot covers (has_feature('snapshot') walks them):
+    qemu every drive but cdroms, lxc every mount point. [(key, volid,
+    storage instance or None, format)]."""
+    conf = g.config() if conf is None else conf
+    res = []
+    for key, vol in foreach_volume(g.type, conf):
+        if g.type == "qemu" and drive_is_cdrom(vol):
+            continue
+        volid = volid_of(g.type, vol)
+        sid = volume_storage(volid)
+        st = (cl.storage(g.node, sid) or cl.storage_any(sid)) if sid else None
+        res.append((key, volid, st, volume_format(cl, g, key, volid)))
+    return res
+
+
 def guest_can_snapshot(cl, g):
+    """has_feature('snapshot', $conf): every volume's storage can snapshot
+    it (paths and bind mounts cannot); scenario can_snapshot overrides."""
     if g.can_snapshot is not None:
         return g.can_snapshot
-    st = cl.storage(g.node, g.disk_storage) or cl.storage_any(g.disk_storage)
-    if st is None:
-        return True         # unknown storage: assume lvmthin-like
-    fmt = g.disk_format or st.default_format()
-    return st.can_snapshot(g.type, fmt)
-
-
-def disk_volid(cl, g):
-    st = cl.storage(g.node, g.disk_storage) or cl.storage_any(g.disk_storage)
-    key = "scsi0" if g.type == "qemu" else "rootfs"
-    line = str(g.config().get(key) or "")
-    return line.split(",", 1)[0], st
+    for key, volid, st, fmt in snapshot_volumes(cl, g):
+        if not volume_storage(volid):
+            return False
+        if st is None:
+            continue        # unknown storage: assume lvmthin-like
+        if not st.can_snapshot(g.type, fmt):
+            return False
+    return True
 
 
 def worker_snapshot(cl, task, gtype, node, vmid, snapname, vmstate, description, t0):
@@ -304,14 +324,14 @@ def worker_snapshot(cl, task, gtype, node, vmid, snapname, vmstate, description,
     use_vmstate = bool(vmstate) and gtype == "qemu" and g.running_now()
     g.add_snapshot(snapname, int(cl.clock.epoch(t0)), description, use_vmstate, snapstate="prepare")
     cl.touch()
-    volid, st = disk_volid(cl, g)
     if use_vmstate:
         task.log(t0 + d * 0.2, "saving VM state and RAM using storage '%s'" % g.disk_storage)
-    if gtype == "qemu":
-        task.log(t0 + d * 0.5, "snapshotting 'drive-scsi0' (%s)" % volid)
-    if st is not None and st.plugintype in ("lvmthin", "lvm"):
-        task.log(t0 + d * 0.6, "  Logical volume \"snap_%s_%s\" created."
-                 % (volid.split(":", 1)[-1], snapname))
+    for key, volid, st, _fmt in snapshot_volumes(cl, g):
+        if gtype == "qemu":
+            task.log(t0 + d * 0.5, "snapshotting 'drive-%s' (%s)" % (key, volid))
+        if st is not None and st.plugintype in ("lvmthin", "lvm"):
+            task.log(t0 + d * 0.6, "  Logical volume \"snap_%s_%s\" created."
+                     % (volid.split(":", 1)[-1], snapname))
 
     def cleanup(t):
         g.drop_snapshot(snapname)
@@ -364,10 +384,10 @@ def worker_delsnapshot(cl, task, gtype, node, vmid, snapname, force, t0):
             g.lock = None
         cl.touch()
     task.on_abort = cleanup
-    volid, st = disk_volid(cl, g)
-    if st is not None and st.plugintype in ("lvmthin", "lvm"):
-        task.log(t0 + d * 0.5, "  Logical volume \"snap_%s_%s\" successfully removed."
-                 % (volid.split(":", 1)[-1], snapname))
+    for key, volid, st, _fmt in snapshot_volumes(cl, g, snap):
+        if st is not None and st.plugintype in ("lvmthin", "lvm"):
+            task.log(t0 + d * 0.5, "  Logical volume \"snap_%s_%s\" successfully removed."
+                     % (volid.split(":", 1)[-1], snapname))
     f = take_fault(task)
     if f == "hang":
         return
@@ -387,26 +407,25 @@ def worker_delsnapshot(cl, task, gtype, node, vmid, snapname, force, t0):
     task.at(t0 + d, done)
 
 
-ROLLBACK_KEYS = {"name", "hostname", "tags", "description", "memory", "cores", "protection",
-                 "onboot", "swap"}
+SNAP_META_KEYS = {"snaptime", "vmstate", "snapstate", "lock", "digest", "description", "parent"}
 
 
-def apply_conf_to_guest(g, conf):
-    """Set the attribute-backed config keys of `conf` on the guest."""
-    if g.type == "qemu":
-        if "name" in conf:
-            g.name = conf.get("name")
-    elif "hostname" in conf:
-        g.name = conf.get("hostname")
-    # __snapshot_apply_config keeps the current description
-    g.tags = conf.get("tags") or None
-    g.protection = 1 if str(conf.get("protection", 0)) == "1" else 0
-    if conf.get("memory") is not None:
-        g.maxmem = parse_memory(conf["memory"]) * MIB
-    if conf.get("cores") is not None:
-        g.maxcpu = int(conf["cores"])
-    if "onboot" in conf:
-        g.onboot = int(conf["onboot"])
+def apply_snapshot_config(g, snap):
+    """AbstractConfig __snapshot_apply_config (rollback): the config
+    becomes the snapshot's (__snapshot_copy_config), keeping the current
+    description and unused volumes; the pending section is gone."""
+    conf = g.config()
+    for k in list(conf):
+        if k in SNAP_META_KEYS or UNUSED_RE.match(k):
+            continue
+        if k not in snap:
+            g.set_config_key(k, None)
+    for k, v in snap.items():
+        if k in SNAP_META_KEYS or UNUSED_RE.match(k):
+            continue
+        if conf.get(k) != v:
+            g.set_config_key(k, None if v is None else v if isinstance(v, str) else str(v))
+    g.pending = {}
 
 
 def parse_memory(v):
@@ -448,7 +467,7 @@ def worker_rollback(cl, task, gtype, node, vmid, snapname, start, t0):
         return task.at(t0 + d, failed)
 
     def done(t):
-        apply_conf_to_guest(g, snap)
+        apply_snapshot_config(g, snap)
         g.parent = snapname
         if g.lock == "rollback":
             g.lock = None
@@ -644,22 +663,28 @@ class Vzdump:
         cl.touch()
         state = {"stopped_by_us": False, "kvm_started": False, "locked": True}
         self.current = (g, state)
+        # VZDump.pm exec_backup_task: prepare() (the plugin's name and
+        # include/exclude lines) runs before the 'backup mode' line in
+        # snapshot mode, after the 'ionice' line in stop and suspend mode;
+        # assemble() writes the archive config after the snapshot / stop.
+        plan = backup_plan(cl, g)
+
+        def prep(tt):
+            for ln in plan["prep"]:
+                task.log(tt, "INFO: " + ln)
         eff = mode if running else "stop"
-        if eff == "snapshot" and gtype == "lxc" and not guest_can_snapshot(cl, g):
-            task.log(t, "INFO: mode failure - some volumes do not support snapshots")
-            task.log(t, "INFO: trying 'suspend' mode instead")
-            eff = "suspend"
+        if eff == "snapshot":
+            prep(t)
+            if gtype == "lxc" and not self._can_snapshot(g, plan):
+                task.log(t, "INFO: mode failure - some volumes do not support snapshots")
+                task.log(t, "INFO: trying 'suspend' mode instead")
+                eff = "suspend"
         task.log(t, "INFO: backup mode: %s" % eff)
         if self.p.get("bwlimit"):
-            task.log(t, "INFO: bandwidth limit: %s KB/s" % self.p["bwlimit"])
+            task.log(t, "INFO: bandwidth limit: %s KiB/s" % self.p["bwlimit"])
         task.log(t, "INFO: ionice priority: %s" % self.p.get("ionice", 7))
-        volid0, _dst = disk_volid(cl, g)
-        if gtype == "qemu":
-            task.log(t, "INFO: VM Name: %s" % g.display_name())
-            task.log(t, "INFO: include disk 'scsi0' '%s' %dG" % (volid0, max(1, g.maxdisk // GIB)))
-        else:
-            task.log(t, "INFO: CT Name: %s" % (g.name or "CT%d" % vmid))
-            task.log(t, "INFO: including mount point rootfs ('/') in backup")
+        if eff != "snapshot":
+            prep(t)
         t1 = t
         if eff == "stop" and running:
             task.log(t, "INFO: stopping virtual guest")
@@ -679,32 +704,27 @@ class Vzdump:
             task.log(t, "INFO: suspending guest")
         elif eff == "snapshot" and gtype == "lxc":
             task.log(t, "INFO: create storage snapshot 'vzdump'")
-        if gtype == "qemu" and not running:
+        for ln in plan["assemble"]:
+            task.log(t1, "INFO: " + ln)
+        if st.is_pbs():
+            task.log(t1, "INFO: creating Proxmox Backup Server archive '%s'" % target)
+        else:
+            task.log(t1, "INFO: creating vzdump archive '%s'" % target)
+        if gtype == "qemu" and (not running or state["stopped_by_us"]):
+            # enforce_vm_running_for_backup (archive_vma / archive_pbs)
             task.log(t1, "INFO: starting kvm to execute backup task")
 
             def kvm_on(tt):
                 g.start(tt)
                 g.runstate = "prelaunch"
                 cl.touch()
-            cl.at(t1 + 0.01, kvm_on)
+            cl.at(t1 + (0.02 if running else 0.01), kvm_on)
             state["kvm_started"] = True
-        elif gtype == "qemu" and state["stopped_by_us"]:
-            task.log(t1, "INFO: starting kvm to execute backup task")
-
-            def kvm_on2(tt):
-                g.start(tt)
-                g.runstate = "prelaunch"
-                cl.touch()
-            cl.at(t1 + 0.02, kvm_on2)
-            state["kvm_started"] = True
-        if st.is_pbs():
-            task.log(t1, "INFO: creating Proxmox Backup Server archive '%s'" % target)
-        else:
-            task.log(t1, "INFO: creating vzdump archive '%s'" % target)
         ratio = 0.40 if st.is_pbs() else COMPRESSORS.get(str(self.p.get("compress", "0")),
                                                           (None, 1.0))[1]
-        text = archive_config_text(g, None, g.disk_storage, self._disk_format(g))
-        size = max(4096, int(g.disk_used * ratio)) + len(text)
+        text = plan["text"]
+        used = plan["used"]
+        size = max(4096, int(used * ratio)) + len(text)
         full = None
         if cl.faults is not None:
             full = cl.faults.take_storage_full(st.storage, self.node, t1)
@@ -736,25 +756,26 @@ class Vzdump:
 
         def done(tt):
             if gtype == "qemu":
-                total = max(GIB, g.maxdisk)
-                task.log(tt, "INFO: 100%% (%s of %s) in %ds, read: %s/s, write: %s/s"
-                         % (render_bytes(total), render_bytes(total), max(1, int(d)),
-                            render_bytes(total / max(d, 1)), render_bytes(size / max(d, 1))))
-                task.log(tt, "INFO: backup is sparse: %s (%d%%) total zero data"
-                         % (render_bytes(max(0, total - g.disk_used)),
-                            int(100 * max(0, total - g.disk_used) / total)))
-                task.log(tt, "INFO: transferred %s in %d seconds (%s/s)"
-                         % (render_bytes(total), max(1, int(d)), render_bytes(total / max(d, 1))))
+                total = plan["total"]
+                if total:
+                    task.log(tt, "INFO: 100%% (%s of %s) in %ds, read: %s/s, write: %s/s"
+                             % (render_bytes(total), render_bytes(total), max(1, int(d)),
+                                render_bytes(total / max(d, 1)), render_bytes(size / max(d, 1))))
+                    task.log(tt, "INFO: backup is sparse: %s (%d%%) total zero data"
+                             % (render_bytes(max(0, total - used)),
+                                int(100 * max(0, total - used) / total)))
+                    task.log(tt, "INFO: transferred %s in %d seconds (%s/s)"
+                             % (render_bytes(total), max(1, int(d)), render_bytes(total / max(d, 1))))
             else:
                 task.log(tt, "INFO: Total bytes written: %d (%s, %s/s)"
-                         % (g.disk_used, render_bytes(g.disk_used), render_bytes(g.disk_used / max(d, 1))))
+                         % (used, render_bytes(used), render_bytes(used / max(d, 1))))
             if state["kvm_started"]:
                 task.log(tt, "INFO: stopping kvm after backup task")
                 g.stop(tt)
                 g.runstate = "running"
                 state["kvm_started"] = False
-            vol = Volume(st.storage, volname, vmid, gtype, fmt, size, epoch, text, archive_meta(g))
-            vol.meta["disk_format"] = self._disk_format(g)
+            vol = Volume(st.storage, volname, vmid, gtype, fmt, size, epoch, text,
+                         archive_meta(g, plan))
             if not st.is_pbs():
                 task.log(tt, "INFO: archive file size: %s" % format_size(size))
             st.add_volume(vol)
@@ -787,17 +808,27 @@ class Vzdump:
             task.log(tt, "INFO: Backup finished at %s" % lt(cl, tt))
             cl.record(tt, "backup", g, volid=vol.volid, storage=st.storage, size=size,
                       protected=vol.protected, notes=vol.notes, mode=eff, upid=task.upid,
-                      pruned=pruned)
+                      pruned=pruned, volumes=[{"key": v["key"], "volid": v["volid"],
+                                               "size": v["size"]} for v in plan["volumes"]])
             cl.touch()
             self.current = None
             self.next_guest(tt)
         task.at(t1 + d, done)
 
-    def _disk_format(self, g):
-        st = self.cl.storage(g.node, g.disk_storage) or self.cl.storage_any(g.disk_storage)
-        if g.disk_format:
-            return g.disk_format
-        return st.default_format() if st is not None else "raw"
+    def _can_snapshot(self, g, plan):
+        """has_feature('snapshot', ..., backup_only): every included
+        volume's storage can snapshot it."""
+        if g.can_snapshot is not None:
+            return g.can_snapshot
+        for v in plan["volumes"]:
+            if not v["storage"]:
+                return False
+            st = self.cl.storage(g.node, v["storage"]) or self.cl.storage_any(v["storage"])
+            if st is None:
+                continue        # unknown storage: assume lvmthin-like
+            if not st.can_snapshot(g.type, v["format"]):
+                return False
+        return True
 
     def cleanup(self, t, log=False):
         """unlock, stop the kvm started for the backup, restart a guest
@@ -867,7 +898,64 @@ def destroy_early_checks(g, gtype, vmid, purge, force=0):
     return None
 
 
-def worker_destroy(cl, task, gtype, node, vmid, purge, skiplock, force, t0):
+def destroy_volumes(cl, g):
+    """The volumes destroy frees, in upstream order, and the lines it logs:
+    [(key, volid, size)], [(line, is_warning)].
+
+    qemu (QemuServer.pm destroy_vm): every drive, 'vmstate' and unusedN
+    of the config, the vmstate volumes of the snapshots, then the drives
+    of the pending section; cdroms are kept (a cloud-init drive is not a
+    cdrom here), absolute paths and volumes another VMID owns are kept,
+    each volume once. lxc (LXC.pm destroy_lxc_container): rootfs, mpN and
+    unusedN of the config, then those of the pending section; bind and
+    device mount points are skipped, other owners' volumes kept with
+    "ignore deletion of '<volid>', CT <id> isn't the owner!"."""
+    gtype, vmid = g.type, g.vmid
+    conf = g.config()
+    freed, lines, seen = [], [], set()
+
+    def consider(key, vol):
+        volid = volid_of(gtype, vol)
+        if gtype == "qemu":
+            if drive_is_cdrom(vol, True):
+                return
+            if not volid or volid.startswith("/") or volid in seen:
+                return
+            sid = volume_storage(volid)
+            if sid is None or not cl.storage_defined(sid):
+                lines.append(("failed to get path and owner of volume '%s': storage '%s' does not "
+                              "exist" % (volid, sid or volid.split(":", 1)[0]), True))
+                return
+            if volume_owner(volid) != vmid:
+                return
+            seen.add(volid)
+        else:
+            if volid in seen:
+                return
+            seen.add(volid)
+            if classify_mountpoint(volid) != "volume":
+                return
+            if volume_owner(volid) != vmid:
+                lines.append(("ignore deletion of '%s', CT %d isn't the owner!" % (volid, vmid), False))
+                return
+        freed.append({"key": key, "volid": volid, "size": vol.get("size")})
+
+    extra = ("vmstate",) if gtype == "qemu" else ()
+    for key, vol in foreach_volume(gtype, conf, include_unused=True, extra_keys=extra):
+        consider(key, vol)
+    if gtype == "qemu":
+        for name in g.snap_order:
+            snap = g.snapshots.get(name) or {}
+            if snap.get("vmstate"):
+                vol = parse_drive("vmstate", snap["vmstate"])
+                if vol is not None:
+                    consider("vmstate", vol)
+    for key, vol in foreach_volume(gtype, g.pending, include_unused=True, extra_keys=extra):
+        consider(key, vol)
+    return freed, lines
+
+
+def worker_destroy(cl, task, gtype, node, vmid, purge, skiplock, force, t0, unreferenced=0):
     g = cl.local_guest(gtype, node, vmid)
     if g is None:
         return task.fail_later(t0, cfg_missing(gtype, node, vmid))
@@ -889,11 +977,22 @@ def worker_destroy(cl, task, gtype, node, vmid, purge, skiplock, force, t0):
         return
     if f == "fail":
         return task.fail_later(tstop, fault_error(task), d)
-    volid, st = disk_volid(cl, g)
+    freed = []
 
     def half(t):
-        if st is not None and st.plugintype in ("lvmthin", "lvm"):
-            task.log(t, "  Logical volume \"%s\" successfully removed." % volid.split(":", 1)[-1])
+        vols, lines = destroy_volumes(cl, g)
+        freed.extend(vols)
+        for line, warn in lines:
+            if warn:
+                task.warn(t, line)
+            else:
+                task.log(t, line)
+        for v in vols:
+            st = cl.storage(node, volume_storage(v["volid"])) or \
+                cl.storage_any(volume_storage(v["volid"]))
+            if st is not None and st.plugintype in ("lvmthin", "lvm"):
+                task.log(t, "  Logical volume \"%s\" successfully removed."
+                         % v["volid"].split(":", 1)[-1])
         g.lock = "destroyed"
         cl.touch()
     task.at(tstop + d * 0.5, half)
@@ -914,7 +1013,7 @@ def worker_destroy(cl, task, gtype, node, vmid, purge, skiplock, force, t0):
                 g.ha_state = None
                 g.hastate = None
         cl.record(t, "destroy", g, archives=archives, purge=int(bool(purge)), upid=task.upid,
-                  name=g.display_name())
+                  name=g.display_name(), volumes=list(freed), unreferenced=int(bool(unreferenced)))
         cl.remove_guest(g, t)
         task.finish(t)
     task.at(tstop + d, done)
@@ -922,48 +1021,319 @@ def worker_destroy(cl, task, gtype, node, vmid, purge, skiplock, force, t0):
 
 # ------------------------------------------------------------------ restore
 
-def parse_config_text(text):
-    """Archive config text -> (conf dict of strings, map storage, map format)."""
-    conf = {}
-    desc = []
-    mstore = mfmt = None
-    for line in text.split("\n"):
-        if line.startswith("#qmdump#map:"):
-            parts = line.split(":")
-            if len(parts) >= 5:
-                mstore, mfmt = parts[3] or None, parts[4] or None
+FILE_IMAGE_TYPES = ("dir", "nfs", "cifs", "glusterfs", "btrfs", "cephfs")
+QMDUMP_MAP_RE = re.compile(r"^#qmdump#map:(\S+):(\S+):(\S*):(\S*):$")
+NEW_DISK_RE = re.compile(r"^(?:([^/:\s]+):)?(\d+(?:\.\d+)?)$")
+
+
+def archive_map(text):
+    """The '#qmdump#map:<virtdev>:<devname>:<storeid>:<format>:' lines of a
+    qemu archive config: [(virtdev, devname, storeid, format)]."""
+    res = []
+    for line in (text or "").split("\n"):
+        m = QMDUMP_MAP_RE.match(line)
+        if m:
+            res.append(m.groups())
+    return res
+
+
+def _disk_numbers(volids, sid, vmid):
+    used = set()
+    for v in volids:
+        if volume_storage(v) != sid:
             continue
-        if line.startswith("["):
-            break
-        if line.startswith("#"):
-            if not conf:
-                desc.append(line[1:])
-            continue
-        if ": " in line:
-            k, _, v = line.partition(": ")
-            conf[k.strip()] = v
-    if desc:
-        conf["description"] = "\n".join(desc)
-    return conf, mstore, mfmt
+        m = re.search(r"(?:^|[:/])(?:vm|base|subvol|basevol)-%d-disk-(\d+)" % vmid, v)
+        if m:
+            used.add(int(m.group(1)))
+    return used
 
 
-def _size_of(line):
-    m = re.search(r"size=(\d+(?:\.\d+)?)([KMGT]?)", line or "")
-    if not m:
-        return 8 * GIB
-    mult = {"": 1, "K": 1024, "M": MIB, "G": GIB, "T": 1024 * GIB}[m.group(2)]
-    return int(float(m.group(1)) * mult)
-
-
-def new_disk_volid(st, gtype, vmid, fmt):
+def alloc_volid(st, sid, gtype, vmid, fmt, in_use):
+    """vdisk_alloc with find_free_diskname: the first vm-<vmid>-disk-N not
+    in use on that storage (in_use: volids that exist), named as the
+    storage type does (image directory + extension on file storages,
+    subvol- for containers on zfspool)."""
     t = st.plugintype if st is not None else "lvmthin"
-    name = st.storage if st is not None else "local-lvm"
-    if t in ("dir", "nfs", "cifs", "glusterfs", "btrfs", "cephfs"):
-        ext = fmt if gtype == "qemu" else "raw"
-        return "%s:%d/vm-%d-disk-0.%s" % (name, vmid, vmid, ext)
+    used = _disk_numbers(in_use, sid, vmid)
+    n = 0
+    while n in used:
+        n += 1
+    if t in FILE_IMAGE_TYPES:
+        return "%s:%d/vm-%d-disk-%d.%s" % (sid, vmid, vmid, n, fmt if gtype == "qemu" else "raw")
     if t == "zfspool" and gtype == "lxc":
-        return "%s:subvol-%d-disk-0" % (name, vmid)
-    return "%s:vm-%d-disk-0" % (name, vmid)
+        return "%s:subvol-%d-disk-%d" % (sid, vmid, n)
+    return "%s:vm-%d-disk-%d" % (sid, vmid, n)
+
+
+def resolve_format_hint(st, fmt):
+    """PVE::Storage::resolve_format_hint: the hint if the storage supports
+    it, else its default format."""
+    if st is None or not st.is_file():
+        return "raw"
+    return fmt if fmt in ("raw", "qcow2", "vmdk") else st.default_format()
+
+
+def _new_uuid(cl, vmid, salt):
+    cl.restore_seq += 1
+    h = hashlib.sha1(b"%s/restore/%d/%d" % (salt.encode(), vmid, cl.restore_seq)).hexdigest()
+    return "%s-%s-4%s-a%s-%s" % (h[:8], h[8:12], h[13:16], h[17:20], h[20:32])
+
+
+def _new_mac(cl, vmid):
+    cl.restore_seq += 1
+    h = hashlib.sha1(b"mac/restore/%d/%d" % (vmid, cl.restore_seq)).digest()
+    return "BC:24:11:%02X:%02X:%02X" % (h[0], h[1], h[2])
+
+
+MAC_RE = r"[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}"
+
+
+def restore_update_config_line(cl, vmid, vmap, line, unique):
+    """QemuServer.pm restore_update_config_line (line with its newline)."""
+    if re.match(r"^#qmdump#|^#vzdump#|^lock:|^unused\d+:|^parent:", line):
+        return ""
+    m = re.match(r"^(net\d+):\s*(\S+)\s*$", line)
+    if m and unique:
+        netstr = m.group(2)
+        if re.search(r"(?:^|,)(?:[a-z0-9]+=%s|macaddr=%s)" % (MAC_RE, MAC_RE), netstr):
+            netstr = re.sub(r"((?:^|,)(?:[a-z0-9]+|macaddr)=)" + MAC_RE,
+                            lambda mm: mm.group(1) + _new_mac(cl, vmid), netstr, count=1)
+        return "%s: %s\n" % (m.group(1), netstr)
+    m = re.match(r"^((ide|scsi|virtio|sata|efidisk|tpmstate)\d+):\s*(\S+)\s*$", line)
+    if m:
+        virtdev = m.group(1)
+        di = parse_drive(virtdev, m.group(3))
+        if di is not None and di.get("backup") is not None and not di["backup"]:
+            return "#" + line
+        if di is not None and virtdev in vmap:
+            di.pop("format", None)
+            di["file"] = vmap[virtdev]
+            return "%s: %s\n" % (virtdev, print_drive(di))
+        return line
+    m = re.match(r"^vmgenid: (.*)", line)
+    if m:
+        v = m.group(1)
+        if v != "0":
+            v = _new_uuid(cl, vmid, "vmgenid")
+        return "vmgenid: %s\n" % v
+    m = re.match(r"^(smbios1: )(.*)", line)
+    if m and unique:
+        parts = [p for p in m.group(2).split(",") if p]
+        kv = {}
+        for p in parts:
+            k, _, v = p.partition("=")
+            kv[k] = v
+        kv["uuid"] = _new_uuid(cl, vmid, "smbios")
+        return m.group(1) + ",".join("%s=%s" % (k, kv[k]) for k in sorted(kv)) + "\n"
+    return line
+
+
+def _storage_error(cl, node, sid, content):
+    st = cl.storage(node, sid)
+    if st is None:
+        if not cl.storage_defined(sid):
+            return None, "storage '%s' does not exist\n" % sid
+        return None, "storage '%s' is not available on node '%s'\n" % (sid, node)
+    if not st.has_content(content):
+        if content == "images":
+            return st, "Content type 'images' is not available on storage '%s'\n" % sid
+        return st, "storage '%s' does not support container directories\n" % sid
+    return st, None
+
+
+def _owned_volids(gtype, conf, vmid, include_unused=True):
+    res = []
+    for key, vol in foreach_volume(gtype, conf or {}, include_unused=include_unused):
+        volid = volid_of(gtype, vol)
+        if gtype == "qemu" and drive_is_cdrom(vol, True):
+            continue
+        if volid and volume_owner(volid) == vmid:
+            res.append((key, volid))
+    return res
+
+
+def qemu_restore_plan(cl, vol, vmid, node, storage, overrides, unique, old):
+    """restore_vma_archive as the sim does it: (conf, devices, error).
+    devices: [{virtdev, devname, volid, size, used, format, storage}] in
+    allocation order (sorted by virtdev)."""
+    text = vol.config or ""
+    meta = vol.meta or {}
+    mvols = meta.get("volumes") or {}
+    arch_conf = parse_config_text("qemu", text)[0]
+    devices = []
+    for virtdev, devname, storeid, fmt in sorted(archive_map(text)):
+        if storage is not None:
+            sid = storage or "local"
+        else:
+            sid = storeid or "local"
+        st, err = _storage_error(cl, node, sid, "images")
+        if err:
+            return None, None, err
+        info = mvols.get(virtdev) or {}
+        size = info.get("size")
+        if size is None:
+            d = parse_drive(virtdev, arch_conf.get(virtdev)) or {}
+            size = d.get("size") or (int(meta.get("maxdisk", 8 * GIB)) if virtdev == "scsi0" else 8 * GIB)
+        used = info.get("used")
+        if used is None:
+            used = int(meta.get("disk_used", size // 4)) if virtdev == "scsi0" else size // 4
+        devices.append({"virtdev": virtdev, "devname": devname, "storage": sid, "st": st,
+                        "format": resolve_format_hint(st, fmt or "raw"), "size": int(size),
+                        "used": int(used)})
+    # restore_cleanup_oldconf: the old VM's own disks of the devices being
+    # restored are freed, its other volumes stay (rescan makes them unused)
+    lingering = []
+    if old is not None and not old.empty:
+        oconf = old.config()
+        restored = {d["virtdev"] for d in devices}
+        for key, volid in _owned_volids("qemu", oconf, vmid, include_unused=False):
+            if key not in restored:
+                lingering.append(volid)
+        for key, volid in _owned_volids("qemu", oconf, vmid):
+            if key.startswith("unused") and volid not in lingering:
+                lingering.append(volid)
+        for key, volid in _owned_volids("qemu", old.pending, vmid):
+            if volid not in lingering:
+                lingering.append(volid)
+    allocated = []
+    vmap = {}
+    for d in devices:
+        d["volid"] = alloc_volid(d["st"], d["storage"], "qemu", vmid, d["format"],
+                                 lingering + allocated)
+        allocated.append(d["volid"])
+        vmap[d["virtdev"]] = d["volid"]
+    new_raw = "".join(restore_update_config_line(cl, vmid, vmap, line, unique)
+                      for line in text.splitlines(True))
+    conf = parse_config_text("qemu", new_raw)[0]
+    for k, v in overrides.items():          # restore_merge_config
+        conf[k] = v
+    # rescan: volumes of the VMID not referenced become unusedN
+    referenced = {volid_of("qemu", v) for _, v in foreach_volume("qemu", conf, include_unused=True)}
+    for volid in lingering:
+        if volid not in referenced:
+            add_unused_volume(conf, volid)
+    return conf, devices, None
+
+
+def lxc_restore_plan(cl, vol, vmid, node, storage, params, overrides, user, old):
+    """The restore path of pve-container's create_vm + Create.pm
+    (recover_config, create_disks, restore_configuration /
+    sanitize_and_merge_config): (conf, devices, warnings, error)."""
+    text = vol.config or ""
+    meta = vol.meta or {}
+    mvols = meta.get("volumes") or {}
+    orig = parse_config_text("lxc", text)[0]
+    is_root = user == ROOT
+    warnings = []
+    mp_param = {}
+    storage_only = True
+    rootfs = params.get("rootfs")
+    if rootfs is not None:
+        storage_only = False
+        mp_param["rootfs"] = "%s:%s" % (storage, rootfs) if re.match(r"^\d+(\.\d+)?$", rootfs) \
+            else rootfs
+    for k, v in overrides.items():
+        if re.match(r"^mp\d+$", k):
+            storage_only = False
+            mp_param[k] = "%s:%s" % (storage, v) if re.match(r"^\d+(\.\d+)?$", str(v)) else v
+    if not storage_only and "rootfs" not in mp_param:
+        return None, None, warnings, "mount points configured, but 'rootfs' not set - aborting\n"
+    delayed = {}
+    if storage_only:
+        mp_param = {}
+        for key, mp in foreach_volume("lxc", orig):
+            if mp["type"] == "volume":
+                if mp.get("size") is None:
+                    return None, None, warnings, ("unable to detect disk size - please specify %s "
+                                                  "(size)\n" % key)
+                mp = dict(mp)
+                size_gb = mp.pop("size") / float(GIB)
+                mp["volume"] = "%s:%s" % (storage, ("%.15g" % size_gb))
+                mp_param[key] = print_mountpoint(mp, key == "rootfs")
+            else:
+                if key == "rootfs":
+                    return None, None, warnings, (
+                        "restoring rootfs to %s mount is only possible by specifying -rootfs "
+                        "manually!\n" % mp["type"])
+                if not is_root:
+                    return None, None, warnings, ("restoring '%s' to %s mount is only possible for "
+                                                  "root\n" % (key, mp["type"]))
+                if mp.get("backup"):
+                    warnings.extend(["WARNING - unsupported configuration!",
+                                     "backup was enabled for %s mount point %s ('%s')"
+                                     % (mp["type"], key, mp["mp"]),
+                                     "mount point configuration will be restored after archive "
+                                     "extraction!",
+                                     "contained files will be restored to wrong directory!"])
+                delayed[key] = print_mountpoint(mp, key == "rootfs")
+        if "rootfs" not in mp_param:
+            return None, None, warnings, ("rootfs configuration could not be recovered, please "
+                                          "check and specify manually!\n")
+    # create_disks: new volumes for 'storage:size', given volumes as they are
+    in_use = [v for _, v in _owned_volids("lxc", old.config(), vmid)] if old is not None and \
+        not old.empty else []
+    if old is not None and not old.empty:
+        in_use += [v for _, v in _owned_volids("lxc", old.pending, vmid)]
+    conf = {}
+    devices = []
+    for key, mp in foreach_volume("lxc", mp_param):
+        volid = mp["volume"]
+        m = NEW_DISK_RE.match(volid)
+        sid = volume_storage(volid)
+        if sid and m and m.group(1):
+            st, err = _storage_error(cl, node, sid, "rootdir")
+            if err:
+                return None, None, warnings, err
+            size_kb = int(float(m.group(2)) * 1024) * 1024
+            mp = dict(mp)
+            mp["volume"] = alloc_volid(st, sid, "lxc", vmid, "raw", in_use)
+            mp["size"] = size_kb * 1024
+            in_use.append(mp["volume"])
+            info = mvols.get(key) or {}
+            backed_up = key == "rootfs" or (mp.get("backup") and mp["type"] == "volume")
+            used = 0
+            if not storage_only and key == "rootfs":
+                # the whole archive is extracted into the given rootfs
+                used = sum(int(v.get("used") or 0) for v in mvols.values()) if mvols \
+                    else int(meta.get("disk_used", 0))
+            elif storage_only and backed_up:
+                used = info.get("used")
+                if used is None:
+                    used = int(meta.get("disk_used", mp["size"] // 4)) if key == "rootfs" \
+                        else mp["size"] // 4
+            devices.append({"virtdev": key, "volid": mp["volume"], "size": mp["size"],
+                            "used": int(used), "storage": sid, "st": st})
+        conf[key] = print_mountpoint(mp, key == "rootfs")
+    # update_pct_config with the other parameters, then
+    # sanitize_and_merge_config (restricted for non-root)
+    for k, v in overrides.items():
+        if not re.match(r"^mp\d+$", k):
+            conf[k] = v
+    if params.get("unprivileged"):
+        conf["unprivileged"] = "1"
+    elif params.get("unprivileged") is None and orig.get("unprivileged") is not None:
+        conf["unprivileged"] = orig["unprivileged"]
+    for k, v in orig.items():
+        if k in ("digest", "rootfs", "snapshots", "unprivileged", "parent", "template") or \
+                re.match(r"^(mp|unused)\d+$", k):
+            continue
+        if params.get("unique") and re.match(r"^net\d+$", k):
+            if re.search(r"(?:^|,)hwaddr=" + MAC_RE, v):
+                v = re.sub(r"((?:^|,)hwaddr=)" + MAC_RE, lambda mm: mm.group(1) + _new_mac(cl, vmid), v)
+            else:
+                v = v + ",hwaddr=" + _new_mac(cl, vmid)
+            conf[k] = v
+            continue
+        if conf.get(k) is None:
+            conf[k] = v
+    conf.setdefault("hostname", "CT%d" % vmid)
+    if not conf.get("memory"):
+        conf["memory"] = "512"
+    conf.setdefault("swap", "512")
+    conf.update(delayed)
+    if str(orig.get("template", "0")) == "1":
+        conf["template"] = "1"
+    return conf, devices, warnings, None
 
 
 QEMU_MANAGED = {"name", "tags", "protection", "template", "onboot", "description", "lock", "parent",
@@ -972,29 +1342,26 @@ LXC_MANAGED = {"hostname", "tags", "protection", "template", "onboot", "descript
                "parent", "digest", "memory", "swap", "cores", "cpulimit"}
 
 
-def restored_guest_spec(vol, gtype, vmid, node, target_st, overrides, unique):
-    """GUEST spec + extra config of the guest a restore of `vol` creates."""
-    conf, mstore, mfmt = parse_config_text(vol.config or "")
-    conf = dict(conf)
-    for k, v in overrides.items():
-        conf[k] = v
+def restored_guest_spec(conf, devices, vol, gtype, vmid, node, default_storage):
+    """GUEST spec of the guest a restore creates: the attribute-backed keys
+    as attributes, every other key of the restored config verbatim, keys
+    the sim would generate but the config lacks deleted."""
     meta = vol.meta or {}
-    disk_key = "scsi0" if gtype == "qemu" else "rootfs"
-    disk_line = conf.get(disk_key, "")
-    maxdisk = _size_of(disk_line) if disk_line else int(meta.get("maxdisk", 8 * GIB))
-    fmt = mfmt or meta.get("disk_format") or "raw"
-    if target_st is not None and not target_st.is_file():
-        fmt = "raw"
-    if target_st is not None and target_st.is_file() and fmt not in ("raw", "qcow2", "vmdk"):
-        fmt = "raw"
+    disk_key = PRIMARY_KEY[gtype]
+    primary = parse_volume(gtype, disk_key, conf.get(disk_key)) or {}
+    pvolid = volid_of(gtype, primary) if primary else None
+    maxdisk = primary.get("size") or int(meta.get("maxdisk", 8 * GIB))
+    dev = {d["virtdev"]: d for d in devices}
+    pdev = dev.get(disk_key)
     spec = {"vmid": vmid, "type": gtype, "node": node, "status": "stopped",
-            "maxdisk": maxdisk, "disk": int(meta.get("disk_used", maxdisk // 4)),
-            "disk_storage": target_st.storage if target_st is not None else (mstore or "local"),
-            "disk_format": fmt if gtype == "qemu" else None,
+            "maxdisk": maxdisk, "disk": pdev["used"] if pdev else 0,
+            "disk_storage": volume_storage(pvolid) or default_storage or "local",
+            "disk_format": (pdev.get("format") if pdev else None) if gtype == "qemu" else None,
             "workload": meta.get("workload"), "tags": conf.get("tags") or None,
             "protection": 1 if str(conf.get("protection", "0")) == "1" else 0,
             "template": 1 if str(conf.get("template", "0")) == "1" else 0,
-            "description": conf.get("description") or None}
+            "description": conf.get("description") or None,
+            "volume_used": {d["virtdev"]: d["used"] for d in devices if d["virtdev"] != disk_key}}
     if "onboot" in conf:
         spec["onboot"] = int(conf["onboot"])
     if gtype == "qemu":
@@ -1007,32 +1374,13 @@ def restored_guest_spec(vol, gtype, vmid, node, target_st, overrides, unique):
         spec["maxswap"] = int(conf.get("swap", 512)) * MIB
         spec["maxcpu"] = float(conf["cpulimit"]) if conf.get("cpulimit") else int(conf.get("cores", 1))
     managed = QEMU_MANAGED if gtype == "qemu" else LXC_MANAGED
-    g = Guest(spec, node)
-    gen = g.config()
-    extra = {}
-    for k, v in conf.items():
-        if k in managed:
-            continue
-        if k not in gen or str(gen[k]) != str(v):
-            extra[k] = v
-    for k in gen:
-        if k not in conf and k not in managed and k != disk_key:
+    generated = Guest(spec, node).config()
+    extra = {k: typed_value(gtype, k, v) for k, v in conf.items() if k not in managed}
+    for k in generated:
+        if k not in conf and k not in managed:
             extra[k] = None
-    newvol = new_disk_volid(target_st, gtype, vmid, fmt)
-    opts = disk_line.split(",", 1)[1] if "," in disk_line else "size=%dG" % max(1, maxdisk // GIB)
-    extra[disk_key] = "%s,%s" % (newvol, opts)
-    if unique:
-        for k in list(conf):
-            if re.match(r"^net\d+$", k):
-                n = int(k[3:])
-                newmac = _mac(vmid * 7919 + 17, n)
-                if gtype == "qemu":
-                    extra[k] = re.sub(r"=([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}", "=" + newmac, conf[k], count=1)
-                else:
-                    extra[k] = re.sub(r"hwaddr=([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}", "hwaddr=" + newmac,
-                                      conf[k])
     spec["config"] = extra
-    return spec, newvol
+    return spec
 
 
 def worker_restore(cl, task, gtype, node, vmid, vol, storage, params, user, existed, t0):
@@ -1041,24 +1389,12 @@ def worker_restore(cl, task, gtype, node, vmid, vol, storage, params, user, exis
     d = cl.duration(task.type)
     emsg = "unable to restore %s %d -" % (kind(gtype), vmid)
     holder = cl.live_guest(vmid)          # the 'create'-locked config
-    target_st = None
-    if gtype == "qemu":
-        conf, mstore, mfmt = parse_config_text(vol.config or "") if vol else ({}, None, None)
-        sname = storage or mstore or "local"
-    else:
-        sname = storage
-    target_st = cl.storage(node, sname)
     err = None
     if gtype == "qemu":
         if holder is not None and holder.protection:
             err = "%s - protection mode enabled\n" % emsg
         elif holder is not None and holder.running_now():
             err = "%s vm is running\n" % emsg
-        elif target_st is None:
-            err = ("storage '%s' does not exist\n" % sname) if not cl.storage_defined(sname) \
-                else "storage '%s' is not available on node '%s'\n" % (sname, node)
-        elif not target_st.has_content("images"):
-            err = "storage '%s' does not support vm images\n" % sname
     else:
         if holder is not None and holder.running_now():
             err = "%s can't overwrite running container\n" % emsg
@@ -1088,9 +1424,20 @@ def worker_restore(cl, task, gtype, node, vmid, vol, storage, params, user, exis
 
     if err:
         return task.at(t0 + EPS, lambda t: failed(t, err))
-    spec, newvol = restored_guest_spec(vol, gtype, vmid, node, target_st,
-                                       params.get("overrides") or {}, params.get("unique"))
+    overrides = params.get("overrides") or {}
+    if gtype == "qemu":
+        conf, devices, err = qemu_restore_plan(cl, vol, vmid, node, storage, overrides,
+                                               params.get("unique"), existed)
+        warnings = []
+    else:
+        conf, devices, warnings, err = lxc_restore_plan(cl, vol, vmid, node, storage, params,
+                                                        overrides, user, existed)
+    if err:
+        return task.at(t0 + EPS, lambda t: failed(t, err))
+    spec = restored_guest_spec(conf, devices, vol, gtype, vmid, node, storage)
     destroy_on_error = True if gtype == "lxc" else destroy_on_error
+    total = sum(x["size"] for x in devices)
+    used = sum(x["used"] for x in devices)
     if gtype == "qemu":
         path = cl.storage_any(vol.storage).volume_path(vol) if cl.storage_any(vol.storage) else volid
         if vol.format.startswith("pbs"):
@@ -1102,25 +1449,29 @@ def worker_restore(cl, task, gtype, node, vmid, vol, storage, params, user, exis
                      "restore vma archive: vma extract -v -r /var/tmp/vzdumptmp%d.fifo %s "
                      "/var/tmp/vzdumptmp%d" % (task.pid, path, task.pid))
             task.log(t0, "CFG: size: %d name: qemu-server.conf" % len(vol.config or ""))
-            task.log(t0, "DEV: dev_id=1 size: %d devname: drive-scsi0" % spec["maxdisk"])
+            for i, dv in enumerate(devices):
+                task.log(t0, "DEV: dev_id=%d size: %d devname: %s" % (i + 1, dv["size"], dv["devname"]))
             task.log(t0, "CTIME: %s" % time.strftime("%a %b %d %H:%M:%S %Y",
                                                       time.gmtime(vol.ctime + cl.utc_offset)))
-        if target_st is not None and target_st.plugintype in ("lvmthin", "lvm"):
-            task.log(t0 + d * 0.1, "  Logical volume \"%s\" created." % newvol.split(":", 1)[1])
-        task.log(t0 + d * 0.1, "new volume ID is '%s'" % newvol)
-        task.log(t0 + d * 0.9, "progress 100%% (read %d bytes, duration %d sec)" % (spec["maxdisk"], int(d)))
+        for dv in devices:
+            if dv["st"] is not None and dv["st"].plugintype in ("lvmthin", "lvm"):
+                task.log(t0 + d * 0.1, "  Logical volume \"%s\" created." % dv["volid"].split(":", 1)[1])
+            task.log(t0 + d * 0.1, "new volume ID is '%s'" % dv["volid"])
+        task.log(t0 + d * 0.9, "progress 100%% (read %d bytes, duration %d sec)" % (total, int(d)))
         task.log(t0 + d * 0.9, "total bytes read %d, sparse bytes %d (%.3g%%)"
-                 % (spec["maxdisk"], max(0, spec["maxdisk"] - spec["disk"]),
-                    100.0 * max(0, spec["maxdisk"] - spec["disk"]) / max(1, spec["maxdisk"])))
+                 % (total, max(0, total - used), 100.0 * max(0, total - used) / max(1, total)))
         task.log(t0 + d * 0.95, "rescan volumes...")
     else:
-        if target_st is not None and target_st.plugintype in ("lvmthin", "lvm"):
-            task.log(t0 + d * 0.1, "  Logical volume \"%s\" created." % newvol.split(":", 1)[1])
+        for w in warnings:
+            task.log(t0, w)
+        for dv in devices:
+            if dv["st"] is not None and dv["st"].plugintype in ("lvmthin", "lvm"):
+                task.log(t0 + d * 0.1, "  Logical volume \"%s\" created." % dv["volid"].split(":", 1)[1])
         task.log(t0 + d * 0.2, "restoring '%s' now.." % volid)
         st = cl.storage_any(vol.storage)
         if st is not None and not st.is_pbs():
             task.log(t0 + d * 0.2, "extracting archive '%s'" % st.volume_path(vol))
-        task.log(t0 + d * 0.8, "Total bytes read: %d (%s)" % (spec["disk"], render_bytes(spec["disk"])))
+        task.log(t0 + d * 0.8, "Total bytes read: %d (%s)" % (used, render_bytes(used)))
         task.log(t0 + d * 0.9, "merging backed-up and given configuration..")
     f = take_fault(task)
     if f == "hang":
@@ -1148,7 +1499,9 @@ def worker_restore(cl, task, gtype, node, vmid, vol, storage, params, user, exis
         if ng.template and gtype == "qemu":
             task.log(t, "Convert to template.")
         cl.record(t, "restore", ng, volid=volid, storage=ng.disk_storage, upid=task.upid,
-                  force=int(existed is not None))
+                  force=int(existed is not None),
+                  volumes=[{"key": x["virtdev"], "volid": x["volid"], "size": x["size"]}
+                           for x in devices])
         if params.get("ha-managed"):
             st_ = "started" if params.get("start") else "stopped"
             task.log(t, "Add HA resource with request-state '%s'" % st_ if gtype == "qemu"
@@ -1191,52 +1544,140 @@ def unique_tags(tags, style=None):
     return ";".join(res)
 
 
+# qemu-server QemuServer.pm $fast_plug_option: applied from [PENDING] even
+# on a running VM (vmconfig_hotplug_pending)
+FAST_PLUG = {"description", "hookscript", "lock", "migrate_downtime", "migrate_speed", "name",
+             "onboot", "protection", "shares", "startup", "tags", "vmstatestorage", "cicustom",
+             "cipassword", "citype", "ciupgrade", "ciuser", "ipconfig0", "nameserver",
+             "searchdomain", "sshkeys"}
+
+
+def _register_unused_drive(g, key, old_value, new_value=None):
+    """vmconfig_register_unused_drive for a qemu drive that is replaced or
+    detached: the VM's own (non-cdrom) volume becomes unusedN (unless it is
+    still referenced, which write_vm_config cleans up)."""
+    old = parse_drive(key, old_value)
+    if old is None or drive_is_cdrom(old) or drive_is_cloudinit(old):
+        return None
+    volid = old.get("file")
+    new = parse_drive(key, new_value) if new_value is not None else None
+    if new is not None and new.get("file") == volid:
+        return None
+    if not volume_storage(volid) or volume_owner(volid) != g.vmid:
+        return None
+    conf = g.config()
+    conf.pop(key, None)
+    if any(volid_of("qemu", v) == volid for _, v in foreach_volume("qemu", conf)):
+        return None
+    ukey = add_unused_volume(conf, volid)
+    if ukey:
+        g.set_config_key(ukey, volid)
+    return ukey
+
+
+def apply_pending(cl, g, selection=None):
+    """vmconfig_apply_pending (qemu, stopped VM): pending deletions (a drive
+    becomes unusedN, or is freed with '!'), then the pending values (a
+    replaced drive becomes unusedN). Returns the keys applied."""
+    applied = []
+    pend = g.pending
+    pdel = parse_pending_delete(pend.get("delete"))
+    conf = g.config()
+    for opt in sorted(pdel):
+        if selection is not None and opt not in selection:
+            continue
+        if opt.startswith("unused"):
+            continue                     # "internal error" upstream
+        if opt in conf and opt in QEMU_DRIVE_SET and not pdel[opt]:
+            _register_unused_drive(g, opt, conf[opt])
+        pdel.pop(opt)
+        if opt in conf:
+            g.set_config_key(opt, None)
+        applied.append(opt)
+    if pdel:
+        pend["delete"] = print_pending_delete(pdel)
+    else:
+        pend.pop("delete", None)
+    cleanup_pending(g)
+    for opt in sorted(k for k in pend if k != "delete"):
+        if selection is not None and opt not in selection:
+            continue
+        value = pend.pop(opt)
+        cur = g.config().get(opt)
+        if cur is not None and opt in QEMU_DRIVE_SET:
+            _register_unused_drive(g, opt, cur, value)
+        g.set_config_key(opt, value)
+        applied.append(opt)
+    return applied
+
+
+def cleanup_pending(g):
+    """AbstractConfig cleanup_pending: drop pending values equal to the
+    current ones and deletions of keys that are not set."""
+    pend = g.pending
+    conf = g.config()
+    for opt in [k for k in pend if k != "delete"]:
+        if conf.get(opt) is not None and str(pend[opt]) == str(conf[opt]):
+            del pend[opt]
+    pdel = {k: f for k, f in parse_pending_delete(pend.get("delete")).items() if conf.get(k) is not None}
+    if pdel:
+        pend["delete"] = print_pending_delete(pdel)
+    else:
+        pend.pop("delete", None)
+
+
 def apply_config(cl, g, sets, deletes, t, user):
-    """Apply a config update; returns the list of changed keys."""
+    """Apply a config update (update_vm_api / update_pct_config as the sim
+    does them: the given keys take effect at once, also on a running
+    guest). Pending changes: a key set or deleted leaves [PENDING]; then a
+    stopped VM gets all remaining pending changes applied
+    (vmconfig_apply_pending), a running VM the fast-plug ones (tags, name,
+    description, onboot, protection, ...); containers keep the others
+    pending (their apply takes only the modified keys). Returns the list of
+    changed keys."""
     changed = []
     conf_before = g.config()
+    pend = g.pending
+    pdel = parse_pending_delete(pend.get("delete"))
     for opt in deletes:
-        if opt not in conf_before:
+        in_pending = opt != "delete" and opt in pend
+        if opt not in conf_before and not in_pending:
             continue
         changed.append(opt)
-        if opt == "tags":
-            g.tags = None
-        elif opt == "protection":
-            g.protection = 0
-        elif opt == "description":
-            g.description = None
-        elif opt == "onboot":
-            g.onboot = None
-        elif opt in ("name", "hostname"):
-            g.name = None
-        elif opt == "lock":
-            g.lock = None
-        else:
-            g.extra_config[opt] = None
+        if in_pending:
+            del pend[opt]
+        pdel.pop(opt, None)
+        if opt in conf_before:
+            if g.type == "qemu" and opt in QEMU_DRIVE_SET:
+                _register_unused_drive(g, opt, conf_before[opt])
+            g.set_config_key(opt, None)
     for k, v in sets.items():
         changed.append(k)
+        pend.pop(k, None)
+        pdel.pop(k, None)
         if k == "tags":
-            g.tags = unique_tags(v, cl.tag_style) or None
-        elif k == "protection":
-            g.protection = 1 if str(v) == "1" else 0
-        elif k == "description":
-            g.description = v or None
-        elif k == "onboot":
-            g.onboot = int(v)
-        elif k in ("name", "hostname"):
-            g.name = v
-        elif k == "memory":
-            g.maxmem = parse_memory(v) * MIB
-        elif k == "cores":
-            g.maxcpu = int(v)
+            v = unique_tags(v, cl.tag_style) or None
         elif k == "lock":
-            g.lock = v
-        elif k == "template":
-            g.template = 1 if str(v) == "1" else 0
-        else:
-            g.extra_config[k] = v
+            v = v or None
+        if g.type == "qemu" and k in QEMU_DRIVE_SET and conf_before.get(k) is not None:
+            _register_unused_drive(g, k, conf_before[k], v)
+        g.set_config_key(k, v)
+    if pdel:
+        pend["delete"] = print_pending_delete(pdel)
+    else:
+        pend.pop("delete", None)
+    applied = []
+    if pend:
+        cleanup_pending(g)
+        if g.type == "qemu" and not g.running_now():
+            applied = apply_pending(cl, g)
+        elif g.type == "qemu":
+            for k in sorted(k for k in pend if k in FAST_PLUG):
+                g.set_config_key(k, pend.pop(k))
+                applied.append(k)
     if changed:
-        cl.record(t, "config", g, changes=sorted(set(changed)), user=user)
+        extra = {"pending_applied": applied} if applied else {}
+        cl.record(t, "config", g, changes=sorted(set(changed)), user=user, **extra)
         cl.touch()
     return changed
 

@@ -21,8 +21,8 @@ Request pipeline, in upstream order:
       line reason = first line of the message, Connection: close for
       codes >= 400, keep-alive for at most 100 requests per connection,
       gzip when the client accepts it and the body is > 1024 bytes
-  10. response-transform faults (truncate / malformed / oversize /
-      duplicate_keys / wrong_type)                                 [sim only]
+  10. response-transform faults (rewrite of a 2xx body, then truncate /
+      malformed / oversize / duplicate_keys / wrong_type)          [sim only]
 """
 
 import email.utils
@@ -38,7 +38,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from .auth import Auth, AuthError
-from .faults import LOST_KINDS, POST_KINDS, PRE_KINDS, Faults
+from .faults import LOST_KINDS, POST_KINDS, PRE_KINDS, REWRITE_KINDS, Faults
 from .handlers import HANDLERS
 from .jsonschema import PARAM_ERROR_MSG, coerce, validate
 from .model import Cluster, SimError
@@ -310,23 +310,10 @@ class Sim:
         cl.touch()
 
     def control_event(self, ev):
-        if not isinstance(ev, dict) or "action" not in ev:
-            raise ValueError("event needs an 'action'")
         cl = self.cluster
         with cl.lock:
             now = cl.sync()
-            if ev["action"] == "create":
-                g = cl.add_guest(ev.get("guest") or {})
-                return cl.guest_view(g, now)
-            vmid = int(ev["vmid"])
-            g = cl.guests.get(vmid)
-            if g is None or g.deleted:
-                raise ValueError("no such guest %d" % vmid)
-            at = ev.get("at")
-            if at is not None and float(at) > now:
-                cl.schedule(vmid, ev)
-            else:
-                cl.apply_event(g, ev, now)
+            g = cl.control_event(ev, now)
             return cl.guest_view(g, now)
 
 
@@ -495,13 +482,14 @@ class Handler(BaseHTTPRequestHandler):
             pass
         self.pending_body = 0
 
-    def respond_api(self, res, post_fault=None):
+    def respond_api(self, res, post_fault=None, rewrite=None):
         sim = self.server.sim
-        if res.raw is not None and (post_fault is not None or res.cache_key is None):
+        if res.raw is not None and (post_fault is not None or rewrite is not None
+                                    or res.cache_key is None):
             res.data = json.loads(res.raw)["data"]      # a fault works on the objects
         if res.code == 200:
             reason = "OK"
-            if post_fault is None and res.cache_key is not None:
+            if post_fault is None and rewrite is None and res.cache_key is not None:
                 key = ("body", res.cache_key)
                 entry = sim.cached_body(key, lambda: res.raw if res.raw is not None
                                         else encode_json({"data": res.data}))
@@ -520,6 +508,8 @@ class Handler(BaseHTTPRequestHandler):
                 if post_fault and post_fault.kind in ("duplicate_keys", "wrong_type"):
                     obj = self._transform(obj, post_fault)
                 body = encode_json(obj)
+                if rewrite is not None:
+                    body = rewrite.rewrite(body)
         else:
             obj = {"data": None}
             if res.errors:
@@ -741,9 +731,12 @@ class Handler(BaseHTTPRequestHandler):
                 pass
             return
         post = sim.faults.take(method, api_path, sim.clock.now(), POST_KINDS)
-        if post is not None:
-            entry["fault"] = post.kind
-        self.respond_api(res, post)
+        rewrite = None
+        if 200 <= res.code < 300:
+            rewrite = sim.faults.take(method, api_path, sim.clock.now(), REWRITE_KINDS)
+        if post is not None or rewrite is not None:
+            entry["fault"] = "+".join(f.kind for f in (rewrite, post) if f is not None)
+        self.respond_api(res, post, rewrite)
 
     def dispatch_control(self, method, path, query):
         sim = self.server.sim

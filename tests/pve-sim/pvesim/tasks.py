@@ -103,6 +103,7 @@ class Task:
         self.hung = False
         self.vmid = None
         self.meta = {}
+        self.req = None            # (method, path) of the API request that started it
 
     # -- log
     def log(self, t, text):
