@@ -13,7 +13,7 @@
 FUZZ_BUILD   ?= build-fuzz
 FUZZ_CC      ?= clang
 FUZZ_TIME    ?= 60
-FUZZ_TARGETS ?= resources task_status storage_content guest config journal
+FUZZ_TARGETS ?= resources task_status storage_content guest guestconf config journal
 FUZZ_SAN      = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_CFLAGS   = $(WARNINGS) -g -O1 $(FUZZ_SAN) -Iinclude -DPROXREAP_VERSION='"$(VERSION)"' \
                 -D_GNU_SOURCE -pthread $(PKG_CFLAGS) -MMD -MP

@@ -20,6 +20,8 @@
  * CLI run by root finds the same secret as the service. */
 #define CONFIG_DEFAULT_TOKEN_PATH "/etc/proxreap/token"
 #define CONFIG_MAX_WINDOW_SAMPLES 4096
+/* The opt-out tag: always in select.exclude_tags, whatever the file says. */
+#define CONFIG_KEEP_TAG "proxreap-keep"
 
 enum reap_mode {
         REAP_MODE_OBSERVE,
@@ -106,6 +108,7 @@ struct config {
         uint64_t shutdown_timeout_usec;
         bool force_stop;
         bool snapshot;
+        bool discard_snapshots; /* reap guests with snapshots of their own (they are lost) */
         uint64_t task_timeout_usec; /* a snapshot, archive or start task running longer is stopped (a destroy never is) */
         char *journal_file;
 

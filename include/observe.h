@@ -26,6 +26,7 @@ struct observe_summary {
         unsigned consecutive_failures;
         bool api_ok; /* the last poll succeeded */
         uint64_t last_ok_realtime_usec; /* 0: never */
+        uint64_t last_ok_usec; /* monotonic: when the last successful poll completed; 0: never */
         uint64_t last_poll_duration_usec; /* fetch, decode, window update, verdicts */
         /* Whole polls, from their scheduled time until the status and
          * metrics files were written (observer_note_cycle()), so only
@@ -76,6 +77,23 @@ void observer_judge(const struct observer *o, const struct guest *g, uint64_t no
  * file judges every guest right after it: it need not count again). */
 void observer_judge_at(const struct observer *o, size_t i, uint64_t now_usec,
                        struct verdict *ret_verdict, struct window_stats *ret_stats);
+/* What the configuration of vmid (a guest of type t) said when it was read
+ * at read_usec: the reaper and plan read configurations, the poll cannot
+ * see them. Policy judges the guest with these facts until they are
+ * replaced or forgotten (the guest leaves the cluster). NULL: not read. */
+const struct conf_facts *observer_conf(const struct observer *o, uint32_t vmid,
+                                      enum guest_type t, uint64_t *ret_read_usec);
+int observer_set_conf(struct observer *o, uint32_t vmid, enum guest_type t,
+                      const struct conf_facts *f, uint64_t read_usec);
+void observer_forget_conf(struct observer *o, uint32_t vmid);
+/* Judges the guest at position i again (its configuration was just read),
+ * counting and logging a change like a poll does. */
+void observer_rejudge(struct observer *o, size_t i, uint64_t now_usec, struct verdict *ret);
+/* Reads the configuration of the guest at position i (guestconf_read():
+ * two or three calls), keeps its facts and judges it again. Errors as
+ * pve_api; the verdict is then left as it was. */
+int observer_read_conf(struct observer *o, size_t i, uint64_t now_usec, struct verdict *ret);
+
 /* Bytes kept per guest between polls: the table and the statistics. */
 size_t observer_state_bytes(const struct observer *o);
 

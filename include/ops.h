@@ -8,10 +8,14 @@
  *
  * Records (the journal payloads), all with "op", "ev", "ts" (UNIX s) and
  * "time" (UTC, for humans):
- *   selected  vmid type node name digest evidence maxmem maxdisk maxcpu
+ *   selected  vmid type node name digest config volumes evidence maxmem
+ *             maxdisk maxcpu [pool]   (config and volumes pin the guest's
+ *             identity: what every later step compares it with)
  *   intent    step [snapname | target vmid node storage]  (before the call)
  *   task      step upid                                  (the call's answer)
- *   done      step [exitstatus] [skipped] [volid size ctime config digest]
+ *   done      step [exitstatus] [skipped] [digest] [volid size ctime config]
+ *             (snapshot: digest is the guest's after proxreap's own
+ *             snapshot, which changes it and nothing else)
  *   failing   step reason      (compensation starts)
  *   aborted   reason           (terminal)
  *   reaped    freed_disk freed_mem freed_cpu (terminal)
@@ -68,7 +72,12 @@ struct op {
         char node[64];
         char name[128];
         char pool[64]; /* "" when in none: restore puts the guest back in it */
+        /* The guest's config digest as it must be now: pinned at
+         * selection, moved only by proxreap's own snapshot. */
         char digest[64];
+        /* The configuration pinned at selection (fields as strings, see
+         * guestconf.h); NULL in an op journaled before pinning existed. */
+        json_t *pinned;
         char *evidence;
         uint64_t maxmem, maxdisk;
         double maxcpu;
@@ -90,7 +99,6 @@ struct op {
         int64_t archive_ctime;
         uint64_t archive_start; /* the vzdump task's start (server clock) */
         char *archive_config;
-        char verified_digest[64]; /* the guest's config digest when it was verified */
 
         char reason[512]; /* why it was aborted, or why a restore failed */
 
@@ -114,6 +122,11 @@ struct op {
                  * count from here, so a wall clock step changes none */
                 uint64_t intent_usec;
                 bool unsent; /* the last call provably never left: no connection */
+                /* monotonic: when this process journaled the verified
+                 * archive (0: before it started); the destroy waits for a
+                 * poll completed after it, so the re-check sees the
+                 * guest's pool and scope as they are now */
+                uint64_t verified_usec;
         } run;
 };
 

@@ -40,6 +40,11 @@ enum reason_code {
         REASON_VMID_RANGE,
         REASON_NODE_SCOPE,
         REASON_TYPE_SCOPE,
+        /* excluded by what the guest's configuration says */
+        REASON_PROTECTED,
+        REASON_VOLUME,
+        REASON_SNAPSHOTS,
+        REASON_PENDING,
         /* insufficient data */
         REASON_NO_DATA,
         REASON_STALE,
@@ -52,6 +57,9 @@ enum reason_code {
         REASON_CPU_SHARE,
         REASON_NET,
         REASON_DISK,
+        /* the thresholds on the numbers of the moment (re-checks) */
+        REASON_CPU_NOW,
+        REASON_MEM_NOW,
 };
 
 struct reason {
@@ -70,6 +78,16 @@ struct verdict {
         struct reason reasons[VERDICT_MAX_REASONS];
 };
 
+/* What a guest's own configuration says about reaping it (guestconf.h
+ * reads it: GET .../config; the poll does not show it). */
+struct conf_facts {
+        bool protection;
+        bool pending; /* pending changes, which an archive leaves out */
+        unsigned snapshots; /* its own (proxreap's snapshots not counted) */
+        char snapshot_names[128]; /* ", "-joined, cut with "..." */
+        char volume[256]; /* the first volume no archive would hold and why; "" if none */
+};
+
 /* What policy needs to know about a guest right now. */
 struct guest_facts {
         uint32_t vmid;
@@ -83,10 +101,27 @@ struct guest_facts {
         bool template;
         bool has_data; /* the last poll carried statistics for it */
         uint64_t uptime_s;
+        const struct conf_facts *conf; /* NULL: its configuration was not read */
 };
 
 void policy_decide(const struct config *c, const struct guest_facts *f,
                    const struct window_stats *s, struct verdict *ret);
+
+/* The guest's numbers right now (GET .../status/current). */
+struct live_numbers {
+        double cpu_percent;
+        double mem_mb;
+};
+
+/* The re-check of a selected guest before each step that cannot be
+ * undone by starting it again: the same exclusion rules as
+ * policy_decide() on facts read live (f->status NULL: the guest is
+ * stopped by now, and whether it runs is the saga's business), plus, when
+ * live is given, the idle thresholds on its numbers right now. The kind is
+ * VERDICT_IDLE when nothing stands in the way, else EXCLUDED or ACTIVE
+ * with the reasons. */
+void policy_recheck(const struct config *c, const struct guest_facts *f,
+                    const struct live_numbers *live, struct verdict *ret);
 
 /* Facts of a table entry. */
 void guest_facts_from(const struct guest *g, struct guest_facts *ret);

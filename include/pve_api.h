@@ -59,6 +59,7 @@ struct pve_guest_status {
         char qmpstatus[32]; /* qemu only */
         char lock[32];
         bool ha_managed;
+        char hastate[32]; /* ha.state when managed ("started", ...) */
         double cpu, cpus;
         uint64_t mem, maxmem, maxdisk, disk, uptime;
 };
@@ -83,12 +84,25 @@ struct pve_backup {
 int pve_decode_backup_list(json_t *data, uint32_t vmid, const char *marker, int64_t min_ctime,
                            struct pve_backup *ret);
 
+/* volid names an archive of this guest (type, vmid) on storage, by
+ * vzdump's naming: STORAGE:backup/vzdump-qemu-104-2026_... on file
+ * storages, STORAGE:backup/vm/104/2026-... on Proxmox Backup Server. */
+bool pve_volid_is_backup_of(const char *volid, const char *storage, enum guest_type t,
+                            uint32_t vmid);
+
 /* --- calls --- */
 
 int pve_guest_config(struct pve *p, enum guest_type t, const char *node, uint32_t vmid,
                      struct pve_guest_config *ret);
 int pve_guest_status(struct pve *p, enum guest_type t, const char *node, uint32_t vmid,
                      struct pve_guest_status *ret);
+/* The configuration object as answered (caller owns it): current=true
+ * without pending changes applied (what vzdump archives), false with them. */
+int pve_guest_config_json(struct pve *p, enum guest_type t, const char *node, uint32_t vmid,
+                          bool current, json_t **ret);
+/* GET .../snapshot: the snapshots, ending with the pseudo entry "current". */
+int pve_snapshot_list(struct pve *p, enum guest_type t, const char *node, uint32_t vmid,
+                      json_t **ret);
 
 /* POST/DELETE that must answer with a UPID (ret, PVE_UPID_MAX bytes).
  * suffix: "/status/shutdown", "/snapshot", "" (the guest itself). */

@@ -62,6 +62,7 @@ char *strdup_or_null(const char *s);
  * Stops early and returns fn's value when it returns non-zero. */
 int tags_foreach(const char *tags, int (*fn)(const char *tag, size_t len, void *userdata),
                  void *userdata);
+/* Case-insensitive, as Proxmox compares tags by default. */
 bool tags_contain(const char *tags, const char *tag);
 
 /* --- crash points ---

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
@@ -795,6 +796,48 @@ static int parse_strv_special(struct loader *l, const config_setting_t *s, const
         return parse_strv_key(l, s, k);
 }
 
+/* Proxmox's tag syntax (pve-tag: [a-z0-9_][a-z0-9_+.-]*, any case). */
+static bool tag_valid(const char *t)
+{
+        static const char first[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_";
+
+        return *t && strchr(first, *t) && strspn(t + 1, "abcdefghijklmnopqrstuvwxyz"
+                                                        "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+.-") ==
+                                                  strlen(t + 1);
+}
+
+/* A tag list: every tag valid. select.exclude_tags always keeps
+ * proxreap-keep: the README promises such guests are never touched. */
+static int parse_tags(struct loader *l, const config_setting_t *s, const struct key *k)
+{
+        struct strv *tags = field_ptr(l, k);
+        bool exclude = strcmp(k->name, "exclude_tags") == 0, keep = false;
+        int r = parse_strv(l, s, l->key, tags);
+        char **v;
+
+        for (size_t i = 0; r >= 0 && i < tags->n; i++) {
+                if (!tag_valid(tags->v[i])) {
+                        report(l, line_of(s),
+                               "'%s': '%s' is not a Proxmox tag (letters, digits, '_', '-', '+', '.'; not starting with '-', '+' or '.')",
+                               l->key, tags->v[i]);
+                        r = -EINVAL;
+                }
+                keep = keep || strcasecmp(tags->v[i], CONFIG_KEEP_TAG) == 0;
+        }
+        if (r < 0 || !exclude || keep)
+                return r;
+        v = realloc(tags->v, (tags->n + 2) * sizeof(*v));
+        if (!v || !(v[tags->n] = strdup(CONFIG_KEEP_TAG))) {
+                if (v)
+                        tags->v = v;
+                l->oom = 1;
+                return -ENOMEM;
+        }
+        tags->v = v;
+        tags->v[++tags->n] = NULL;
+        return 0;
+}
+
 static const struct key keys[] = {
         SPECIAL("api", "url", api_url, parse_api_url),
         SPECIAL("api", "token_id", token_id, parse_token_id),
@@ -822,10 +865,10 @@ static const struct key keys[] = {
         NUM("idle", "disk_kbps", disk_kbps, 0.0, true, 1e9),
         NUM("idle", "cpu_share", cpu_share, 0.0, true, 1.0),
 
-        SPECIAL("select", "exclude_tags", exclude_tags, parse_strv_special),
+        SPECIAL("select", "exclude_tags", exclude_tags, parse_tags),
         SPECIAL("select", "exclude_pools", exclude_pools, parse_strv_special),
         SPECIAL("select", "exclude_vmids", exclude_vmids, parse_exclude_vmids),
-        SPECIAL("select", "include_tags", include_tags, parse_strv_special),
+        SPECIAL("select", "include_tags", include_tags, parse_tags),
         BOOL("select", "allow_ha", allow_ha),
 
         SPECIAL("reap", "mode", mode, parse_mode),
@@ -841,6 +884,7 @@ static const struct key keys[] = {
         DUR("reap", "shutdown_timeout", shutdown_timeout_usec, USEC_PER_SEC, USEC_PER_HOUR),
         BOOL("reap", "force_stop", force_stop),
         BOOL("reap", "snapshot", snapshot),
+        BOOL("reap", "discard_snapshots", discard_snapshots),
         DUR("reap", "task_timeout", task_timeout_usec, USEC_PER_SEC, 7 * USEC_PER_DAY),
         STR("reap", "journal", journal_file),
 
@@ -932,7 +976,6 @@ static void parse_root(struct loader *l)
 
 static int set_defaults(struct config *c)
 {
-        static const char *const keep = "proxreap-keep";
         struct utsname u;
 
         c->ca_file = strdup("/etc/pve/pve-root-ca.pem");
@@ -950,7 +993,7 @@ static int set_defaults(struct config *c)
         c->net_kbps = c->disk_kbps = c->cpu_share = -1.0;
         c->exclude_tags.v = calloc(2, sizeof(char *));
         if (c->exclude_tags.v) {
-                c->exclude_tags.v[0] = strdup(keep);
+                c->exclude_tags.v[0] = strdup(CONFIG_KEEP_TAG);
                 c->exclude_tags.n = c->exclude_tags.v[0] ? 1 : 0;
         }
         c->mode = REAP_MODE_OBSERVE;

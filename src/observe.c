@@ -6,8 +6,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "guestconf.h"
 #include "log.h"
 #include "util.h"
+#include "vmidmap.h"
+
+/* What the configuration of a guest said when it was read. */
+struct conf_entry {
+        uint32_t vmid;
+        uint8_t type; /* enum guest_type: a vmid taken by a guest of another type is not it */
+        uint64_t read_usec;
+        struct conf_facts facts;
+};
 
 struct observer {
         const struct config *config;
@@ -24,6 +34,8 @@ struct observer {
         struct window_stats *stats;
         size_t stats_cap;
         uint64_t stats_usec;
+        /* struct conf_entry of the guests whose configuration was read */
+        struct vmid_map confs;
 };
 
 static int observer_make_table(struct observer *o, const struct config *c)
@@ -48,6 +60,7 @@ int observer_new(const struct config *c, bool log_changes, struct observer **ret
                 return -ENOMEM;
         o->config = c;
         o->log_changes = log_changes;
+        o->confs = (struct vmid_map)VMID_MAP_INIT(struct conf_entry);
         r = pve_new(c, &o->pve);
         if (r >= 0)
                 r = observer_make_table(o, c);
@@ -66,6 +79,7 @@ struct observer *observer_free(struct observer *o)
         pve_free(o->pve);
         guest_table_free(o->table);
         free(o->stats);
+        vmid_map_free(&o->confs);
         free(o);
         return NULL;
 }
@@ -118,12 +132,48 @@ const struct config *observer_config(const struct observer *o)
         return o->config;
 }
 
+const struct conf_facts *observer_conf(const struct observer *o, uint32_t vmid,
+                                      enum guest_type t, uint64_t *ret_read_usec)
+{
+        const struct conf_entry *e = vmid_map_find(&o->confs, vmid);
+
+        if (!e || e->type != (uint8_t)t)
+                return NULL;
+        if (ret_read_usec)
+                *ret_read_usec = e->read_usec;
+        return &e->facts;
+}
+
+int observer_set_conf(struct observer *o, uint32_t vmid, enum guest_type t,
+                      const struct conf_facts *f, uint64_t read_usec)
+{
+        struct conf_entry *e = vmid_map_find(&o->confs, vmid);
+
+        if (!e && !(e = vmid_map_add(&o->confs, vmid)))
+                return -ENOMEM;
+        e->type = (uint8_t)t;
+        e->read_usec = read_usec;
+        e->facts = *f;
+        return 0;
+}
+
+void observer_forget_conf(struct observer *o, uint32_t vmid)
+{
+        vmid_map_drop(&o->confs, vmid);
+}
+
+static void facts_of(const struct observer *o, const struct guest *g, struct guest_facts *ret)
+{
+        guest_facts_from(g, ret);
+        ret->conf = observer_conf(o, g->vmid, (enum guest_type)g->type, NULL);
+}
+
 void observer_judge(const struct observer *o, const struct guest *g, uint64_t now_usec,
                     struct verdict *ret_verdict, struct window_stats *ret_stats)
 {
         struct guest_facts f;
 
-        guest_facts_from(g, &f);
+        facts_of(o, g, &f);
         window_stats(o->table, g, now_usec, o->config->cpu_percent, ret_stats);
         policy_decide(o->config, &f, ret_stats, ret_verdict);
 }
@@ -139,14 +189,15 @@ void observer_judge_at(const struct observer *o, size_t i, uint64_t now_usec,
                 observer_judge(o, g, now_usec, ret_verdict, ret_stats);
                 return;
         }
-        guest_facts_from(g, &f);
+        facts_of(o, g, &f);
         *ret_stats = o->stats[i];
         policy_decide(o->config, &f, ret_stats, ret_verdict);
 }
 
 size_t observer_state_bytes(const struct observer *o)
 {
-        return guest_table_memory(o->table) + o->stats_cap * sizeof(*o->stats);
+        return guest_table_memory(o->table) + o->stats_cap * sizeof(*o->stats) +
+               o->confs.size * o->confs.elem;
 }
 
 /* --- one poll --- */
@@ -163,6 +214,7 @@ static void on_removed(void *userdata, const struct guest *g)
         struct observer *o = userdata;
         struct log_guest_ctx ctx = { .vmid = g->vmid, .node = g->node };
 
+        observer_forget_conf(o, g->vmid);
         if (o->log_changes)
                 log_guest(LOG_INFO, &ctx, "guest %u ('%s') left the cluster, forgetting it",
                           (unsigned)g->vmid, g->name ? g->name : "");
@@ -179,6 +231,43 @@ static void log_verdict_change(const struct guest *g, const struct verdict *v)
                   (unsigned)g->vmid, g->name ? g->name : "",
                   guest_type_to_string((enum guest_type)g->type), g->node ? g->node : "",
                   verdict_to_string(v->kind), reasons);
+}
+
+/* The verdict of g (at table position i) changed to v: count and log it. */
+static void note_verdict(struct observer *o, struct guest *g, const struct verdict *v)
+{
+        if (g->verdict == (uint8_t)(v->kind + 1))
+                return;
+        if (o->log_changes)
+                log_verdict_change(g, v);
+        g->verdict = (uint8_t)(v->kind + 1);
+}
+
+void observer_rejudge(struct observer *o, size_t i, uint64_t now_usec, struct verdict *ret)
+{
+        struct guest *g = guest_table_at(o->table, i);
+        struct window_stats s;
+
+        observer_judge_at(o, i, now_usec, ret, &s);
+        if (g->verdict && o->sum.count[g->verdict - 1] > 0)
+                o->sum.count[g->verdict - 1]--;
+        o->sum.count[ret->kind]++;
+        note_verdict(o, g, ret);
+}
+
+int observer_read_conf(struct observer *o, size_t i, uint64_t now_usec, struct verdict *ret)
+{
+        const struct guest *g = guest_table_at(o->table, i);
+        struct guest_reading rd;
+        int r = guestconf_read(o->pve, (enum guest_type)g->type, g->node, g->vmid, &rd);
+
+        if (r < 0)
+                return r;
+        r = observer_set_conf(o, g->vmid, (enum guest_type)g->type, &rd.facts, now_usec);
+        guest_reading_done(&rd);
+        if (r >= 0)
+                observer_rejudge(o, i, now_usec, ret);
+        return r;
 }
 
 static void evaluate(struct observer *o, uint64_t now_usec)
@@ -209,11 +298,7 @@ static void evaluate(struct observer *o, uint64_t now_usec)
                 if (keep)
                         o->stats[i] = s;
                 o->sum.count[v.kind]++;
-                if (g->verdict == (uint8_t)(v.kind + 1))
-                        continue;
-                if (o->log_changes)
-                        log_verdict_change(g, &v);
-                g->verdict = (uint8_t)(v.kind + 1);
+                note_verdict(o, g, &v);
         }
         if (keep)
                 o->stats_usec = now_usec;
@@ -275,6 +360,7 @@ static void note_success(struct observer *o, const struct pve_decode_stats *st)
         o->sum.api_error[0] = '\0';
         o->sum.rejected_entries = st->rejected;
         o->sum.last_ok_realtime_usec = now_realtime_usec();
+        o->sum.last_ok_usec = now_monotonic_usec();
 }
 
 int observer_poll(struct observer *o, uint64_t now_usec)

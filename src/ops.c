@@ -62,6 +62,7 @@ static void op_free_fields(struct op *op)
 {
         free(op->evidence);
         free(op->archive_config);
+        json_decref(op->pinned);
 }
 
 void ops_clear(struct ops *o)
@@ -187,6 +188,8 @@ static int op_new(struct ops *o, const char *id, json_t *rec, unsigned line, str
         snprintf(op->name, sizeof(op->name), "%s", str(rec, "name"));
         snprintf(op->pool, sizeof(op->pool), "%s", str(rec, "pool"));
         snprintf(op->digest, sizeof(op->digest), "%s", str(rec, "digest"));
+        if (json_is_object(json_object_get(rec, "config")))
+                op->pinned = json_incref(json_object_get(rec, "config"));
         set_text(&op->evidence, str(rec, "evidence"));
         op->maxmem = (uint64_t)num(rec, "maxmem");
         op->maxdisk = (uint64_t)num(rec, "maxdisk");
@@ -227,6 +230,12 @@ static void apply_done(struct op *op, json_t *rec)
 {
         snprintf(op->exitstatus, sizeof(op->exitstatus), "%s", str(rec, "exitstatus"));
         switch (op->step) {
+        case STEP_SNAPSHOT:
+                /* proxreap's snapshot changed the digest, checked to have
+                 * changed nothing else. */
+                if (*str(rec, "digest"))
+                        snprintf(op->digest, sizeof(op->digest), "%s", str(rec, "digest"));
+                break;
         case STEP_ARCHIVE:
                 op->archive_start = (uint64_t)num(rec, "task_start");
                 break;
@@ -235,8 +244,6 @@ static void apply_done(struct op *op, json_t *rec)
                 op->archive_size = (uint64_t)num(rec, "size");
                 op->archive_ctime = num(rec, "ctime");
                 set_text(&op->archive_config, str(rec, "config"));
-                snprintf(op->verified_digest, sizeof(op->verified_digest), "%s",
-                         str(rec, "digest"));
                 break;
         case STEP_START:
                 op->started_again = true;

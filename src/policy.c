@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "util.h"
 
@@ -37,8 +38,10 @@ static int tag_in_list(const char *tag, size_t len, void *userdata)
 {
         struct tag_match *m = userdata;
 
+        /* Proxmox compares tags without regard to case (datacenter.cfg
+         * tag-style case-sensitive=0, the default). */
         for (size_t i = 0; i < m->list->n; i++)
-                if (strlen(m->list->v[i]) == len && strncmp(m->list->v[i], tag, len) == 0) {
+                if (strlen(m->list->v[i]) == len && strncasecmp(m->list->v[i], tag, len) == 0) {
                         m->hit = m->list->v[i];
                         return 1;
                 }
@@ -71,6 +74,26 @@ static void exclude_scope(const struct config *c, const struct guest_facts *f, s
         }
 }
 
+/* What the configuration says: an archive would not hold all of it. */
+static void exclude_conf(const struct config *c, const struct conf_facts *cf, struct verdict *v)
+{
+        struct reason *r;
+
+        if (!cf)
+                return;
+        if (cf->protection)
+                add_reason(v, REASON_PROTECTED);
+        if (cf->volume[0])
+                add_reason(v, REASON_VOLUME)->text = cf->volume;
+        if (cf->snapshots && !c->discard_snapshots) {
+                r = add_reason(v, REASON_SNAPSHOTS);
+                r->a = cf->snapshots;
+                r->text = cf->snapshot_names;
+        }
+        if (cf->pending)
+                add_reason(v, REASON_PENDING);
+}
+
 static void exclude_rules(const struct config *c, const struct guest_facts *f, struct verdict *v)
 {
         const char *hit;
@@ -94,6 +117,7 @@ static void exclude_rules(const struct config *c, const struct guest_facts *f, s
                 if (strcmp(f->pool, c->exclude_pools.v[i]) == 0)
                         add_reason(v, REASON_POOL)->text = c->exclude_pools.v[i];
         exclude_scope(c, f, v);
+        exclude_conf(c, f->conf, v);
 }
 
 static void check_data(const struct config *c, const struct guest_facts *f,
@@ -160,38 +184,58 @@ static void idle_rules(const struct config *c, const struct window_stats *s, str
                 rule(v, REASON_DISK, s->disk_mean_kbps, c->disk_kbps);
 }
 
-/* Active verdicts keep only the rules that failed: those are the reasons. */
-static void keep_failures(struct verdict *v)
+/* Idle when every rule holds; an active verdict keeps only the rules that
+ * failed: those are the reasons. */
+static void judge_rules(struct verdict *v)
 {
         unsigned n = 0;
 
         for (unsigned i = 0; i < v->n_reasons; i++)
                 if (!v->reasons[i].pass)
                         v->reasons[n++] = v->reasons[i];
-        v->n_reasons = n;
+        v->kind = n ? VERDICT_ACTIVE : VERDICT_IDLE;
+        if (n)
+                v->n_reasons = n;
+}
+
+/* The exclusion rules: true (and ret excluded) when one applies. */
+static bool excluded(const struct config *c, const struct guest_facts *f, struct verdict *ret)
+{
+        memset(ret, 0, sizeof(*ret));
+        exclude_rules(c, f, ret);
+        if (ret->n_reasons == 0)
+                return false;
+        ret->kind = VERDICT_EXCLUDED;
+        return true;
 }
 
 void policy_decide(const struct config *c, const struct guest_facts *f,
                    const struct window_stats *s, struct verdict *ret)
 {
-        memset(ret, 0, sizeof(*ret));
-        exclude_rules(c, f, ret);
-        if (ret->n_reasons > 0) {
-                ret->kind = VERDICT_EXCLUDED;
+        if (excluded(c, f, ret))
                 return;
-        }
         check_data(c, f, s, ret);
         if (ret->n_reasons > 0) {
                 ret->kind = VERDICT_INSUFFICIENT;
                 return;
         }
         idle_rules(c, s, ret);
+        judge_rules(ret);
+}
+
+void policy_recheck(const struct config *c, const struct guest_facts *f,
+                    const struct live_numbers *live, struct verdict *ret)
+{
+        if (excluded(c, f, ret))
+                return;
         ret->kind = VERDICT_IDLE;
-        for (unsigned i = 0; i < ret->n_reasons; i++)
-                if (!ret->reasons[i].pass)
-                        ret->kind = VERDICT_ACTIVE;
-        if (ret->kind == VERDICT_ACTIVE)
-                keep_failures(ret);
+        if (!live)
+                return;
+        /* The window's thresholds on the numbers of this moment: a guest
+         * busy right now is not reaped, whatever its window said. */
+        rule(ret, REASON_CPU_NOW, live->cpu_percent, c->cpu_percent);
+        rule(ret, REASON_MEM_NOW, live->mem_mb, c->mem_mb);
+        judge_rules(ret);
 }
 
 void guest_facts_from(const struct guest *g, struct guest_facts *ret)
@@ -236,6 +280,9 @@ const char *reason_code_to_string(enum reason_code c)
                 [REASON_NO_RATES] = "no-rates",       [REASON_CPU] = "cpu",
                 [REASON_MEM] = "mem",                 [REASON_CPU_SHARE] = "cpu-share",
                 [REASON_NET] = "net",                 [REASON_DISK] = "disk",
+                [REASON_PROTECTED] = "protected",     [REASON_VOLUME] = "volume",
+                [REASON_SNAPSHOTS] = "snapshots",     [REASON_PENDING] = "pending",
+                [REASON_CPU_NOW] = "cpu-now",         [REASON_MEM_NOW] = "mem-now",
         };
 
         return (size_t)c < ELEMENTSOF(names) && names[c] ? names[c] : "unknown";
@@ -361,6 +408,21 @@ void reason_format(const struct reason *r, char *buf, size_t size)
         case REASON_TYPE_SCOPE:
                 format_quoted("not in scope (type ", t, ")", buf, size);
                 break;
+        case REASON_PROTECTED:
+                format_quoted("protected (protection=1)", "", "", buf, size);
+                break;
+        case REASON_VOLUME:
+                format_quoted("", t, "", buf, size);
+                break;
+        case REASON_SNAPSHOTS:
+                snprintf(buf, size,
+                         "%u snapshot%s of its own (%s), which no archive keeps (reap.discard_snapshots)",
+                         (unsigned)r->a, r->a == 1 ? "" : "s", t);
+                break;
+        case REASON_PENDING:
+                format_quoted("pending configuration changes, which no archive keeps", "", "", buf,
+                              size);
+                break;
         case REASON_NO_DATA:
                 format_quoted("no data in the last poll (status '", t, "')", buf, size);
                 break;
@@ -389,6 +451,14 @@ void reason_format(const struct reason *r, char *buf, size_t size)
                 break;
         case REASON_DISK:
                 format_rule(r, "disk", " kbit/s", buf, size);
+                break;
+        case REASON_CPU_NOW:
+                snprintf(buf, size, "cpu now %.2f%% %s %g%%", r->value, r->pass ? "<" : ">=",
+                         r->limit);
+                break;
+        case REASON_MEM_NOW:
+                snprintf(buf, size, "mem now %.0f MiB %s %g MiB", r->value, r->pass ? "<" : ">=",
+                         r->limit);
                 break;
         case REASON_CPU_SHARE:
                 snprintf(buf, size, "cpu below threshold in %.1f%% of samples %s %g%%",

@@ -178,6 +178,24 @@ static int plan_observe(struct observer *o, const struct config *c, uint64_t *re
         return 0;
 }
 
+/* What the configuration of every idle guest says: an idle guest an
+ * archive would not hold whole is excluded, with the reason (the daemon
+ * judges it the same way before it marks or reaps). */
+static int plan_read_confs(struct observer *o, uint64_t now)
+{
+        const struct guest_table *t = observer_table(o);
+        struct window_stats s;
+        struct verdict v;
+
+        for (size_t i = 0; i < guest_table_count(t); i++) {
+                observer_judge_at(o, i, now, &v, &s);
+                if (v.kind == VERDICT_IDLE && observer_read_conf(o, i, now, &v) < 0)
+                        fprintf(stderr, "proxreap: warning: guest %u: %s\n",
+                                (unsigned)guest_table_at(t, i)->vmid, observer_error(o));
+        }
+        return 0;
+}
+
 static int plan_print(struct observer *o, uint64_t now, bool json)
 {
         json_t *guests = status_guests_json(o, now);
@@ -215,7 +233,8 @@ static int cmd_plan(int argc, char **argv)
         r = observer_new(c, false, &o);
         if (r < 0)
                 fprintf(stderr, "proxreap: cannot start: %s\n", strerror(-r));
-        else if ((r = plan_probe(o)) >= 0 && (r = plan_observe(o, c, &end)) >= 0)
+        else if ((r = plan_probe(o)) >= 0 && (r = plan_observe(o, c, &end)) >= 0 &&
+                 (r = plan_read_confs(o, end)) >= 0)
                 r = plan_print(o, end, json);
         observer_free(o);
         config_free(c);

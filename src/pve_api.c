@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "util.h"
 
@@ -181,6 +182,10 @@ int pve_decode_guest_status(json_t *data, struct pve_guest_status *ret)
         copy_str(data, "lock", s.lock, sizeof(s.lock));
         ha = json_object_get(data, "ha");
         s.ha_managed = json_is_object(ha) && get_bool(ha, "managed");
+        if (s.ha_managed)
+                copy_str(ha, "state", s.hastate, sizeof(s.hastate));
+        if (s.ha_managed && !s.hastate[0])
+                snprintf(s.hastate, sizeof(s.hastate), "managed");
         (void)get_number(data, "cpu", &s.cpu);
         (void)get_number(data, "cpus", &s.cpus);
         s.mem = get_u64(data, "mem");
@@ -245,6 +250,22 @@ int pve_decode_backup_list(json_t *data, uint32_t vmid, const char *marker, int6
                 return -ENOENT;
         *ret = best;
         return 0;
+}
+
+bool pve_volid_is_backup_of(const char *volid, const char *storage, enum guest_type t,
+                            uint32_t vmid)
+{
+        char file[64], pbs[64];
+        size_t n = strlen(storage);
+
+        if (strncmp(volid, storage, n) != 0 || strncmp(volid + n, ":backup/", 8) != 0)
+                return false;
+        volid += n + 8;
+        /* vzdump-<type>-<vmid>-YYYY_MM_DD-... on file storages (the PVE
+         * 2.x openvz name aside); <vm|ct>/<vmid>/<time> on PBS. */
+        snprintf(file, sizeof(file), "vzdump-%s-%" PRIu32 "-", guest_type_to_string(t), vmid);
+        snprintf(pbs, sizeof(pbs), "%s/%" PRIu32 "/", t == GUEST_LXC ? "ct" : "vm", vmid);
+        return strncmp(volid, file, strlen(file)) == 0 || strncmp(volid, pbs, strlen(pbs)) == 0;
 }
 
 /* --- paths --- */
@@ -312,6 +333,41 @@ int pve_guest_config(struct pve *p, enum guest_type t, const char *node, uint32_
                                           : "answer has no config digest");
         json_decref(data);
         return r;
+}
+
+/* GET of a guest's sub-path whose answer must be an object or a list. */
+static int guest_get(struct pve *p, enum guest_type t, const char *node, uint32_t vmid,
+                     const char *suffix, bool want_list, json_t **ret)
+{
+        char path[512];
+        json_t *data = NULL;
+        int r;
+
+        r = guest_path(p, t, node, vmid, suffix, path, sizeof(path));
+        if (r >= 0)
+                r = call_decode(p, "GET", path, NULL, &data);
+        if (r >= 0 && (want_list ? !json_is_array(data) : !json_is_object(data))) {
+                pve_set_error(p, "GET %s: answer is not %s", path, want_list ? "a list" : "an object");
+                r = -EBADMSG;
+        }
+        if (r < 0) {
+                json_decref(data);
+                return r;
+        }
+        *ret = data;
+        return 0;
+}
+
+int pve_guest_config_json(struct pve *p, enum guest_type t, const char *node, uint32_t vmid,
+                          bool current, json_t **ret)
+{
+        return guest_get(p, t, node, vmid, current ? "/config?current=1" : "/config", false, ret);
+}
+
+int pve_snapshot_list(struct pve *p, enum guest_type t, const char *node, uint32_t vmid,
+                      json_t **ret)
+{
+        return guest_get(p, t, node, vmid, "/snapshot", true, ret);
 }
 
 int pve_guest_status(struct pve *p, enum guest_type t, const char *node, uint32_t vmid,
@@ -622,23 +678,10 @@ int pve_next_id(struct pve *p, uint32_t want, uint32_t *ret)
 int pve_rrddata(struct pve *p, enum guest_type t, const char *node, uint32_t vmid,
                 const char *timeframe, json_t **ret)
 {
-        char path[512], suffix[64];
-        json_t *data = NULL;
-        int r;
+        char suffix[64];
 
         snprintf(suffix, sizeof(suffix), "/rrddata?timeframe=%s&cf=AVERAGE", timeframe);
-        r = guest_path(p, t, node, vmid, suffix, path, sizeof(path));
-        if (r >= 0)
-                r = call_decode(p, "GET", path, NULL, &data);
-        if (r >= 0 && !json_is_array(data)) {
-                pve_set_error(p, "GET %s: answer is not a list", path);
-                r = -EBADMSG;
-        }
-        if (r >= 0)
-                *ret = data;
-        else
-                json_decref(data);
-        return r;
+        return guest_get(p, t, node, vmid, suffix, true, ret);
 }
 
 /* --- tags --- */
@@ -655,7 +698,7 @@ static int tags_join_one(const char *tag, size_t len, void *userdata)
         struct tags_join *j = userdata;
         int n;
 
-        if (j->skip && strlen(j->skip) == len && strncmp(tag, j->skip, len) == 0)
+        if (j->skip && strlen(j->skip) == len && strncasecmp(tag, j->skip, len) == 0)
                 return 0;
         n = snprintf(j->buf + j->len, j->size - j->len, "%s%.*s", j->len ? ";" : "", (int)len,
                      tag);

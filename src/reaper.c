@@ -8,11 +8,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "guestconf.h"
 #include "journal.h"
 #include "log.h"
-#include "marks.h"
 #include "pve_api.h"
 #include "util.h"
+#include "vmidmap.h"
 
 #define TAG_IDLE "proxreap-idle"
 #define TAG_FAILED "proxreap-failed"
@@ -26,13 +27,27 @@
 /* A task started around an intent (clocks of daemon and node may differ). */
 #define TASK_SEARCH_SLACK_S 300
 #define VERIFY_TRIES 5
+/* How long what an idle guest's configuration said is trusted for the
+ * verdicts of status and mark mode; selection and every step read it
+ * again anyway. */
+#define CONF_TTL_USEC USEC_PER_HOUR
+
+/* A guest mark mode or the grace period has tagged. */
+struct mark {
+        uint32_t vmid;
+        uint64_t since_usec; /* first seen idle and marked */
+        bool cancelled; /* an operator removed our tag: leave it alone */
+};
 
 struct reaper {
         const struct config *c;
         struct journal *j;
         struct ops ops;
         int journal_error;
-        struct mark_table marks;
+        struct vmid_map marks; /* struct mark */
+        /* The observer of the last cycle: where the latest poll says a
+         * guest is (its pool) for the re-checks. */
+        const struct observer *observer;
         bool breaker_open;
         char breaker[256];
         char last_refresh_error[512];
@@ -247,50 +262,146 @@ static int abort_or_retry(struct reaper *r, struct pve *p, const char *id, int e
         return 0;
 }
 
-/* Right before the first destructive step: nothing may have changed. */
-static int recheck(struct reaper *r, struct pve *p, struct op *op, char *why, size_t size)
-{
-        const struct config *c = r->c;
-        struct pve_guest_config cfg;
+/* --- the one predicate, on what Proxmox says right now --- */
+
+/* Where a re-check happens: what it may expect of the guest. */
+enum check_point {
+        AT_SELECT, /* running; its window decided it is idle */
+        AT_SHUTDOWN, /* running and idle by its numbers of this moment */
+        AT_STOPPED, /* verify and destroy: stopped by proxreap (the saga checks that) */
+};
+
+struct live {
+        struct guest_reading read; /* its configuration */
         struct pve_guest_status st;
+        struct verdict v; /* policy_recheck() of both */
+};
+
+/* The pool the latest poll shows the guest in, else the one it had. */
+static const char *current_pool(const struct reaper *r, uint32_t vmid, const char *pinned)
+{
+        const struct guest *g = r->observer ? guest_table_find(observer_table(r->observer), vmid)
+                                            : NULL;
+
+        return g ? g->pool : pinned;
+}
+
+/* A poll of this process completed after since (monotonic). */
+static bool poll_since(const struct reaper *r, uint64_t since)
+{
+        uint64_t last = r->observer ? observer_summary(r->observer)->last_ok_usec : 0;
+
+        return last > 0 && last > since;
+}
+
+/* Reads the guest and judges it with policy_recheck(): every exclusion
+ * rule of the poll's verdict, on its configuration and status of now. */
+static int judge_live(struct reaper *r, struct pve *p, enum guest_type t, const char *node,
+                      uint32_t vmid, const char *pool, enum check_point at, struct live *ret)
+{
+        struct live_numbers n;
+        struct guest_facts f;
         int e;
 
-        e = pve_guest_config(p, op->type, op->node, op->vmid, &cfg);
-        if (e >= 0)
-                e = pve_guest_status(p, op->type, op->node, op->vmid, &st);
-        if (e == -ENOENT) {
-                snprintf(why, size, "the guest is no longer on '%s'", op->node);
-                return 1;
-        }
+        e = guestconf_read(p, t, node, vmid, &ret->read);
         if (e < 0)
                 return e;
-        if (strcmp(cfg.digest, op->digest) != 0)
-                snprintf(why, size, "its configuration changed since it was selected");
-        else if (cfg.lock[0])
-                snprintf(why, size, "it is locked ('%s')", cfg.lock);
-        else if (cfg.protection)
-                snprintf(why, size, "it is protected");
-        else if (cfg.template)
-                snprintf(why, size, "it is a template");
-        else if (st.ha_managed && !c->allow_ha)
-                snprintf(why, size, "it is HA-managed");
-        else if (strcmp(st.status, "running") != 0)
-                snprintf(why, size, "it is no longer running (%s)", st.status);
-        else if (st.cpu * 100.0 >= c->cpu_percent)
-                snprintf(why, size, "it is busy now (cpu %.2f%% >= %g%%)", st.cpu * 100.0,
-                         c->cpu_percent);
-        else if ((double)st.mem / (1024.0 * 1024.0) >= c->mem_mb)
-                snprintf(why, size, "it is busy now (mem %.0f MiB >= %g MiB)",
-                         (double)st.mem / (1024.0 * 1024.0), c->mem_mb);
-        else {
-                for (size_t i = 0; i < c->exclude_tags.n; i++)
-                        if (tags_contain(cfg.tags, c->exclude_tags.v[i])) {
-                                snprintf(why, size, "it was tagged '%s'", c->exclude_tags.v[i]);
-                                return 1;
-                        }
+        e = pve_guest_status(p, t, node, vmid, &ret->st);
+        if (e < 0) {
+                guest_reading_done(&ret->read);
+                return e;
+        }
+        f = (struct guest_facts){
+                .vmid = vmid,
+                .type = t,
+                .node = node,
+                .status = at == AT_STOPPED ? NULL : ret->st.status,
+                .lock = ret->read.lock,
+                .hastate = ret->st.hastate,
+                .pool = pool,
+                .tags = ret->read.tags,
+                .template = ret->read.template,
+                .has_data = true,
+                .conf = &ret->read.facts,
+        };
+        n = (struct live_numbers){ .cpu_percent = ret->st.cpu * 100.0,
+                                   .mem_mb = (double)ret->st.mem / (1024.0 * 1024.0) };
+        policy_recheck(r->c, &f, at == AT_SHUTDOWN ? &n : NULL, &ret->v);
+        return 0;
+}
+
+static void live_done(struct live *l)
+{
+        guest_reading_done(&l->read);
+}
+
+/* The op's pinned configuration. -ENODATA: journaled before pinning. */
+static int pinned_conf(const struct op *op, struct guest_conf *ret)
+{
+        char err[256];
+
+        if (!op->pinned)
+                return -ENODATA;
+        return guestconf_from_json(op->type, op->pinned, ret, err, sizeof(err));
+}
+
+/* Is the guest on the server still the one pinned at selection (its
+ * digest as expected)? 0, or 1 with why not. */
+static int same_as_pinned(const struct op *op, const struct guest_reading *now, char *why,
+                          size_t size)
+{
+        struct guest_conf pin;
+        char diff[400];
+
+        if (pinned_conf(op, &pin) < 0) {
+                snprintf(why, size, "no configuration was pinned when it was selected");
+                return 1;
+        }
+        if (strcmp(now->digest, op->digest) == 0) {
+                guestconf_done(&pin);
                 return 0;
         }
+        if (guestconf_replaced(&pin, &now->conf))
+                snprintf(why, size,
+                         "vmid %u now holds another guest (deleted and created again since it was selected)",
+                         (unsigned)op->vmid);
+        else if (guestconf_compare(&pin, "when selected", &now->conf, "now", diff, sizeof(diff)))
+                snprintf(why, size, "its configuration changed since it was selected: %s", diff);
+        else
+                snprintf(why, size, "its configuration changed since it was selected (digest %.12s, was %.12s)",
+                         now->digest, op->digest);
+        guestconf_done(&pin);
         return 1;
+}
+
+/* The re-check before a step: the guest is the pinned one and nothing
+ * rules it out. 0: go on; 1: why says what stands in the way; < 0: the
+ * server could not be asked (-ENOENT: the guest is not on its node). */
+static int recheck(struct reaper *r, struct pve *p, const struct op *op, enum check_point at,
+                   char *why, size_t size)
+{
+        struct live l;
+        char reasons[600];
+        int e = judge_live(r, p, op->type, op->node, op->vmid,
+                           current_pool(r, op->vmid, op->pool), at, &l);
+
+        if (e < 0)
+                return e;
+        e = same_as_pinned(op, &l.read, why, size);
+        if (e == 0 && at == AT_STOPPED && strcmp(l.st.status, "stopped") != 0) {
+                snprintf(why, size, "the guest is %s again (started after proxreap stopped it)",
+                         l.st.status);
+                e = 1;
+        }
+        if (e == 0 && l.v.kind != VERDICT_IDLE) {
+                verdict_format(&l.v, reasons, sizeof(reasons));
+                snprintf(why, size, "%s: %s",
+                         l.v.kind == VERDICT_ACTIVE ? "it is busy now" : "it is excluded now",
+                         reasons);
+                e = 1;
+        }
+        live_done(&l);
+        return e;
 }
 
 /* Safe to send: the guest was re-checked right before (recheck()) or the
@@ -314,12 +425,14 @@ static int send_shutdown(struct reaper *r, struct pve *p, const char *id, uint64
 
 static int act_shutdown(struct reaper *r, struct pve *p, struct op *op, uint64_t now)
 {
-        char why[256], id[16];
+        char why[700], id[16];
         int e;
 
         snprintf(id, sizeof(id), "%s", op->id);
-        e = recheck(r, p, op, why, sizeof(why));
-        if (e > 0)
+        e = recheck(r, p, op, AT_SHUTDOWN, why, sizeof(why));
+        if (e == -ENOENT)
+                snprintf(why, sizeof(why), "the guest is no longer on '%s'", op->node);
+        if (e > 0 || e == -ENOENT)
                 return veto(r, id, why);
         if (e < 0)
                 return abort_or_retry(r, p, id, e, now);
@@ -334,7 +447,7 @@ static void snapshot_name(char *buf, size_t size)
         struct tm tm;
 
         gmtime_r(&t, &tm);
-        strftime(buf, size, "proxreap-%Y%m%dT%H%M%SZ", &tm);
+        strftime(buf, size, GUESTCONF_SNAPSHOT_PREFIX "%Y%m%dT%H%M%SZ", &tm);
 }
 
 static bool snapshot_unsupported(const char *msg)
@@ -359,7 +472,7 @@ static int act_snapshot(struct reaper *r, struct pve *p, struct op *op, uint64_t
 
         snprintf(id, sizeof(id), "%s", op->id);
         snapshot_name(name, sizeof(name));
-        snprintf(desc, sizeof(desc), "taken by proxreap before reap %s", id);
+        snprintf(desc, sizeof(desc), GUESTCONF_SNAPSHOT_DESCRIPTION "%s", id);
         pve_form_add(&f, "snapname", name);
         pve_form_add(&f, "description", desc);
         e = send_step(r, p, id, STEP_SNAPSHOT, json_pack("{s:s}", "snapname", name), "POST",
@@ -428,56 +541,102 @@ static int act_archive(struct reaper *r, struct pve *p, struct op *op, uint64_t 
         return abort_or_retry(r, p, id, e, now);
 }
 
+/* The archive found for op is this guest's: named for its vmid and type
+ * on the archive storage, protected, not empty. 0, or 1 with why. */
+static int archive_is_ours(const struct reaper *r, const struct op *op,
+                           const struct pve_backup *b, char *why, size_t size)
+{
+        if (!pve_volid_is_backup_of(b->volid, r->c->archive_storage, op->type, op->vmid))
+                snprintf(why, size,
+                         "the archive listing names '%s', which is not an archive of %s %u on '%s'",
+                         b->volid, guest_type_to_string(op->type), (unsigned)op->vmid,
+                         r->c->archive_storage);
+        else if (b->size == 0 || !b->protected)
+                snprintf(why, size, "archive '%s' is %s", b->volid,
+                         b->size == 0 ? "empty" : "not protected");
+        else
+                return 0;
+        return 1;
+}
+
+/* What the archive holds is the pinned guest (extractconfig, compared
+ * field by field, every pinned volume inside). 0, 1 with why, or < 0. */
+static int archive_holds_guest(struct pve *p, const struct op *op, const char *volid,
+                               char **ret_text, char *why, size_t size)
+{
+        struct guest_conf pin, arch;
+        char err[256];
+        int e = pve_extract_config(p, op->node, volid, ret_text);
+
+        if (e < 0)
+                return e;
+        if (pinned_conf(op, &pin) < 0) {
+                snprintf(why, size, "no configuration was pinned when it was selected");
+                return 1;
+        }
+        if (guestconf_from_text(op->type, *ret_text, &arch, err, sizeof(err)) < 0) {
+                snprintf(why, size, "the configuration in archive '%s' cannot be read: %s", volid,
+                         err);
+                e = 1;
+        } else {
+                e = guestconf_check_archive(&pin, &arch, why, size);
+                guestconf_done(&arch);
+        }
+        guestconf_done(&pin);
+        return e;
+}
+
 static int act_verify(struct reaper *r, struct pve *p, struct op *op, uint64_t now)
 {
         const struct config *c = r->c;
-        struct pve_guest_config cfg;
         struct pve_backup b;
-        char *config = NULL, id[16], why[512];
+        char *config = NULL, id[16], why[700];
         int e;
 
         snprintf(id, sizeof(id), "%s", op->id);
         e = pve_find_backup(p, op->node, c->archive_storage, op->vmid, op->id,
                             (int64_t)op->archive_start, &b);
-        if (e == -ENOENT || (e >= 0 && (b.size == 0 || !b.protected))) {
-                if (e >= 0)
-                        snprintf(why, sizeof(why), "archive '%s' is %s", b.volid,
-                                 b.size == 0 ? "empty" : "not protected");
-                else
-                        snprintf(why, sizeof(why), "%s", pve_error(p));
+        if (e == -ENOENT)
+                snprintf(why, sizeof(why), "%s", pve_error(p));
+        if (e == -ENOENT || (e >= 0 && archive_is_ours(r, op, &b, why, sizeof(why)))) {
+                /* A listing may lag behind the task's end, or come back
+                 * garbled once: asked again a few times, then given up. */
                 if (op->run.tries + 1 >= VERIFY_TRIES)
                         return fail(r, id, why);
                 due_later(op, now);
                 return 0;
         }
         if (e >= 0)
-                e = pve_extract_config(p, op->node, b.volid, &config);
-        /* The configuration the archive holds: destroy checks that it is
-         * still the guest's. */
-        if (e >= 0)
-                e = pve_guest_config(p, op->type, op->node, op->vmid, &cfg);
-        if (e < 0) {
+                e = archive_holds_guest(p, op, b.volid, &config, why, sizeof(why));
+        /* And the guest is still the one archived: a change after vzdump
+         * (or a new guest under its vmid) is not in the archive. */
+        if (e == 0)
+                e = recheck(r, p, op, AT_STOPPED, why, sizeof(why));
+        if (e != 0)
                 free(config);
+        if (e > 0)
+                return fail(r, id, why);
+        if (e < 0)
                 return abort_or_retry(r, p, id, e, now);
-        }
         log_op(LOG_NOTICE, op, "reap %s: archive '%s' verified (%" PRIu64 " bytes)", op->id,
                b.volid, b.size);
         e = record_step(r, id, "done", STEP_VERIFY,
                         json_pack("{s:s, s:I, s:I, s:s, s:s}", "volid", b.volid, "size",
                                   (json_int_t)b.size, "ctime", (json_int_t)b.ctime, "config",
-                                  config, "digest", cfg.digest));
+                                  config, "digest", op->digest));
         free(config);
-        if (e >= 0)
-                due_now(again(r, id), now);
+        if (e >= 0) {
+                op = again(r, id);
+                op->run.verified_usec = now_monotonic_usec();
+                due_now(op, now);
+        }
         return e;
 }
 
 static int act_destroy(struct reaper *r, struct pve *p, struct op *op, uint64_t now)
 {
-        struct pve_guest_config cfg;
-        struct pve_guest_status st;
         struct pve_form f = { 0 };
-        char id[16], why[256];
+        char id[16], why[700];
         /* A destroy call of this process that provably never left (no
          * connection) may be sent again, checked like the first. */
         bool resend = op->step == STEP_DESTROY && op->phase == PHASE_INTENT && op->run.unsent;
@@ -487,34 +646,31 @@ static int act_destroy(struct reaper *r, struct pve *p, struct op *op, uint64_t 
         /* Never destroy without a verified archive on record. */
         if (!op->volid[0] || (!resend && (op->step != STEP_VERIFY || op->phase != PHASE_DONE)))
                 return fail(r, id, "no verified archive on record");
-        e = pve_guest_status(p, op->type, op->node, op->vmid, &st);
-        if (e >= 0)
-                e = pve_guest_config(p, op->type, op->node, op->vmid, &cfg);
+        /* What only the poll shows (the guest's pool) must be newer than
+         * the archive: wait for a poll completed after it. */
+        if (!poll_since(r, op->run.verified_usec)) {
+                due_later(op, now);
+                return 0;
+        }
+        e = recheck(r, p, op, AT_STOPPED, why, sizeof(why));
+        if (e > 0) {
+                snprintf(why + strlen(why), sizeof(why) - strlen(why), ": not destroying it");
+                return fail(r, id, why);
+        }
         if (e < 0)
                 return abort_or_retry(r, p, id, e, now);
-        why[0] = '\0';
-        if (strcmp(st.status, "stopped") != 0)
-                snprintf(why, sizeof(why),
-                         "the guest is %s again (started after it was archived): not destroying it",
-                         st.status);
-        else if (cfg.lock[0])
-                snprintf(why, sizeof(why), "the guest is locked ('%s'): not destroying it",
-                         cfg.lock);
-        else if (cfg.protection)
-                snprintf(why, sizeof(why), "the guest was protected: not destroying it");
-        else if (op->verified_digest[0] && strcmp(cfg.digest, op->verified_digest) != 0)
-                snprintf(why, sizeof(why),
-                         "its configuration changed after it was archived: not destroying it");
-        if (why[0])
-                return fail(r, id, why);
-        /* Safe to send: a verified protected archive of the configuration
-         * it has now is on record, the guest is stopped, unlocked and
-         * unprotected right now, and no earlier destroy of this op reached
-         * the server (act_resolve resends only one that never left). */
+        /* Safe to send: a verified protected archive holds this guest
+         * (verify compared its configuration and every volume with the
+         * ones pinned at selection, and an archive holds every volume the
+         * guest has), the guest is the pinned one (same digest), stopped,
+         * and no exclusion rule applies right now; no earlier destroy of
+         * this op reached the server (act_resolve resends only one that
+         * never left). Without destroy-unreferenced-disks: a disk with
+         * the guest's vmid that its configuration does not name is in no
+         * archive, so it stays. */
         log_op(LOG_NOTICE, op, "reap %s: destroying guest %u ('%s'); archive '%s'", op->id,
                (unsigned)op->vmid, op->name, op->volid);
         pve_form_add(&f, "purge", "1");
-        pve_form_add(&f, "destroy-unreferenced-disks", "1");
         e = send_step(r, p, id, STEP_DESTROY, NULL, "DELETE", "", &f, now);
         pve_form_clear(&f);
         return abort_or_retry(r, p, id, e, now);
@@ -558,12 +714,42 @@ static int64_t step_elapsed_s(struct op *op, uint64_t now)
                                          : 0;
 }
 
+/* proxreap's own snapshot changed the guest's digest. Nothing else may
+ * have changed: the configuration is still the pinned one, field by field
+ * (parent, the snapshot's name, is not compared). 0 with the new digest,
+ * 1 with why not, < 0: the server could not be asked. */
+static int snapshot_changed_nothing(struct pve *p, const struct op *op, char *digest,
+                                    size_t dsize, char *why, size_t size)
+{
+        struct guest_reading now;
+        struct guest_conf pin;
+        char diff[400];
+        int e = guestconf_read(p, op->type, op->node, op->vmid, &now);
+
+        if (e < 0)
+                return e;
+        if (pinned_conf(op, &pin) < 0) {
+                snprintf(why, size, "no configuration was pinned when it was selected");
+                e = 1;
+        } else {
+                e = guestconf_compare(&pin, "when selected", &now.conf, "now", diff, sizeof(diff));
+                if (e)
+                        snprintf(why, size, "its configuration changed since it was selected: %s",
+                                 diff);
+                guestconf_done(&pin);
+        }
+        snprintf(digest, dsize, "%s", now.digest);
+        guest_reading_done(&now);
+        return e;
+}
+
 /* A step ended: its own completion checks. */
 static int task_finished(struct reaper *r, struct pve *p, struct op *op,
                          const struct pve_task_status *t, uint64_t now)
 {
-        char id[16];
+        char id[16], digest[64] = "", why[600];
         struct pve_upid u = { 0 };
+        json_t *rec;
         int e;
 
         snprintf(id, sizeof(id), "%s", op->id);
@@ -602,10 +788,19 @@ static int task_finished(struct reaper *r, struct pve *p, struct op *op,
                         }
                 }
         }
+        if (op->step == STEP_SNAPSHOT) {
+                e = snapshot_changed_nothing(p, op, digest, sizeof(digest), why, sizeof(why));
+                if (e > 0)
+                        return fail(r, id, why);
+                if (e < 0)
+                        return abort_or_retry(r, p, id, e, now);
+        }
         (void)pve_upid_parse(op->upid, &u);
-        e = record_step(r, id, "done", op->step,
-                        json_pack("{s:s, s:s, s:I}", "exitstatus", t->exitstatus, "upid",
-                                  op->upid, "task_start", (json_int_t)u.starttime));
+        rec = json_pack("{s:s, s:s, s:I}", "exitstatus", t->exitstatus, "upid", op->upid,
+                        "task_start", (json_int_t)u.starttime);
+        if (rec && digest[0])
+                json_object_set_new(rec, "digest", json_string(digest));
+        e = record_step(r, id, "done", op->step, rec);
         if (e >= 0)
                 due_now(again(r, id), now);
         return e;
@@ -731,15 +926,53 @@ static int tag_failed(struct pve *p, const struct op *op)
         return pve_set_tags(p, op->type, op->node, op->vmid, tags, cfg.digest);
 }
 
+/* Does the vmid hold another guest now (deleted and created again while
+ * the reap ran)? Then compensation must not start or tag it. 1 yes, 0 no
+ * (or no pinned configuration to tell), < 0 the server could not say. */
+static int taken_over(struct pve *p, const struct op *op)
+{
+        struct guest_reading now;
+        struct guest_conf pin;
+        int e;
+
+        if (pinned_conf(op, &pin) < 0)
+                return 0;
+        e = guestconf_read(p, op->type, op->node, op->vmid, &now);
+        if (e >= 0) {
+                e = guestconf_replaced(&pin, &now.conf);
+                guest_reading_done(&now);
+        }
+        guestconf_done(&pin);
+        return e;
+}
+
+static int close_aborted(struct reaper *r, const struct op *op, const char *note)
+{
+        char reason[700];
+        json_t *rec;
+
+        snprintf(reason, sizeof(reason), "%s%s%s", op->reason,
+                 op->snapname[0] ? " (its snapshot is kept)" : "", note);
+        log_op(LOG_WARNING, op, "reap %s of guest %u aborted: %s", op->id, (unsigned)op->vmid,
+               reason);
+        rec = op_record(op->id, "aborted", now_epoch());
+        set_str(rec, "reason", reason);
+        return append(r, rec, "aborted");
+}
+
 static int act_compensate(struct reaper *r, struct pve *p, struct op *op, uint64_t now)
 {
         struct pve_guest_status st;
-        char id[16], reason[600];
+        char id[16];
         json_t *rec;
         int e;
 
         snprintf(id, sizeof(id), "%s", op->id);
-        e = pve_guest_status(p, op->type, op->node, op->vmid, &st);
+        e = taken_over(p, op);
+        if (e > 0)
+                return close_aborted(r, op, "; the vmid now holds another guest, which proxreap left alone");
+        if (e >= 0 || e == -ENOENT)
+                e = pve_guest_status(p, op->type, op->node, op->vmid, &st);
         if (e == -ENOENT) {
                 if (op->volid[0]) {
                         /* Gone, but archived and verified. */
@@ -772,12 +1005,7 @@ static int act_compensate(struct reaper *r, struct pve *p, struct op *op, uint64
         if (e < 0)
                 log_op(LOG_WARNING, op, "reap %s: cannot tag guest %u '%s': %s", id,
                        (unsigned)op->vmid, TAG_FAILED, pve_error(p));
-        snprintf(reason, sizeof(reason), "%s%s", op->reason,
-                 op->snapname[0] ? " (its snapshot is kept)" : "");
-        log_op(LOG_WARNING, op, "reap %s of guest %u aborted: %s", id, (unsigned)op->vmid, reason);
-        rec = op_record(id, "aborted", now_epoch());
-        set_str(rec, "reason", reason);
-        return append(r, rec, "aborted");
+        return close_aborted(r, op, "");
 }
 
 static int act_abandon(struct reaper *r, struct op *op)
@@ -858,17 +1086,21 @@ uint64_t reaper_step(struct reaper *r, struct pve *p, uint64_t now)
 
 static struct mark *mark_find(struct reaper *r, uint32_t vmid)
 {
-        return mark_table_find(&r->marks, vmid);
+        return vmid_map_find(&r->marks, vmid);
 }
 
 static struct mark *mark_add(struct reaper *r, uint32_t vmid, uint64_t now)
 {
-        return mark_table_add(&r->marks, vmid, now);
+        struct mark *m = vmid_map_add(&r->marks, vmid);
+
+        if (m)
+                m->since_usec = now;
+        return m;
 }
 
 static void mark_drop(struct reaper *r, uint32_t vmid)
 {
-        mark_table_drop(&r->marks, vmid);
+        vmid_map_drop(&r->marks, vmid);
 }
 
 static int set_tag(struct pve *p, const struct guest *g, const char *tag, bool on)
@@ -914,8 +1146,17 @@ static void announce_mark(struct reaper *r, const struct guest *g)
                                 guest_type_to_string((enum guest_type)g->type), "text", text));
 }
 
-/* Blocks selection of vmid: in flight, restored lately, failed lately. */
-static const char *blocked(struct reaper *r, uint32_t vmid, const char *node, int64_t now_s)
+/* What holds a guest back from selection, whatever its verdict. */
+enum hold {
+        HOLD_NONE,
+        HOLD_NODE_BUSY, /* another reap runs on its node: it may be marked, not selected */
+        HOLD_IN_FLIGHT, /* being reaped */
+        HOLD_RESTORING,
+        HOLD_COOLDOWN, /* restored lately (reap.cooldown) */
+        HOLD_RETRY, /* a reap failed lately (reap.retry_after) */
+};
+
+static enum hold hold_of(const struct reaper *r, uint32_t vmid, const char *node, int64_t now_s)
 {
         const struct config *c = r->c;
 
@@ -923,17 +1164,17 @@ static const char *blocked(struct reaper *r, uint32_t vmid, const char *node, in
                 const struct op *op = &r->ops.v[i];
 
                 if (op_needs_daemon(op) && strcmp(op->node, node) == 0)
-                        return op->vmid == vmid ? "being reaped" : "another reap runs on its node";
+                        return op->vmid == vmid ? HOLD_IN_FLIGHT : HOLD_NODE_BUSY;
                 if (op->state == OP_RESTORING && (op->restore_vmid == vmid || op->vmid == vmid))
-                        return "being restored";
+                        return HOLD_RESTORING;
                 if (op->state == OP_RESTORED && op->restore_vmid == vmid &&
                     now_s - op->restored_ts < (int64_t)(c->cooldown_usec / USEC_PER_SEC))
-                        return "restored lately (reap.cooldown)";
+                        return HOLD_COOLDOWN;
                 if (op->state == OP_ABORTED && !op->vetoed && op->vmid == vmid &&
                     now_s - op->updated < (int64_t)(c->retry_after_usec / USEC_PER_SEC))
-                        return "a reap failed lately (reap.retry_after)";
+                        return HOLD_RETRY;
         }
-        return NULL;
+        return HOLD_NONE;
 }
 
 static unsigned reaps_last_hour(const struct reaper *r, int64_t now_s)
@@ -1005,228 +1246,342 @@ static void evidence(const struct observer *o, const struct guest *g, uint64_t n
                  s.coverage * 100.0);
 }
 
-static int select_guest(struct reaper *r, struct observer *o, const struct guest *g,
-                        uint64_t now)
+/* Room for the archive on the archive storage: it must be active, take
+ * backups and have the guest's worst case free. 0, or 1 with why. */
+static int archive_room(const struct reaper *r, struct pve *p, const struct guest *g,
+                        const struct pve_guest_status *st, char *why, size_t size)
 {
         const struct config *c = r->c;
-        struct pve *p = observer_pve(o);
-        struct pve_guest_config cfg;
         struct pve_storage_status ss;
-        struct pve_guest_status st;
-        struct log_guest_ctx ctx = { .vmid = g->vmid, .node = g->node };
-        char why[300], ev[900], id[16];
         uint64_t need;
-        json_t *rec;
-        int e;
 
-        e = pve_guest_config(p, (enum guest_type)g->type, g->node, g->vmid, &cfg);
-        if (e < 0) {
-                log_guest(LOG_WARNING, &ctx, "guest %u not selected: %s", (unsigned)g->vmid,
-                          pve_error(p));
-                return 0;
-        }
-        why[0] = '\0';
-        if (cfg.protection)
-                snprintf(why, sizeof(why), "it is protected");
-        else if (cfg.lock[0])
-                snprintf(why, sizeof(why), "it is locked ('%s')", cfg.lock);
-        else if (cfg.template)
-                snprintf(why, sizeof(why), "it is a template");
-        else if (c->history_usec && history_busy(r, p, g, why, sizeof(why)) < 0)
-                snprintf(why, sizeof(why), "its history cannot be read (%s)", pve_error(p));
-        if (why[0]) {
-                log_guest(LOG_INFO, &ctx, "idle guest %u ('%s') not reaped: %s",
-                          (unsigned)g->vmid, g->name ? g->name : "", why);
-                return 0;
-        }
-        e = pve_guest_status(p, (enum guest_type)g->type, g->node, g->vmid, &st);
-        if (e >= 0)
-                e = pve_storage_status(p, g->node, c->archive_storage, &ss);
-        if (e < 0) {
-                log_guest(LOG_WARNING, &ctx, "guest %u not reaped: %s", (unsigned)g->vmid,
-                          pve_error(p));
-                return 0;
-        }
+        if (pve_storage_status(p, g->node, c->archive_storage, &ss) < 0)
+                return -EIO;
         if (!ss.active || !ss.enabled || !tags_contain(ss.content, "backup")) {
-                log_guest(LOG_WARNING, &ctx,
-                          "guest %u not reaped: archive storage '%s' is %s on '%s'",
-                          (unsigned)g->vmid, c->archive_storage,
-                          !ss.enabled ? "disabled" : !ss.active ? "not active"
-                                                                : "not for backups",
-                          g->node);
-                return 0;
+                snprintf(why, size, "archive storage '%s' is %s on '%s'", c->archive_storage,
+                         !ss.enabled ? "disabled" : !ss.active ? "not active" : "not for backups",
+                         g->node);
+                return 1;
         }
         /* An archive can be as large as the data: never start what the
          * storage cannot hold (lxc reports its used space, qemu only its
          * disk size). */
-        need = g->type == GUEST_LXC && st.disk > 0 ? st.disk : st.maxdisk;
-        if (ss.avail < need) {
-                log_guest(LOG_WARNING, &ctx,
-                          "guest %u not reaped: archive storage '%s' has %" PRIu64
-                          " MiB free, the guest needs up to %" PRIu64 " MiB",
-                          (unsigned)g->vmid, c->archive_storage, ss.avail >> 20, need >> 20);
+        need = g->type == GUEST_LXC && st->disk > 0 ? st->disk : st->maxdisk;
+        if (ss.avail >= need)
                 return 0;
+        snprintf(why, size,
+                 "archive storage '%s' has %" PRIu64 " MiB free, the guest needs up to %" PRIu64
+                 " MiB",
+                 c->archive_storage, ss.avail >> 20, need >> 20);
+        return 1;
+}
+
+/* The selected record: the guest's identity pinned (digest, configuration
+ * and volumes as read just now), with the evidence. */
+static json_t *selected_record(const char *id, const struct guest *g, const struct live *l,
+                               const char *ev)
+{
+        json_t *rec = op_record(id, "selected", now_epoch());
+
+        if (rec && json_object_update_new(
+                           rec, json_pack("{s:I, s:s, s:s, s:s, s:s, s:o, s:o, s:s, s:I, s:I, s:f}",
+                                          "vmid", (json_int_t)g->vmid, "type",
+                                          guest_type_to_string((enum guest_type)g->type), "node",
+                                          g->node, "name", g->name ? g->name : "", "digest",
+                                          l->read.digest, "config",
+                                          guestconf_fields_json(&l->read.conf), "volumes",
+                                          guestconf_volumes_json(&l->read.conf), "evidence", ev,
+                                          "maxmem", (json_int_t)g->maxmem, "maxdisk",
+                                          (json_int_t)l->st.maxdisk, "maxcpu",
+                                          (double)g->maxcpu)) < 0) {
+                json_decref(rec);
+                return NULL;
         }
-        evidence(o, g, now, ev, sizeof(ev));
-        ops_next_id(&r->ops, id, sizeof(id));
-        rec = op_record(id, "selected", now_epoch());
-        if (rec)
-                json_object_update_new(
-                        rec, json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:f}", "vmid",
-                                       (json_int_t)g->vmid, "type",
-                                       guest_type_to_string((enum guest_type)g->type), "node",
-                                       g->node, "name", g->name ? g->name : "", "digest",
-                                       cfg.digest, "evidence", ev, "maxmem",
-                                       (json_int_t)g->maxmem, "maxdisk",
-                                       (json_int_t)st.maxdisk, "maxcpu",
-                                       (double)g->maxcpu));
         if (rec && g->pool && *g->pool)
                 json_object_set_new(rec, "pool", json_string(g->pool));
+        return rec;
+}
+
+/* Whether the guest can be selected now: the one predicate on what Proxmox
+ * says of it, its history, and room for its archive. 0: select it (l is
+ * filled); 1: not now (logged); < 0: the server could not be asked. */
+static int selectable(struct reaper *r, struct observer *o, size_t i, uint64_t now,
+                      struct live *l)
+{
+        const struct guest *g = guest_table_at(observer_table(o), i);
+        struct log_guest_ctx ctx = { .vmid = g->vmid, .node = g->node };
+        struct pve *p = observer_pve(o);
+        struct verdict v;
+        char why[700] = "";
+        int e;
+
+        e = judge_live(r, p, (enum guest_type)g->type, g->node, g->vmid, g->pool, AT_SELECT, l);
+        if (e < 0)
+                return e;
+        /* What the configuration says shows in status and the log too. */
+        if (observer_set_conf(o, g->vmid, (enum guest_type)g->type, &l->read.facts, now) >= 0)
+                observer_rejudge(o, i, now, &v);
+        if (l->v.kind != VERDICT_IDLE)
+                verdict_format(&l->v, why, sizeof(why));
+        else if (r->c->history_usec && history_busy(r, p, g, why, sizeof(why)) < 0)
+                snprintf(why, sizeof(why), "its history cannot be read (%s)", pve_error(p));
+        if (!why[0] && archive_room(r, p, g, &l->st, why, sizeof(why)) < 0)
+                snprintf(why, sizeof(why), "%s", pve_error(p));
+        if (!why[0])
+                return 0;
+        log_guest(LOG_INFO, &ctx, "idle guest %u ('%s') not reaped: %s", (unsigned)g->vmid,
+                  g->name ? g->name : "", why);
+        live_done(l);
+        return 1;
+}
+
+static int select_guest(struct reaper *r, struct observer *o, size_t i, uint64_t now)
+{
+        const struct guest *g = guest_table_at(observer_table(o), i);
+        struct log_guest_ctx ctx = { .vmid = g->vmid, .node = g->node };
+        char ev[900], id[16];
+        struct live l;
+        json_t *rec;
+        int e;
+
+        e = selectable(r, o, i, now, &l);
+        if (e < 0)
+                log_guest(LOG_WARNING, &ctx, "guest %u not selected: %s", (unsigned)g->vmid,
+                          pve_error(observer_pve(o)));
+        if (e != 0)
+                return 0;
+        g = guest_table_at(observer_table(o), i);
+        evidence(o, g, now, ev, sizeof(ev));
+        ops_next_id(&r->ops, id, sizeof(id));
+        rec = selected_record(id, g, &l, ev);
+        live_done(&l);
         e = append(r, rec, "selected");
         if (e < 0)
                 return e;
-        log_guest(LOG_NOTICE, &(struct log_guest_ctx){ .vmid = g->vmid, .node = g->node,
-                                                       .op = id, .state = "selected" },
-                  "reap %s: selected idle guest %u ('%s'): %s", id, (unsigned)g->vmid,
-                  g->name ? g->name : "", ev);
+        ctx.op = id;
+        ctx.state = "selected";
+        log_guest(LOG_NOTICE, &ctx, "reap %s: selected idle guest %u ('%s'): %s", id,
+                  (unsigned)g->vmid, g->name ? g->name : "", ev);
         due_now(again(r, id), now);
         return 1;
 }
 
-/* Tag changes cost two calls each (config GET, PUT). A poll spends at most
- * half the interval on them, and always makes one: the rest wait for the
- * next poll, so marking a large fleet never holds up polls or the
- * watchdog, and still finishes. */
-struct tag_budget {
+/* Work with the API beyond the poll (tag changes, two calls each, and
+ * configuration reads, two or three): a poll spends at most half the
+ * interval on it, and always does one piece: the rest waits for the next
+ * poll, so a large fleet never holds up polls or the watchdog, and the
+ * work still finishes. */
+struct api_budget {
         uint64_t deadline;
-        unsigned changes, deferred;
+        unsigned done, deferred;
 };
 
-static bool tag_budget_take(struct tag_budget *b)
+static bool budget_take(struct api_budget *b)
 {
-        if (b->changes > 0 && now_monotonic_usec() >= b->deadline) {
+        if (b->done > 0 && now_monotonic_usec() >= b->deadline) {
                 b->deferred++;
                 return false;
         }
-        b->changes++;
+        b->done++;
         return true;
 }
 
-void reaper_cycle(struct reaper *r, struct observer *o, uint64_t now)
+/* Restores made by the CLI: cooldown applies at once. */
+static void refresh_journal(struct reaper *r)
 {
-        const struct config *c = r->c;
-        const struct guest_table *t = observer_table(o);
-        struct pve *p = observer_pve(o);
-        size_t n = guest_table_count(t), eligible = 0, idle = 0;
-        struct tag_budget budget = { .deadline = now_monotonic_usec() + c->interval_usec / 2 };
-        unsigned started = 0, hour;
-        int64_t now_s = now_epoch();
         char err[512] = "";
 
-        if (c->mode == REAP_MODE_OBSERVE || r->journal_error)
-                return;
-        /* Restores made by the CLI: cooldown applies at once. */
         if (journal_refresh(r->j, ops_apply, &r->ops, err, sizeof(err)) < 0 &&
             strcmp(err, r->last_refresh_error) != 0) {
                 log_error("journal: %s", err);
                 snprintf(r->last_refresh_error, sizeof(r->last_refresh_error), "%s", err);
         }
-        for (size_t i = 0; i < n; i++) {
-                const struct guest *g = guest_table_at(t, i);
-                int kind = g->verdict - 1;
+}
 
-                if (kind == VERDICT_IDLE || kind == VERDICT_ACTIVE)
-                        eligible++;
-                if (kind == VERDICT_IDLE)
-                        idle++;
+static enum verdict_kind verdict_of(const struct guest *g)
+{
+        /* g->verdict is the observer's: kind + 1, 0 before the first. */
+        return g->verdict ? (enum verdict_kind)(g->verdict - 1) : VERDICT_INSUFFICIENT;
+}
+
+/* When too many eligible guests look idle at once, the numbers are more
+ * likely broken than the fleet idle: act on none. */
+static void judge_breaker(struct reaper *r, const struct guest_table *t)
+{
+        const struct config *c = r->c;
+        size_t n = guest_table_count(t), eligible = 0, idle = 0;
+        char msg[256];
+
+        for (size_t i = 0; i < n; i++) {
+                enum verdict_kind k = verdict_of(guest_table_at(t, i));
+
+                eligible += k == VERDICT_IDLE || k == VERDICT_ACTIVE;
+                idle += k == VERDICT_IDLE;
         }
         r->breaker_open = eligible > 0 &&
                           (double)idle * 100.0 > c->breaker_percent * (double)eligible;
-        if (r->breaker_open) {
-                char msg[256];
-
-                snprintf(msg, sizeof(msg),
-                         "circuit breaker open: %zu of %zu eligible guests look idle (%.0f%% > %g%%), acting on none",
-                         idle, eligible, 100.0 * (double)idle / (double)eligible,
-                         c->breaker_percent);
-                if (strcmp(msg, r->breaker) != 0)
-                        log_warning("%s", msg);
-                snprintf(r->breaker, sizeof(r->breaker), "%s", msg);
-        } else {
+        if (!r->breaker_open) {
                 if (r->breaker[0])
                         log_notice("circuit breaker closed: %zu of %zu eligible guests idle", idle,
                                    eligible);
                 r->breaker[0] = '\0';
+                return;
         }
-        hour = reaps_last_hour(r, now_s);
-        for (size_t i = 0; i < n && !r->journal_error; i++) {
-                const struct guest *g = guest_table_at(t, i);
-                bool is_idle = g->verdict - 1 == VERDICT_IDLE;
-                bool tagged = g->tags && tags_contain(g->tags, TAG_IDLE);
-                bool use_marks = c->mode == REAP_MODE_MARK || c->grace_usec > 0;
-                struct mark *m = mark_find(r, g->vmid);
-                const char *why;
+        snprintf(msg, sizeof(msg),
+                 "circuit breaker open: %zu of %zu eligible guests look idle (%.0f%% > %g%%), acting on none",
+                 idle, eligible, 100.0 * (double)idle / (double)eligible, c->breaker_percent);
+        if (strcmp(msg, r->breaker) != 0)
+                log_warning("%s", msg);
+        snprintf(r->breaker, sizeof(r->breaker), "%s", msg);
+}
 
-                if (!is_idle) {
-                        /* One active window unmarks it. */
-                        if (tagged && g->verdict - 1 == VERDICT_ACTIVE && tag_budget_take(&budget))
-                                log_tag_change(g, "unmarked (active again)",
-                                               set_tag(p, g, TAG_IDLE, false), p);
-                        if (g->verdict - 1 == VERDICT_ACTIVE)
-                                mark_drop(r, g->vmid);
-                        continue;
-                }
-                if (r->breaker_open)
-                        continue;
-                why = blocked(r, g->vmid, g->node, now_s);
-                if (why && strcmp(why, "another reap runs on its node") != 0)
-                        continue;
-                if (use_marks) {
-                        if (m && m->cancelled)
-                                continue;
-                        if (!tagged) {
-                                if (m) {
-                                        /* We marked it; the tag is gone: an
-                                         * operator cancelled the reap. */
-                                        log_guest(LOG_NOTICE,
-                                                  &(struct log_guest_ctx){ .vmid = g->vmid,
-                                                                           .node = g->node },
-                                                  "guest %u: tag '%s' removed by someone, not reaping it",
-                                                  (unsigned)g->vmid, TAG_IDLE);
-                                        m->cancelled = true;
-                                        continue;
-                                }
-                                if (!tag_budget_take(&budget))
-                                        continue;
-                                int e = set_tag(p, g, TAG_IDLE, true);
+/* What the configuration of the guest at i says, read again when it was
+ * never read (it looks idle) or is older than CONF_TTL_USEC: status and
+ * mark mode then show why an idle guest cannot be reaped. Returns the
+ * guest's verdict kind, judged with it. */
+static enum verdict_kind judge_conf(struct observer *o, size_t i, struct api_budget *b,
+                                    uint64_t now)
+{
+        const struct guest *g = guest_table_at(observer_table(o), i);
+        enum verdict_kind k = verdict_of(g);
+        uint64_t read_usec = 0;
+        bool known = observer_conf(o, g->vmid, (enum guest_type)g->type, &read_usec) != NULL;
+        struct verdict v;
+        bool due;
 
-                                log_tag_change(g, "marked idle", e, p);
-                                if (e >= 0) {
-                                        (void)mark_add(r, g->vmid, now);
-                                        announce_mark(r, g);
-                                }
-                                continue;
-                        }
-                        /* Marked before (maybe by an earlier run): the grace
-                         * period counts from when this run saw it. */
-                        if (!m && !(m = mark_add(r, g->vmid, now)))
-                                continue;
-                        if (c->mode == REAP_MODE_MARK || now - m->since_usec < c->grace_usec)
-                                continue;
-                }
-                if (c->mode != REAP_MODE_REAP || why)
-                        continue;
-                if (started >= c->max_per_cycle || hour >= c->max_per_hour)
-                        continue;
-                if (select_guest(r, o, g, now) > 0) {
-                        started++;
-                        hour++;
-                        mark_drop(r, g->vmid);
-                }
+        if (k == VERDICT_ACTIVE && known) {
+                observer_forget_conf(o, g->vmid); /* read again when it is idle again */
+                return k;
         }
-        if (budget.deferred)
-                log_info("%u tag change(s) left for the next poll (%u made in this one)",
-                         budget.deferred, budget.changes);
+        if (known)
+                due = now - read_usec >= CONF_TTL_USEC && k != VERDICT_INSUFFICIENT;
+        else
+                due = k == VERDICT_IDLE;
+        if (!due || !budget_take(b))
+                return k;
+        /* On failure the poll's verdict stands; selection reads again. */
+        return observer_read_conf(o, i, now, &v) < 0 ? k : v.kind;
+}
+
+/* Reasons that come from the guest's configuration. */
+static bool excluded_by_conf(const struct observer *o, size_t i, uint64_t now)
+{
+        struct window_stats s;
+        struct verdict v;
+
+        observer_judge_at(o, i, now, &v, &s);
+        for (unsigned k = 0; v.kind == VERDICT_EXCLUDED && k < v.n_reasons; k++)
+                if (v.reasons[k].code >= REASON_PROTECTED && v.reasons[k].code <= REASON_PENDING)
+                        return true;
+        return false;
+}
+
+struct cycle {
+        struct api_budget budget;
+        unsigned started, hour;
+        int64_t now_s;
+        uint64_t now;
+};
+
+/* A guest that is not idle: a mark of ours goes when it is active again or
+ * its configuration rules it out (mark only what would be reaped). Never
+ * while a reap of it runs: a tag change there would change its digest. */
+static void unmark(struct reaper *r, struct observer *o, size_t i, enum verdict_kind k,
+                   struct cycle *cy)
+{
+        const struct guest *g = guest_table_at(observer_table(o), i);
+        bool tagged = g->tags && tags_contain(g->tags, TAG_IDLE);
+        bool conf = k == VERDICT_EXCLUDED && tagged && excluded_by_conf(o, i, cy->now);
+
+        if ((k != VERDICT_ACTIVE && !conf) ||
+            hold_of(r, g->vmid, g->node, cy->now_s) == HOLD_IN_FLIGHT)
+                return;
+        if (tagged && budget_take(&cy->budget))
+                log_tag_change(g, k == VERDICT_ACTIVE ? "unmarked (active again)"
+                                                      : "unmarked (its configuration rules it out)",
+                               set_tag(observer_pve(o), g, TAG_IDLE, false), observer_pve(o));
+        mark_drop(r, g->vmid);
+}
+
+/* Mark mode and the grace period: true when the guest may be selected
+ * now (reap mode, marked for the whole grace period). */
+static bool marked_long_enough(struct reaper *r, struct observer *o, const struct guest *g,
+                               struct cycle *cy)
+{
+        const struct config *c = r->c;
+        struct mark *m = mark_find(r, g->vmid);
+        struct log_guest_ctx ctx = { .vmid = g->vmid, .node = g->node };
+        int e;
+
+        if (m && m->cancelled)
+                return false;
+        if (g->tags && tags_contain(g->tags, TAG_IDLE)) {
+                /* Marked before (maybe by an earlier run): the grace
+                 * period counts from when this run saw it. */
+                if (!m && !(m = mark_add(r, g->vmid, cy->now)))
+                        return false;
+                return c->mode == REAP_MODE_REAP && cy->now - m->since_usec >= c->grace_usec;
+        }
+        if (m) {
+                /* We marked it; the tag is gone: an operator cancelled the reap. */
+                log_guest(LOG_NOTICE, &ctx, "guest %u: tag '%s' removed by someone, not reaping it",
+                          (unsigned)g->vmid, TAG_IDLE);
+                m->cancelled = true;
+                return false;
+        }
+        if (!budget_take(&cy->budget))
+                return false;
+        e = set_tag(observer_pve(o), g, TAG_IDLE, true);
+        log_tag_change(g, "marked idle", e, observer_pve(o));
+        if (e >= 0 && mark_add(r, g->vmid, cy->now))
+                announce_mark(r, g);
+        return false;
+}
+
+static void cycle_guest(struct reaper *r, struct observer *o, size_t i, struct cycle *cy)
+{
+        const struct config *c = r->c;
+        const struct guest *g = guest_table_at(observer_table(o), i);
+        enum verdict_kind k = judge_conf(o, i, &cy->budget, cy->now);
+        enum hold h;
+
+        if (k != VERDICT_IDLE) {
+                unmark(r, o, i, k, cy);
+                return;
+        }
+        h = hold_of(r, g->vmid, g->node, cy->now_s);
+        if (r->breaker_open || (h != HOLD_NONE && h != HOLD_NODE_BUSY))
+                return;
+        if ((c->mode == REAP_MODE_MARK || c->grace_usec > 0) && !marked_long_enough(r, o, g, cy))
+                return;
+        if (c->mode != REAP_MODE_REAP || h != HOLD_NONE || cy->started >= c->max_per_cycle ||
+            cy->hour >= c->max_per_hour)
+                return;
+        if (select_guest(r, o, i, cy->now) > 0) {
+                cy->started++;
+                cy->hour++;
+                mark_drop(r, g->vmid);
+        }
+}
+
+void reaper_cycle(struct reaper *r, struct observer *o, uint64_t now)
+{
+        const struct config *c = r->c;
+        struct cycle cy = { .budget = { .deadline = now_monotonic_usec() + c->interval_usec / 2 },
+                            .now_s = now_epoch(),
+                            .now = now };
+
+        if (c->mode == REAP_MODE_OBSERVE || r->journal_error)
+                return;
+        r->observer = o;
+        refresh_journal(r);
+        judge_breaker(r, observer_table(o));
+        cy.hour = reaps_last_hour(r, cy.now_s);
+        for (size_t i = 0; i < guest_table_count(observer_table(o)) && !r->journal_error; i++)
+                cycle_guest(r, o, i, &cy);
+        if (cy.budget.deferred)
+                log_info("%u tag change(s) or configuration read(s) left for the next poll (%u done in this one)",
+                         cy.budget.deferred, cy.budget.done);
 }
 
 /* --- lifecycle --- */
@@ -1240,6 +1595,7 @@ int reaper_new(const struct config *c, struct reaper **ret, char *err, size_t er
         if (!r)
                 return -ENOMEM;
         r->c = c;
+        r->marks = (struct vmid_map)VMID_MAP_INIT(struct mark);
         ops_init(&r->ops);
         e = journal_open(c->journal_file, JOURNAL_WRITE, ops_apply, &r->ops, &r->j, &scan, err,
                          errsz);
@@ -1270,7 +1626,7 @@ struct reaper *reaper_free(struct reaper *r)
                 return NULL;
         journal_close(r->j);
         ops_clear(&r->ops);
-        mark_table_free(&r->marks);
+        vmid_map_free(&r->marks);
         free(r);
         return NULL;
 }

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -235,7 +236,9 @@ static int tag_equals(const char *tag, size_t len, void *userdata)
 {
         const struct tag_want *want = userdata;
 
-        return want->len == len && strncmp(tag, want->tag, len) == 0;
+        /* Proxmox compares tags without regard to case (tag-style
+         * case-sensitive=0, the default). */
+        return want->len == len && strncasecmp(tag, want->tag, len) == 0;
 }
 
 bool tags_contain(const char *tags, const char *tag)

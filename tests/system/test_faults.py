@@ -485,7 +485,8 @@ def test_config_changed_before_the_first_step(lab):
     assert sim.faults()[0]["id"] == fid
     sim.event(VM, "set", field="maxmem", value=4 << 30)
     op = wait_op(lab, cfg, VM, {"aborted"})
-    assert op["reason"] == "its configuration changed since it was selected", op
+    assert op["reason"] == ("its configuration changed since it was selected: "
+                            "'memory' is '2048' when selected and '4096' now"), op
     first = ops_by_vmid(lab, cfg, VM)[0]
     assert first["state"] == "aborted"
     r = lab.cli("journal", "show", first["id"], "--json", config=cfg)

@@ -31,7 +31,7 @@ def test_slow_tag_changes_are_spread_over_polls(lab):
     marking = time.monotonic() - marking_since
     polls = len(cluster_requests(sim)) - polls_before
     assert polls >= N - 2, "%d polls while %d guests were marked in %.1fs" % (polls, N, marking)
-    assert d.count(r"tag change\(s\) left for the next poll") >= 1, d.log()
+    assert d.count(r"tag change\(s\) or configuration read\(s\) left for the next poll") >= 1, d.log()
     puts = [r for r in sim.requests() if r["method"] == "PUT"]
     assert len(puts) == N and len({r["path"] for r in puts}) == N
     # All busy again: unmarked the same way.

@@ -183,6 +183,7 @@ static void test_minimal_defaults(void **state)
         assert_int_equal(c->include_tags.n, 0);
         assert_int_equal(c->n_exclude_vmids, 0);
         assert_false(c->allow_ha);
+        assert_false(c->discard_snapshots);
         assert_int_equal(c->mode, REAP_MODE_OBSERVE);
         assert_string_equal(reap_mode_to_string(c->mode), "observe");
         assert_string_equal(c->status_file, "/run/proxreap/status.json");
@@ -231,6 +232,7 @@ static void test_every_key_set(void **state)
                 "};\n"
                 "reap = {\n"
                 "        mode = \"observe\";\n"
+                "        discard_snapshots = true;\n"
                 "};\n"
                 "status = {\n"
                 "        file = \"/tmp/proxreap-status.json\";\n"
@@ -264,9 +266,13 @@ static void test_every_key_set(void **state)
         assert_double_exact(c->net_kbps, 10.0);
         assert_double_exact(c->disk_kbps, 50.0);
         assert_double_exact(c->cpu_share, 0.97);
-        assert_int_equal(c->exclude_tags.n, 2);
+        /* proxreap-keep is always there: the list adds to it. */
+        assert_int_equal(c->exclude_tags.n, 3);
         assert_string_equal(c->exclude_tags.v[0], "keep");
         assert_string_equal(c->exclude_tags.v[1], "prod");
+        assert_string_equal(c->exclude_tags.v[2], "proxreap-keep");
+        assert_null(c->exclude_tags.v[3]);
+        assert_true(c->discard_snapshots);
         assert_int_equal(c->exclude_pools.n, 1);
         assert_string_equal(c->exclude_pools.v[0], "infra");
         assert_int_equal(c->include_tags.n, 1);
@@ -285,6 +291,38 @@ static void test_every_key_set(void **state)
 }
 
 /* --- error kinds, each with its exact FILE:LINE prefix --- */
+
+/* Tag lists: Proxmox's syntax, and proxreap-keep kept in any case. */
+static void test_tags(void **state)
+{
+        static const char *const bad[] = { "-bad", "sp ace", ".dot", "+plus", "semi;colon", "é" };
+        struct loaded l;
+
+        (void)state;
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+                for (int include = 0; include < 2; include++) {
+                        char *text = tu_strdupf(API "select = {\n"
+                                                    "        %s = [\"ok_1.a+b-c\", \"%s\"];\n"
+                                                    "};\n",
+                                                include ? "include_tags" : "exclude_tags", bad[i]);
+                        char *msg = tu_strdupf(
+                                "'select.%s': '%s' is not a Proxmox tag (letters, digits, '_', '-', '+', '.'; not starting with '-', '+' or '.')",
+                                include ? "include_tags" : "exclude_tags", bad[i]);
+
+                        expect_error_at(text, 7, msg);
+                        free(text);
+                        free(msg);
+                }
+        /* Already in the list (any case): not added twice. */
+        load_ok(API "select = {\n  exclude_tags = [\"Proxreap-Keep\", \"infra\"];\n};\n", &l);
+        assert_int_equal(l.c->exclude_tags.n, 2);
+        loaded_done(&l);
+        load_ok(API "select = {\n  exclude_tags = [];\n  include_tags = [\"lab\"];\n};\n", &l);
+        assert_int_equal(l.c->exclude_tags.n, 1);
+        assert_string_equal(l.c->exclude_tags.v[0], "proxreap-keep");
+        assert_int_equal(l.c->include_tags.n, 1);
+        loaded_done(&l);
+}
 
 static void test_syntax_error(void **state)
 {
@@ -1358,6 +1396,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_minimal_defaults),
                 cmocka_unit_test(test_every_key_set),
+                cmocka_unit_test(test_tags),
                 cmocka_unit_test(test_syntax_error),
                 cmocka_unit_test(test_unknown_key_and_group),
                 cmocka_unit_test(test_wrong_type),

@@ -373,6 +373,153 @@ static void test_excluded_tag(void **state)
         assert_kind(&v, VERDICT_IDLE);
 }
 
+/* Proxmox compares tags without regard to case; exclude_tags adds to
+ * proxreap-keep, never replaces it. */
+static void test_excluded_tag_any_case(void **state)
+{
+        struct config *c = load_config("select = {\n"
+                                       "        exclude_tags = [\"KEEP\"];\n"
+                                       "};\n");
+        struct guest_facts f = facts();
+
+        (void)state;
+        f.tags = "web;Proxreap-Keep";
+        expect_excluded(*state, &f, REASON_TAG, "proxreap-keep");
+        f.tags = "PROXREAP-KEEP";
+        expect_excluded(c, &f, REASON_TAG, "proxreap-keep");
+        f.tags = "keep";
+        expect_excluded(c, &f, REASON_TAG, "KEEP");
+        f.tags = "a,Keep b";
+        expect_excluded(c, &f, REASON_TAG, "KEEP");
+        config_free(c);
+}
+
+/* What the guest's configuration says, when it was read. */
+static void test_excluded_by_configuration(void **state)
+{
+        const struct config *c = *state;
+        struct config *discard = load_config("reap = {\n  discard_snapshots = true;\n};\n");
+        struct conf_facts cf = { 0 };
+        struct guest_facts f = facts();
+        struct window_stats s = stats(0.5, 100);
+        struct verdict v;
+
+        (void)state;
+        f.conf = &cf;
+        v = decide(c, &f, &s);
+        assert_kind(&v, VERDICT_IDLE);
+        cf.protection = true;
+        expect_excluded(c, &f, REASON_PROTECTED, NULL);
+        cf = (struct conf_facts){ 0 };
+        snprintf(cf.volume, sizeof(cf.volume), "disk scsi1 (local-lvm:vm-201-disk-1, 500G) is excluded from backup (backup=0)");
+        expect_excluded(c, &f, REASON_VOLUME, cf.volume);
+        v = decide(c, &f, &s);
+        assert_formatted(&v, "disk scsi1 (local-lvm:vm-201-disk-1, 500G) is excluded from backup (backup=0)");
+        cf = (struct conf_facts){ .snapshots = 2 };
+        snprintf(cf.snapshot_names, sizeof(cf.snapshot_names), "before-upgrade, test");
+        expect_excluded(c, &f, REASON_SNAPSHOTS, "before-upgrade, test");
+        v = decide(c, &f, &s);
+        assert_formatted(&v, "2 snapshots of its own (before-upgrade, test), which no archive keeps (reap.discard_snapshots)");
+        /* An admin who accepts losing them. */
+        v = decide(discard, &f, &s);
+        assert_kind(&v, VERDICT_IDLE);
+        cf = (struct conf_facts){ .pending = true };
+        expect_excluded(c, &f, REASON_PENDING, NULL);
+        config_free(discard);
+}
+
+/* The re-checks (selection, shutdown, verify, destroy) call the same
+ * rules: each exclusion added to a guest after it was selected stops the
+ * reap at every point, whether or not the point looks at its numbers. */
+static void test_recheck_every_rule_at_every_point(void **state)
+{
+        struct config *c = load_config2("        types = [\"lxc\"];\n",
+                                        "select = {\n"
+                                        "        exclude_pools = [\"infra\"];\n"
+                                        "        exclude_vmids = [\"900-999\"];\n"
+                                        "        include_tags = [\"lab\"];\n"
+                                        "};\n");
+        const struct live_numbers quiet = { .cpu_percent = 0.5, .mem_mb = 100 };
+        enum rule { R_TEMPLATE, R_LOCK, R_HA, R_TAG, R_NOT_INCLUDED, R_POOL, R_VMID, R_NODE,
+                    R_TYPE, R_PROTECTED, R_VOLUME, R_SNAPSHOTS, R_PENDING, R_MAX };
+        static const enum reason_code want[R_MAX] = {
+                REASON_TEMPLATE, REASON_LOCKED,   REASON_HA,         REASON_TAG,
+                REASON_NOT_INCLUDED, REASON_POOL, REASON_VMID_RANGE, REASON_NODE_SCOPE,
+                REASON_TYPE_SCOPE, REASON_PROTECTED, REASON_VOLUME, REASON_SNAPSHOTS,
+                REASON_PENDING,
+        };
+
+        /* Selection: running, its window decided; shutdown: running and
+         * quiet right now; verify and destroy: stopped by proxreap, which
+         * is the saga's business there (no status given). */
+        static const struct {
+                const char *status;
+                bool numbers;
+        } points[] = { { "running", false }, { "running", true }, { NULL, false } };
+
+        (void)state;
+        for (int rule = 0; rule < R_MAX; rule++)
+                for (size_t at = 0; at < ELEMENTSOF(points); at++) {
+                        const struct live_numbers *n = points[at].numbers ? &quiet : NULL;
+                        struct conf_facts cf = { 0 };
+                        struct guest_facts f = facts();
+                        struct verdict v;
+
+                        f.type = GUEST_LXC;
+                        f.tags = "lab";
+                        f.conf = &cf;
+                        f.status = points[at].status;
+                        policy_recheck(c, &f, n, &v);
+                        assert_kind(&v, VERDICT_IDLE);
+                        switch ((enum rule)rule) {
+                        case R_TEMPLATE: f.template = true; break;
+                        case R_LOCK: f.lock = "backup"; break;
+                        case R_HA: f.hastate = "started"; break;
+                        case R_TAG: f.tags = "lab;Proxreap-Keep"; break;
+                        case R_NOT_INCLUDED: f.tags = "web"; break;
+                        case R_POOL: f.pool = "infra"; break;
+                        case R_VMID: f.vmid = 950; break;
+                        case R_NODE: f.node = "pve2"; break;
+                        case R_TYPE: f.type = GUEST_QEMU; break;
+                        case R_PROTECTED: cf.protection = true; break;
+                        case R_VOLUME: strcpy(cf.volume, "unused volume unused0 (x) is not in any archive"); break;
+                        case R_SNAPSHOTS: cf.snapshots = 1; break;
+                        case R_PENDING: cf.pending = true; break;
+                        case R_MAX: break;
+                        }
+                        policy_recheck(c, &f, n, &v);
+                        assert_kind(&v, VERDICT_EXCLUDED);
+                        if (!find_reason(&v, want[rule]))
+                                fail_msg("rule %d at point %zu: no reason '%s'", rule, at,
+                                         reason_code_to_string(want[rule]));
+                }
+        config_free(c);
+}
+
+/* At the shutdown the numbers of the moment count too; a guest that is
+ * no longer running is excluded there. */
+static void test_recheck_numbers_now(void **state)
+{
+        const struct config *c = *state;
+        struct guest_facts f = facts();
+        struct live_numbers n = { .cpu_percent = 12, .mem_mb = 100 };
+        struct verdict v;
+
+        policy_recheck(c, &f, &n, &v);
+        assert_kind(&v, VERDICT_ACTIVE);
+        assert_formatted(&v, "cpu now 12.00% >= 5%");
+        n = (struct live_numbers){ .cpu_percent = 1, .mem_mb = 2048 };
+        policy_recheck(c, &f, &n, &v);
+        assert_formatted(&v, "mem now 2048 MiB >= 1024 MiB");
+        n.mem_mb = 1023.9;
+        policy_recheck(c, &f, &n, &v);
+        assert_kind(&v, VERDICT_IDLE);
+        f.status = "stopped";
+        policy_recheck(c, &f, &n, &v);
+        assert_kind(&v, VERDICT_EXCLUDED);
+        assert_formatted(&v, "not running (status 'stopped')");
+}
+
 static void test_excluded_not_included(void **state)
 {
         struct config *c = load_config("select = {\n"
@@ -846,6 +993,9 @@ static void test_quoted_reasons_match_printf(void **state)
                 { REASON_NODE_SCOPE, "not in scope (node '%s')" },
                 { REASON_TYPE_SCOPE, "not in scope (type %s)" },
                 { REASON_NO_DATA, "no data in the last poll (status '%s')" },
+                { REASON_PROTECTED, "protected (protection=1)" },
+                { REASON_VOLUME, "%s" },
+                { REASON_PENDING, "pending configuration changes, which no archive keeps" },
         };
         static const char *texts[] = { "stopped", "", "backup", "a-rather-long-value-0123456789" };
 
@@ -884,6 +1034,9 @@ static void test_names(void **state)
         assert_string_equal(reason_code_to_string(REASON_NOT_RUNNING), "not-running");
         assert_string_equal(reason_code_to_string(REASON_HA), "ha-managed");
         assert_string_equal(reason_code_to_string(REASON_DISK), "disk");
+        assert_string_equal(reason_code_to_string(REASON_VOLUME), "volume");
+        assert_string_equal(reason_code_to_string(REASON_SNAPSHOTS), "snapshots");
+        assert_string_equal(reason_code_to_string(REASON_MEM_NOW), "mem-now");
         assert_string_equal(reason_code_to_string((enum reason_code)99), "unknown");
 }
 
@@ -982,6 +1135,10 @@ int main(void)
                 T(test_excluded_lock),
                 T(test_excluded_ha),
                 T(test_excluded_tag),
+                T(test_excluded_tag_any_case),
+                T(test_excluded_by_configuration),
+                T(test_recheck_every_rule_at_every_point),
+                T(test_recheck_numbers_now),
                 T(test_excluded_not_included),
                 T(test_excluded_pool),
                 T(test_excluded_vmid),

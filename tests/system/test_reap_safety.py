@@ -1,0 +1,259 @@
+"""Reap safety: nothing is destroyed that the archive does not hold, and
+never another guest (issue 13).
+
+Each test makes the simulator misbehave the way a real cluster can (a disk
+vzdump skips, a guest changed or replaced between two steps, an archive
+that holds another guest, a listing that names another vmid) and asserts:
+  - no DELETE of the guest was sent;
+  - the guest ends untouched or running again (a guest that took over the
+    vmid is left exactly as its creator left it);
+  - the journal records why (the reason proxreap printed);
+  - the invariants of conftest.check_invariants.
+"""
+
+import pytest
+
+from conftest import check_invariants, guest, wait_until
+from test_reap import IDLE, OBSERVE, REAP, healthy, ops_by_vmid, sim_of, wait_op, writes
+
+VM = 201
+
+
+def destroys(sim, vmid=VM):
+    return [w for w in writes(sim, vmid) if w.startswith("DELETE")]
+
+
+def config_of(sim, gtype, vmid, node="pve1", current=True):
+    r = sim.api("GET", "/nodes/%s/%s/%d/config" % (node, gtype, vmid),
+                {"current": 1} if current else None)
+    assert r.status == 200, (r.status, r.reason)
+    return r.json["data"]
+
+
+def start(lab, guests, faults=None, **reap):
+    sim = sim_of(lab, guests, faults=faults or [])
+    r = dict(REAP)
+    r.update(reap)
+    cfg = lab.config(sim, observe=OBSERVE, reap=r)
+    return sim, cfg, lab.daemon(cfg)
+
+
+def finish(lab, sim, cfg, d):
+    assert d.stop() == 0, d.log()
+    check_invariants(lab, sim, cfg)
+
+
+# ---------------------------------------------------------------- what no archive holds
+
+UNREAPABLE = [
+    ("backup0", dict(config={"scsi1": "local-lvm:vm-201-disk-1,backup=0,size=500G"}),
+     "disk scsi1 (local-lvm:vm-201-disk-1, 500G) is excluded from backup (backup=0)"),
+    ("unused", dict(config={"unused0": "local-lvm:vm-201-disk-2"}),
+     "unused volume unused0 (local-lvm:vm-201-disk-2) is not in any archive: "
+     "vzdump never archives unused volumes"),
+    ("lxc-mp", dict(type="lxc", config={"mp0": "local-lvm:vm-201-disk-1,mp=/data,size=100G"}),
+     "mount point mp0 (local-lvm:vm-201-disk-1, 100G) is excluded from backup "
+     "(backup=1 is not set)"),
+    ("snapshot", dict(snapshots=[{"name": "before-upgrade", "description": "a user's own"}]),
+     "1 snapshot of its own (before-upgrade), which no archive keeps (reap.discard_snapshots)"),
+    ("pending", dict(pending={"memory": "4096"}),
+     "pending configuration changes, which no archive keeps"),
+]
+
+
+@pytest.mark.parametrize("kind,spec,reason", UNREAPABLE, ids=[u[0] for u in UNREAPABLE])
+def test_guest_an_archive_would_not_hold_is_never_reaped(lab, kind, spec, reason):
+    """The guest is idle, but an archive would not hold all of it: never
+    selected, and plan, status and the log say which volume and why."""
+    g = guest(VM, "data-vm", **IDLE, **spec)
+    sim, cfg, d = start(lab, [g, guest(202, "plain", **IDLE)], max_per_cycle=2)
+    # The plain guest is reaped: the daemon did select what it could.
+    wait_op(lab, cfg, 202, {"reaped"})
+    d.wait_log(r"guest %d \('data-vm'.*is now excluded: %s" % (VM, reason.replace("(", r"\(")
+                                                                 .replace(")", r"\)")))
+    st = d.wait_status(lambda s: any(x["vmid"] == VM and x["verdict"] == "excluded"
+                                     for x in s["guests"]), what="the guest excluded")
+    mine = [x for x in st["guests"] if x["vmid"] == VM][0]
+    assert reason in mine["reasons"], mine
+    healthy(d, more=3)
+    assert ops_by_vmid(lab, cfg, VM) == []
+    assert writes(sim, VM) == [], "nothing sent for the guest"
+    assert sim.guest(VM)["status"] == "running"
+    finish(lab, sim, cfg, d)
+    # plan judges it the same way (observe mode, one window).
+    plan = lab.plan(lab.config(sim, name="plan.conf", observe=OBSERVE))
+    assert plan[VM]["verdict"] == "excluded", plan[VM]
+    assert reason in plan[VM]["reasons"], plan[VM]
+
+
+def test_snapshots_reaped_when_the_admin_accepts_losing_them(lab):
+    g = guest(VM, "snappy", **IDLE, snapshots=[{"name": "old", "description": "mine"}])
+    sim, cfg, d = start(lab, [g], discard_snapshots=True)
+    op = wait_op(lab, cfg, VM, {"reaped"})
+    assert op["state"] == "reaped"
+    # Sent without destroy-unreferenced-disks: a disk its configuration does
+    # not name is in no archive.
+    dels = [r for r in sim.requests() if r["method"] == "DELETE" and r["path"].endswith("/%d" % VM)]
+    assert len(dels) == 1 and dict(dels[0]["body"] or {}, **dels[0]["query"]) == {"purge": "1"}, dels
+    gone = sim.history(event="destroy", vmid=VM)[0]
+    assert gone["unreferenced"] in (False, 0, None)
+    finish(lab, sim, cfg, d)
+
+
+def test_mark_mode_marks_only_what_would_be_reaped(lab):
+    """Mark mode tags the guest an archive can hold, not the one with a
+    backup=0 disk, and takes its tag off once its configuration rules it
+    out."""
+    bad = guest(VM, "half", **IDLE, config={"scsi1": "local-lvm:vm-201-disk-1,backup=0,size=8G"})
+    ok = guest(202, "whole", **IDLE)
+    tagged = guest(203, "was-marked", **IDLE, tags="proxreap-idle",
+                   config={"unused0": "local-lvm:vm-203-disk-7"})
+    sim = sim_of(lab, [bad, ok, tagged])
+    cfg = lab.config(sim, observe=OBSERVE, reap={"mode": "mark", "breaker_percent": 100})
+    d = lab.daemon(cfg)
+    wait_until(lambda: "proxreap-idle" in (sim.guest(202)["tags"] or ""), message="202 marked")
+    d.wait_log(r"unmarked \(its configuration rules it out\) guest 203")
+    healthy(d, more=3)
+    assert "proxreap-idle" not in (sim.guest(VM)["tags"] or "")
+    assert "proxreap-idle" not in (sim.guest(203)["tags"] or "")
+    assert writes(sim, VM) == []
+    assert d.stop() == 0
+
+
+# ---------------------------------------------------------------- the guest changes after vzdump
+
+def test_config_changed_right_after_vzdump(lab):
+    """Memory changed between the archive and its verification: the archive
+    no longer holds the guest as it is. Called off, the guest runs again."""
+    after = {"kind": "after_task", "type": "^vzdump$", "vmid": VM, "count": 1,
+             "events": [{"action": "set", "field": "config", "value": {"memory": "4096"}}]}
+    sim, cfg, d = start(lab, [guest(VM, "edited", **IDLE)], faults=[after])
+    op = wait_op(lab, cfg, VM, {"aborted"})
+    assert op["reason"].startswith("its configuration changed since it was selected: "
+                                   "'memory' is '2048' when selected and '4096' now"), op
+    assert destroys(sim) == []
+    wait_until(lambda: sim.guest(VM)["status"] == "running", message="started again")
+    assert "proxreap-failed" in sim.guest(VM)["tags"]
+    finish(lab, sim, cfg, d)
+
+
+def test_vmid_recreated_as_a_new_guest_right_after_vzdump(lab):
+    """The guest is deleted and a new one created under its vmid right
+    after vzdump: the new guest is not destroyed, not started, not tagged."""
+    new = {"vmid": VM, "type": "qemu", "node": "pve1", "name": "someone-elses", "status": "stopped",
+           "workload": {"kind": "constant", "cpu": 0.01, "mem_mb": 100}}
+    after = {"kind": "after_task", "type": "^vzdump$", "vmid": VM, "count": 1,
+             "events": [{"action": "delete"}, {"action": "create", "guest": new, "replace": True}]}
+    sim, cfg, d = start(lab, [guest(VM, "original", **IDLE)], faults=[after])
+    op = wait_op(lab, cfg, VM, {"aborted"})
+    assert "vmid %d now holds another guest" % VM in op["reason"], op
+    assert op["reason"].endswith("the vmid now holds another guest, which proxreap left alone"), op
+    assert destroys(sim) == []
+    g = sim.guest(VM)
+    assert g["name"] == "someone-elses" and g["status"] == "stopped" and not g["tags"], g
+    # Nothing written to the new guest after it appeared.
+    assert [w for w in writes(sim, VM) if "/status/start" in w or w.startswith("PUT")] == []
+    healthy(d)
+    finish(lab, sim, cfg, d)
+
+
+def test_exclusion_added_mid_saga_stops_it(lab):
+    """An operator tags the guest proxreap-keep (in another case) while it is
+    archived: the re-check at verify sees it; nothing is destroyed and the
+    guest runs again."""
+    after = {"kind": "after_task", "type": "^vzdump$", "vmid": VM, "count": 1,
+             "events": [{"action": "set", "field": "tags", "value": "Proxreap-Keep"}]}
+    sim, cfg, d = start(lab, [guest(VM, "keep-me", **IDLE)], faults=[after])
+    op = wait_op(lab, cfg, VM, {"aborted"})
+    # The tag changed the digest too: either reason names the change.
+    assert "'tags'" in op["reason"] or "opt-out tag" in op["reason"], op
+    assert destroys(sim) == []
+    wait_until(lambda: sim.guest(VM)["status"] == "running", message="started again")
+    finish(lab, sim, cfg, d)
+
+
+@pytest.mark.parametrize("field,value,select,reason", [
+    ("pool", "infra", {"exclude_pools": ["infra"]}, "it is excluded now: excluded pool 'infra'"),
+    ("ha", True, {}, "it is excluded now: HA-managed (state 'started'; set select.allow_ha to include)"),
+], ids=["pool", "ha"])
+def test_rule_that_leaves_the_config_alone_added_mid_saga(lab, field, value, select, reason):
+    """A pool or an HA resource does not change the guest's configuration
+    digest: the policy's own rules, checked again at verify, stop the reap."""
+    after = {"kind": "after_task", "type": "^vzdump$", "vmid": VM, "count": 1,
+             "events": [{"action": "set", "field": field, "value": value}]}
+    sim = sim_of(lab, [guest(VM, "moved", **IDLE)], faults=[after])
+    cfg = lab.config(sim, observe=OBSERVE, reap=REAP, select=select)
+    d = lab.daemon(cfg)
+    op = wait_op(lab, cfg, VM, {"aborted"})
+    assert op["reason"].startswith(reason), op
+    assert destroys(sim) == []
+    healthy(d)
+    finish(lab, sim, cfg, d)
+
+
+# ---------------------------------------------------------------- the archive is not this guest's
+
+def test_extractconfig_answers_another_guests_config(lab):
+    other = {"kind": "rewrite", "path": "/vzdump/extractconfig$",
+             "pattern": r"name: victim", "repl": "name: another-guest"}
+    sim, cfg, d = start(lab, [guest(VM, "victim", **IDLE)], faults=[other])
+    op = wait_op(lab, cfg, VM, {"aborted"})
+    assert op["reason"].startswith("the archive holds another configuration: 'name' is 'victim' "
+                                   "in the guest and 'another-guest' in the archive"), op
+    assert destroys(sim) == []
+    wait_until(lambda: sim.guest(VM)["status"] == "running", message="started again")
+    finish(lab, sim, cfg, d)
+
+
+def test_archive_without_a_disk_of_the_guest(lab):
+    """An archive whose configuration names the disk but does not hold it
+    (no #qmdump#map line)."""
+    drop = {"kind": "rewrite", "path": "/vzdump/extractconfig$",
+            "pattern": r"#qmdump#map:scsi1:[^\\]*\\n", "repl": ""}
+    g = guest(VM, "two-disks", **IDLE, config={"scsi1": "local-lvm:vm-201-disk-1,size=8G"})
+    sim, cfg, d = start(lab, [g], faults=[drop])
+    op = wait_op(lab, cfg, VM, {"aborted"})
+    assert op["reason"].startswith("the archive does not hold disk scsi1 (local-lvm:vm-201-disk-1)"), op
+    assert destroys(sim) == []
+    finish(lab, sim, cfg, d)
+
+
+def test_listing_names_another_vmids_volume(lab):
+    other = {"kind": "rewrite", "path": "/storage/local/content$",
+             "pattern": r"vzdump-qemu-%d-" % VM, "repl": "vzdump-qemu-999-"}
+    sim, cfg, d = start(lab, [guest(VM, "victim", **IDLE)], faults=[other])
+    op = wait_op(lab, cfg, VM, {"aborted"})
+    assert op["reason"].startswith("the archive listing names 'local:backup/vzdump-qemu-999-"), op
+    assert "which is not an archive of qemu %d on 'local'" % VM in op["reason"], op
+    assert destroys(sim) == []
+    wait_until(lambda: sim.guest(VM)["status"] == "running", message="started again")
+    finish(lab, sim, cfg, d)
+
+
+# ---------------------------------------------------------------- tags
+
+def test_opt_out_tags_in_any_case(lab):
+    """Proxmox compares tags without regard to case; exclude_tags adds to
+    proxreap-keep."""
+    sim = sim_of(lab, [guest(VM, "a", **IDLE, tags="Proxreap-Keep"),
+                       guest(202, "b", **IDLE, tags="web;KEEP"),
+                       guest(203, "c", **IDLE, tags="web")])
+    cfg = lab.config(sim, observe=OBSERVE, reap=dict(REAP, max_per_cycle=3),
+                     select={"exclude_tags": ["keep"]})
+    d = lab.daemon(cfg)
+    wait_op(lab, cfg, 203, {"reaped"})
+    healthy(d, more=3)
+    st = d.status()
+    by = {x["vmid"]: x for x in st["guests"]}
+    assert by[VM]["verdict"] == "excluded" and by[202]["verdict"] == "excluded", by
+    assert by[VM]["reasons"] == ["opt-out tag 'proxreap-keep'"]
+    assert by[202]["reasons"] == ["opt-out tag 'keep'"]
+    assert writes(sim, VM) == [] and writes(sim, 202) == []
+    finish(lab, sim, cfg, d)
+
+
+def test_check_config_reports_bad_tags(lab):
+    cfg = lab.config(None, select={"exclude_tags": ["ok", "-bad"]})
+    r = lab.cli("check-config", config=cfg)
+    assert r.returncode == 2
+    assert "'select.exclude_tags': '-bad' is not a Proxmox tag" in r.stderr, r.stderr
