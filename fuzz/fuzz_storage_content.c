@@ -22,7 +22,9 @@ static void check_search(json_t *d, uint32_t vmid, const char *marker, int64_t m
         int r;
 
         memset(&b, 0xa5, sizeof(b));
-        r = pve_decode_backup_list(d, vmid, marker, min_ctime, &b);
+        r = pve_decode_backup_list(
+                d, &(struct pve_backup_query){ .vmid = vmid, .marker = marker, .min_ctime = min_ctime },
+                &b);
         fuzz_check(r == 0 || r == -ENOENT || r == -EBADMSG, "result %d", r);
         fuzz_check(r != -EBADMSG || !json_is_array(d), "a list refused");
         if (r < 0)

@@ -22,9 +22,11 @@
  * too (qemu-server destroy_vm, pve-container destroy_lxc_container), so a
  * guest is reapable only when an archive holds every volume it lists.
  *
+ * A volume line proxreap cannot read is classified as not archived: it
+ * cannot vouch for it.
+ *
  * Nothing here does I/O but guestconf_read(), which fetches what the
- * decisions need (GET config twice, and the snapshot list when there is
- * one).
+ * decisions need (GET config twice, and the snapshot list).
  */
 #ifndef PROXREAP_GUESTCONF_H
 #define PROXREAP_GUESTCONF_H
@@ -55,13 +57,14 @@ struct guest_conf {
         /* From an archive: the qemu devices its "#qmdump#map" lines name
          * (the disks it really holds); NULL for a live configuration. */
         json_t *map;
+        bool raw_lxc; /* lxc.* keys: only root may restore them */
 };
 
 /* From a JSON object (GET .../config, or fields journaled by
  * guestconf_fields_json()). Scalars become strings: integers in decimal,
  * booleans 0/1, reals exactly (compared as numbers); "digest" and
- * non-scalar values (lxc raw keys) are left out. -EBADMSG: not an object,
- * or a volume that cannot be parsed (err says which). */
+ * non-scalar values (lxc raw keys) are left out. -EBADMSG: not an object
+ * (err says so). */
 int guestconf_from_json(enum guest_type t, json_t *config, struct guest_conf *ret, char *err,
                         size_t errsz);
 /* From the text of an archive's configuration (qemu-server.conf or
@@ -95,11 +98,18 @@ int guestconf_compare(const struct guest_conf *want, const char *want_name,
 int guestconf_check_archive(const struct guest_conf *pinned, const struct guest_conf *archive,
                             char *why, size_t size);
 
-/* Could got be a different guest under the same vmid (deleted and
- * created again)? True when a field only a new guest changes differs:
- * the SMBIOS uuid, vmgenid, creation time (meta ctime) or a network MAC
- * address present on both sides. A configuration edit keeps them. */
-bool guestconf_replaced(const struct guest_conf *pinned, const struct guest_conf *got);
+/* Is got the guest pinned, under the same vmid, or another one (deleted
+ * and created again)? The SMBIOS uuid, vmgenid, creation time (meta
+ * ctime) and network MAC addresses are what a configuration edit keeps
+ * and a new guest changes; the name must agree too (a MAC can be copied).
+ * OTHER: one of them differs; SAME: they agree and at least one is on
+ * both sides; UNSURE: nothing to tell (an lxc without network). */
+enum guest_identity {
+        IDENTITY_SAME,
+        IDENTITY_OTHER,
+        IDENTITY_UNSURE,
+};
+enum guest_identity guestconf_identity(const struct guest_conf *pinned, const struct guest_conf *got);
 
 /* What the configuration means for policy (conf_facts, policy.h). The
  * pending view is GET config without current=1 (pending changes applied);
@@ -113,10 +123,9 @@ bool guestconf_snapshot_is_ours(const char *name, const char *description);
 #define GUESTCONF_SNAPSHOT_DESCRIPTION "taken by proxreap before reap "
 
 /* Everything the decisions need from the live guest: the current
- * configuration (ret_conf, optional; guestconf_done() it), its digest and
- * its facts. Three calls at most: GET config with current=1 and without,
- * and the snapshot list when the configuration has a parent. Errors as
- * pve_api (-ENOENT: the guest is not on node). */
+ * configuration, its digest, tags, lock and facts. Three calls: GET config
+ * with current=1 and without, and the snapshot list. Errors as pve_api
+ * (-ENOENT: the guest is not on node). */
 struct guest_reading {
         struct guest_conf conf;
         char digest[64];

@@ -13,9 +13,12 @@
  *             identity: what every later step compares it with)
  *   intent    step [snapname | target vmid node storage]  (before the call)
  *   task      step upid                                  (the call's answer)
- *   done      step [exitstatus] [skipped] [digest] [volid size ctime config]
+ *   done      step [exitstatus] [failed] [skipped] [digest] [volid size ctime
+ *             config]   (start: failed = the compensating start did not
+ *             work; it is tried again)
  *             (snapshot: digest is the guest's after proxreap's own
  *             snapshot, which changes it and nothing else)
+ *   moved     node             (the guest was found on another node)
  *   failing   step reason      (compensation starts)
  *   aborted   reason           (terminal)
  *   reaped    freed_disk freed_mem freed_cpu (terminal)
@@ -90,6 +93,7 @@ struct op {
         int64_t intent_ts;
         bool stopped_by_us; /* a shutdown was sent: compensation starts it again */
         bool started_again;
+        unsigned start_failures; /* compensating starts that did not work */
         char snapname[48];
         char exitstatus[512];
 
@@ -127,6 +131,10 @@ struct op {
                  * poll completed after it, so the re-check sees the
                  * guest's pool and scope as they are now */
                 uint64_t verified_usec;
+                /* monotonic: when the guest was found missing on its node
+                 * (0: it was not); a poll completed after it tells where
+                 * it went */
+                uint64_t missing_usec;
         } run;
 };
 

@@ -42,7 +42,7 @@ enum reason_code {
         REASON_TYPE_SCOPE,
         /* excluded by what the guest's configuration says */
         REASON_PROTECTED,
-        REASON_VOLUME,
+        REASON_UNKEPT,
         REASON_SNAPSHOTS,
         REASON_PENDING,
         /* insufficient data */
@@ -85,7 +85,9 @@ struct conf_facts {
         bool pending; /* pending changes, which an archive leaves out */
         unsigned snapshots; /* its own (proxreap's snapshots not counted) */
         char snapshot_names[128]; /* ", "-joined, cut with "..." */
-        char volume[256]; /* the first volume no archive would hold and why; "" if none */
+        /* What a reap would not keep, and why: the first volume no archive
+         * holds, or what a restore would lose; "" if nothing. */
+        char unkept[256];
 };
 
 /* What policy needs to know about a guest right now. */

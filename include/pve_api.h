@@ -79,10 +79,20 @@ struct pve_backup {
         int64_t ctime;
         bool protected;
 };
-/* The newest backup of vmid in a storage content list whose notes contain
- * marker (first line; NULL: any) and whose ctime >= min_ctime. -ENOENT. */
-int pve_decode_backup_list(json_t *data, uint32_t vmid, const char *marker, int64_t min_ctime,
+/* Which backup a storage content list is searched for. */
+struct pve_backup_query {
+        uint32_t vmid;
+        const char *marker; /* its notes (first line) contain this; NULL: any */
+        const char *name; /* its volid is STORAGE:backup/NAME; NULL: any */
+        int64_t min_ctime;
+};
+/* The newest backup of the list that q describes. -ENOENT. */
+int pve_decode_backup_list(json_t *data, const struct pve_backup_query *q,
                            struct pve_backup *ret);
+
+/* The storage of a volume or volume spec: "local-lvm:vm-101-disk-0,size=8G"
+ * -> "local-lvm"; "" for a path or a spec without one. */
+void pve_volume_storage(const char *spec, char *buf, size_t size);
 
 /* volid names an archive of this guest (type, vmid) on storage, by
  * vzdump's naming: STORAGE:backup/vzdump-qemu-104-2026_... on file
@@ -116,6 +126,11 @@ int pve_create_guest(struct pve *p, enum guest_type t, const char *node,
 
 /* Status of a task, asked of the node named in the UPID. */
 int pve_task_status(struct pve *p, const char *upid, struct pve_task_status *ret);
+/* The archive a vzdump task says it created ("creating vzdump archive
+ * '...'"), as its volid names it after STORAGE:backup/. -ENOENT: none.
+ * pve_decode_archive_name() reads it from a task log answer. */
+int pve_task_archive_name(struct pve *p, const char *upid, char *buf, size_t size);
+int pve_decode_archive_name(json_t *log, char *buf, size_t size);
 /* Aborts a running task (a hung one). */
 int pve_task_abort(struct pve *p, const char *upid);
 /* The newest task for vmid on node of one of the types (NULL-terminated)
@@ -126,8 +141,8 @@ int pve_find_task(struct pve *p, const char *node, uint32_t vmid, const char *co
 
 int pve_storage_status(struct pve *p, const char *node, const char *storage,
                        struct pve_storage_status *ret);
-int pve_find_backup(struct pve *p, const char *node, const char *storage, uint32_t vmid,
-                    const char *marker, int64_t min_ctime, struct pve_backup *ret);
+int pve_find_backup(struct pve *p, const char *node, const char *storage,
+                    const struct pve_backup_query *q, struct pve_backup *ret);
 /* The guest configuration stored in an archive (caller frees). */
 int pve_extract_config(struct pve *p, const char *node, const char *volid, char **ret);
 

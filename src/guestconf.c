@@ -35,33 +35,37 @@ static int parse_bool_text(const char *s)
         return -1;
 }
 
-/* One "key=value" or bare value of a property string, at most n bytes. */
+/* One "key=value" or bare value of a property string, n bytes: only the
+ * options that decide what happens to the volume are read. */
 static int prop_part(struct prop *p, const char *s, size_t n)
 {
         const char *eq = memchr(s, '=', n);
-        char val[256];
         size_t klen = eq ? (size_t)(eq - s) : 0;
         size_t vlen = eq ? n - klen - 1 : n;
+        const char *val = eq ? eq + 1 : s;
+        char word[8];
 
-        if (vlen >= sizeof(val))
-                return -EBADMSG;
-        memcpy(val, eq ? eq + 1 : s, vlen);
-        val[vlen] = '\0';
         if (!eq || (klen == 4 && strncmp(s, "file", 4) == 0) ||
             (klen == 6 && strncmp(s, "volume", 6) == 0)) {
-                if (p->volume[0])
-                        return -EBADMSG; /* two volumes */
-                snprintf(p->volume, sizeof(p->volume), "%s", val);
+                if (p->volume[0] || vlen == 0 || vlen >= sizeof(p->volume))
+                        return -EBADMSG; /* two volumes, none, or too long to name */
+                memcpy(p->volume, val, vlen);
+                p->volume[vlen] = '\0';
         } else if (klen == 4 && strncmp(s, "size", 4) == 0) {
                 if (vlen >= sizeof(p->size_text))
                         return -EBADMSG;
-                memcpy(p->size_text, val, vlen + 1);
+                memcpy(p->size_text, val, vlen);
+                p->size_text[vlen] = '\0';
         } else if (klen == 6 && strncmp(s, "backup", 6) == 0) {
-                p->backup = parse_bool_text(val);
+                if (vlen >= sizeof(word))
+                        return -EBADMSG;
+                memcpy(word, val, vlen);
+                word[vlen] = '\0';
+                p->backup = parse_bool_text(word);
                 if (p->backup < 0)
                         return -EBADMSG;
         } else if (klen == 5 && strncmp(s, "media", 5) == 0)
-                p->cdrom = strcmp(val, "cdrom") == 0;
+                p->cdrom = vlen == 5 && strncmp(val, "cdrom", 5) == 0;
         return 0;
 }
 
@@ -197,20 +201,18 @@ static const char *archive_rule(const struct guest_conf *c, enum key_kind k, con
         return NULL;
 }
 
-static int add_volume(struct guest_conf *c, const char *key, enum key_kind k, const char *value,
-                      char *err, size_t errsz)
+static int add_volume(struct guest_conf *c, const char *key, enum key_kind k, const char *value)
 {
         struct guest_volume *v, *grown;
         struct prop p;
-        bool skip;
+        bool skip = false, parsed;
         const char *why;
 
-        if (prop_parse(value, &p) < 0 ||
-            (p.size_text[0] && parse_size(p.size_text, &(uint64_t){ 0 }) < 0)) {
-                snprintf(err, errsz, "cannot parse '%s: %s'", key, value);
-                return -EBADMSG;
-        }
-        why = archive_rule(c, k, &p, &skip);
+        parsed = prop_parse(value, &p) >= 0 &&
+                 (!p.size_text[0] || parse_size(p.size_text, &(uint64_t){ 0 }) >= 0);
+        /* A line proxreap cannot read is a volume it cannot vouch for. */
+        why = parsed ? archive_rule(c, k, &p, &skip)
+                     : "cannot be read by proxreap, so it cannot tell whether an archive holds it";
         if (skip)
                 return 0;
         grown = realloc(c->volumes, (c->n_volumes + 1) * sizeof(*grown));
@@ -220,10 +222,13 @@ static int add_volume(struct guest_conf *c, const char *key, enum key_kind k, co
         v = &c->volumes[c->n_volumes++];
         *v = (struct guest_volume){ .archived = !why, .why = why };
         snprintf(v->key, sizeof(v->key), "%s", key);
-        snprintf(v->volid, sizeof(v->volid), "%s", p.volume);
-        snprintf(v->size_text, sizeof(v->size_text), "%s", p.size_text);
-        if (p.size_text[0])
-                (void)parse_size(p.size_text, &v->size);
+        snprintf(v->volid, sizeof(v->volid), "%.*s", (int)strcspn(parsed ? p.volume : value, ","),
+                 parsed ? p.volume : value);
+        if (parsed) {
+                snprintf(v->size_text, sizeof(v->size_text), "%s", p.size_text);
+                if (p.size_text[0])
+                        (void)parse_size(p.size_text, &v->size);
+        }
         return 0;
 }
 
@@ -234,7 +239,7 @@ static int cmp_keys(const void *a, const void *b)
         return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-static int classify(struct guest_conf *c, char *err, size_t errsz)
+static int classify(struct guest_conf *c)
 {
         size_t n = json_object_size(c->fields), i = 0;
         const char **keys = calloc(n ? n : 1, sizeof(*keys));
@@ -252,8 +257,7 @@ static int classify(struct guest_conf *c, char *err, size_t errsz)
 
                 if (k != KEY_OTHER)
                         r = add_volume(c, keys[i], k,
-                                       json_string_value(json_object_get(c->fields, keys[i])), err,
-                                       errsz);
+                                       json_string_value(json_object_get(c->fields, keys[i])));
         }
         free(keys);
         return r;
@@ -299,10 +303,10 @@ static int start(enum guest_type t, struct guest_conf *c)
         return c->fields ? 0 : -ENOMEM;
 }
 
-static int finish(struct guest_conf *c, struct guest_conf *ret, char *err, size_t errsz, int r)
+static int finish(struct guest_conf *c, struct guest_conf *ret, int r)
 {
         if (r >= 0)
-                r = classify(c, err, errsz);
+                r = classify(c);
         if (r < 0) {
                 guestconf_done(c);
                 return r;
@@ -328,6 +332,8 @@ int guestconf_from_json(enum guest_type t, json_t *config, struct guest_conf *re
                 char num[64], *desc;
                 const char *s = NULL;
 
+                if (strcmp(key, "lxc") == 0 && json_array_size(v) > 0)
+                        c.raw_lxc = true;
                 if (r < 0 || strcmp(key, "digest") == 0 || scalar_text(v, num, sizeof(num), &s) < 0)
                         continue;
                 if (strcmp(key, "description") != 0) {
@@ -343,7 +349,7 @@ int guestconf_from_json(enum guest_type t, json_t *config, struct guest_conf *re
                 r = set_field(&c, key, desc);
                 free(desc);
         }
-        return finish(&c, ret, err, errsz, r);
+        return finish(&c, ret, r);
 }
 
 static int hex_digit(char c)
@@ -418,8 +424,10 @@ static int text_key_line(struct guest_conf *c, const char *line, size_t n)
                 return -EBADMSG;
         memcpy(key, line, k);
         key[k] = '\0';
-        if (strncmp(key, "lxc.", 4) == 0)
+        if (strncmp(key, "lxc.", 4) == 0) {
+                c->raw_lxc = true;
                 return 0; /* raw LXC keys: not compared */
+        }
         for (v = line + k + 1; v < line + n && (*v == ' ' || *v == '\t'); v++)
                 ;
         value = strndup(v, (size_t)(line + n - v));
@@ -475,7 +483,7 @@ int guestconf_from_text(enum guest_type t, const char *text, struct guest_conf *
                 r = set_field(&c, "description", desc);
         }
         free(desc);
-        return finish(&c, ret, err, errsz, r);
+        return finish(&c, ret, r);
 }
 
 void guestconf_done(struct guest_conf *c)
@@ -700,20 +708,28 @@ static void identity(const struct guest_conf *c, const char *key, char *buf, siz
                 snprintf(buf, size, "%s", v);
 }
 
-bool guestconf_replaced(const struct guest_conf *pinned, const struct guest_conf *got)
+/* The name a guest has: qemu's name, lxc's hostname. */
+static const char *name_of(const struct guest_conf *c)
+{
+        return guestconf_field(c, c->type == GUEST_LXC ? "hostname" : "name");
+}
+
+enum guest_identity guestconf_identity(const struct guest_conf *pinned, const struct guest_conf *got)
 {
         static const char *const keys[] = { "smbios1", "vmgenid", "meta" };
-        const char *key;
+        const char *key, *a_name = name_of(pinned), *b_name = name_of(got);
+        unsigned both = 0;
         json_t *v;
         char a[128], b[128];
 
         if (pinned->type != got->type)
-                return true;
+                return IDENTITY_OTHER;
         for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
                 identity(pinned, keys[i], a, sizeof(a));
                 identity(got, keys[i], b, sizeof(b));
                 if (a[0] && b[0] && strcmp(a, b) != 0)
-                        return true;
+                        return IDENTITY_OTHER;
+                both += a[0] && b[0];
         }
         json_object_foreach(pinned->fields, key, v) {
                 if (!numbered(key, "net", 31))
@@ -721,9 +737,14 @@ bool guestconf_replaced(const struct guest_conf *pinned, const struct guest_conf
                 identity(pinned, key, a, sizeof(a));
                 identity(got, key, b, sizeof(b));
                 if (a[0] && b[0] && strcasecmp(a, b) != 0)
-                        return true;
+                        return IDENTITY_OTHER;
+                both += a[0] && b[0];
         }
-        return false;
+        /* A MAC can be copied (a restore without unique): the name must
+         * agree too before it counts as the same guest. */
+        if ((a_name || b_name) && (!a_name || !b_name || strcmp(a_name, b_name) != 0))
+                return IDENTITY_OTHER;
+        return both ? IDENTITY_SAME : IDENTITY_UNSURE;
 }
 
 /* --- facts --- */
@@ -766,7 +787,12 @@ void guestconf_facts(const struct guest_conf *current, const struct guest_conf *
 
         *ret = (struct conf_facts){ .protection = prot && parse_bool_text(prot) == 1 };
         if (v)
-                guestconf_volume_reason(current, v, ret->volume, sizeof(ret->volume));
+                guestconf_volume_reason(current, v, ret->unkept, sizeof(ret->unkept));
+        else if (current->raw_lxc)
+                /* The archive holds them, but only root may set them: a
+                 * restore by proxreap's token would drop them. */
+                snprintf(ret->unkept, sizeof(ret->unkept),
+                         "raw LXC keys (lxc.*) only root can restore: proxreap's restore would lose them");
         /* The pending view differs from the current one exactly when the
          * file has a [PENDING] section. */
         ret->pending = pending_view &&
@@ -805,7 +831,9 @@ int guestconf_read(struct pve *p, enum guest_type t, const char *node, uint32_t 
         r = read_view(p, t, node, vmid, true, &g.conf, &basics);
         if (r >= 0)
                 r = read_view(p, t, node, vmid, false, &pending, NULL);
-        if (r >= 0 && guestconf_field(&g.conf, "parent"))
+        /* Always: a snapshot outlives the config's parent line (a
+         * rollback to an older one, then its deletion, leaves none). */
+        if (r >= 0)
                 r = pve_snapshot_list(p, t, node, vmid, &snaps);
         if (r >= 0) {
                 guestconf_facts(&g.conf, &pending, snaps, &g.facts);

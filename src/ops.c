@@ -246,7 +246,10 @@ static void apply_done(struct op *op, json_t *rec)
                 set_text(&op->archive_config, str(rec, "config"));
                 break;
         case STEP_START:
-                op->started_again = true;
+                if (json_is_true(json_object_get(rec, "failed")))
+                        op->start_failures++;
+                else
+                        op->started_again = true;
                 break;
         case STEP_RESTORE:
                 op->state = OP_RESTORED;
@@ -295,6 +298,10 @@ static int apply_event(struct ops *o, struct op *op, const char *ev, json_t *rec
                 op->phase = PHASE_DONE;
                 op->state = state_of_step(step, op->state);
                 apply_done(op, rec);
+        } else if (strcmp(ev, "moved") == 0) {
+                if (!node_name_valid(str(rec, "node")))
+                        return bad(o, line, "op '%s' moved to no valid node", op->id);
+                snprintf(op->node, sizeof(op->node), "%s", str(rec, "node"));
         } else if (strcmp(ev, "failing") == 0) {
                 op->state = OP_ABORTING;
                 op->step = STEP_NONE;

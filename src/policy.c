@@ -83,8 +83,8 @@ static void exclude_conf(const struct config *c, const struct conf_facts *cf, st
                 return;
         if (cf->protection)
                 add_reason(v, REASON_PROTECTED);
-        if (cf->volume[0])
-                add_reason(v, REASON_VOLUME)->text = cf->volume;
+        if (cf->unkept[0])
+                add_reason(v, REASON_UNKEPT)->text = cf->unkept;
         if (cf->snapshots && !c->discard_snapshots) {
                 r = add_reason(v, REASON_SNAPSHOTS);
                 r->a = cf->snapshots;
@@ -280,7 +280,7 @@ const char *reason_code_to_string(enum reason_code c)
                 [REASON_NO_RATES] = "no-rates",       [REASON_CPU] = "cpu",
                 [REASON_MEM] = "mem",                 [REASON_CPU_SHARE] = "cpu-share",
                 [REASON_NET] = "net",                 [REASON_DISK] = "disk",
-                [REASON_PROTECTED] = "protected",     [REASON_VOLUME] = "volume",
+                [REASON_PROTECTED] = "protected",     [REASON_UNKEPT] = "unkept",
                 [REASON_SNAPSHOTS] = "snapshots",     [REASON_PENDING] = "pending",
                 [REASON_CPU_NOW] = "cpu-now",         [REASON_MEM_NOW] = "mem-now",
         };
@@ -411,7 +411,7 @@ void reason_format(const struct reason *r, char *buf, size_t size)
         case REASON_PROTECTED:
                 format_quoted("protected (protection=1)", "", "", buf, size);
                 break;
-        case REASON_VOLUME:
+        case REASON_UNKEPT:
                 format_quoted("", t, "", buf, size);
                 break;
         case REASON_SNAPSHOTS:

@@ -40,7 +40,7 @@ static void usage(FILE *f)
                 "  journal list [--json]     every reap: id, guest, state, archive, size, when\n"
                 "  journal show ID [--json]  every record of one reap, with the evidence\n"
                 "  journal verify            check the journal; exit 1 on damage\n"
-                "  restore ID [--vmid N] [--node NODE] [--storage S] [--start] [--yes]\n"
+                "  restore ID [--vmid N] [--node NODE] [--storage S] [--pool P] [--start] [--yes]\n"
                 "                   bring a reaped guest back from its archive\n"
                 "\n"
                 "Options:\n"

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "guestconf.h"
 #include "journal.h"
 #include "notify.h"
 #include "ops.h"
@@ -236,6 +237,7 @@ struct restore_args {
         uint32_t vmid;
         const char *node;
         const char *storage;
+        const char *pool; /* NULL: the pool it was reaped from; "": none */
         bool start, yes;
         struct notifier *notifier; /* notify.webhook_url, or NULL */
 };
@@ -438,6 +440,22 @@ static int pick_vmid(struct pve *p, const struct op *op, const struct restore_ar
         return r;
 }
 
+/* The storage of the rootfs in the archived configuration, "" if none. */
+static void rootfs_storage(const struct op *op, char *buf, size_t size)
+{
+        struct guest_conf c;
+        const char *rootfs;
+        char err[256];
+
+        buf[0] = '\0';
+        if (!op->archive_config ||
+            guestconf_from_text(GUEST_LXC, op->archive_config, &c, err, sizeof(err)) < 0)
+                return;
+        rootfs = guestconf_field(&c, "rootfs");
+        pve_volume_storage(rootfs, buf, size);
+        guestconf_done(&c);
+}
+
 static int restore_start(struct pve *p, struct journal *j, struct ops *ops, const char *id,
                          const struct restore_args *a)
 {
@@ -453,7 +471,8 @@ static int restore_start(struct pve *p, struct journal *j, struct ops *ops, cons
         snprintf(node, sizeof(node), "%s", a->node ? a->node : op->node);
         /* The archive must still be there. */
         snprintf(storage_id, sizeof(storage_id), "%.*s", (int)strcspn(op->volid, ":"), op->volid);
-        r = pve_find_backup(p, node, storage_id, op->vmid, id, 0, &b);
+        r = pve_find_backup(p, node, storage_id,
+                            &(struct pve_backup_query){ .vmid = op->vmid, .marker = id }, &b);
         if (r == -ENOENT || (r >= 0 && strcmp(b.volid, op->volid) != 0)) {
                 fprintf(stderr, "proxreap: the archive '%s' of %s is gone from storage '%s'; cannot restore\n",
                         op->volid, id, storage_id);
@@ -468,13 +487,7 @@ static int restore_start(struct pve *p, struct journal *j, struct ops *ops, cons
         if (op->type == GUEST_LXC && !storage) {
                 /* Without a storage Proxmox restores a container to
                  * 'local': take the one its root fs was on. */
-                if (op->archive_config) {
-                        const char *rootfs = strstr(op->archive_config, "rootfs: ");
-
-                        if (rootfs)
-                                snprintf(lxc_storage, sizeof(lxc_storage), "%.*s",
-                                         (int)strcspn(rootfs + 8, ":,\n"), rootfs + 8);
-                }
+                rootfs_storage(op, lxc_storage, sizeof(lxc_storage));
                 if (!lxc_storage[0]) {
                         fprintf(stderr, "proxreap: %s is a container: give --storage S for its root file system\n",
                                 id);
@@ -511,8 +524,8 @@ static int restore_start(struct pve *p, struct journal *j, struct ops *ops, cons
                 pve_form_add(&f, "storage", storage);
         /* Back into its pool: where it was, and what a token whose ACL is
          * on the pool needs (VM.Allocate is checked on the pool given). */
-        if (op->pool[0])
-                pve_form_add(&f, "pool", op->pool);
+        if (a->pool ? a->pool[0] != '\0' : op->pool[0] != '\0')
+                pve_form_add(&f, "pool", a->pool ? a->pool : op->pool);
         /* Safe to send: the journal holds this intent, the vmid was free a
          * moment ago (Proxmox refuses a taken one) and no earlier restore
          * of this op is on record. */
@@ -535,6 +548,7 @@ static int parse_restore(int argc, char **argv, struct restore_args *a)
                 { "vmid", required_argument, NULL, 'v' },
                 { "node", required_argument, NULL, 'n' },
                 { "storage", required_argument, NULL, 's' },
+                { "pool", required_argument, NULL, 'p' },
                 { "start", no_argument, NULL, 'S' },
                 { "yes", no_argument, NULL, 'y' },
                 {},
@@ -543,7 +557,7 @@ static int parse_restore(int argc, char **argv, struct restore_args *a)
         int o;
 
         optind = 0; /* a full restart of getopt (it permutes) */
-        while ((o = getopt_long(argc, argv, "v:n:s:Sy", opts, NULL)) >= 0)
+        while ((o = getopt_long(argc, argv, "v:n:s:p:Sy", opts, NULL)) >= 0)
                 switch (o) {
                 case 'v':
                         if (parse_u64(optarg, 100, 999999999, &v) < 0) {
@@ -563,6 +577,9 @@ static int parse_restore(int argc, char **argv, struct restore_args *a)
                 case 's':
                         a->storage = optarg;
                         break;
+                case 'p':
+                        a->pool = optarg;
+                        break;
                 case 'S':
                         a->start = true;
                         break;
@@ -573,7 +590,7 @@ static int parse_restore(int argc, char **argv, struct restore_args *a)
                         return -EINVAL;
                 }
         if (optind != argc - 1) {
-                fprintf(stderr, "proxreap: usage: proxreap restore ID [--vmid N] [--node NODE] [--storage S] [--start] [--yes]\n");
+                fprintf(stderr, "proxreap: usage: proxreap restore ID [--vmid N] [--node NODE] [--storage S] [--pool P] [--start] [--yes]\n");
                 return -EINVAL;
         }
         a->id = argv[optind];

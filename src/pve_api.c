@@ -133,8 +133,7 @@ bool pve_task_succeeded(const char *exitstatus)
                parse_u64(exitstatus + 10, 0, UINT32_MAX, &n) >= 0;
 }
 
-/* "local-lvm:vm-101-disk-0,size=8G" -> "local-lvm" */
-static void volume_storage(const char *spec, char *buf, size_t size)
+void pve_volume_storage(const char *spec, char *buf, size_t size)
 {
         size_t n = spec ? strcspn(spec, ":,") : 0;
 
@@ -160,8 +159,8 @@ int pve_decode_guest_config(json_t *data, struct pve_guest_config *ret)
         copy_str(data, "name", c.name, sizeof(c.name));
         if (!c.name[0])
                 copy_str(data, "hostname", c.name, sizeof(c.name));
-        volume_storage(json_string_value(json_object_get(data, "rootfs")), c.rootfs_storage,
-                       sizeof(c.rootfs_storage));
+        pve_volume_storage(json_string_value(json_object_get(data, "rootfs")), c.rootfs_storage,
+                           sizeof(c.rootfs_storage));
         c.protection = get_bool(data, "protection");
         c.template = get_bool(data, "template");
         *ret = c;
@@ -214,8 +213,15 @@ int pve_decode_storage_status(json_t *data, struct pve_storage_status *ret)
         return 0;
 }
 
-int pve_decode_backup_list(json_t *data, uint32_t vmid, const char *marker, int64_t min_ctime,
-                           struct pve_backup *ret)
+/* The volid is STORAGE:backup/NAME. */
+static bool backup_named(const char *volid, const char *name)
+{
+        const char *b = strstr(volid, ":backup/");
+
+        return b && strcmp(b + strlen(":backup/"), name) == 0;
+}
+
+int pve_decode_backup_list(json_t *data, const struct pve_backup_query *q, struct pve_backup *ret)
 {
         struct pve_backup best = { .ctime = INT64_MIN };
         size_t i;
@@ -228,12 +234,14 @@ int pve_decode_backup_list(json_t *data, uint32_t vmid, const char *marker, int6
                 const char *notes = json_string_value(json_object_get(it, "notes"));
                 double ctime = -1, size = 0;
 
-                if (!volid || get_u64(it, "vmid") != vmid || strlen(volid) >= sizeof(best.volid))
+                if (!volid || get_u64(it, "vmid") != q->vmid || strlen(volid) >= sizeof(best.volid))
                         continue;
-                if (marker && (!notes || !strstr(notes, marker)))
+                if (q->marker && (!notes || !strstr(notes, q->marker)))
+                        continue;
+                if (q->name && !backup_named(volid, q->name))
                         continue;
                 /* A ctime int64_t cannot hold is no archive time. */
-                if (!get_number(it, "ctime", &ctime) || ctime < (double)min_ctime ||
+                if (!get_number(it, "ctime", &ctime) || ctime < (double)q->min_ctime ||
                     ctime < -9223372036854775808.0 || ctime >= 9223372036854775808.0)
                         continue;
                 /* pve-storage 9.1.5 may send approximate-size instead. */
@@ -314,7 +322,10 @@ static int call_decode(struct pve *p, const char *method, const char *path,
 {
         int r = pve_call(p, method, path, form, ret);
 
-        return not_found_is_enoent(p, r);
+        /* Only a read asks whether something exists: a write refused with
+         * "... does not exist" (a pool, a storage) is a refusal with
+         * Proxmox's message, not a guest that is gone. */
+        return strcmp(method, "GET") == 0 ? not_found_is_enoent(p, r) : r;
 }
 
 int pve_guest_config(struct pve *p, enum guest_type t, const char *node, uint32_t vmid,
@@ -497,6 +508,68 @@ int pve_task_abort(struct pve *p, const char *upid)
         return r < 0 ? r : pve_call(p, "DELETE", path, NULL, NULL);
 }
 
+/* "INFO: creating vzdump archive '/var/lib/vz/dump/vzdump-...zst'" or
+ * "... creating Proxmox Backup Server archive 'vm/104/2026-...Z'" (pve-
+ * manager VZDump.pm): the name after STORAGE:backup/ in its volid. */
+static bool archive_line(const char *t, char *buf, size_t size)
+{
+        const char *c = strstr(t, "creating "), *a, *q, *slash;
+        size_t n;
+
+        a = c ? strstr(c, " archive '") : NULL;
+        if (!a)
+                return false;
+        a += strlen(" archive '");
+        q = strchr(a, '\'');
+        if (!q || q == a)
+                return false;
+        n = (size_t)(q - a);
+        /* A file's path: its name; a PBS snapshot: as it is. */
+        slash = memrchr(a, '/', n);
+        if (*a == '/' && slash) {
+                n -= (size_t)(slash + 1 - a);
+                a = slash + 1;
+        }
+        return n > 0 && (size_t)snprintf(buf, size, "%.*s", (int)n, a) < size;
+}
+
+int pve_decode_archive_name(json_t *log, char *buf, size_t size)
+{
+        size_t i;
+        json_t *it;
+
+        if (!json_is_array(log))
+                return -EBADMSG;
+        json_array_foreach(log, i, it) {
+                const char *t = json_string_value(json_object_get(it, "t"));
+
+                if (t && archive_line(t, buf, size))
+                        return 0;
+        }
+        return -ENOENT;
+}
+
+int pve_task_archive_name(struct pve *p, const char *upid, char *buf, size_t size)
+{
+        char path[1200];
+        json_t *data = NULL;
+        int r;
+
+        /* The line comes early; 5000 lines cover any vzdump log. */
+        r = task_path(p, upid, "/log?start=0&limit=5000", path, sizeof(path));
+        if (r >= 0)
+                r = pve_call(p, "GET", path, NULL, &data);
+        if (r >= 0) {
+                r = pve_decode_archive_name(data, buf, size);
+                if (r == -EBADMSG)
+                        pve_set_error(p, "GET task log: answer is not a list");
+                else if (r == -ENOENT)
+                        pve_set_error(p, "the log of task %s names no archive it created", upid);
+        }
+        json_decref(data);
+        return r;
+}
+
 static bool type_in(const char *type, const char *const *types)
 {
         for (; *types; types++)
@@ -574,24 +647,26 @@ int pve_storage_status(struct pve *p, const char *node, const char *storage,
         return r;
 }
 
-int pve_find_backup(struct pve *p, const char *node, const char *storage, uint32_t vmid,
-                    const char *marker, int64_t min_ctime, struct pve_backup *ret)
+int pve_find_backup(struct pve *p, const char *node, const char *storage,
+                    const struct pve_backup_query *q, struct pve_backup *ret)
 {
         char path[512], suffix[64];
         json_t *data = NULL;
         int r;
 
-        snprintf(suffix, sizeof(suffix), "/content?content=backup&vmid=%" PRIu32, vmid);
+        snprintf(suffix, sizeof(suffix), "/content?content=backup&vmid=%" PRIu32, q->vmid);
         r = storage_path(p, node, storage, suffix, path, sizeof(path));
         if (r >= 0)
                 r = pve_call(p, "GET", path, NULL, &data);
         if (r >= 0) {
-                r = pve_decode_backup_list(data, vmid, marker, min_ctime, ret);
+                r = pve_decode_backup_list(data, q, ret);
                 if (r == -EBADMSG)
                         pve_set_error(p, "GET %s: answer is not a list", path);
                 else if (r == -ENOENT)
-                        pve_set_error(p, "no backup of %" PRIu32 " made by %s in '%s'", vmid,
-                                      marker ? marker : "anyone", storage);
+                        pve_set_error(p, "no backup %s%s%sof %" PRIu32 " made by %s in '%s'",
+                                      q->name ? "'" : "", q->name ? q->name : "",
+                                      q->name ? "' " : "", q->vmid,
+                                      q->marker ? q->marker : "anyone", storage);
         }
         json_decref(data);
         return r;

@@ -27,6 +27,13 @@
 /* A task started around an intent (clocks of daemon and node may differ). */
 #define TASK_SEARCH_SLACK_S 300
 #define VERIFY_TRIES 5
+/* A step whose calls keep failing (an API that answers with errors, a
+ * configuration proxreap cannot read) gives up after this many tries,
+ * about five minutes with the backoff, and puts the guest back. */
+#define STEP_TRIES 30
+/* The compensating start: tried this often, this far apart. */
+#define START_TRIES 3
+#define START_RETRY_USEC (30 * USEC_PER_SEC)
 /* How long what an idle guest's configuration said is trusted for the
  * verdicts of status and mark mode; selection and every step read it
  * again anyway. */
@@ -250,6 +257,7 @@ static int send_step(struct reaper *r, struct pve *p, const char *id, enum op_st
 static int abort_or_retry(struct reaper *r, struct pve *p, const char *id, int e, uint64_t now)
 {
         struct op *op = again(r, id);
+        char why[600];
 
         if (e >= 0)
                 return e;
@@ -257,6 +265,12 @@ static int abort_or_retry(struct reaper *r, struct pve *p, const char *id, int e
                 return e;
         if (api_refused(e))
                 return fail(r, id, pve_error(p));
+        if (op->state != OP_ABORTING && op->run.tries + 1 >= STEP_TRIES) {
+                /* Nothing changed yet: a veto; else the guest is put back. */
+                snprintf(why, sizeof(why), "%s (gave up after %u tries)", pve_error(p),
+                         op->run.tries + 1);
+                return op->state == OP_SELECTED ? veto(r, id, why) : fail(r, id, why);
+        }
         log_op(LOG_WARNING, op, "reap %s: %s, retrying", op->id, pve_error(p));
         due_later(op, now);
         return 0;
@@ -361,7 +375,7 @@ static int same_as_pinned(const struct op *op, const struct guest_reading *now, 
                 guestconf_done(&pin);
                 return 0;
         }
-        if (guestconf_replaced(&pin, &now->conf))
+        if (guestconf_identity(&pin, &now->conf) == IDENTITY_OTHER)
                 snprintf(why, size,
                          "vmid %u now holds another guest (deleted and created again since it was selected)",
                          (unsigned)op->vmid);
@@ -589,13 +603,21 @@ static int archive_holds_guest(struct pve *p, const struct op *op, const char *v
 static int act_verify(struct reaper *r, struct pve *p, struct op *op, uint64_t now)
 {
         const struct config *c = r->c;
+        struct pve_backup_query q;
         struct pve_backup b;
-        char *config = NULL, id[16], why[700];
+        char *config = NULL, id[16], why[700], name[256];
         int e;
 
         snprintf(id, sizeof(id), "%s", op->id);
-        e = pve_find_backup(p, op->node, c->archive_storage, op->vmid, op->id,
-                            (int64_t)op->archive_start, &b);
+        /* The very archive proxreap's vzdump task created (its log names
+         * it): a copy with the same notes put there by anyone else is not
+         * taken for it. */
+        e = pve_task_archive_name(p, op->upid, name, sizeof(name));
+        if (e >= 0) {
+                q = (struct pve_backup_query){ .vmid = op->vmid, .marker = op->id, .name = name,
+                                               .min_ctime = (int64_t)op->archive_start };
+                e = pve_find_backup(p, op->node, c->archive_storage, &q, &b);
+        }
         if (e == -ENOENT)
                 snprintf(why, sizeof(why), "%s", pve_error(p));
         if (e == -ENOENT || (e >= 0 && archive_is_ours(r, op, &b, why, sizeof(why)))) {
@@ -743,6 +765,85 @@ static int snapshot_changed_nothing(struct pve *p, const struct op *op, char *di
         return e;
 }
 
+/* The guest is not on its node. Where is it, by a poll completed after
+ * it was missed? On another node (migrated): journaled, and compensation
+ * goes on there. Nowhere: gone. 1 moved, 0 gone, -EAGAIN ask again. */
+static int locate(struct reaper *r, struct op *op, uint64_t now)
+{
+        const struct guest *g;
+        char id[16];
+        json_t *rec;
+        int e;
+
+        if (!op->run.missing_usec)
+                op->run.missing_usec = now_monotonic_usec();
+        if (!poll_since(r, op->run.missing_usec))
+                return -EAGAIN;
+        g = guest_table_find(observer_table(r->observer), op->vmid);
+        op->run.missing_usec = 0;
+        if (!g || g->type != (uint8_t)op->type)
+                return 0;
+        if (strcmp(g->node, op->node) == 0)
+                return -EAGAIN; /* back where it was: look again */
+        snprintf(id, sizeof(id), "%s", op->id);
+        log_op(LOG_NOTICE, op, "reap %s: guest %u moved to '%s' meanwhile", id,
+               (unsigned)op->vmid, g->node);
+        rec = op_record(id, "moved", now_epoch());
+        set_str(rec, "node", g->node);
+        e = append(r, rec, "moved");
+        if (e >= 0)
+                due_now(again(r, id), now);
+        return e < 0 ? e : 1;
+}
+
+/* The compensating start failed (its task, or Proxmox refused it): on
+ * record, and tried again a little later, START_TRIES times in all. */
+static int start_failed(struct reaper *r, const char *id, const char *exitstatus, uint64_t now)
+{
+        struct op *op = again(r, id);
+        int e;
+
+        log_op(LOG_ERR, op, "reap %s: could not start guest %u again: %s", id, (unsigned)op->vmid,
+               exitstatus);
+        e = record_step(r, id, "done", STEP_START,
+                        json_pack("{s:s, s:b}", "exitstatus", exitstatus, "failed", 1));
+        if (e >= 0)
+                again(r, id)->run.next_usec = now + START_RETRY_USEC;
+        return e;
+}
+
+/* The destroy task ended OK, but a guest answers under the vmid. A guest
+ * other than the pinned one (its digest changed: one created at once
+ * under the free vmid) means the destroy is done; the pinned one still
+ * there is waited for, up to reap.task_timeout. */
+static int destroy_not_yet_gone(struct reaper *r, struct pve *p, struct op *op, uint64_t now)
+{
+        struct guest_reading g;
+        char id[16];
+        bool other;
+        int e = guestconf_read(p, op->type, op->node, op->vmid, &g);
+
+        snprintf(id, sizeof(id), "%s", op->id);
+        if (e == -ENOENT)
+                other = true; /* gone after all */
+        else if (e >= 0) {
+                other = strcmp(g.digest, op->digest) != 0;
+                guest_reading_done(&g);
+        } else
+                other = false;
+        if (other) {
+                log_op(LOG_NOTICE, op, "reap %s: guest %u destroyed; vmid %u %s", id,
+                       (unsigned)op->vmid, (unsigned)op->vmid,
+                       e == -ENOENT ? "is free" : "already holds a new guest");
+                return record_step(r, id, "done", STEP_DESTROY,
+                                   json_pack("{s:s}", "exitstatus", "OK"));
+        }
+        if (step_elapsed_s(op, now) > (int64_t)(r->c->task_timeout_usec / USEC_PER_SEC))
+                return fail(r, id, "the destroy task ended OK, but the guest is still there");
+        due_later(op, now);
+        return 0;
+}
+
 /* A step ended: its own completion checks. */
 static int task_finished(struct reaper *r, struct pve *p, struct op *op,
                          const struct pve_task_status *t, uint64_t now)
@@ -756,12 +857,8 @@ static int task_finished(struct reaper *r, struct pve *p, struct op *op,
         if (!pve_task_succeeded(t->exitstatus)) {
                 if (op->step == STEP_SNAPSHOT && snapshot_unsupported(t->exitstatus))
                         return snapshot_skipped(r, id, t->exitstatus);
-                if (op->step == STEP_START) {
-                        log_op(LOG_ERR, op, "reap %s: could not start guest %u again: %s", id,
-                               (unsigned)op->vmid, t->exitstatus);
-                        return record_step(r, id, "done", STEP_START,
-                                           json_pack("{s:s}", "exitstatus", t->exitstatus));
-                }
+                if (op->step == STEP_START)
+                        return start_failed(r, id, t->exitstatus, now);
                 return fail(r, id, t->exitstatus);
         }
         if (op->step == STEP_SHUTDOWN || op->step == STEP_DESTROY) {
@@ -770,11 +867,8 @@ static int task_finished(struct reaper *r, struct pve *p, struct op *op,
                 struct pve_guest_status st;
 
                 e = pve_guest_status(p, op->type, op->node, op->vmid, &st);
-                if (op->step == STEP_DESTROY && e != -ENOENT) {
-                        /* The task says done: wait until the guest is gone. */
-                        due_later(op, now);
-                        return 0;
-                }
+                if (op->step == STEP_DESTROY && e != -ENOENT)
+                        return destroy_not_yet_gone(r, p, op, now);
                 if (op->step == STEP_SHUTDOWN) {
                         if (e < 0 || strcmp(st.status, "stopped") != 0) {
                                 int64_t limit = (int64_t)(r->c->shutdown_timeout_usec /
@@ -868,9 +962,16 @@ static int act_resolve(struct reaper *r, struct pve *p, struct op *op, uint64_t 
         switch (op->step) {
         case STEP_DESTROY:
                 e = pve_guest_status(p, op->type, op->node, op->vmid, &st);
-                if (e == -ENOENT)
+                if (e == -ENOENT && (e = locate(r, op, now)) == 0)
                         return record_step(r, id, "done", STEP_DESTROY,
                                            json_pack("{s:s}", "exitstatus", "guest gone"));
+                if (e == -EAGAIN) {
+                        due_later(op, now);
+                        return 0;
+                }
+                if (e > 0)
+                        return fail(r, id, "the guest moved to another node before the destroy "
+                                           "reached it; not sending it again");
                 if (e < 0)
                         return abort_or_retry(r, p, id, -EIO, now);
                 if (op->run.unsent) {
@@ -903,6 +1004,8 @@ static int act_resolve(struct reaper *r, struct pve *p, struct op *op, uint64_t 
                 return act_archive(r, p, op, now);
         case STEP_START:
                 e = send_step(r, p, id, STEP_START, NULL, "POST", "/status/start", NULL, now);
+                if (e < 0 && api_refused(e))
+                        return start_failed(r, id, pve_error(p), now);
                 return abort_or_retry(r, p, id, e, now);
         default:
                 return fail(r, id, "unexpected step without answer");
@@ -926,29 +1029,45 @@ static int tag_failed(struct pve *p, const struct op *op)
         return pve_set_tags(p, op->type, op->node, op->vmid, tags, cfg.digest);
 }
 
-/* Does the vmid hold another guest now (deleted and created again while
- * the reap ran)? Then compensation must not start or tag it. 1 yes, 0 no
- * (or no pinned configuration to tell), < 0 the server could not say. */
-static int taken_over(struct pve *p, const struct op *op)
+/* May compensation touch the guest under op's vmid, the one proxreap
+ * stopped? Only when its digest is the expected one, or its identity is
+ * the pinned one (guestconf_identity()); a guest that took over the vmid,
+ * or one proxreap cannot tell apart, is left alone. 1: touch it; 0: leave
+ * it (note says why); < 0: the server could not say. */
+static int still_ours(struct pve *p, const struct op *op, char *note, size_t size)
 {
         struct guest_reading now;
         struct guest_conf pin;
+        enum guest_identity id;
         int e;
 
         if (pinned_conf(op, &pin) < 0)
-                return 0;
+                return 1; /* journaled before pinning: as before */
         e = guestconf_read(p, op->type, op->node, op->vmid, &now);
-        if (e >= 0) {
-                e = guestconf_replaced(&pin, &now.conf);
-                guest_reading_done(&now);
+        if (e < 0) {
+                guestconf_done(&pin);
+                return e;
         }
+        id = strcmp(now.digest, op->digest) == 0 ? IDENTITY_SAME
+                                                 : guestconf_identity(&pin, &now.conf);
+        if (id == IDENTITY_SAME && now.template) {
+                /* A template cannot run: converted meanwhile, on purpose. */
+                snprintf(note, size, "; it was made a template meanwhile, so proxreap left it as it is");
+                id = IDENTITY_UNSURE;
+        } else if (id == IDENTITY_OTHER)
+                snprintf(note, size, "; the vmid now holds another guest, which proxreap left alone");
+        else if (id == IDENTITY_UNSURE)
+                snprintf(note, size,
+                         "; its configuration changed and proxreap cannot tell whether it is still the guest it stopped, so it left it as it is (start it with '%s start %u' if it is)",
+                         op->type == GUEST_LXC ? "pct" : "qm", (unsigned)op->vmid);
+        guest_reading_done(&now);
         guestconf_done(&pin);
-        return e;
+        return id == IDENTITY_SAME;
 }
 
 static int close_aborted(struct reaper *r, const struct op *op, const char *note)
 {
-        char reason[700];
+        char reason[900];
         json_t *rec;
 
         snprintf(reason, sizeof(reason), "%s%s%s", op->reason,
@@ -960,42 +1079,57 @@ static int close_aborted(struct reaper *r, const struct op *op, const char *note
         return append(r, rec, "aborted");
 }
 
+/* Gone from the cluster: archived and verified means reaped. */
+static int compensate_gone(struct reaper *r, struct op *op)
+{
+        json_t *rec;
+
+        if (op->volid[0]) {
+                log_op(LOG_WARNING, op, "reap %s: guest %u is gone; archive '%s' holds it", op->id,
+                       (unsigned)op->vmid, op->volid);
+                return act_finish(r, op);
+        }
+        rec = op_record(op->id, "aborted", now_epoch());
+        set_str(rec, "reason", "the guest was removed outside proxreap");
+        return append(r, rec, "aborted");
+}
+
 static int act_compensate(struct reaper *r, struct pve *p, struct op *op, uint64_t now)
 {
         struct pve_guest_status st;
-        char id[16];
-        json_t *rec;
+        char id[16], note[400] = "";
         int e;
 
         snprintf(id, sizeof(id), "%s", op->id);
-        e = taken_over(p, op);
+        e = still_ours(p, op, note, sizeof(note));
+        if (e == 0)
+                return close_aborted(r, op, note);
         if (e > 0)
-                return close_aborted(r, op, "; the vmid now holds another guest, which proxreap left alone");
-        if (e >= 0 || e == -ENOENT)
                 e = pve_guest_status(p, op->type, op->node, op->vmid, &st);
         if (e == -ENOENT) {
-                if (op->volid[0]) {
-                        /* Gone, but archived and verified. */
-                        log_op(LOG_WARNING, op, "reap %s: guest %u is gone; archive '%s' holds it",
-                               id, (unsigned)op->vmid, op->volid);
-                        return act_finish(r, op);
-                }
-                rec = op_record(id, "aborted", now_epoch());
-                set_str(rec, "reason", "the guest was removed outside proxreap");
-                return append(r, rec, "aborted");
+                e = locate(r, op, now);
+                if (e == 0)
+                        return compensate_gone(r, op);
+                if (e == -EAGAIN)
+                        due_later(op, now);
+                return e == -EAGAIN ? 0 : e;
         }
         if (e < 0)
                 return abort_or_retry(r, p, id, -EIO, now);
         if (op->stopped_by_us && !op->started_again && strcmp(st.status, "stopped") == 0) {
-                log_op(LOG_NOTICE, op, "reap %s: starting guest %u again", id, (unsigned)op->vmid);
-                e = send_step(r, p, id, STEP_START, NULL, "POST", "/status/start", NULL, now);
-                if (e < 0 && api_refused(e)) {
-                        log_op(LOG_ERR, op, "reap %s: could not start guest %u again: %s", id,
-                               (unsigned)op->vmid, pve_error(p));
-                        return record_step(r, id, "done", STEP_START,
-                                           json_pack("{s:s}", "exitstatus", pve_error(p)));
+                if (op->start_failures >= START_TRIES) {
+                        snprintf(note, sizeof(note),
+                                 "; proxreap could not start it again (%.200s), so it is stopped: start it by hand",
+                                 op->exitstatus);
+                } else {
+                        log_op(LOG_NOTICE, op, "reap %s: starting guest %u again", id,
+                               (unsigned)op->vmid);
+                        e = send_step(r, p, id, STEP_START, NULL, "POST", "/status/start", NULL,
+                                      now);
+                        if (e < 0 && api_refused(e))
+                                return start_failed(r, id, pve_error(p), now);
+                        return e;
                 }
-                return e;
         }
         e = tag_failed(p, op);
         if (e < 0 && !api_refused(e)) {
@@ -1005,7 +1139,7 @@ static int act_compensate(struct reaper *r, struct pve *p, struct op *op, uint64
         if (e < 0)
                 log_op(LOG_WARNING, op, "reap %s: cannot tag guest %u '%s': %s", id,
                        (unsigned)op->vmid, TAG_FAILED, pve_error(p));
-        return close_aborted(r, op, "");
+        return close_aborted(r, op, note);
 }
 
 static int act_abandon(struct reaper *r, struct op *op)

@@ -55,13 +55,18 @@ SAGA = ["selected", "shutdown-intent", "shutdown-sent", "shutdown-task", "shutdo
         "archive-sent", "archive-task", "archive-done", "verify-done", "destroy-intent",
         "destroy-sent", "destroy-task", "destroy-done", "reaped"]
 COMPENSATION = ["failing", "start-intent", "start-sent", "start-task", "start-done", "aborted"]
+# The guest migrated while stopped: compensation follows it to its node.
+MOVED = ["moved"]
 JOURNAL_WRITE = ["journal-torn", "journal-written", "journal-synced"]
 JOURNAL_OPEN = ["journal-created", "journal-copy-partial", "journal-copy-saved", "journal-cut"]
 RESTORE = ["restore-intent", "restore-sent", "restore-task", "restore-done", "restore-failed"]
-ALL_POINTS = SAGA + COMPENSATION + JOURNAL_WRITE + JOURNAL_OPEN + RESTORE
+ALL_POINTS = SAGA + COMPENSATION + MOVED + JOURNAL_WRITE + JOURNAL_OPEN + RESTORE
 
 VZDUMP_FAILS = {"kind": "task_fail", "type": "^vzdump$",
                 "error": "command 'vma create' failed: exit code 1"}
+# Migrated to pve2 right after its archive: verify finds it gone from its
+# node, and compensation finds it on pve2.
+MIGRATES = {"kind": "after_task", "type": "^vzdump$", "events": [{"action": "migrate", "node": "pve2"}]}
 # Containers only: a failed qemu restore leaves the vmid taken (its config
 # stays, as on Proxmox), so a second attempt needs --vmid.
 RESTORE_FAILS = {"kind": "task_fail", "type": "^vzrestore$",
@@ -367,6 +372,8 @@ def _point_cases():
         cases.append(pytest.param("saga", p, "qemu" if i % 2 == 0 else "lxc", id=p))
     for p in COMPENSATION:
         cases.append(pytest.param("compensate", p, "qemu", id=p))
+    for p in MOVED:
+        cases.append(pytest.param("moved", p, "lxc", id=p))
     # Records of a reap: 1 selected, 2-4 shutdown, 5-7 snapshot, 8-10
     # archive, 11 verify, 12-14 destroy, 15 reaped.
     for spec in ("journal-torn#1:0", "journal-torn#7:123456", "journal-torn#12:99999999",
@@ -389,13 +396,15 @@ def test_crash_at_every_point(lab, scenarios, kind, spec, gtype):
     faults = []
     if kind == "compensate":
         faults.append(dict(VZDUMP_FAILS, count=1))
+    if kind == "moved":
+        faults.append(dict(MIGRATES, count=1))
     if kind == "restore-fails":
         faults.append(dict(RESTORE_FAILS, count=1))
     s = scenarios([(901, gtype, "pve1", {})], label="%s at %s (%s)" % (kind, spec, gtype),
                   faults=faults)
 
     def body(s):
-        if kind in ("saga", "compensate", "created"):
+        if kind in ("saga", "compensate", "created", "moved"):
             if kind == "created":
                 assert not os.path.exists(s.jpath)
             s.run_daemon(spec, expect_fire=True)
@@ -404,7 +413,7 @@ def test_crash_at_every_point(lab, scenarios, kind, spec, gtype):
             s.run_daemon(spec, expect_fire=True)
         s.finish()
         ops = fold(s.journal())
-        if kind == "compensate":
+        if kind in ("compensate", "moved"):
             assert [o["state"] for o in ops.values()] == ["aborted"], ops
         if kind.startswith("restore"):
             op = s.reaped_ops()[0]["id"]
@@ -594,8 +603,9 @@ def test_every_crash_point_is_tested(lab, scenarios):
     static = points_in_source()
     assert {"journal-torn", "journal-written", "journal-synced", "selected", "reaped",
             "restore-intent"} <= set(static), static
-    s = scenarios([(901, "lxc", "pve1", {}), (902, "qemu", "pve2", {})],
-                  faults=[dict(VZDUMP_FAILS, vmid=902, count=1), dict(RESTORE_FAILS, count=1)],
+    s = scenarios([(901, "lxc", "pve1", {}), (902, "qemu", "pve2", {}), (903, "lxc", "pve1", {})],
+                  faults=[dict(VZDUMP_FAILS, vmid=902, count=1), dict(RESTORE_FAILS, count=1),
+                          dict(MIGRATES, vmid=903, count=1)],
                   label="coverage")
     traced = set()
 

@@ -489,7 +489,7 @@ def test_completion_options_match_help():
     assert set(complete(["proxreap", "plan", "--"])) == {"--json", "--help"}
     assert set(complete(["proxreap", "journal", "list", "--"])) == {"--json"}
     restore = set(complete(["proxreap", "restore", "R-000001", "--"]))
-    assert restore == {"--vmid", "--node", "--storage", "--start", "--yes"}
+    assert restore == {"--vmid", "--node", "--storage", "--pool", "--start", "--yes"}
     # An option given already is not offered again.
     assert "--yes" not in complete(["proxreap", "restore", "R-000001", "--yes", "--"])
     # The argument of --vmid is a number: nothing to offer.

@@ -527,8 +527,10 @@ def test_guest_migrated_mid_saga(lab):
     sim.event(VM, "migrate", node="pve2")
     op = wait_op(lab, cfg, VM, {"aborted", "reaped"})
     assert op["state"] == "aborted", op
+    wait_until(lambda: sim.guest(VM)["status"] == "running", message="started again on pve2")
     g = sim.guest(VM)
     assert g is not None and g["node"] == "pve2"
+    assert "POST /nodes/pve2/qemu/%d/status/start" % VM in writes(sim, VM)
     assert not sim.history(event="destroy")
     healthy(d)
     finish(lab, sim, cfg, d)

@@ -313,8 +313,8 @@ def test_migration_mid_window_clears_the_window(lab):
 
 def test_plan_makes_one_request_per_poll(lab):
     """One /cluster/resources per poll; after the window, the configuration
-    of each idle guest (GET config current and with pending changes: what
-    an archive would hold), and of no other guest."""
+    of each idle guest (GET config current and with pending changes, and its
+    snapshots: what an archive would hold), and of no other guest."""
     sim = lab.sim([guest(800), guest(801, type="lxc"), guest(802, status="stopped"),
                    guest(803, cpu=0.5)])
     lab.plan(lab.config(sim))
@@ -326,7 +326,9 @@ def test_plan_makes_one_request_per_poll(lab):
     assert reqs[1:1 + len(polls)] == polls, "config reads only after the window"
     assert sorted((r["method"], r["path"], str(r["query"].get("current"))) for r in confs) == [
         ("GET", "/nodes/pve1/lxc/801/config", "1"), ("GET", "/nodes/pve1/lxc/801/config", "None"),
-        ("GET", "/nodes/pve1/qemu/800/config", "1"), ("GET", "/nodes/pve1/qemu/800/config", "None")]
+        ("GET", "/nodes/pve1/lxc/801/snapshot", "None"),
+        ("GET", "/nodes/pve1/qemu/800/config", "1"), ("GET", "/nodes/pve1/qemu/800/config", "None"),
+        ("GET", "/nodes/pve1/qemu/800/snapshot", "None")]
     rest = polls
     for r in rest:
         assert (r["method"], r["path"], r["query"]) == ("GET", "/cluster/resources", {"type": "vm"}), r

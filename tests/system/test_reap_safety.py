@@ -11,10 +11,12 @@ that holds another guest, a listing that names another vmid) and asserts:
   - the invariants of conftest.check_invariants.
 """
 
+import json
+
 import pytest
 
 from conftest import check_invariants, guest, wait_until
-from test_reap import IDLE, OBSERVE, REAP, healthy, ops_by_vmid, sim_of, wait_op, writes
+from test_reap import FAST, IDLE, OBSERVE, REAP, healthy, ops_by_vmid, sim_of, wait_op, writes
 
 VM = 201
 
@@ -219,12 +221,14 @@ def test_archive_without_a_disk_of_the_guest(lab):
 
 
 def test_listing_names_another_vmids_volume(lab):
+    """The listing names another vmid's volume where the archive should be:
+    verify looks for the very archive the vzdump task created, by name."""
     other = {"kind": "rewrite", "path": "/storage/local/content$",
              "pattern": r"vzdump-qemu-%d-" % VM, "repl": "vzdump-qemu-999-"}
     sim, cfg, d = start(lab, [guest(VM, "victim", **IDLE)], faults=[other])
     op = wait_op(lab, cfg, VM, {"aborted"})
-    assert op["reason"].startswith("the archive listing names 'local:backup/vzdump-qemu-999-"), op
-    assert "which is not an archive of qemu %d on 'local'" % VM in op["reason"], op
+    assert op["reason"].startswith("no backup 'vzdump-qemu-%d-" % VM), op
+    assert "of %d made by %s in 'local'" % (VM, op["id"]) in op["reason"], op
     assert destroys(sim) == []
     wait_until(lambda: sim.guest(VM)["status"] == "running", message="started again")
     finish(lab, sim, cfg, d)
@@ -257,3 +261,147 @@ def test_check_config_reports_bad_tags(lab):
     r = lab.cli("check-config", config=cfg)
     assert r.returncode == 2
     assert "'select.exclude_tags': '-bad' is not a Proxmox tag" in r.stderr, r.stderr
+
+
+# ---------------------------------------------------------------- found by an adversary
+
+def test_snapshot_without_a_parent_line_is_seen(lab):
+    """Snapshots a -> b, roll back to a, delete a: b remains, and the
+    configuration has no 'parent' line. The snapshot list is read anyway."""
+    g = guest(VM, "snappy", **IDLE, snapshots=[{"name": "snapa", "description": "user"},
+                                                {"name": "snapb", "description": "user", "vmstate": 1}])
+    sim = sim_of(lab, [g])
+    r = sim.api("POST", "/nodes/pve1/qemu/%d/snapshot/snapa/rollback" % VM, {"start": 1})
+    sim.wait_task(r.json["data"])
+    r = sim.api("DELETE", "/nodes/pve1/qemu/%d/snapshot/snapa" % VM)
+    sim.wait_task(r.json["data"])
+    assert "parent" not in config_of(sim, "qemu", VM)
+    sim.clear_requests()
+    cfg = lab.config(sim, observe=OBSERVE, reap=REAP)
+    d = lab.daemon(cfg)
+    d.wait_log(r"guest %d \('snappy'.*is now excluded: 1 snapshot of its own \(snapb\)" % VM)
+    healthy(d)
+    assert ops_by_vmid(lab, cfg, VM) == [] and writes(sim, VM) == []
+    finish(lab, sim, cfg, d)
+
+
+def test_vmid_taken_the_moment_the_destroy_ends(lab):
+    """Provisioning takes the freed vmid at once: the destroy is done, the op
+    is reaped, the next guest is reaped too, and the new guest is left alone."""
+    new = {"vmid": VM, "type": "qemu", "node": "pve1", "name": "fresh", "status": "running",
+           "workload": {"kind": "constant", "cpu": 0.5, "mem_mb": 3000}}
+    after = {"kind": "after_task", "type": "^qmdestroy$", "vmid": VM, "count": 1,
+             "events": [{"action": "create", "guest": new}]}
+    sim, cfg, d = start(lab, [guest(VM, "old", **IDLE), guest(202, "next-idle", **IDLE)],
+                        faults=[after])
+    op = wait_op(lab, cfg, VM, {"reaped"})
+    wait_op(lab, cfg, 202, {"reaped"})
+    assert sim.guest(VM)["name"] == "fresh" and sim.guest(VM)["status"] == "running"
+    assert len(destroys(sim)) == 1
+    r = lab.cli("restore", op["id"], "--yes", "--vmid", "301", config=cfg)
+    assert r.returncode == 0, r.stderr
+    finish(lab, sim, cfg, d)
+
+
+@pytest.mark.parametrize("how", ["no-net", "same-hwaddr"])
+def test_container_that_took_over_the_vmid_is_not_started(lab, how):
+    """A new container under the vmid after vzdump, with nothing to tell it
+    apart by but its name: neither started nor tagged."""
+    sim = sim_of(lab, [guest(VM, "original", type="lxc", **IDLE)])
+    orig = config_of(sim, "lxc", VM)
+    newcfg = {"net0": None} if how == "no-net" else {"net0": orig["net0"]}
+    new = {"vmid": VM, "type": "lxc", "node": "pve1", "name": "someone-elses", "status": "stopped",
+           "workload": {"kind": "constant", "cpu": 0.01, "mem_mb": 100}, "config": newcfg}
+    sim.fault(kind="after_task", type="^vzdump$", vmid=VM, count=1,
+              events=[{"action": "delete"}, {"action": "create", "guest": new, "replace": True}])
+    cfg = lab.config(sim, observe=OBSERVE, reap=REAP)
+    d = lab.daemon(cfg)
+    op = wait_op(lab, cfg, VM, {"aborted"})
+    assert op["reason"].endswith("the vmid now holds another guest, which proxreap left alone"), op
+    g = sim.guest(VM)
+    assert g["status"] == "stopped" and not g["tags"], g
+    assert destroys(sim) == []
+    finish(lab, sim, cfg, d)
+
+
+def test_guest_migrated_after_verify_and_a_restart(lab):
+    """Killed right after verify; the stopped guest is migrated meanwhile. The
+    destroy's re-check does not find it on its node: it is found on pve2 and
+    started again there, never called reaped."""
+    sim = sim_of(lab, [guest(VM, "mover", **IDLE)])
+    cfg = lab.config(sim, observe=OBSERVE, reap=REAP)
+    d = lab.daemon(cfg, env={"PROXREAP_CRASH_AT": "verify-done"})
+    wait_until(lambda: not d.running(), message="the crash after verify")
+    d.returncode = d.proc.returncode
+    sim.event(VM, "migrate", node="pve2")
+    d2 = lab.daemon(cfg)
+    op = wait_op(lab, cfg, VM, {"aborted"})
+    wait_until(lambda: sim.guest(VM)["status"] == "running", message="started again on pve2")
+    assert sim.guest(VM)["node"] == "pve2" and destroys(sim) == []
+    recs = json.loads(lab.cli("journal", "show", op["id"], "--json", config=cfg).stdout)
+    assert {"ev": "moved", "node": "pve2"}.items() <= [r for r in recs if r["ev"] == "moved"][0].items()
+    healthy(d2)
+    finish(lab, sim, cfg, d2)
+
+
+def test_unreadable_configuration_mid_saga_puts_the_guest_back(lab):
+    """A mount point proxreap cannot read (a path longer than it holds)
+    appears after vzdump: the reap is called off and the guest runs again."""
+    path = "/srv/" + "d" * 300
+    after = {"kind": "after_task", "type": "^vzdump$", "vmid": VM, "count": 1,
+             "events": [{"action": "set", "field": "config",
+                         "value": {"mp1": "local-lvm:vm-201-disk-5,mp=%s,backup=1,size=1G" % path}}]}
+    sim, cfg, d = start(lab, [guest(VM, "ct", type="lxc", **IDLE)], faults=[after])
+    op = wait_op(lab, cfg, VM, {"aborted"})
+    assert "'mp1'" in op["reason"], op
+    wait_until(lambda: sim.guest(VM)["status"] == "running", message="started again")
+    assert destroys(sim) == []
+    finish(lab, sim, cfg, d)
+
+
+def test_a_copy_with_our_notes_is_not_taken_for_the_archive(lab):
+    """A newer protected archive with proxreap's notes appears while verify
+    runs: verify takes the one the vzdump task says it created."""
+    sim, cfg, d = start(lab, [guest(VM, "v", **IDLE)],
+                        faults=[{"kind": "delay", "seconds": 1.0, "method": "GET",
+                                 "path": r"/storage/local/content$", "count": 1}])
+    wait_until(lambda: [f for f in sim.faults() if f["kind"] == "delay"][0]["hits"] == 1)
+    b = sim.history(event="backup", vmid=VM)[0]
+    sim.add_backup("local", vmid=VM, type="qemu", time=sim.time()["t"] + 5, compress="zstd",
+                   protected=1, notes=b["notes"], size=1000)
+    op = wait_op(lab, cfg, VM, {"reaped"})
+    assert op["volid"] == b["volid"], op
+    finish(lab, sim, cfg, d)
+
+
+def test_compensating_start_is_tried_again(lab):
+    """vzdump fails, and the first start again hits a transient lock: it is
+    tried again, and the guest runs."""
+    faults = [{"kind": "task_fail", "type": "^vzdump$", "count": 1},
+              {"kind": "task_fail", "type": "^qmstart$", "count": 1, "error": "VM is locked (backup)"}]
+    sim, cfg, d = start(lab, [guest(VM, "v", **IDLE)], faults=faults, retry_after="1h")
+    op = wait_op(lab, cfg, VM, {"aborted"}, timeout=90)
+    assert sim.guest(VM)["status"] == "running"
+    starts = [w for w in writes(sim, VM) if w.endswith("/status/start")]
+    assert len(starts) == 2, starts
+    assert "could not start" not in op["reason"], op
+    finish(lab, sim, cfg, d)
+
+
+def test_restore_into_a_pool_that_is_gone(lab):
+    """The guest's pool was removed after the reap: Proxmox's own refusal is
+    shown, and --pool '' restores it into none."""
+    sim, cfg, d = start(lab, [guest(VM, "pooled", pool="proj", **IDLE)])
+    op = wait_op(lab, cfg, VM, {"reaped"})
+    assert d.stop() == 0
+    sim.fault(kind="status", code=500, message="pool 'proj' does not exist", method="POST",
+              path=r"^/nodes/pve1/qemu$", count=1)
+    r = lab.cli("restore", op["id"], "--yes", config=cfg)
+    assert r.returncode == 1
+    assert "pool 'proj' does not exist" in r.stderr, r.stderr
+    assert "never reached the server" not in r.stderr, r.stderr
+    r = lab.cli("restore", op["id"], "--yes", "--pool", "", config=cfg)
+    assert r.returncode == 0, r.stderr
+    post = [x for x in sim.requests() if x["method"] == "POST" and x["path"] == "/nodes/pve1/qemu"]
+    assert "pool" not in (post[-1]["body"] or {}), post[-1]
+    check_invariants(lab, sim, cfg)

@@ -153,23 +153,31 @@ static void test_qemu_volumes(void **state)
         }
 }
 
+/* A volume line proxreap cannot read is no volume it can vouch for. */
 static void test_unparsable_volumes(void **state)
 {
         static const char *const bad[] = { "local-lvm:a,backup=maybe", "local-lvm:a,size=12X",
-                                           "local-lvm:a,file=local-lvm:b", "size=4G", "" };
+                                           "local-lvm:a,file=local-lvm:b", "size=4G", "",
+                                           "local-lvm:a,backup=" };
+        char why[300], *long_vol = malloc(400);
         struct guest_conf c;
         char err[256];
 
         (void)state;
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-                json_t *j = qemu_json();
-
-                json_object_set_new(j, "scsi1", json_string(bad[i]));
-                assert_int_equal(guestconf_from_json(GUEST_QEMU, j, &c, err, sizeof(err)), -EBADMSG);
-                assert_contains(err, "cannot parse 'scsi1: ");
-                json_decref(j);
+                qemu_with("scsi1", bad[i], NULL, NULL, why, sizeof(why));
+                assert_contains(why, "disk scsi1 (");
+                assert_contains(why, ") cannot be read by proxreap, so it cannot tell whether an archive holds it");
         }
+        /* PVE takes a mount point path of any length. */
+        memset(long_vol, 'a', 399);
+        long_vol[0] = '/';
+        long_vol[399] = '\0';
+        qemu_with("scsi1", long_vol, NULL, NULL, why, sizeof(why));
+        assert_contains(why, "cannot be read by proxreap");
+        free(long_vol);
         assert_int_equal(guestconf_from_json(GUEST_QEMU, NULL, &c, err, sizeof(err)), -EBADMSG);
+        assert_string_equal(err, "the configuration is not an object");
 }
 
 static void test_lxc_volumes(void **state)
@@ -235,10 +243,9 @@ static void test_archive_text(void **state)
                                              sizeof(err)),
                          -EBADMSG);
         assert_string_equal(err, "line 2 of the archived configuration cannot be parsed");
-        assert_int_equal(guestconf_from_text(GUEST_QEMU, "name: a\nscsi0: ,size=1G\n", &c, err,
-                                             sizeof(err)),
-                         -EBADMSG);
-        assert_string_equal(err, "cannot parse 'scsi0: ,size=1G'");
+        from_text(GUEST_LXC, "hostname: a\nlxc.cgroup2.devices.allow: c 10:200 rwm\n", &c);
+        assert_true(c.raw_lxc);
+        guestconf_done(&c);
 }
 
 static void test_compare(void **state)
@@ -340,13 +347,14 @@ static void test_check_archive(void **state)
         guestconf_done(&pin);
 }
 
-static void test_replaced(void **state)
+static void test_identity(void **state)
 {
         static const char *const keys[][2] = {
                 { "smbios1", "uuid=00000000-1d2e-4f30-a1b2-c3d4e5f60708" },
                 { "vmgenid", "ffffffff-1f0e-4d9c-8b7a-695847362514" },
                 { "meta", "creation-qemu=9.2.0,ctime=1800000000" },
                 { "net0", "virtio=BC:24:11:00:00:99,bridge=vmbr0,firewall=1" },
+                { "name", "someone-elses" },
         };
         struct guest_conf pin, now;
         json_t *j;
@@ -358,25 +366,33 @@ static void test_replaced(void **state)
         json_object_set_new(j, "memory", json_string("8192"));
         json_object_set_new(j, "net1", json_string("virtio=BC:24:11:00:00:77,bridge=vmbr1"));
         from_json(GUEST_QEMU, j, &now);
-        assert_false(guestconf_replaced(&pin, &now));
+        assert_int_equal(guestconf_identity(&pin, &now), IDENTITY_SAME);
         guestconf_done(&now);
         /* A new guest differs in any of these. */
         for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
                 j = qemu_json();
                 json_object_set_new(j, keys[i][0], json_string(keys[i][1]));
                 from_json(GUEST_QEMU, j, &now);
-                if (!guestconf_replaced(&pin, &now))
-                        fail_msg("a different %s is not a new guest", keys[i][0]);
+                if (guestconf_identity(&pin, &now) != IDENTITY_OTHER)
+                        fail_msg("a different %s is not another guest", keys[i][0]);
                 guestconf_done(&now);
         }
         guestconf_done(&pin);
 
-        from_json(GUEST_LXC, json_pack("{s:s}", "net0", "name=eth0,bridge=vmbr0,hwaddr=BC:24:11:12:34:56,type=veth"), &pin);
-        from_json(GUEST_LXC, json_pack("{s:s}", "net0", "name=eth0,bridge=vmbr0,hwaddr=bc:24:11:12:34:56,ip=dhcp,type=veth"), &now);
-        assert_false(guestconf_replaced(&pin, &now));
+        from_json(GUEST_LXC, json_pack("{s:s, s:s}", "hostname", "ct", "net0", "name=eth0,bridge=vmbr0,hwaddr=BC:24:11:12:34:56,type=veth"), &pin);
+        from_json(GUEST_LXC, json_pack("{s:s, s:s}", "hostname", "ct", "net0", "name=eth0,bridge=vmbr0,hwaddr=bc:24:11:12:34:56,ip=dhcp,type=veth"), &now);
+        assert_int_equal(guestconf_identity(&pin, &now), IDENTITY_SAME);
         guestconf_done(&now);
-        from_json(GUEST_LXC, json_pack("{s:s}", "net0", "name=eth0,bridge=vmbr0,hwaddr=BC:24:11:65:43:21,type=veth"), &now);
-        assert_true(guestconf_replaced(&pin, &now));
+        from_json(GUEST_LXC, json_pack("{s:s, s:s}", "hostname", "ct", "net0", "name=eth0,bridge=vmbr0,hwaddr=BC:24:11:65:43:21,type=veth"), &now);
+        assert_int_equal(guestconf_identity(&pin, &now), IDENTITY_OTHER);
+        guestconf_done(&now);
+        /* The same MAC (a restore without unique) under another name. */
+        from_json(GUEST_LXC, json_pack("{s:s, s:s}", "hostname", "someone-elses", "net0", "name=eth0,bridge=vmbr0,hwaddr=BC:24:11:12:34:56,type=veth"), &now);
+        assert_int_equal(guestconf_identity(&pin, &now), IDENTITY_OTHER);
+        guestconf_done(&now);
+        /* Nothing to tell by: not the same for sure. */
+        from_json(GUEST_LXC, json_pack("{s:s, s:i}", "hostname", "ct", "memory", 1024), &now);
+        assert_int_equal(guestconf_identity(&pin, &now), IDENTITY_UNSURE);
         guestconf_done(&now);
         guestconf_done(&pin);
 }
@@ -408,7 +424,7 @@ static void test_facts(void **state)
          * "proxreap-" name without our description is. */
         assert_int_equal(f.snapshots, 2);
         assert_string_equal(f.snapshot_names, "before-upgrade, proxreap-mine");
-        assert_contains(f.volume, "unused volume unused0");
+        assert_contains(f.unkept, "unused volume unused0");
         guestconf_done(&pend);
 
         j = qemu_json();
@@ -428,7 +444,7 @@ int main(void)
                 cmocka_unit_test(test_qemu_volumes),   cmocka_unit_test(test_unparsable_volumes),
                 cmocka_unit_test(test_lxc_volumes),    cmocka_unit_test(test_archive_text),
                 cmocka_unit_test(test_compare),        cmocka_unit_test(test_check_archive),
-                cmocka_unit_test(test_replaced),       cmocka_unit_test(test_facts),
+                cmocka_unit_test(test_identity),       cmocka_unit_test(test_facts),
         };
 
         return cmocka_run_group_tests_name("guestconf", tests, NULL, NULL);

@@ -468,6 +468,24 @@ static void test_failing_and_compensation(void **state)
         assert_where(op, OP_ABORTING, STEP_START, PHASE_TASK);
         assert_string_equal(op->upid, up_start);
         assert_action_all(op, ACT_FOLLOW_TASK);
+        /* A start that did not work is counted; compensation tries again. */
+        apply(&o, rec(id, "done", STEP_START, T0 + 32, "{s:s, s:b}", "exitstatus",
+                      "VM is locked (backup)", "failed", 1));
+        op = get(&o, id);
+        assert_int_equal(op->start_failures, 1);
+        assert_false(op->started_again);
+        assert_string_equal(op->exitstatus, "VM is locked (backup)");
+        assert_action_all(op, ACT_COMPENSATE);
+        /* The guest was found on another node meanwhile. */
+        apply(&o, rec(id, "moved", NOSTEP, T0 + 33, "{s:s}", "node", "pve2"));
+        op = get(&o, id);
+        assert_string_equal(op->node, "pve2");
+        assert_where(op, OP_ABORTING, STEP_START, PHASE_DONE);
+        apply(&o, rec(id, "moved", NOSTEP, T0 + 33, "{s:s}", "node", "-bad"));
+        assert_int_equal(o.bad_records, 1);
+        o.bad_records = 0;
+        assert_string_equal(get(&o, id)->node, "pve2");
+        apply(&o, rec(id, "intent", STEP_START, T0 + 34, NULL));
         apply(&o, rec(id, "done", STEP_START, T0 + 35, "{s:s}", "exitstatus", "OK"));
         op = get(&o, id);
         assert_where(op, OP_ABORTING, STEP_START, PHASE_DONE);

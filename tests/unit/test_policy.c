@@ -411,8 +411,8 @@ static void test_excluded_by_configuration(void **state)
         cf.protection = true;
         expect_excluded(c, &f, REASON_PROTECTED, NULL);
         cf = (struct conf_facts){ 0 };
-        snprintf(cf.volume, sizeof(cf.volume), "disk scsi1 (local-lvm:vm-201-disk-1, 500G) is excluded from backup (backup=0)");
-        expect_excluded(c, &f, REASON_VOLUME, cf.volume);
+        snprintf(cf.unkept, sizeof(cf.unkept), "disk scsi1 (local-lvm:vm-201-disk-1, 500G) is excluded from backup (backup=0)");
+        expect_excluded(c, &f, REASON_UNKEPT, cf.unkept);
         v = decide(c, &f, &s);
         assert_formatted(&v, "disk scsi1 (local-lvm:vm-201-disk-1, 500G) is excluded from backup (backup=0)");
         cf = (struct conf_facts){ .snapshots = 2 };
@@ -441,11 +441,11 @@ static void test_recheck_every_rule_at_every_point(void **state)
                                         "};\n");
         const struct live_numbers quiet = { .cpu_percent = 0.5, .mem_mb = 100 };
         enum rule { R_TEMPLATE, R_LOCK, R_HA, R_TAG, R_NOT_INCLUDED, R_POOL, R_VMID, R_NODE,
-                    R_TYPE, R_PROTECTED, R_VOLUME, R_SNAPSHOTS, R_PENDING, R_MAX };
+                    R_TYPE, R_PROTECTED, R_UNKEPT, R_SNAPSHOTS, R_PENDING, R_MAX };
         static const enum reason_code want[R_MAX] = {
                 REASON_TEMPLATE, REASON_LOCKED,   REASON_HA,         REASON_TAG,
                 REASON_NOT_INCLUDED, REASON_POOL, REASON_VMID_RANGE, REASON_NODE_SCOPE,
-                REASON_TYPE_SCOPE, REASON_PROTECTED, REASON_VOLUME, REASON_SNAPSHOTS,
+                REASON_TYPE_SCOPE, REASON_PROTECTED, REASON_UNKEPT, REASON_SNAPSHOTS,
                 REASON_PENDING,
         };
 
@@ -482,7 +482,7 @@ static void test_recheck_every_rule_at_every_point(void **state)
                         case R_NODE: f.node = "pve2"; break;
                         case R_TYPE: f.type = GUEST_QEMU; break;
                         case R_PROTECTED: cf.protection = true; break;
-                        case R_VOLUME: strcpy(cf.volume, "unused volume unused0 (x) is not in any archive"); break;
+                        case R_UNKEPT: strcpy(cf.unkept, "unused volume unused0 (x) is not in any archive"); break;
                         case R_SNAPSHOTS: cf.snapshots = 1; break;
                         case R_PENDING: cf.pending = true; break;
                         case R_MAX: break;
@@ -994,7 +994,7 @@ static void test_quoted_reasons_match_printf(void **state)
                 { REASON_TYPE_SCOPE, "not in scope (type %s)" },
                 { REASON_NO_DATA, "no data in the last poll (status '%s')" },
                 { REASON_PROTECTED, "protected (protection=1)" },
-                { REASON_VOLUME, "%s" },
+                { REASON_UNKEPT, "%s" },
                 { REASON_PENDING, "pending configuration changes, which no archive keeps" },
         };
         static const char *texts[] = { "stopped", "", "backup", "a-rather-long-value-0123456789" };
@@ -1034,7 +1034,7 @@ static void test_names(void **state)
         assert_string_equal(reason_code_to_string(REASON_NOT_RUNNING), "not-running");
         assert_string_equal(reason_code_to_string(REASON_HA), "ha-managed");
         assert_string_equal(reason_code_to_string(REASON_DISK), "disk");
-        assert_string_equal(reason_code_to_string(REASON_VOLUME), "volume");
+        assert_string_equal(reason_code_to_string(REASON_UNKEPT), "unkept");
         assert_string_equal(reason_code_to_string(REASON_SNAPSHOTS), "snapshots");
         assert_string_equal(reason_code_to_string(REASON_MEM_NOW), "mem-now");
         assert_string_equal(reason_code_to_string((enum reason_code)99), "unknown");

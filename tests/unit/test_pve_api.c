@@ -894,7 +894,10 @@ static void expect_backup(json_t *list, uint32_t vmid, const char *marker, int64
 
         memset(&b, 0x55, sizeof(b));
         before = b;
-        r = pve_decode_backup_list(list, vmid, marker, min_ctime, &b);
+        r = pve_decode_backup_list(
+                list,
+                &(struct pve_backup_query){ .vmid = vmid, .marker = marker, .min_ctime = min_ctime },
+                &b);
         if (!volid) {
                 if (r != -ENOENT)
                         fail_msg("vmid %u marker %s min_ctime %lld: %d (%s), expected -ENOENT",
@@ -922,7 +925,7 @@ static void test_backup_list_sample(void **state)
         assert_true(json_is_array(list));
         /* The newest of the guest's archives. */
         expect_backup(list, 104, NULL, 0, V104_NEW, 1787469102, 1273880991);
-        assert_int_equal(pve_decode_backup_list(list, 104, NULL, 0, &b), 0);
+        assert_int_equal(pve_decode_backup_list(list, &(struct pve_backup_query){ .vmid = 104, .marker = NULL }, &b), 0);
         assert_false(b.protected);
         /* min_ctime is inclusive. */
         expect_backup(list, 104, NULL, 1787469102, V104_NEW, 1787469102, 1273880991);
@@ -973,16 +976,16 @@ static void test_backup_list_cases(void **state)
                      "\"notes\":\"proxreap R-000017\"}]");
         expect_backup(list, 101, "R-000017", 0,
                       "b:backup/vzdump-qemu-101-2026_01_02-00_00_00.vma.zst", 1767312000, 2000);
-        assert_int_equal(pve_decode_backup_list(list, 101, "R-000017", 0, &b), 0);
+        assert_int_equal(pve_decode_backup_list(list, &(struct pve_backup_query){ .vmid = 101, .marker = "R-000017" }, &b), 0);
         assert_true(b.protected);
         expect_backup(list, 101, "R-000017", 1767312001, NULL, 0, 0);
         expect_backup(list, 101, NULL, 0, "b:backup/vzdump-qemu-101-2026_01_03-00_00_00.vma.zst",
                       1767398400, 300);
-        assert_int_equal(pve_decode_backup_list(list, 101, NULL, 0, &b), 0);
+        assert_int_equal(pve_decode_backup_list(list, &(struct pve_backup_query){ .vmid = 101, .marker = NULL }, &b), 0);
         assert_false(b.protected);
         expect_backup(list, 102, "R-000017", 0,
                       "b:backup/vzdump-qemu-102-2026_01_04-00_00_00.vma.zst", 1767484800, 400);
-        assert_int_equal(pve_decode_backup_list(list, 102, "R-000017", 0, &b), 0);
+        assert_int_equal(pve_decode_backup_list(list, &(struct pve_backup_query){ .vmid = 102, .marker = "R-000017" }, &b), 0);
         assert_true(b.protected);
         expect_backup(list, 102, "R-000018", 0, NULL, 0, 0);
 
@@ -1037,10 +1040,10 @@ static void test_backup_list_cases(void **state)
 
                 for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
                         list = parse(bad[i]);
-                        if (pve_decode_backup_list(list, 101, NULL, 0, &b) != -EBADMSG)
+                        if (pve_decode_backup_list(list, &(struct pve_backup_query){ .vmid = 101, .marker = NULL }, &b) != -EBADMSG)
                                 fail_msg("%s is not a list", bad[i]);
                 }
-                assert_int_equal(pve_decode_backup_list(NULL, 101, NULL, 0, &b), -EBADMSG);
+                assert_int_equal(pve_decode_backup_list(NULL, &(struct pve_backup_query){ .vmid = 101, .marker = NULL }, &b), -EBADMSG);
                 list = hold(json_array());
                 expect_backup(list, 101, NULL, 0, NULL, 0, 0);
                 expect_backup(list, 101, "R-000001", 0, NULL, 0, 0);
@@ -1235,9 +1238,49 @@ static void test_tags_round_trip(void **state)
 
 #define T(f) cmocka_unit_test_teardown(f, teardown)
 
+/* Verify takes the archive the vzdump task says it created, by name. */
+static void test_archive_name_from_task_log(void **state)
+{
+        json_t *file = json_pack("[{s:i, s:s}, {s:i, s:s}, {s:i, s:s}]", "n", 1, "t",
+                                 "INFO: starting new backup job: vzdump 104 --mode stop", "n", 2,
+                                 "t",
+                                 "INFO: creating vzdump archive '/var/lib/vz/dump/vzdump-qemu-104-2026_12_07-02_39_28.vma.zst'",
+                                 "n", 3, "t", "INFO: Finished Backup of VM 104 (00:00:03)");
+        json_t *pbs = json_pack("[{s:i, s:s}]", "n", 1, "t",
+                                "INFO: creating Proxmox Backup Server archive 'ct/105/2026-12-07T02:39:28Z'");
+        json_t *none = json_pack("[{s:i, s:s}, {s:i}]", "n", 1, "t", "INFO: creating archive", "n", 2);
+        json_t *list = json_pack("[{s:s, s:i, s:i, s:s}, {s:s, s:i, s:i, s:s}]", "volid",
+                                 "local:backup/vzdump-qemu-104-2026_12_07-02_39_28.vma.zst", "vmid",
+                                 104, "ctime", 1000, "notes", "proxreap R-000001: x", "volid",
+                                 "local:backup/vzdump-qemu-104-2026_12_07-02_40_00.vma.zst", "vmid",
+                                 104, "ctime", 2000, "notes", "proxreap R-000001: x");
+        struct pve_backup b;
+        char name[256];
+
+        (void)state;
+        assert_int_equal(pve_decode_archive_name(file, name, sizeof(name)), 0);
+        assert_string_equal(name, "vzdump-qemu-104-2026_12_07-02_39_28.vma.zst");
+        assert_int_equal(pve_decode_archive_name(pbs, name, sizeof(name)), 0);
+        assert_string_equal(name, "ct/105/2026-12-07T02:39:28Z");
+        assert_int_equal(pve_decode_archive_name(none, name, sizeof(name)), -ENOENT);
+        assert_int_equal(pve_decode_archive_name(NULL, name, sizeof(name)), -EBADMSG);
+        assert_int_equal(pve_decode_archive_name(file, name, 10), -ENOENT); /* does not fit */
+        /* Newest with the notes: the later copy; by the task's name: ours. */
+        assert_int_equal(pve_decode_backup_list(list, &(struct pve_backup_query){ .vmid = 104, .marker = "R-000001" }, &b), 0);
+        assert_string_equal(b.volid, "local:backup/vzdump-qemu-104-2026_12_07-02_40_00.vma.zst");
+        assert_int_equal(pve_decode_backup_list(list, &(struct pve_backup_query){ .vmid = 104, .marker = "R-000001", .name = "vzdump-qemu-104-2026_12_07-02_39_28.vma.zst" }, &b), 0);
+        assert_string_equal(b.volid, "local:backup/vzdump-qemu-104-2026_12_07-02_39_28.vma.zst");
+        assert_int_equal(pve_decode_backup_list(list, &(struct pve_backup_query){ .vmid = 104, .name = "vzdump-qemu-104" }, &b), -ENOENT);
+        json_decref(file);
+        json_decref(pbs);
+        json_decref(none);
+        json_decref(list);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_archive_name_from_task_log),
                 T(test_upid_samples),
                 T(test_upid_valid),
                 T(test_upid_invalid),
