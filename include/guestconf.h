@@ -101,9 +101,10 @@ int guestconf_check_archive(const struct guest_conf *pinned, const struct guest_
 /* Is got the guest pinned, under the same vmid, or another one (deleted
  * and created again)? The SMBIOS uuid, vmgenid, creation time (meta
  * ctime) and network MAC addresses are what a configuration edit keeps
- * and a new guest changes; the name must agree too (a MAC can be copied).
- * OTHER: one of them differs; SAME: they agree and at least one is on
- * both sides; UNSURE: nothing to tell (an lxc without network). */
+ * and a new guest changes. OTHER: one of them differs. SAME: uuid,
+ * vmgenid or ctime agree, or (MACs being copied by a restore without
+ * unique) MACs and the name. UNSURE: nothing to tell by (an lxc without
+ * network), or the MACs agree and the name does not. */
 enum guest_identity {
         IDENTITY_SAME,
         IDENTITY_OTHER,
@@ -133,9 +134,14 @@ struct guest_reading {
         char lock[32];
         bool template;
         struct conf_facts facts;
+        json_t *snapshots; /* its snapshot list, owned; NULL: none */
 };
 int guestconf_read(struct pve *p, enum guest_type t, const char *node, uint32_t vmid,
                    struct guest_reading *ret);
 void guest_reading_done(struct guest_reading *r);
+/* Whether the guest holds proxreap's snapshot 'name': only the guest
+ * proxreap snapshotted can (a new guest, even one restored from its
+ * archive, starts without snapshots). */
+bool guest_reading_has_our_snapshot(const struct guest_reading *r, const char *name);
 
 #endif

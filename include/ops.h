@@ -14,7 +14,7 @@
  *   intent    step [snapname | target vmid node storage]  (before the call)
  *   task      step upid                                  (the call's answer)
  *   done      step [exitstatus] [failed] [skipped] [digest] [volid size ctime
- *             config]   (start: failed = the compensating start did not
+ *             config node]   (start: failed = the compensating start did not
  *             work; it is tried again)
  *             (snapshot: digest is the guest's after proxreap's own
  *             snapshot, which changes it and nothing else)
@@ -99,6 +99,7 @@ struct op {
 
         /* the verified archive */
         char volid[256];
+        char archive_node[64]; /* where it was verified: a node that can read it */
         uint64_t archive_size;
         int64_t archive_ctime;
         uint64_t archive_start; /* the vzdump task's start (server clock) */

@@ -134,10 +134,12 @@ int pve_decode_archive_name(json_t *log, char *buf, size_t size);
 /* Aborts a running task (a hung one). */
 int pve_task_abort(struct pve *p, const char *upid);
 /* The newest task for vmid on node of one of the types (NULL-terminated)
- * started at or after since (server clock): finds a task whose POST
- * answer was lost. -ENOENT when there is none. */
+ * started at or after since (server clock) that known() (NULL: none) does
+ * not claim for another op: finds a task whose POST answer was lost.
+ * -ENOENT when there is none. */
 int pve_find_task(struct pve *p, const char *node, uint32_t vmid, const char *const *types,
-                  uint64_t since, char *ret);
+                  uint64_t since, bool (*known)(void *userdata, const char *upid), void *userdata,
+                  char *ret);
 
 int pve_storage_status(struct pve *p, const char *node, const char *storage,
                        struct pve_storage_status *ret);

@@ -718,7 +718,7 @@ enum guest_identity guestconf_identity(const struct guest_conf *pinned, const st
 {
         static const char *const keys[] = { "smbios1", "vmgenid", "meta" };
         const char *key, *a_name = name_of(pinned), *b_name = name_of(got);
-        unsigned both = 0;
+        unsigned strong = 0, macs = 0;
         json_t *v;
         char a[128], b[128];
 
@@ -729,7 +729,7 @@ enum guest_identity guestconf_identity(const struct guest_conf *pinned, const st
                 identity(got, keys[i], b, sizeof(b));
                 if (a[0] && b[0] && strcmp(a, b) != 0)
                         return IDENTITY_OTHER;
-                both += a[0] && b[0];
+                strong += a[0] && b[0];
         }
         json_object_foreach(pinned->fields, key, v) {
                 if (!numbered(key, "net", 31))
@@ -738,13 +738,16 @@ enum guest_identity guestconf_identity(const struct guest_conf *pinned, const st
                 identity(got, key, b, sizeof(b));
                 if (a[0] && b[0] && strcasecmp(a, b) != 0)
                         return IDENTITY_OTHER;
-                both += a[0] && b[0];
+                macs += a[0] && b[0];
         }
-        /* A MAC can be copied (a restore without unique): the name must
-         * agree too before it counts as the same guest. */
-        if ((a_name || b_name) && (!a_name || !b_name || strcmp(a_name, b_name) != 0))
-                return IDENTITY_OTHER;
-        return both ? IDENTITY_SAME : IDENTITY_UNSURE;
+        /* uuid, vmgenid and ctime are made anew for a new guest: agreeing,
+         * it is the same one, renamed or not. A MAC alone can be copied (a
+         * restore without unique): only with the same name. */
+        if (strong)
+                return IDENTITY_SAME;
+        if (macs && ((!a_name && !b_name) || (a_name && b_name && strcmp(a_name, b_name) == 0)))
+                return IDENTITY_SAME;
+        return IDENTITY_UNSURE;
 }
 
 /* --- facts --- */
@@ -841,6 +844,8 @@ int guestconf_read(struct pve *p, enum guest_type t, const char *node, uint32_t 
                 snprintf(g.tags, sizeof(g.tags), "%s", basics.tags);
                 snprintf(g.lock, sizeof(g.lock), "%s", basics.lock);
                 g.template = basics.template;
+                g.snapshots = snaps;
+                snaps = NULL;
         }
         json_decref(snaps);
         guestconf_done(&pending);
@@ -855,4 +860,23 @@ int guestconf_read(struct pve *p, enum guest_type t, const char *node, uint32_t 
 void guest_reading_done(struct guest_reading *r)
 {
         guestconf_done(&r->conf);
+        json_decref(r->snapshots);
+        r->snapshots = NULL;
+}
+
+bool guest_reading_has_our_snapshot(const struct guest_reading *r, const char *name)
+{
+        size_t i;
+        json_t *it;
+
+        if (!name || !name[0])
+                return false;
+        json_array_foreach(r->snapshots, i, it) {
+                const char *n = json_string_value(json_object_get(it, "name"));
+
+                if (n && strcmp(n, name) == 0 &&
+                    guestconf_snapshot_is_ours(n, json_string_value(json_object_get(it, "description"))))
+                        return true;
+        }
+        return false;
 }

@@ -241,6 +241,8 @@ static void apply_done(struct op *op, json_t *rec)
                 break;
         case STEP_VERIFY:
                 snprintf(op->volid, sizeof(op->volid), "%s", str(rec, "volid"));
+                snprintf(op->archive_node, sizeof(op->archive_node), "%s",
+                         *str(rec, "node") ? str(rec, "node") : op->node);
                 op->archive_size = (uint64_t)num(rec, "size");
                 op->archive_ctime = num(rec, "ctime");
                 set_text(&op->archive_config, str(rec, "config"));

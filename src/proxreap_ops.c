@@ -397,7 +397,7 @@ static int restore_resume(struct pve *p, struct journal *j, struct ops *ops, con
         if (op->phase == PHASE_TASK)
                 return restore_follow(p, j, ops, id, op->upid, a);
         r = pve_find_task(p, op->restore_node, op->restore_vmid,
-                          op_step_task_types(STEP_RESTORE, op->type), since, upid);
+                          op_step_task_types(STEP_RESTORE, op->type), since, NULL, NULL, upid);
         if (r >= 0) {
                 printf("%s: continuing the restore task already started (%s)\n", id, upid);
                 r = record_restore_task(j, ops, id, upid);
@@ -468,7 +468,10 @@ static int restore_start(struct pve *p, struct journal *j, struct ops *ops, cons
         json_t *rec;
         int r;
 
-        snprintf(node, sizeof(node), "%s", a->node ? a->node : op->node);
+        /* Where the archive was verified, unless told: a node that reads
+         * it (the guest's own node may have changed since, see 'moved'). */
+        snprintf(node, sizeof(node), "%s",
+                 a->node ? a->node : op->archive_node[0] ? op->archive_node : op->node);
         /* The archive must still be there. */
         snprintf(storage_id, sizeof(storage_id), "%.*s", (int)strcspn(op->volid, ":"), op->volid);
         r = pve_find_backup(p, node, storage_id,

@@ -509,20 +509,30 @@ int pve_task_abort(struct pve *p, const char *upid)
 }
 
 /* "INFO: creating vzdump archive '/var/lib/vz/dump/vzdump-...zst'" or
- * "... creating Proxmox Backup Server archive 'vm/104/2026-...Z'" (pve-
- * manager VZDump.pm): the name after STORAGE:backup/ in its volid. */
+ * "INFO: creating Proxmox Backup Server archive 'vm/104/2026-...Z'" (pve-
+ * manager VZDump.pm exec_backup_task, debugmsg): the name after
+ * STORAGE:backup/ in its volid. Only a line that is that message from its
+ * start: a guest's mount point path, logged on another line, may hold
+ * the same words. The target runs to the quote that ends the line (a
+ * storage path may hold quotes). */
 static bool archive_line(const char *t, char *buf, size_t size)
 {
-        const char *c = strstr(t, "creating "), *a, *q, *slash;
+        static const char *const kinds[] = { "INFO: creating vzdump archive '",
+                                             "INFO: creating Proxmox Backup Server archive '" };
+        const char *a = NULL, *q, *slash;
         size_t n;
 
-        a = c ? strstr(c, " archive '") : NULL;
+        for (size_t i = 0; !a && i < ELEMENTSOF(kinds); i++)
+                if (strncmp(t, kinds[i], strlen(kinds[i])) == 0)
+                        a = t + strlen(kinds[i]);
         if (!a)
                 return false;
-        a += strlen(" archive '");
-        q = strchr(a, '\'');
-        if (!q || q == a)
+        n = strlen(a);
+        while (n > 0 && (a[n - 1] == ' ' || a[n - 1] == '\r'))
+                n--;
+        if (n < 2 || a[n - 1] != '\'')
                 return false;
+        q = a + n - 1;
         n = (size_t)(q - a);
         /* A file's path: its name; a PBS snapshot: as it is. */
         slash = memrchr(a, '/', n);
@@ -579,7 +589,8 @@ static bool type_in(const char *type, const char *const *types)
 }
 
 int pve_find_task(struct pve *p, const char *node, uint32_t vmid, const char *const *types,
-                  uint64_t since, char *ret)
+                  uint64_t since, bool (*known)(void *userdata, const char *upid), void *userdata,
+                  char *ret)
 {
         char n[192], path[512];
         uint64_t best_start = 0;
@@ -607,7 +618,8 @@ int pve_find_task(struct pve *p, const char *node, uint32_t vmid, const char *co
                 struct pve_upid u;
 
                 if (!upid || pve_upid_parse(upid, &u) < 0 || !type_in(u.type, types) ||
-                    u.starttime < since || (found && u.starttime < best_start))
+                    u.starttime < since || (found && u.starttime < best_start) ||
+                    (known && known(userdata, upid)))
                         continue;
                 snprintf(ret, PVE_UPID_MAX, "%s", upid);
                 best_start = u.starttime;
@@ -718,6 +730,7 @@ int pve_set_tags(struct pve *p, enum guest_type t, const char *node, uint32_t vm
         pve_form_clear(&f);
         return r;
 }
+
 
 int pve_next_id(struct pve *p, uint32_t want, uint32_t *ret)
 {

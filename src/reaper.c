@@ -31,8 +31,9 @@
  * configuration proxreap cannot read) gives up after this many tries,
  * about five minutes with the backoff, and puts the guest back. */
 #define STEP_TRIES 30
-/* The compensating start: tried this often, this far apart. */
-#define START_TRIES 3
+/* The compensating start: tried this often, 30 s apart at first, doubling
+ * (a backup job's lock may hold it for minutes): about 15 minutes in all. */
+#define START_TRIES 6
 #define START_RETRY_USEC (30 * USEC_PER_SEC)
 /* How long what an idle guest's configuration said is trusted for the
  * verdicts of status and mark mode; selection and every step read it
@@ -254,6 +255,8 @@ static int send_step(struct reaper *r, struct pve *p, const char *id, enum op_st
         return e;
 }
 
+static int close_aborted(struct reaper *r, const struct op *op, const char *note);
+
 static int abort_or_retry(struct reaper *r, struct pve *p, const char *id, int e, uint64_t now)
 {
         struct op *op = again(r, id);
@@ -265,10 +268,17 @@ static int abort_or_retry(struct reaper *r, struct pve *p, const char *id, int e
                 return e;
         if (api_refused(e))
                 return fail(r, id, pve_error(p));
-        if (op->state != OP_ABORTING && op->run.tries + 1 >= STEP_TRIES) {
-                /* Nothing changed yet: a veto; else the guest is put back. */
+        if (op->run.tries + 1 >= STEP_TRIES) {
+                /* Nothing changed yet: a veto; else the guest is put back;
+                 * putting it back itself failing ends with what to do. */
                 snprintf(why, sizeof(why), "%s (gave up after %u tries)", pve_error(p),
                          op->run.tries + 1);
+                if (op->state == OP_ABORTING) {
+                        snprintf(why, sizeof(why),
+                                 "; proxreap could not put the guest back (%.300s, %u tries): check it by hand",
+                                 pve_error(p), op->run.tries + 1);
+                        return close_aborted(r, op, why);
+                }
                 return op->state == OP_SELECTED ? veto(r, id, why) : fail(r, id, why);
         }
         log_op(LOG_WARNING, op, "reap %s: %s, retrying", op->id, pve_error(p));
@@ -643,9 +653,9 @@ static int act_verify(struct reaper *r, struct pve *p, struct op *op, uint64_t n
         log_op(LOG_NOTICE, op, "reap %s: archive '%s' verified (%" PRIu64 " bytes)", op->id,
                b.volid, b.size);
         e = record_step(r, id, "done", STEP_VERIFY,
-                        json_pack("{s:s, s:I, s:I, s:s, s:s}", "volid", b.volid, "size",
+                        json_pack("{s:s, s:I, s:I, s:s, s:s, s:s}", "volid", b.volid, "size",
                                   (json_int_t)b.size, "ctime", (json_int_t)b.ctime, "config",
-                                  config, "digest", op->digest));
+                                  config, "digest", op->digest, "node", op->node));
         free(config);
         if (e >= 0) {
                 op = again(r, id);
@@ -807,9 +817,32 @@ static int start_failed(struct reaper *r, const char *id, const char *exitstatus
                exitstatus);
         e = record_step(r, id, "done", STEP_START,
                         json_pack("{s:s, s:b}", "exitstatus", exitstatus, "failed", 1));
-        if (e >= 0)
-                again(r, id)->run.next_usec = now + START_RETRY_USEC;
+        if (e >= 0) {
+                op = again(r, id);
+                op->run.next_usec = now + (START_RETRY_USEC << (op->start_failures > 5
+                                                                        ? 4
+                                                                        : op->start_failures - 1));
+        }
         return e;
+}
+
+/* The shutdown ended, but the guest is not on its node: migrated (stopped,
+ * by an admin or HA) or removed. Either way the reap cannot go on there:
+ * compensation follows it (locate() journals where it went). */
+static int shutdown_guest_missing(struct reaper *r, struct op *op, uint64_t now)
+{
+        char id[16];
+        int e = locate(r, op, now);
+
+        snprintf(id, sizeof(id), "%s", op->id);
+        if (e == -EAGAIN) {
+                due_later(op, now);
+                return 0;
+        }
+        if (e < 0)
+                return e;
+        return fail(r, id, e > 0 ? "the guest moved to another node during its shutdown"
+                                 : "the guest was removed during its shutdown");
 }
 
 /* The destroy task ended OK, but a guest answers under the vmid. A guest
@@ -869,14 +902,17 @@ static int task_finished(struct reaper *r, struct pve *p, struct op *op,
                 e = pve_guest_status(p, op->type, op->node, op->vmid, &st);
                 if (op->step == STEP_DESTROY && e != -ENOENT)
                         return destroy_not_yet_gone(r, p, op, now);
+                if (op->step == STEP_SHUTDOWN && e == -ENOENT)
+                        return shutdown_guest_missing(r, op, now);
                 if (op->step == STEP_SHUTDOWN) {
                         if (e < 0 || strcmp(st.status, "stopped") != 0) {
                                 int64_t limit = (int64_t)(r->c->shutdown_timeout_usec /
                                                           USEC_PER_SEC) +
                                                 HA_STOP_SLACK_S;
 
-                                if (e >= 0 && step_elapsed_s(op, now) > limit)
-                                        return fail(r, id, "the guest did not stop");
+                                if (step_elapsed_s(op, now) > limit)
+                                        return fail(r, id, e < 0 ? pve_error(p)
+                                                                 : "the guest did not stop");
                                 due_later(op, now);
                                 return 0;
                         }
@@ -934,6 +970,23 @@ static int act_follow(struct reaper *r, struct pve *p, struct op *op, uint64_t n
         return 0;
 }
 
+struct task_owner {
+        const struct reaper *r;
+        const struct op *op;
+};
+
+/* A task the journal already gives to another op (the destroy of an
+ * earlier reap of the same vmid, minutes ago): never this op's. */
+static bool task_of_another_op(void *userdata, const char *upid)
+{
+        const struct task_owner *t = userdata;
+
+        for (size_t i = 0; i < t->r->ops.n; i++)
+                if (&t->r->ops.v[i] != t->op && strcmp(t->r->ops.v[i].upid, upid) == 0)
+                        return true;
+        return false;
+}
+
 /* The answer to a call never arrived (lost reply, crash). Ask the server
  * whether it acted; never send a destroy again. */
 static int act_resolve(struct reaper *r, struct pve *p, struct op *op, uint64_t now)
@@ -947,7 +1000,7 @@ static int act_resolve(struct reaper *r, struct pve *p, struct op *op, uint64_t 
 
         snprintf(id, sizeof(id), "%s", op->id);
         e = pve_find_task(p, op->node, op->vmid, op_step_task_types(op->step, op->type), since,
-                          upid);
+                          task_of_another_op, &(struct task_owner){ r, op }, upid);
         if (e >= 0) {
                 log_op(LOG_NOTICE, op, "reap %s: found the %s task the server started: %s", id,
                        op_step_to_string(op->step), upid);
@@ -1029,40 +1082,55 @@ static int tag_failed(struct pve *p, const struct op *op)
         return pve_set_tags(p, op->type, op->node, op->vmid, tags, cfg.digest);
 }
 
-/* May compensation touch the guest under op's vmid, the one proxreap
- * stopped? Only when its digest is the expected one, or its identity is
- * the pinned one (guestconf_identity()); a guest that took over the vmid,
- * or one proxreap cannot tell apart, is left alone. 1: touch it; 0: leave
- * it (note says why); < 0: the server could not say. */
-static int still_ours(struct pve *p, const struct op *op, char *note, size_t size)
+/* Who is under op's vmid now, for compensation. */
+enum occupant {
+        OCCUPANT_OURS, /* the guest proxreap stopped */
+        OCCUPANT_OTHER, /* another guest: the one proxreap stopped is gone (vmids are unique) */
+        OCCUPANT_UNSURE, /* changed so that proxreap cannot tell */
+        OCCUPANT_NONE, /* no guest on op's node: moved or gone (locate()) */
+        OCCUPANT_DESTROYED, /* a config left with lock 'destroyed': a destroy died after freeing the disks */
+};
+
+/* The guest proxreap stopped: its digest is the expected one, it holds
+ * proxreap's snapshot, or its identity is the pinned one
+ * (guestconf_identity()). */
+static int identify(struct pve *p, const struct op *op, enum occupant *ret)
 {
         struct guest_reading now;
         struct guest_conf pin;
-        enum guest_identity id;
-        int e;
+        int e = guestconf_read(p, op->type, op->node, op->vmid, &now);
 
-        if (pinned_conf(op, &pin) < 0)
-                return 1; /* journaled before pinning: as before */
-        e = guestconf_read(p, op->type, op->node, op->vmid, &now);
-        if (e < 0) {
-                guestconf_done(&pin);
-                return e;
+        if (e == -ENOENT) {
+                *ret = OCCUPANT_NONE;
+                return 0;
         }
-        id = strcmp(now.digest, op->digest) == 0 ? IDENTITY_SAME
-                                                 : guestconf_identity(&pin, &now.conf);
-        if (id == IDENTITY_SAME && now.template) {
-                /* A template cannot run: converted meanwhile, on purpose. */
-                snprintf(note, size, "; it was made a template meanwhile, so proxreap left it as it is");
-                id = IDENTITY_UNSURE;
-        } else if (id == IDENTITY_OTHER)
-                snprintf(note, size, "; the vmid now holds another guest, which proxreap left alone");
-        else if (id == IDENTITY_UNSURE)
-                snprintf(note, size,
-                         "; its configuration changed and proxreap cannot tell whether it is still the guest it stopped, so it left it as it is (start it with '%s start %u' if it is)",
-                         op->type == GUEST_LXC ? "pct" : "qm", (unsigned)op->vmid);
+        if (e < 0)
+                return e;
+        if (strcmp(now.lock, "destroyed") == 0)
+                *ret = OCCUPANT_DESTROYED;
+        else if (strcmp(now.digest, op->digest) == 0 || /* unchanged */
+                 guest_reading_has_our_snapshot(&now, op->snapname) || /* edited, ours */
+                 pinned_conf(op, &pin) < 0) /* journaled before pinning */
+                *ret = OCCUPANT_OURS;
+        else {
+                switch (guestconf_identity(&pin, &now.conf)) {
+                case IDENTITY_SAME:
+                        *ret = OCCUPANT_OURS;
+                        break;
+                case IDENTITY_OTHER:
+                        *ret = OCCUPANT_OTHER;
+                        break;
+                default:
+                        *ret = OCCUPANT_UNSURE;
+                        break;
+                }
+                guestconf_done(&pin);
+        }
+        /* A template cannot run: made one meanwhile, on purpose. */
+        if (*ret == OCCUPANT_OURS && now.template)
+                *ret = OCCUPANT_UNSURE;
         guest_reading_done(&now);
-        guestconf_done(&pin);
-        return id == IDENTITY_SAME;
+        return 0;
 }
 
 static int close_aborted(struct reaper *r, const struct op *op, const char *note)
@@ -1079,49 +1147,46 @@ static int close_aborted(struct reaper *r, const struct op *op, const char *note
         return append(r, rec, "aborted");
 }
 
-/* Gone from the cluster: archived and verified means reaped. */
-static int compensate_gone(struct reaper *r, struct op *op)
+/* The guest proxreap stopped is gone: archived and verified means reaped;
+ * else there is nothing to put back. */
+static int compensate_gone(struct reaper *r, struct op *op, const char *note)
 {
-        json_t *rec;
-
         if (op->volid[0]) {
-                log_op(LOG_WARNING, op, "reap %s: guest %u is gone; archive '%s' holds it", op->id,
-                       (unsigned)op->vmid, op->volid);
+                log_op(LOG_WARNING, op, "reap %s: guest %u is gone%s; archive '%s' holds it",
+                       op->id, (unsigned)op->vmid, note, op->volid);
                 return act_finish(r, op);
         }
-        rec = op_record(op->id, "aborted", now_epoch());
-        set_str(rec, "reason", "the guest was removed outside proxreap");
-        return append(r, rec, "aborted");
+        return close_aborted(r, op, note[0] ? note : "; the guest was removed outside proxreap");
 }
 
-static int act_compensate(struct reaper *r, struct pve *p, struct op *op, uint64_t now)
+/* No guest under the vmid on its node: where did it go? Gone, or moved
+ * (then compensation goes on there at its next turn). */
+static int compensate_missing(struct reaper *r, struct op *op, uint64_t now)
+{
+        int e = locate(r, op, now);
+
+        if (e == 0)
+                return compensate_gone(r, op, "");
+        if (e == -EAGAIN)
+                due_later(op, now);
+        return e == -EAGAIN ? 0 : e;
+}
+
+/* The guest is the one proxreap stopped: start it again, tag it, close. */
+static int compensate_ours(struct reaper *r, struct pve *p, struct op *op, uint64_t now)
 {
         struct pve_guest_status st;
         char id[16], note[400] = "";
         int e;
 
         snprintf(id, sizeof(id), "%s", op->id);
-        e = still_ours(p, op, note, sizeof(note));
-        if (e == 0)
-                return close_aborted(r, op, note);
-        if (e > 0)
-                e = pve_guest_status(p, op->type, op->node, op->vmid, &st);
-        if (e == -ENOENT) {
-                e = locate(r, op, now);
-                if (e == 0)
-                        return compensate_gone(r, op);
-                if (e == -EAGAIN)
-                        due_later(op, now);
-                return e == -EAGAIN ? 0 : e;
-        }
+        e = pve_guest_status(p, op->type, op->node, op->vmid, &st);
+        if (e == -ENOENT)
+                return compensate_missing(r, op, now);
         if (e < 0)
                 return abort_or_retry(r, p, id, -EIO, now);
         if (op->stopped_by_us && !op->started_again && strcmp(st.status, "stopped") == 0) {
-                if (op->start_failures >= START_TRIES) {
-                        snprintf(note, sizeof(note),
-                                 "; proxreap could not start it again (%.200s), so it is stopped: start it by hand",
-                                 op->exitstatus);
-                } else {
+                if (op->start_failures < START_TRIES) {
                         log_op(LOG_NOTICE, op, "reap %s: starting guest %u again", id,
                                (unsigned)op->vmid);
                         e = send_step(r, p, id, STEP_START, NULL, "POST", "/status/start", NULL,
@@ -1130,6 +1195,9 @@ static int act_compensate(struct reaper *r, struct pve *p, struct op *op, uint64
                                 return start_failed(r, id, pve_error(p), now);
                         return e;
                 }
+                snprintf(note, sizeof(note),
+                         "; proxreap could not start it again (%.200s), so it is stopped: start it by hand",
+                         op->exitstatus);
         }
         e = tag_failed(p, op);
         if (e < 0 && !api_refused(e)) {
@@ -1139,6 +1207,33 @@ static int act_compensate(struct reaper *r, struct pve *p, struct op *op, uint64
         if (e < 0)
                 log_op(LOG_WARNING, op, "reap %s: cannot tag guest %u '%s': %s", id,
                        (unsigned)op->vmid, TAG_FAILED, pve_error(p));
+        return close_aborted(r, op, note);
+}
+
+static int act_compensate(struct reaper *r, struct pve *p, struct op *op, uint64_t now)
+{
+        enum occupant who = OCCUPANT_UNSURE;
+        char note[400];
+        int e = identify(p, op, &who);
+
+        if (e < 0)
+                return abort_or_retry(r, p, op->id, -EIO, now);
+        switch (who) {
+        case OCCUPANT_OURS:
+                return compensate_ours(r, p, op, now);
+        case OCCUPANT_NONE:
+                return compensate_missing(r, op, now);
+        case OCCUPANT_DESTROYED:
+                return compensate_gone(r, op, " (a destroy freed its disks and left only a config locked 'destroyed')");
+        case OCCUPANT_OTHER:
+                return compensate_gone(r, op,
+                                       "; the vmid now holds another guest, which proxreap left alone");
+        case OCCUPANT_UNSURE:
+                break;
+        }
+        snprintf(note, sizeof(note),
+                 "; its configuration changed and proxreap cannot tell whether it is still the guest it stopped, so it left it as it is (start it with '%s start %u' if it is)",
+                 op->type == GUEST_LXC ? "pct" : "qm", (unsigned)op->vmid);
         return close_aborted(r, op, note);
 }
 

@@ -40,9 +40,9 @@ def start(lab, guests, faults=None, **reap):
     return sim, cfg, lab.daemon(cfg)
 
 
-def finish(lab, sim, cfg, d):
+def finish(lab, sim, cfg, d, removed=()):
     assert d.stop() == 0, d.log()
-    check_invariants(lab, sim, cfg)
+    check_invariants(lab, sim, cfg, removed=removed)
 
 
 # ---------------------------------------------------------------- what no archive holds
@@ -306,7 +306,8 @@ def test_vmid_taken_the_moment_the_destroy_ends(lab):
 @pytest.mark.parametrize("how", ["no-net", "same-hwaddr"])
 def test_container_that_took_over_the_vmid_is_not_started(lab, how):
     """A new container under the vmid after vzdump, with nothing to tell it
-    apart by but its name: neither started nor tagged."""
+    apart by but its name (a MAC can be copied): neither started nor
+    tagged, and the reason says to start it by hand if it is the same."""
     sim = sim_of(lab, [guest(VM, "original", type="lxc", **IDLE)])
     orig = config_of(sim, "lxc", VM)
     newcfg = {"net0": None} if how == "no-net" else {"net0": orig["net0"]}
@@ -317,7 +318,8 @@ def test_container_that_took_over_the_vmid_is_not_started(lab, how):
     cfg = lab.config(sim, observe=OBSERVE, reap=REAP)
     d = lab.daemon(cfg)
     op = wait_op(lab, cfg, VM, {"aborted"})
-    assert op["reason"].endswith("the vmid now holds another guest, which proxreap left alone"), op
+    assert op["reason"].endswith("proxreap cannot tell whether it is still the guest it stopped, "
+                                 "so it left it as it is (start it with 'pct start 201' if it is)"), op
     g = sim.guest(VM)
     assert g["status"] == "stopped" and not g["tags"], g
     assert destroys(sim) == []
@@ -405,3 +407,172 @@ def test_restore_into_a_pool_that_is_gone(lab):
     post = [x for x in sim.requests() if x["method"] == "POST" and x["path"] == "/nodes/pve1/qemu"]
     assert "pool" not in (post[-1]["body"] or {}), post[-1]
     check_invariants(lab, sim, cfg)
+
+
+# ------------------------------------------------------- moved, renamed, destroyed halfway
+
+def after(task, events, vmid=VM):
+    return {"kind": "after_task", "type": task, "vmid": vmid, "count": 1, "events": events}
+
+
+def records(lab, cfg, opid):
+    r = lab.cli("journal", "show", opid, "--json", config=cfg)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_guest_migrated_during_its_shutdown(lab):
+    """HA or an admin migrates the guest the moment its shutdown ends: the
+    reap follows it to pve2, calls itself off and starts it there."""
+    sim, cfg, d = start(lab, [guest(VM, "mover", **IDLE)],
+                        faults=[after("^qmshutdown$", [{"action": "migrate", "node": "pve2"}])])
+    op = wait_op(lab, cfg, VM, {"aborted"})
+    assert "the guest moved to another node during its shutdown" in op["reason"], op
+    wait_until(lambda: (sim.guest(VM) or {}).get("status") == "running", message="started on pve2")
+    assert sim.guest(VM)["node"] == "pve2" and destroys(sim) == []
+    assert [r["node"] for r in records(lab, cfg, op["id"]) if r["ev"] == "moved"] == ["pve2"]
+    finish(lab, sim, cfg, d)
+
+
+@pytest.mark.parametrize("gtype", ["qemu", "lxc"])
+def test_guest_renamed_while_stopped_is_started_again(lab, gtype):
+    """The operator renames the stopped guest after vzdump: the reap is
+    called off (the config changed), and the guest is still the one
+    proxreap stopped (it holds proxreap's snapshot): it runs again."""
+    sim, cfg, d = start(lab, [guest(VM, "web", type=gtype, **IDLE)],
+                        faults=[after("^vzdump$", [{"action": "set", "field": "name", "value": "web-old"}])])
+    op = wait_op(lab, cfg, VM, {"aborted"})
+    key = "hostname" if gtype == "lxc" else "name"
+    assert "'%s' is 'web' when selected and 'web-old' now" % key in op["reason"], op
+    wait_until(lambda: sim.guest(VM)["status"] == "running", message="started again")
+    assert "proxreap-failed" in sim.guest(VM)["tags"] and destroys(sim) == []
+    finish(lab, sim, cfg, d)
+
+
+NEW_GUEST = {"vmid": VM, "type": "qemu", "node": "pve1", "name": "fresh", "status": "running",
+             "workload": {"kind": "constant", "cpu": 0.5, "mem_mb": 3000}}
+JOBS_LOCK = "can't lock file '/var/lock/pve-manager/pve-jobs.lck' - got timeout"
+
+
+def destroy_task_fails_after_its_work():
+    """qemu-server's destroy frees the disks and the config, then fails in
+    its purge tail (backup jobs, replication, HA): the task says error."""
+    return {"kind": "rewrite", "method": "GET",
+            "path": r"^/nodes/pve1/tasks/.*:qmdestroy:%d:.*/status$" % VM,
+            "pattern": '"exitstatus": ?"OK"', "repl": '"exitstatus":"%s"' % JOBS_LOCK}
+
+
+@pytest.mark.parametrize("left", ["new-guest", "locked-destroyed"])
+def test_destroy_that_fails_after_its_work_is_a_reap(lab, left):
+    """The destroy task ends in error after it removed the guest, and the
+    vmid then holds a new guest (provisioning), or the config destroy_vm
+    leaves behind locked 'destroyed': the guest is gone and its verified
+    archive holds it, so the op is reaped and restores; the new guest is
+    left alone."""
+    if left == "new-guest":
+        occupant = NEW_GUEST
+    else:
+        occupant = {"vmid": VM, "type": "qemu", "node": "pve1", "status": "stopped", "lock": "destroyed",
+                    "workload": {"kind": "constant", "cpu": 0.0, "mem_mb": 0},
+                    "config": {k: None for k in ("smbios1", "vmgenid", "meta", "net0", "scsi0", "name",
+                                                 "ostype", "boot")}}
+    sim, cfg, d = start(lab, [guest(VM, "old", **IDLE)],
+                        faults=[after("^qmdestroy$", [{"action": "create", "guest": occupant}]),
+                                destroy_task_fails_after_its_work()])
+    op = wait_op(lab, cfg, VM, {"reaped"})
+    assert len(destroys(sim)) == 1 and op["volid"], op
+    if left == "new-guest":
+        g = sim.guest(VM)
+        assert g["name"] == "fresh" and g["status"] == "running" and not g["tags"], g
+    finish(lab, sim, cfg, d)
+    r = lab.cli("restore", op["id"], "--yes", "--vmid", "301", config=cfg)
+    assert r.returncode == 0, r.stderr
+    assert sim.guest(301)["name"] == "old"
+
+
+def test_guest_moved_then_deleted_is_reaped_and_restores_from_its_node(lab):
+    """Killed after verify; the stopped guest is migrated to pve2, proxreap
+    journals the move and is killed again; the guest is then deleted. The
+    verified archive holds it: reaped. The archive is on pve1's node-local
+    storage, and restore goes there without --node."""
+    sim = sim_of(lab, [guest(VM, "mover", **IDLE)])
+    cfg = lab.config(sim, observe=OBSERVE, reap=REAP)
+
+    def crash_at(point):
+        d = lab.daemon(cfg, env={"PROXREAP_CRASH_AT": point})
+        wait_until(lambda: not d.running(), message="the crash at " + point)
+        d.returncode = d.proc.returncode
+
+    crash_at("verify-done")
+    sim.event(VM, "migrate", node="pve2")
+    crash_at("moved")
+    sim.event(VM, "delete")
+    d = lab.daemon(cfg)
+    op = wait_op(lab, cfg, VM, {"reaped"})
+    assert destroys(sim) == []
+    finish(lab, sim, cfg, d, removed=[VM])
+    r = lab.cli("restore", op["id"], "--yes", config=cfg)
+    assert r.returncode == 0, r.stderr
+    g = sim.guest(VM)
+    assert g["node"] == "pve1" and g["name"] == "mover", g
+
+
+def test_mount_point_path_cannot_plant_the_archive_name(lab):
+    """A mount point path holds "creating vzdump archive '<planted>'", which
+    vzdump's log echoes before its real line; a protected archive with
+    proxreap's notes waits under that name. Verify takes vzdump's own
+    line: the op holds the real archive."""
+    import time
+    sim = sim_of(lab, [guest(VM, "ct", type="lxc", **IDLE)])
+    epoch = int(sim.time()["epoch"]) + 3 * 86400
+    name = "vzdump-lxc-%d-%s.tar.zst" % (VM, time.strftime("%Y_%m_%d-%H_%M_%S", time.gmtime(epoch)))
+    sim.event(VM, "set", field="config", value={
+        "mp0": "local-lvm:vm-%d-disk-1,mp=/srv/x creating vzdump archive '/var/lib/vz/dump/%s' y,"
+               "backup=1,size=1G" % (VM, name)})
+    planted = sim.add_backup("local", vmid=VM, type="lxc", ctime=epoch, compress="zstd", protected=1,
+                             notes="proxreap R-000001: idle guest ct (%d) archived before removal" % VM,
+                             size=4096)
+    cfg = lab.config(sim, observe=OBSERVE, reap=REAP)
+    d = lab.daemon(cfg)
+    op = wait_op(lab, cfg, VM, {"reaped"})
+    real = sim.history(event="backup", vmid=VM)[0]["volid"]
+    assert op["volid"] == real != planted["volid"], op
+    finish(lab, sim, cfg, d)
+
+
+def test_start_after_a_long_lock_is_tried_until_it_works(lab):
+    """A backup job locks the stopped guest after its shutdown, long enough
+    for the first compensating starts to fail: proxreap keeps trying,
+    further apart, and the guest runs once the lock is gone."""
+    sim, cfg, d = start(lab, [guest(VM, "v", **IDLE)], retry_after="1h",
+                        faults=[after("^qmshutdown$", [{"action": "lock", "value": "backup"}])])
+    wait_until(lambda: any(w.endswith("/status/start") for w in writes(sim, VM)), timeout=60,
+               message="the first start")
+    assert sim.guest(VM)["status"] == "stopped"
+    sim.event(VM, "unlock")
+    op = wait_op(lab, cfg, VM, {"aborted"}, timeout=90)
+    assert sim.guest(VM)["status"] == "running" and destroys(sim) == []
+    assert "could not start" not in op["reason"], op
+    finish(lab, sim, cfg, d)
+
+
+def test_destroy_of_a_previous_op_is_not_taken_for_this_ones(lab):
+    """Op A reaps 201; provisioning reuses 201 for a guest that goes idle;
+    op B's DELETE is cut before it reaches the server. B must not adopt A's
+    destroy task as its own: the new guest is never called reaped while it
+    exists."""
+    sim, cfg, d = start(lab, [guest(VM, "first", **IDLE)], task_timeout="20s")
+    a = wait_op(lab, cfg, VM, {"reaped"})
+    sim.fault(kind="close", method="DELETE", path=r"^/nodes/pve1/qemu/%d$" % VM, count=1)
+    sim.create_guest(dict(guest(VM, "second", **IDLE)))
+
+    def b_done():
+        b = [o for o in ops_by_vmid(lab, cfg, VM) if o["id"] != a["id"]]
+        return b[0] if b and b[0]["state"] in ("aborted", "reaped") else None
+    b = wait_until(b_done, timeout=90, message="the second op to end")
+    g = sim.guest(VM)
+    if b["state"] == "reaped":
+        assert g is None, (b, g)
+    else:
+        assert g["name"] == "second" and g["status"] == "running", (b, g)
+    finish(lab, sim, cfg, d)

@@ -354,7 +354,6 @@ static void test_identity(void **state)
                 { "vmgenid", "ffffffff-1f0e-4d9c-8b7a-695847362514" },
                 { "meta", "creation-qemu=9.2.0,ctime=1800000000" },
                 { "net0", "virtio=BC:24:11:00:00:99,bridge=vmbr0,firewall=1" },
-                { "name", "someone-elses" },
         };
         struct guest_conf pin, now;
         json_t *j;
@@ -365,6 +364,7 @@ static void test_identity(void **state)
         j = qemu_json();
         json_object_set_new(j, "memory", json_string("8192"));
         json_object_set_new(j, "net1", json_string("virtio=BC:24:11:00:00:77,bridge=vmbr1"));
+        json_object_set_new(j, "name", json_string("renamed"));
         from_json(GUEST_QEMU, j, &now);
         assert_int_equal(guestconf_identity(&pin, &now), IDENTITY_SAME);
         guestconf_done(&now);
@@ -386,9 +386,10 @@ static void test_identity(void **state)
         from_json(GUEST_LXC, json_pack("{s:s, s:s}", "hostname", "ct", "net0", "name=eth0,bridge=vmbr0,hwaddr=BC:24:11:65:43:21,type=veth"), &now);
         assert_int_equal(guestconf_identity(&pin, &now), IDENTITY_OTHER);
         guestconf_done(&now);
-        /* The same MAC (a restore without unique) under another name. */
+        /* The same MAC (a restore without unique, or a rename) under another
+         * name: not sure. */
         from_json(GUEST_LXC, json_pack("{s:s, s:s}", "hostname", "someone-elses", "net0", "name=eth0,bridge=vmbr0,hwaddr=BC:24:11:12:34:56,type=veth"), &now);
-        assert_int_equal(guestconf_identity(&pin, &now), IDENTITY_OTHER);
+        assert_int_equal(guestconf_identity(&pin, &now), IDENTITY_UNSURE);
         guestconf_done(&now);
         /* Nothing to tell by: not the same for sure. */
         from_json(GUEST_LXC, json_pack("{s:s, s:i}", "hostname", "ct", "memory", 1024), &now);
@@ -435,6 +436,16 @@ static void test_facts(void **state)
         assert_int_equal(f.snapshots, 0);
         guestconf_done(&pend);
         guestconf_done(&cur);
+
+        /* The snapshot that tells proxreap's guest apart: its name with
+         * proxreap's description, nothing else. */
+        struct guest_reading rd = { .snapshots = snaps };
+        assert_true(guest_reading_has_our_snapshot(&rd, "proxreap-20261201T000000Z"));
+        assert_false(guest_reading_has_our_snapshot(&rd, "proxreap-mine"));
+        assert_false(guest_reading_has_our_snapshot(&rd, "proxreap-20261202T000000Z"));
+        assert_false(guest_reading_has_our_snapshot(&rd, ""));
+        rd.snapshots = NULL;
+        assert_false(guest_reading_has_our_snapshot(&rd, "proxreap-20261201T000000Z"));
         json_decref(snaps);
 }
 

@@ -1249,6 +1249,12 @@ static void test_archive_name_from_task_log(void **state)
         json_t *pbs = json_pack("[{s:i, s:s}]", "n", 1, "t",
                                 "INFO: creating Proxmox Backup Server archive 'ct/105/2026-12-07T02:39:28Z'");
         json_t *none = json_pack("[{s:i, s:s}, {s:i}]", "n", 1, "t", "INFO: creating archive", "n", 2);
+        /* A mount point's path may hold the words; only the message counts,
+         * and a storage path may hold a quote. */
+        json_t *planted = json_pack(
+                "[{s:i, s:s}, {s:i, s:s}]", "n", 1, "t",
+                "INFO: including mount point mp0 ('/srv/x creating vzdump archive '/var/lib/vz/dump/vzdump-lxc-201-2099_01_01-00_00_00.tar.zst' y') in backup",
+                "n", 2, "t", "INFO: creating vzdump archive '/mnt/it's/dump/vzdump-lxc-201-2026_12_07-03_38_41.tar.zst'");
         json_t *list = json_pack("[{s:s, s:i, s:i, s:s}, {s:s, s:i, s:i, s:s}]", "volid",
                                  "local:backup/vzdump-qemu-104-2026_12_07-02_39_28.vma.zst", "vmid",
                                  104, "ctime", 1000, "notes", "proxreap R-000001: x", "volid",
@@ -1263,6 +1269,9 @@ static void test_archive_name_from_task_log(void **state)
         assert_int_equal(pve_decode_archive_name(pbs, name, sizeof(name)), 0);
         assert_string_equal(name, "ct/105/2026-12-07T02:39:28Z");
         assert_int_equal(pve_decode_archive_name(none, name, sizeof(name)), -ENOENT);
+        assert_int_equal(pve_decode_archive_name(planted, name, sizeof(name)), 0);
+        assert_string_equal(name, "vzdump-lxc-201-2026_12_07-03_38_41.tar.zst");
+        json_decref(planted);
         assert_int_equal(pve_decode_archive_name(NULL, name, sizeof(name)), -EBADMSG);
         assert_int_equal(pve_decode_archive_name(file, name, 10), -ENOENT); /* does not fit */
         /* Newest with the notes: the later copy; by the task's name: ours. */
