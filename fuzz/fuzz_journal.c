@@ -9,13 +9,15 @@
  *  - with the CRC of every line that looks like a record rewritten to match
  *    its payload (a fuzzer cannot guess CRCs, and without this no mutated
  *    record would ever get past the check), through journal_open() on a
- *    memfd, the way proxreap reads a journal file.
+ *    regular file of a private directory, the way proxreap reads a journal
+ *    file (a link such as /proc/self/fd/N it refuses).
  * Both reads of an image must agree with each other where they overlap and
  * with the journal's contract (journal.h).
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "fuzz.h"
@@ -24,18 +26,33 @@
 #include "ops.h"
 
 static int img_fd = -1;
-static char img_path[64];
+static char img_dir[64], img_path[96];
 
+static void remove_image(void)
+{
+        (void)unlink(img_path);
+        (void)rmdir(img_dir);
+}
+
+/* The image is a regular file of a private directory (in memory when
+ * /dev/shm is there): the journal refuses links, /proc/self/fd/N too. */
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
         (void)argc;
         (void)argv;
-        img_fd = memfd_create("journal", MFD_CLOEXEC);
-        if (img_fd < 0) {
-                perror("memfd_create");
+        snprintf(img_dir, sizeof(img_dir), "%s/fuzz-journal-XXXXXX",
+                 access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
+        if (!mkdtemp(img_dir)) {
+                perror("mkdtemp");
                 abort();
         }
-        snprintf(img_path, sizeof(img_path), "/proc/self/fd/%d", img_fd);
+        snprintf(img_path, sizeof(img_path), "%s/journal", img_dir);
+        img_fd = open(img_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (img_fd < 0) {
+                perror(img_path);
+                abort();
+        }
+        atexit(remove_image);
         return 0;
 }
 

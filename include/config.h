@@ -59,11 +59,16 @@ struct config {
         /* api */
         char *api_url; /* base, with /api2/json appended */
         char *token_id; /* USER@REALM!TOKENID, or NULL for ticket auth */
-        char *token_secret; /* never logged */
+        /* Token auth: "Authorization: PVEAPIToken=ID=SECRET", the one copy
+         * of the secret, in memory kept out of core dumps; token_secret
+         * points into it. Never logged. */
+        char *auth_header;
+        char *token_secret;
         char *user; /* ticket auth */
         char *password; /* never logged */
         char *ca_file; /* NULL: the system trust store */
         char *pinned_pubkey; /* "sha256//..." or NULL */
+        char *proxy; /* NULL: no proxy (the environment's are ignored) */
         bool insecure;
         uint64_t timeout_usec;
         uint64_t connect_timeout_usec;
@@ -122,6 +127,7 @@ struct config {
         uint64_t notify_timeout_usec; /* per attempt */
         unsigned notify_retries;
         char *notify_ca_file; /* NULL: the system trust store */
+        char *notify_proxy; /* NULL: no proxy */
 };
 
 /* Loads and validates path. On failure returns -EINVAL (or -ENOMEM) and, when
@@ -141,6 +147,9 @@ unsigned config_window_samples(const struct config *c);
 bool config_vmid_excluded(const struct config *c, uint32_t vmid, const struct vmid_range **ret_range);
 bool config_node_in_scope(const struct config *c, const char *node);
 const char *reap_mode_to_string(enum reap_mode m);
+/* Warns (log_warning) of a plain http API or webhook and of api.insecure:
+ * at every start of the daemon and every CLI command that talks to them. */
+void config_warn_transport(const struct config *c);
 const char *notify_event_to_string(enum notify_event e);
 
 #endif

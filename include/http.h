@@ -19,6 +19,10 @@ struct http;
 struct http_options {
         const char *ca_file; /* NULL: system trust store */
         const char *pinned_pubkey; /* NULL or "sha256//..." */
+        /* NULL: no proxy at all: http_proxy, HTTPS_PROXY and ALL_PROXY in
+         * the environment are ignored (they would see the credential of
+         * an http:// API); else the proxy URL to use */
+        const char *proxy;
         bool insecure; /* skip certificate verification */
         uint64_t connect_timeout_usec;
         uint64_t timeout_usec; /* whole request */
@@ -58,6 +62,8 @@ struct http_response {
 
 int http_new(const struct http_options *o, struct http **ret);
 struct http *http_free(struct http *h);
+/* Extra attempts for GETs from now on (o->retries at http_new()). */
+void http_set_retries(struct http *h, unsigned retries);
 
 /* Performs the request. Returns 0 when a response arrived (whatever its
  * status), a negative errno on transport failure: -ECONNREFUSED, -ETIMEDOUT,

@@ -66,6 +66,7 @@ struct journal_scan {
         uint64_t total_bytes; /* length of what was scanned */
         bool torn; /* a torn tail follows the valid prefix */
         unsigned torn_line; /* its line number */
+        bool missing; /* a reader found no journal (none is written yet) */
 };
 
 uint32_t crc32c(uint32_t crc, const void *buf, size_t len);

@@ -26,6 +26,9 @@ enum log_target {
 void log_setup(const char *ident, enum log_target target, int max_prio);
 
 void log_msg(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* One line that is inert already (escaped by its maker, like the
+ * configuration loader's messages): logged as it is, not escaped again. */
+void log_inert(int prio, const char *line);
 
 /* A message about one guest. node, op and state may be NULL. */
 struct log_guest_ctx {

@@ -19,12 +19,23 @@
 
 struct observer;
 
+/* What the last poll said of the API. */
+enum api_state {
+        API_OK,
+        API_UNREACHABLE, /* no answer: connection, TLS, timeout */
+        API_AUTH_FAILED, /* 401: the credential was refused */
+        API_ERROR, /* another error status, or an answer that cannot be read */
+        _API_STATE_MAX,
+};
+const char *api_state_to_string(enum api_state s);
+
 struct observe_summary {
         size_t tracked;
         size_t count[_VERDICT_MAX];
         uint64_t polls_ok, polls_failed;
         unsigned consecutive_failures;
         bool api_ok; /* the last poll succeeded */
+        enum api_state api_state; /* what the last poll said (API_OK before the first) */
         uint64_t last_ok_realtime_usec; /* 0: never */
         uint64_t last_ok_usec; /* monotonic: when the last successful poll completed; 0: never */
         uint64_t last_poll_duration_usec; /* fetch, decode, window update, verdicts */
@@ -45,9 +56,11 @@ struct observe_summary {
 int observer_new(const struct config *c, bool log_changes, struct observer **ret);
 struct observer *observer_free(struct observer *o);
 
-/* Applies a reloaded configuration. Observation restarts (the windows are
- * cleared) only if interval or window changed. */
-int observer_set_config(struct observer *o, const struct config *c);
+/* Applies a reloaded configuration, with p its API client (NULL: one is
+ * made); on success the observer owns p, on failure the caller still does.
+ * Observation restarts (the windows are cleared) only if interval or
+ * window changed. */
+int observer_set_config(struct observer *o, const struct config *c, struct pve *p);
 
 /* Checks that the API answers and accepts the credentials. */
 int observer_probe(struct observer *o, struct pve_version *ret);

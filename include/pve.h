@@ -90,7 +90,8 @@ struct pve_version {
         char release[32];
 };
 
-/* Copies what it needs from c (the config may be freed afterwards). */
+/* The client for c. It borrows c's credential (the one copy of it, in
+ * memory kept out of core dumps): c must outlive it. */
 int pve_new(const struct config *c, struct pve **ret);
 struct pve *pve_free(struct pve *p);
 const char *pve_error(const struct pve *p);
@@ -134,6 +135,8 @@ const struct pve_counters *pve_counters(const struct pve *p);
 /* The last request's failure status was the answer the caller looked for
  * (a guest that is gone): it does not count as an error. */
 void pve_answer_expected(struct pve *p);
+/* Extra attempts for reads from now on (api.retries at pve_new()). */
+void pve_set_retries(struct pve *p, unsigned retries);
 
 /* Form a message from an error response (exposed for tests): Proxmox's
  * reason phrase, plus the "errors" map of a 400. */

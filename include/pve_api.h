@@ -151,6 +151,9 @@ int pve_extract_config(struct pve *p, const char *node, const char *volid, char 
 /* PUT config tags=..., refused by Proxmox when digest no longer matches. */
 int pve_set_tags(struct pve *p, enum guest_type t, const char *node, uint32_t vmid,
                  const char *tags, const char *digest);
+/* The names of the cluster's nodes the token may see (Sys.Audit), as a
+ * JSON array of strings (caller owns it). */
+int pve_cluster_nodes(struct pve *p, json_t **ret);
 /* want == 0: the next free vmid; else want if free, -EEXIST if taken. */
 int pve_next_id(struct pve *p, uint32_t want, uint32_t *ret);
 /* GET rrddata (cf=AVERAGE); timeframe hour|day|week|month|year. */

@@ -37,10 +37,9 @@ void reaper_set_config(struct reaper *r, const struct config *c);
 /* Where mark, reap and abort events go (NULL: nowhere). Not owned. */
 void reaper_set_notifier(struct reaper *r, struct notifier *n);
 
-/* Reap mode: the archive storage exists on this node and takes backups.
- * -ENOENT/-EINVAL are configuration errors (err explains); other errors
- * are the API's and may pass. */
-int reaper_check_storage(struct reaper *r, struct pve *p, char *err, size_t errsz);
+/* How many reaps the journal holds under way (read-only; 0 when it cannot
+ * be read): a daemon started in observe or mark mode finishes them. */
+unsigned reaper_unfinished(const char *journal_file);
 
 /* After a poll: pick up records others appended (a CLI restore), then
  * mark, unmark and select. Does nothing in observe mode. */

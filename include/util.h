@@ -51,6 +51,21 @@ bool node_name_valid(const char *s);
  * safe as one path segment or query value. -ENOBUFS when it does not fit. */
 int url_escape(const char *s, char *buf, size_t size);
 
+/* Text from outside (a guest name, a Proxmox message) for a human: every
+ * control character (C0, DEL, C1), every byte that is not valid UTF-8 and
+ * the backslash are written as \xNN (\\), so such text cannot forge a log
+ * line or send escape sequences to a terminal. Cut like snprintf; returns
+ * out. */
+char *text_escape(const char *in, char *out, size_t size);
+/* The same into one of a few rotating buffers of this thread (at most
+ * 8 alive at once, 2 KiB each): for printf() arguments of the CLI. */
+const char *text_shown(const char *in);
+
+/* Memory for a secret: its own pages, excluded from core dumps
+ * (MADV_DONTDUMP); wiped before it is given back. NULL on failure. */
+void *secret_alloc(size_t size);
+void secret_free(void *p, size_t size);
+
 /* Overwrites memory in a way the compiler may not elide (secrets). */
 void secure_zero(void *p, size_t n);
 

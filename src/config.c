@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <ctype.h>
+#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libconfig.h>
@@ -15,6 +16,7 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "util.h"
 
 #define SECRET_MAX 4096
@@ -367,24 +369,14 @@ static int parse_token_id(struct loader *l, const config_setting_t *s, const str
 }
 
 /* Secrets live in their own mapping, excluded from core dumps. */
-static char *secret_alloc(void)
+static char *secret_new(void)
 {
-        /* cppcheck-suppress invalidFunctionArg ; fd -1 is right for MAP_ANONYMOUS */
-        void *p = mmap(NULL, SECRET_MAX, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
-                       0);
-
-        if (p == MAP_FAILED)
-                return NULL;
-        (void)madvise(p, SECRET_MAX, MADV_DONTDUMP);
-        return p;
+        return secret_alloc(SECRET_MAX);
 }
 
-static void secret_free(char *s)
+static void secret_drop(char *s)
 {
-        if (!s)
-                return;
-        secure_zero(s, SECRET_MAX);
-        munmap(s, SECRET_MAX);
+        secret_free(s, SECRET_MAX);
 }
 
 static int secret_check_file(struct loader *l, int line, const char *file, int fd)
@@ -429,7 +421,7 @@ static int secret_read(struct loader *l, int line, const char *file, char **ret)
         }
         if (secret_check_file(l, line, file, fd) < 0)
                 goto out;
-        buf = secret_alloc();
+        buf = secret_new();
         if (!buf) {
                 l->oom = 1;
                 r = -ENOMEM;
@@ -456,7 +448,7 @@ static int secret_read(struct loader *l, int line, const char *file, char **ret)
         buf = NULL;
         r = 0;
 out:
-        secret_free(buf);
+        secret_drop(buf);
         close(fd);
         return r;
 }
@@ -471,7 +463,7 @@ static int parse_secret_file(struct loader *l, const config_setting_t *s, const 
                 return -EINVAL;
         if (secret_read(l, line_of(s), v, &secret) < 0)
                 return -EINVAL;
-        secret_free(*field);
+        secret_drop(*field);
         *field = secret;
         return 0;
 }
@@ -784,6 +776,45 @@ static int parse_webhook_url(struct loader *l, const config_setting_t *s, const 
         return set_string(l, field_ptr(l, k), v);
 }
 
+/* A proxy URL libcurl will take: a host, a valid port, no path. */
+static bool proxy_url_ok(const char *v)
+{
+        CURLU *u = curl_url();
+        char *host = NULL, *path = NULL;
+        bool ok = u && curl_url_set(u, CURLUPART_URL, v, CURLU_NON_SUPPORT_SCHEME) == CURLUE_OK &&
+                  curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK && host[0] &&
+                  curl_url_get(u, CURLUPART_PATH, &path, 0) == CURLUE_OK &&
+                  (!path[0] || strcmp(path, "/") == 0);
+
+        curl_free(host);
+        curl_free(path);
+        curl_url_cleanup(u);
+        return ok;
+}
+
+/* A proxy URL (http://, https://, socks4/5://), never echoed: it may
+ * carry a password. */
+static int parse_proxy(struct loader *l, const config_setting_t *s, const struct key *k)
+{
+        static const char *const schemes[] = { "http://", "https://", "socks4://", "socks4a://",
+                                               "socks5://", "socks5h://" };
+        const char *v = NULL;
+        bool ok = false;
+
+        if (get_string(l, s, l->key, &v) < 0)
+                return -EINVAL;
+        for (size_t i = 0; i < ELEMENTSOF(schemes); i++)
+                ok = ok || (strncmp(v, schemes[i], strlen(schemes[i])) == 0 &&
+                            v[strlen(schemes[i])] && !strchr("/?#:", v[strlen(schemes[i])]));
+        if (!ok || strpbrk(v, " \t\r\n") || !proxy_url_ok(v)) {
+                report(l, line_of(s),
+                       "'%s' must be a proxy URL: http://, https://, socks4://, socks4a://, socks5:// or socks5h://, a host and an optional port from 1 to 65535, no path (the value is not shown: it may hold a password)",
+                       l->key);
+                return -EINVAL;
+        }
+        return set_string(l, field_ptr(l, k), v);
+}
+
 #define DUR(g, n, f, lo, hi) { g, n, KEY_DURATION, FIELD(f), (double)(lo), (double)(hi), false, NULL }
 #define NUM(g, n, f, lo, open, hi) { g, n, KEY_NUMBER, FIELD(f), lo, hi, open, NULL }
 #define STR(g, n, f) { g, n, KEY_STRING, FIELD(f), 0, 0, false, NULL }
@@ -846,6 +877,7 @@ static const struct key keys[] = {
         SPECIAL("api", "password_file", password, parse_secret_file),
         STR("api", "ca_file", ca_file),
         STR("api", "pinned_pubkey", pinned_pubkey),
+        SPECIAL("api", "proxy", proxy, parse_proxy),
         BOOL("api", "insecure", insecure),
         DUR("api", "timeout", timeout_usec, 100 * USEC_PER_MSEC, 10 * USEC_PER_MINUTE),
         DUR("api", "connect_timeout", connect_timeout_usec, 100 * USEC_PER_MSEC, USEC_PER_MINUTE),
@@ -896,6 +928,7 @@ static const struct key keys[] = {
         DUR("notify", "timeout", notify_timeout_usec, USEC_PER_SEC, 5 * USEC_PER_MINUTE),
         COUNT("notify", "retries", notify_retries, 0, 10),
         STR("notify", "ca_file", notify_ca_file),
+        SPECIAL("notify", "proxy", notify_proxy, parse_proxy),
 };
 
 static const char *const groups[] = { "api", "observe", "idle", "select", "reap", "status", "notify" };
@@ -1125,6 +1158,34 @@ static int window_line(struct loader *l)
         return 1;
 }
 
+/* Token auth: the header line "Authorization: PVEAPIToken=ID=SECRET" is
+ * the one copy of the secret (token_secret points into it), in memory kept
+ * out of core dumps; the API client sends it as it is. */
+static void make_auth_header(struct loader *l)
+{
+        struct config *c = l->c;
+        char *h;
+        int n;
+
+        if (!c->token_id || !c->token_secret)
+                return;
+        h = secret_new();
+        if (!h) {
+                l->oom = 1;
+                return;
+        }
+        n = snprintf(h, SECRET_MAX, "Authorization: PVEAPIToken=%s=", c->token_id);
+        if (n < 0 || (size_t)n + strlen(c->token_secret) >= SECRET_MAX) {
+                report(l, setting_line(l, "api.token_id"), "'api.token_id' and its secret are too long");
+                secret_drop(h);
+                return;
+        }
+        memcpy(h + n, c->token_secret, strlen(c->token_secret) + 1);
+        secret_drop(c->token_secret);
+        c->auth_header = h;
+        c->token_secret = h + n;
+}
+
 static void check_cross(struct loader *l)
 {
         struct config *c = l->c;
@@ -1133,6 +1194,7 @@ static void check_cross(struct loader *l)
         if (!c->api_url && !config_lookup(&l->cf, "api.url"))
                 report(l, setting_line(l, "api"), "'api.url' is required");
         check_credentials(l);
+        make_auth_header(l);
         check_tls(l);
         if (c->window_usec < c->interval_usec)
                 report(l, window_line(l), "'observe.window' must be at least 'observe.interval'");
@@ -1168,6 +1230,12 @@ static void loader_read(struct loader *l)
         if (!config_read_file(&l->cf, l->path)) {
                 if (config_error_type(&l->cf) == CONFIG_ERR_FILE_IO)
                         report(l, 0, "cannot read configuration: %s", strerror(errno));
+                else if (strstr(config_error_text(&l->cf), "syntax error"))
+                        report(l, config_error_line(&l->cf), "%s", config_error_text(&l->cf));
+                else if (strstr(config_error_text(&l->cf), "mismatched element type"))
+                        report(l, config_error_line(&l->cf),
+                               "syntax error: %s (the elements of one [...] array share one type: write them all as strings, like [\"100-199\", \"300\"])",
+                               config_error_text(&l->cf));
                 else
                         report(l, config_error_line(&l->cf), "syntax error: %s",
                                config_error_text(&l->cf));
@@ -1218,9 +1286,13 @@ struct config *config_free(struct config *c)
         free(c->path);
         free(c->api_url);
         free(c->token_id);
-        secret_free(c->token_secret);
+        /* The token secret lives inside the header line once it is built. */
+        if (c->auth_header)
+                secret_drop(c->auth_header);
+        else
+                secret_drop(c->token_secret);
         free(c->user);
-        secret_free(c->password);
+        secret_drop(c->password);
         free(c->ca_file);
         free(c->pinned_pubkey);
         strv_free(&c->nodes);
@@ -1236,6 +1308,8 @@ struct config *config_free(struct config *c)
         free(c->prometheus_file);
         free(c->webhook_url);
         free(c->notify_ca_file);
+        free(c->notify_proxy);
+        free(c->proxy);
         free(c);
         return NULL;
 }
@@ -1272,6 +1346,17 @@ bool config_node_in_scope(const struct config *c, const char *node)
                 return false;
         }
         return false;
+}
+
+void config_warn_transport(const struct config *c)
+{
+        if (c->webhook_url && strncmp(c->webhook_url, "http://", 7) == 0)
+                log_warning("notify.webhook_url is plain http: events travel unencrypted");
+        if (strncmp(c->api_url, "http://", 7) == 0)
+                log_warning("api.url '%s' is plain http: the API credential travels unencrypted",
+                            c->api_url);
+        else if (c->insecure)
+                log_warning("api.insecure is set: the Proxmox server certificate is NOT verified");
 }
 
 const char *reap_mode_to_string(enum reap_mode m)

@@ -15,6 +15,7 @@ struct http {
         struct http_options opt;
         char *ca_file;
         char *pinned_pubkey;
+        char *proxy;
         char errbuf[CURL_ERROR_SIZE];
         char last_error[CURL_ERROR_SIZE + 64];
         uint32_t rng;
@@ -39,10 +40,19 @@ static int global_init(void)
 {
         if (curl_ready)
                 return 0;
+        /* libcurl would write the TLS session keys of the connection that
+         * carries the credential to the file this names (and, run by root,
+         * through any link there): nobody configured that here. */
+        (void)unsetenv("SSLKEYLOGFILE");
         if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
                 return -EIO;
         curl_ready = 1;
         return 0;
+}
+
+void http_set_retries(struct http *h, unsigned retries)
+{
+        h->opt.retries = retries;
 }
 
 int http_new(const struct http_options *o, struct http **ret)
@@ -57,13 +67,16 @@ int http_new(const struct http_options *o, struct http **ret)
         h->opt = *o;
         h->ca_file = strdup_or_null(o->ca_file);
         h->pinned_pubkey = strdup_or_null(o->pinned_pubkey);
+        h->proxy = strdup_or_null(o->proxy);
         h->curl = curl_easy_init();
-        if (!h->curl || (o->ca_file && !h->ca_file) || (o->pinned_pubkey && !h->pinned_pubkey)) {
+        if (!h->curl || (o->ca_file && !h->ca_file) || (o->pinned_pubkey && !h->pinned_pubkey) ||
+            (o->proxy && !h->proxy)) {
                 http_free(h);
                 return -ENOMEM;
         }
         h->opt.ca_file = h->ca_file;
         h->opt.pinned_pubkey = h->pinned_pubkey;
+        h->opt.proxy = h->proxy;
         h->rng = (uint32_t)(now_monotonic_usec() ^ ((uint64_t)getpid() << 16)) | 1;
         *ret = h;
         return 0;
@@ -76,6 +89,7 @@ struct http *http_free(struct http *h)
         if (h->curl)
                 curl_easy_cleanup(h->curl);
         free(h->ca_file);
+        free(h->proxy);
         free(h->pinned_pubkey);
         free(h);
         return NULL;
@@ -225,7 +239,10 @@ static int set_tls(struct http *h)
         if (curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, verify) != CURLE_OK ||
             curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, verify ? 2L : 0L) != CURLE_OK)
                 return -EIO;
-        if (h->opt.ca_file && curl_easy_setopt(c, CURLOPT_CAINFO, h->opt.ca_file) != CURLE_OK)
+        /* A CA file is the whole trust: libcurl's built-in CA directory
+         * (Debian's: /etc/ssl/certs) would add every public CA to it. */
+        if (h->opt.ca_file && (curl_easy_setopt(c, CURLOPT_CAINFO, h->opt.ca_file) != CURLE_OK ||
+                               curl_easy_setopt(c, CURLOPT_CAPATH, NULL) != CURLE_OK))
                 return -EIO;
         if (h->opt.pinned_pubkey &&
             curl_easy_setopt(c, CURLOPT_PINNEDPUBLICKEY, h->opt.pinned_pubkey) != CURLE_OK)
@@ -250,9 +267,11 @@ static int set_method(CURL *c, const struct http_request *req)
         } else {
                 const char *body = req->body ? req->body : "";
 
+                /* The caller's body, not a copy on libcurl's heap: a login
+                 * form holds the password. It outlives the request. */
                 e = curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
                 if (e == CURLE_OK)
-                        e = curl_easy_setopt(c, CURLOPT_COPYPOSTFIELDS, body);
+                        e = curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
                 if (e == CURLE_OK)
                         e = curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST,
                                              strcmp(req->method, "POST") == 0 ? NULL : req->method);
@@ -285,6 +304,10 @@ static int setup(struct http *h, const struct http_request *req, struct curl_sli
         SET(CURLOPT_WRITEFUNCTION, write_cb);
         SET(CURLOPT_WRITEDATA, t);
         SET(CURLOPT_USERAGENT, "proxreap/" PROXREAP_VERSION);
+        /* "" turns off the proxies libcurl would take from the environment,
+         * and no host is exempt from a configured one ($no_proxy). */
+        SET(CURLOPT_PROXY, h->opt.proxy ? h->opt.proxy : "");
+        SET(CURLOPT_NOPROXY, "");
 #undef SET
         if (e != CURLE_OK || set_tls(h) < 0 || set_cancel(h) < 0)
                 return -EIO;
@@ -324,14 +347,34 @@ static int map_curl_error(CURLcode e, const struct transfer *t)
         }
 }
 
+/* libcurl's messages may quote a URL, the proxy's with its password:
+ * every user and password before an "@" after "scheme:" + "//" becomes
+ * three stars. */
+static void redact_userinfo(const char *in, char *out, size_t size)
+{
+        size_t o = 0;
+
+        while (*in && o + 1 < size) {
+                const char *end = strncmp(in, "://", 3) == 0 ? in + 3 + strcspn(in + 3, "@/'\" \t")
+                                                              : NULL;
+
+                if (end && *end == '@' && end > in + 3) {
+                        o += (size_t)snprintf(out + o, size - o, "://***");
+                        in = end;
+                } else
+                        out[o++] = *in++;
+        }
+        out[o < size ? o : size - 1] = '\0';
+}
+
 static void note_error(struct http *h, CURLcode e, const struct transfer *t)
 {
         if (t->too_big)
                 snprintf(h->last_error, sizeof(h->last_error),
                          "response larger than the %zu byte limit", t->cap);
         else
-                snprintf(h->last_error, sizeof(h->last_error), "%s",
-                         h->errbuf[0] ? h->errbuf : curl_easy_strerror(e));
+                redact_userinfo(h->errbuf[0] ? h->errbuf : curl_easy_strerror(e), h->last_error,
+                                sizeof(h->last_error));
 }
 
 static int attempt(struct http *h, const struct http_request *req, struct curl_slist *headers,
@@ -372,21 +415,30 @@ static bool retryable(int r, const struct http_response *resp)
         return r == 0 && resp->status >= 500 && resp->status != 501;
 }
 
+/* The header list libcurl reads, pointing at the caller's lines: no copy
+ * (curl_slist_append() would put one of the credential on the heap). The
+ * nodes are ours, freed with free(), never with curl_slist_free_all(). */
 static struct curl_slist *build_headers(const char *const *lines, int *ret_error)
 {
-        struct curl_slist *list = NULL, *n;
+        size_t n = 0;
+        struct curl_slist *nodes;
 
         *ret_error = 0;
-        for (size_t i = 0; lines && lines[i]; i++) {
-                n = curl_slist_append(list, lines[i]);
-                if (!n) {
-                        curl_slist_free_all(list);
-                        *ret_error = -ENOMEM;
-                        return NULL;
-                }
-                list = n;
+        while (lines && lines[n])
+                n++;
+        if (n == 0)
+                return NULL;
+        nodes = calloc(n, sizeof(*nodes));
+        if (!nodes) {
+                *ret_error = -ENOMEM;
+                return NULL;
         }
-        return list;
+        for (size_t i = 0; i < n; i++) {
+                /* libcurl only reads them (CURLOPT_HTTPHEADER). */
+                nodes[i].data = (char *)lines[i];
+                nodes[i].next = i + 1 < n ? &nodes[i + 1] : NULL;
+        }
+        return nodes;
 }
 
 static void pause_usec(uint64_t usec)
@@ -416,9 +468,6 @@ int http_request(struct http *h, const struct http_request *req, struct http_res
                         break;
                 pause_usec(http_backoff_usec(&h->opt, i, xorshift32(&h->rng)));
         }
-        /* Scrub the header copies: one of them carries the credential. */
-        for (struct curl_slist *l = headers; l; l = l->next)
-                secure_zero(l->data, strlen(l->data));
-        curl_slist_free_all(headers);
+        free(headers);
         return r;
 }

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "statedir.h"
 #include "util.h"
 
 #define MAX_LINE ((size_t)JOURNAL_MAX_LINE)
@@ -260,23 +261,45 @@ int journal_scan_buffer(const char *buf, size_t len, uint64_t first_seq, unsigne
 
 struct journal {
         char *path;
-        int fd; /* -1: a reader's journal does not exist (yet) */
+        struct statedir_file file; /* its fd is -1 while a reader's journal does not exist */
+        int fd; /* file.fd */
         enum journal_mode mode;
         struct cursor pos; /* the records this handle has read */
         int failed; /* negative errno of the write or sync that failed */
 };
 
+/* Every holder keeps the lock for one scan or one append: a lock that
+ * stays taken this long is held by a process that is stuck, or by one that
+ * means to block us (the journal's owner is the daemon's user). */
+#define LOCK_WAIT_USEC (30 * USEC_PER_SEC)
+#define LOCK_POLL_USEC (20 * USEC_PER_MSEC)
+#define LOCK_NOTICE_USEC (100 * LOCK_POLL_USEC) /* say so after 2 s */
+
 static int lock_journal(const struct journal *j, int op, char *err, size_t errsz)
 {
-        while (flock(j->fd, op) < 0) {
-                int r = -errno;
+        const struct timespec pause = { 0, (long)(LOCK_POLL_USEC * 1000) };
 
-                if (r != -EINTR) {
+        for (uint64_t waited = 0;; waited += LOCK_POLL_USEC) {
+                int r;
+
+                if (flock(j->fd, op | LOCK_NB) == 0)
+                        return 0;
+                r = -errno;
+                if (r == -EWOULDBLOCK && waited >= LOCK_WAIT_USEC) {
+                        set_err(err, errsz,
+                                "journal '%s' stays locked by another process (%u s): is a proxreap or proxreapd stuck?",
+                                j->path, (unsigned)(LOCK_WAIT_USEC / USEC_PER_SEC));
+                        return -ETIMEDOUT;
+                }
+                if (r != -EWOULDBLOCK && r != -EINTR) {
                         set_err(err, errsz, "cannot lock journal '%s': %s", j->path, strerror(-r));
                         return r;
                 }
+                if (waited == LOCK_NOTICE_USEC)
+                        log_warning("journal '%s' is locked by another process: waiting up to %u s",
+                                    j->path, (unsigned)(LOCK_WAIT_USEC / USEC_PER_SEC));
+                (void)nanosleep(&pause, NULL);
         }
-        return 0;
 }
 
 static void unlock_fd(int fd)
@@ -305,38 +328,13 @@ static int read_at(int fd, char *buf, size_t n, uint64_t off)
         return 0;
 }
 
-/* The directory path is in (allocated; NULL when out of memory). */
-static char *parent_dir(const char *path)
-{
-        const char *slash = strrchr(path, '/');
-
-        return slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-}
-
-/* Makes a new directory entry next to path durable. */
-static int fsync_parent(const char *path)
-{
-        char *dir = parent_dir(path);
-        int fd, r = 0;
-
-        if (!dir)
-                return -ENOMEM;
-        fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        free(dir);
-        if (fd < 0)
-                return -errno;
-        if (fsync(fd) < 0)
-                r = -errno;
-        close(fd);
-        return r;
-}
-
-/* Writes bytes durably to a new "<path>.torn-<UTC time>[-N]" and puts its
- * name in copy. */
-static int save_torn(const char *path, const char *bytes, size_t n, char *copy, size_t copysz)
+/* Writes bytes durably to a new "<name>.torn-<UTC time>[-N]" beside the
+ * journal and puts its path in copy. */
+static int save_torn(const struct journal *j, const char *bytes, size_t n, char *copy,
+                     size_t copysz)
 {
         time_t t = (time_t)(now_realtime_usec() / USEC_PER_SEC);
-        char stamp[32];
+        char stamp[32], name[NAME_MAX + 1];
         struct tm tm;
         ssize_t w;
         int fd = -1, r = 0;
@@ -348,11 +346,13 @@ static int save_torn(const char *path, const char *bytes, size_t n, char *copy, 
 
                 if (i > 0)
                         snprintf(suffix, sizeof(suffix), "-%u", i);
-                if (snprintf(copy, copysz, "%s.torn-%s%s", path, stamp, suffix) >= (int)copysz)
+                if (snprintf(name, sizeof(name), "%s.torn-%s%s", j->file.name, stamp, suffix) >=
+                            (int)sizeof(name) ||
+                    snprintf(copy, copysz, "%s.torn-%s%s", j->path, stamp, suffix) >= (int)copysz)
                         return -ENAMETOOLONG;
-                fd = open(copy, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
-                if (fd < 0 && (errno != EEXIST || i >= 1000))
-                        return -errno;
+                fd = statedir_create(j->file.dirfd, name, 0640);
+                if (fd < 0 && (fd != -EEXIST || i >= 1000))
+                        return fd;
         }
         /* Test builds: a crash while the copy is written leaves it in part;
          * the journal is still whole, and the next open copies again. */
@@ -366,10 +366,10 @@ static int save_torn(const char *path, const char *bytes, size_t n, char *copy, 
         else if ((size_t)w != n)
                 r = -EIO;
         close(fd);
-        if (r == 0)
-                r = fsync_parent(copy);
+        if (r == 0 && fsync(j->file.dirfd) < 0)
+                r = -errno;
         if (r < 0)
-                unlink(copy);
+                (void)unlinkat(j->file.dirfd, name, 0);
         return r;
 }
 
@@ -378,8 +378,16 @@ static int save_torn(const char *path, const char *bytes, size_t n, char *copy, 
 static int cut_tail(struct journal *j, const char *tail, size_t n, char *err, size_t errsz)
 {
         char copy[PATH_MAX];
-        int r = save_torn(j->path, tail, n, copy, sizeof(copy));
+        int r;
 
+        /* Root's CLI on the daemon's journal: cutting is the owner's job. */
+        if (!statedir_may_truncate(&j->file)) {
+                set_err(err, errsz,
+                        "journal '%s' ends in a torn record (line %u), which only its owner may cut: start proxreapd, which cuts it keeping a copy",
+                        j->path, j->pos.line + 1);
+                return -EPERM;
+        }
+        r = save_torn(j, tail, n, copy, sizeof(copy));
         if (r < 0) {
                 set_err(err, errsz,
                         "cannot save the torn end of journal '%s' before cutting it: %s", j->path,
@@ -467,58 +475,31 @@ static int follow(struct journal *j, const struct stat *st, bool cut, const stru
         return size > j->pos.offset ? catch_up(j, size, cut, ctx, scan) : 0;
 }
 
-/* root (the CLI's restore) may write a journal that belongs to the
- * daemon's user: the file keeps the owner of its directory, so the daemon
- * can still open it after root created or appended to it. */
-static int own_like_directory(struct journal *j, const struct stat *st, char *err, size_t errsz)
-{
-        struct stat ds;
-        char *dir;
-        int r = 0;
-
-        if (geteuid() != 0)
-                return 0;
-        dir = parent_dir(j->path);
-        if (!dir)
-                return -ENOMEM;
-        if (stat(dir, &ds) == 0 && (ds.st_uid != st->st_uid || ds.st_gid != st->st_gid) &&
-            fchown(j->fd, ds.st_uid, ds.st_gid) < 0) {
-                r = -errno;
-                set_err(err, errsz, "cannot give journal '%s' the owner of '%s': %s", j->path,
-                        dir, strerror(-r));
-        }
-        free(dir);
-        return r;
-}
-
-/* Opens the file of a new handle. A reader's missing journal is empty. */
+/* Opens the file of a new handle (statedir.h: never through a link, a
+ * regular file of the directory's owner). A reader's missing journal is
+ * empty; a writer creates it, and root gives a journal it created the
+ * owner of its directory (the daemon's user, who must open it later). */
 static int open_file(struct journal *j, char *err, size_t errsz)
 {
         bool writer = j->mode == JOURNAL_WRITE;
-        struct stat st;
         int r;
 
-        j->fd = open(j->path,
-                     writer ? O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC : O_RDONLY | O_CLOEXEC, 0640);
-        if (j->fd < 0 && !writer && errno == ENOENT)
-                return 0;
-        if (j->fd < 0) {
-                r = -errno;
-                set_err(err, errsz, "cannot open journal '%s': %s", j->path, strerror(-r));
+        r = statedir_open(j->path, writer ? STATEDIR_APPEND : STATEDIR_READ, &j->file, err, errsz);
+        j->fd = r < 0 ? -1 : j->file.fd;
+        if (r < 0 || !writer || !j->file.created)
+                return r;
+        r = statedir_own_like_dir(&j->file);
+        if (r < 0) {
+                set_err(err, errsz, "cannot give journal '%s' the owner of its directory: %s",
+                        j->path, strerror(-r));
                 return r;
         }
-        if (!writer)
-                return 0;
-        r = file_size(j, &st, err, errsz);
-        if (r == 0)
-                r = own_like_directory(j, &st, err, errsz);
-        /* An empty journal may be one we just created: make its name durable. */
-        if (r == 0 && st.st_size == 0) {
-                crash_point("journal-created");
-                r = fsync_parent(j->path);
-                if (r < 0)
-                        set_err(err, errsz, "cannot sync the directory of journal '%s': %s",
-                                j->path, strerror(-r));
+        /* A journal we just created: make its name durable. */
+        crash_point("journal-created");
+        if (fsync(j->file.dirfd) < 0) {
+                r = -errno;
+                set_err(err, errsz, "cannot sync the directory of journal '%s': %s", j->path,
+                        strerror(-r));
         }
         return r;
 }
@@ -534,7 +515,7 @@ int journal_open(const char *path, enum journal_mode mode, journal_record_fn fn,
 
         if (!j)
                 return -ENOMEM;
-        j->fd = -1;
+        j->fd = j->file.fd = j->file.dirfd = -1;
         j->mode = mode;
         j->path = strdup(path);
         r = j->path ? open_file(j, err, errsz) : -ENOMEM;
@@ -552,6 +533,7 @@ int journal_open(const char *path, enum journal_mode mode, journal_record_fn fn,
                 journal_close(j);
                 return r;
         }
+        scan.missing = j->fd < 0;
         scan.records = j->pos.records;
         scan.last_seq = j->pos.seq;
         scan.valid_bytes = j->pos.offset;
@@ -565,8 +547,7 @@ struct journal *journal_close(struct journal *j)
 {
         if (!j)
                 return NULL;
-        if (j->fd >= 0)
-                close(j->fd);
+        statedir_close(&j->file);
         free(j->path);
         free(j);
         return NULL;
@@ -581,6 +562,7 @@ int journal_refresh(struct journal *j, journal_record_fn fn, void *userdata, cha
         int r;
 
         if (j->fd < 0) {
+                statedir_close(&j->file);
                 r = open_file(j, err, errsz);
                 if (r < 0 || j->fd < 0)
                         return r;
@@ -601,11 +583,9 @@ int journal_refresh(struct journal *j, journal_record_fn fn, void *userdata, cha
 
 /* The path must still name our file: appends to a journal that was replaced
  * or removed would go where nobody reads them. */
-static int same_file(const struct journal *j, const struct stat *st, char *err, size_t errsz)
+static int same_file(const struct journal *j, char *err, size_t errsz)
 {
-        struct stat now;
-
-        if (stat(j->path, &now) < 0 || now.st_dev != st->st_dev || now.st_ino != st->st_ino) {
+        if (!statedir_same(&j->file)) {
                 set_err(err, errsz, "journal '%s' was replaced or removed since it was opened",
                         j->path);
                 return -ESTALE;
@@ -631,8 +611,10 @@ static int write_line(struct journal *j, const char *line, size_t n, char *err, 
         }
         w = write(j->fd, line, n);
         if (w >= 0 && (size_t)w < n) {
-                /* The record is torn: take it back, or the next open cuts it. */
-                bool back = ftruncate(j->fd, (off_t)j->pos.offset) == 0;
+                /* The record is torn: take it back (if ours to cut), or
+                 * the owner's next open cuts it. */
+                bool back = statedir_may_truncate(&j->file) &&
+                            ftruncate(j->fd, (off_t)j->pos.offset) == 0;
 
                 set_err(err, errsz,
                         "cannot append to journal '%s': short write (%zd of %zu bytes)%s; the "
@@ -712,7 +694,7 @@ int journal_append(struct journal *j, json_t *payload, journal_record_fn fn, voi
                 return r;
         r = file_size(j, &st, err, errsz);
         if (r == 0)
-                r = same_file(j, &st, err, errsz);
+                r = same_file(j, err, errsz);
         /* Others' records first, so our seq follows theirs; a torn end left
          * by a writer that died is cut as on open (we hold LOCK_EX). */
         if (r == 0)

@@ -158,6 +158,7 @@ static int notifier_alloc(const struct config *c, struct notifier **ret)
                 snprintf(n->host, sizeof(n->host), "unknown");
         n->opt = (struct http_options){
                 .ca_file = c->notify_ca_file,
+                .proxy = c->notify_proxy,
                 .connect_timeout_usec = c->notify_timeout_usec,
                 .timeout_usec = c->notify_timeout_usec,
                 .max_body = NOTIFY_MAX_BODY,
@@ -168,7 +169,8 @@ static int notifier_alloc(const struct config *c, struct notifier **ret)
         *ret = n;
         if (!n->url || http_new(&n->opt, &n->http) < 0)
                 return -ENOMEM;
-        n->opt.ca_file = NULL; /* http keeps its own copy; c may go away */
+        /* http keeps its own copies; c may go away */
+        n->opt.ca_file = n->opt.proxy = NULL;
         return 0;
 }
 
@@ -339,6 +341,7 @@ static bool str_eq(const char *a, const char *b)
 bool notifier_same_config(const struct config *a, const struct config *b)
 {
         return str_eq(a->webhook_url, b->webhook_url) && str_eq(a->notify_ca_file, b->notify_ca_file) &&
+               str_eq(a->notify_proxy, b->notify_proxy) &&
                a->notify_events == b->notify_events && a->notify_retries == b->notify_retries &&
                a->notify_timeout_usec == b->notify_timeout_usec;
 }

@@ -84,21 +84,23 @@ struct observer *observer_free(struct observer *o)
         return NULL;
 }
 
-int observer_set_config(struct observer *o, const struct config *c)
+int observer_set_config(struct observer *o, const struct config *c, struct pve *p)
 {
-        struct pve *p;
-        int r = pve_new(c, &p);
+        struct pve *made = NULL;
+        int r;
 
-        if (r < 0)
+        if (!p && (r = pve_new(c, &made)) < 0)
                 return r;
         if (c->interval_usec != o->config->interval_usec || c->window_usec != o->config->window_usec) {
                 r = observer_make_table(o, c);
                 if (r < 0) {
-                        pve_free(p);
+                        pve_free(made); /* a p given stays the caller's */
                         return r;
                 }
                 log_notice("interval or window changed: observation starts over");
         }
+        if (made)
+                p = made;
         pve_free(o->pve);
         o->pve = p;
         o->config = c;
@@ -326,10 +328,20 @@ static bool same_failure(const char *a, const char *b)
         return true;
 }
 
+static enum api_state api_state_of(struct observer *o, int r)
+{
+        long status = pve_last_status(o->pve);
+
+        if (r == -EACCES && status == 401)
+                return API_AUTH_FAILED;
+        return status == 0 ? API_UNREACHABLE : API_ERROR;
+}
+
 static void note_failure(struct observer *o, int r)
 {
         const char *msg = pve_error(o->pve);
 
+        o->sum.api_state = api_state_of(o, r);
         o->sum.polls_failed++;
         o->sum.consecutive_failures++;
         /* Logged when the state changes (first failure, or a different
@@ -357,6 +369,7 @@ static void note_success(struct observer *o, const struct pve_decode_stats *st)
         o->sum.polls_ok++;
         o->sum.consecutive_failures = 0;
         o->sum.api_ok = true;
+        o->sum.api_state = API_OK;
         o->sum.api_error[0] = '\0';
         o->sum.rejected_entries = st->rejected;
         o->sum.last_ok_realtime_usec = now_realtime_usec();
@@ -401,4 +414,16 @@ bool observer_note_cycle(struct observer *o, uint64_t cycle_usec, uint64_t inter
 struct pve *observer_pve(const struct observer *o)
 {
         return o->pve;
+}
+
+const char *api_state_to_string(enum api_state s)
+{
+        static const char *const names[] = {
+                [API_OK] = "ok",
+                [API_UNREACHABLE] = "unreachable",
+                [API_AUTH_FAILED] = "auth-failed",
+                [API_ERROR] = "error",
+        };
+
+        return (size_t)s < ELEMENTSOF(names) ? names[s] : "unknown";
 }

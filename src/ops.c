@@ -170,6 +170,8 @@ static int op_new(struct ops *o, const char *id, json_t *rec, unsigned line, str
                 return bad(o, line, "op id '%s' is not R-NNNNNN", id);
         if (!vmid_valid((uint64_t)vmid) || (strcmp(type, "qemu") != 0 && strcmp(type, "lxc") != 0))
                 return bad(o, line, "op '%s' has no valid vmid and type", id);
+        if (!node_name_valid(str(rec, "node")))
+                return bad(o, line, "op '%s' has no valid node", id);
         if (o->n == o->allocated) {
                 size_t n = o->allocated ? 2 * o->allocated : 16;
                 struct op *v = realloc(o->v, n * sizeof(*v));
@@ -271,6 +273,10 @@ static int apply_event(struct ops *o, struct op *op, const char *ev, json_t *rec
 
         if (has_step && step_from_string(str(rec, "step"), &step) < 0)
                 return bad(o, line, "unknown step '%s'", str(rec, "step"));
+        /* Every node a record names ends up in an API path or on a
+         * terminal: a node name or none. */
+        if (*str(rec, "node") && !node_name_valid(str(rec, "node")))
+                return bad(o, line, "%s record of %s names no valid node", ev, op->id);
         if (!has_step && (!strcmp(ev, "intent") || !strcmp(ev, "task") || !strcmp(ev, "done")))
                 return bad(o, line, "%s record without a step (%s)", ev, op->id);
         if (strcmp(ev, "intent") == 0) {

@@ -20,7 +20,9 @@
 #include "config.h"
 #include "log.h"
 #include "observe.h"
+#include "preflight.h"
 #include "proxreap_ops.h"
+#include "statedir.h"
 #include "status.h"
 #include "util.h"
 
@@ -28,25 +30,58 @@
 
 static const char *config_path = CONFIG_DEFAULT_PATH;
 
-static void usage(FILE *f)
+struct command {
+        const char *name;
+        const char *usage; /* after "proxreap [-c FILE] " */
+        const char *about; /* one line, in the list of commands */
+        const char *help; /* what it does and its options */
+        int (*fn)(int argc, char **argv);
+};
+
+static const struct command *find_command(const char *name);
+
+static void usage(FILE *f);
+
+static void command_help(FILE *f, const struct command *cmd)
 {
-        fprintf(f,
-                "usage: proxreap [-c FILE] COMMAND [OPTIONS]\n"
-                "\n"
-                "Commands:\n"
-                "  check-config     validate the configuration and print 'configuration OK'\n"
-                "  plan [--json]    observe one full window now and print every guest's verdict\n"
-                "  status [--json]  show what the running proxreapd sees\n"
-                "  journal list [--json]     every reap: id, guest, state, archive, size, when\n"
-                "  journal show ID [--json]  every record of one reap, with the evidence\n"
-                "  journal verify            check the journal; exit 1 on damage\n"
-                "  restore ID [--vmid N] [--node NODE] [--storage S] [--pool P] [--start] [--yes]\n"
-                "                   bring a reaped guest back from its archive\n"
-                "\n"
-                "Options:\n"
-                "  -c, --config FILE  configuration file (default " CONFIG_DEFAULT_PATH ")\n"
-                "  -h, --help         show this help\n"
-                "  -V, --version      show the version\n");
+        fprintf(f, "usage: proxreap [-c FILE] %s\n\n%s\n%s", cmd->usage, cmd->about, cmd->help);
+        fprintf(f, "\n  -c, --config FILE  configuration file (default " CONFIG_DEFAULT_PATH ")\n"
+                   "  -h, --help         show this help\n");
+}
+
+/* Options every command takes, wherever they stand: -c FILE (also
+ * --config FILE, --config=FILE, -cFILE) and -h/--help. Taken out of argv
+ * (argv[0] is the command); "--" ends them. */
+static int take_common_options(int *argc, char **argv, bool *help)
+{
+        int in = 1, out = 1;
+
+        while (in < *argc) {
+                const char *a = argv[in];
+
+                if (strcmp(a, "--") == 0)
+                        break;
+                if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+                        *help = true;
+                        in++;
+                } else if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) {
+                        if (in + 1 >= *argc) {
+                                fprintf(stderr, "proxreap %s: option '%s' needs a file\n", argv[0], a);
+                                return -EINVAL;
+                        }
+                        config_path = argv[in + 1];
+                        in += 2;
+                } else if (strncmp(a, "--config=", 9) == 0 || (strncmp(a, "-c", 2) == 0 && a[2])) {
+                        config_path = a[1] == '-' ? a + 9 : a + 2;
+                        in++;
+                } else
+                        argv[out++] = argv[in++];
+        }
+        while (in < *argc)
+                argv[out++] = argv[in++];
+        argv[out] = NULL;
+        *argc = out;
+        return 0;
 }
 
 static int load_config_flags(unsigned flags, struct config **ret)
@@ -70,51 +105,85 @@ static int load_config(struct config **ret)
         return load_config_flags(0, ret);
 }
 
-/* Parses the only option a subcommand takes: --json. */
-static int parse_json_flag(int argc, char **argv, const char *cmd, bool *json)
+static void print_check(void *userdata, const struct preflight_item *it)
 {
-        static const struct option opts[] = {
-                { "json", no_argument, NULL, 'j' },
-                { "help", no_argument, NULL, 'h' },
+        (void)userdata;
+        printf("%-11s %-8s %s\n", it->check, preflight_result_to_string(it->result),
+               text_shown(it->text));
+        if (it->fix[0] && it->result != PREFLIGHT_OK)
+                printf("%-11s %-8s fix: %s\n", "", "", text_shown(it->fix));
+}
+
+/* check-config --online: what proxreapd checks before it uses a
+ * configuration, printed with the fixes. */
+static int check_online(const struct config *c)
+{
+        struct preflight_summary sum;
+        struct pve *p = NULL;
+        int r = pve_new(c, &p);
+
+        if (r < 0) {
+                fprintf(stderr, "proxreap: %s\n", strerror(-r));
+                return 1;
+        }
+        config_warn_transport(c);
+        preflight_run(c, p, NULL, print_check, NULL, &sum);
+        pve_free(p);
+        if (sum.failed) {
+                printf("%u check%s failed\n", sum.failed, sum.failed == 1 ? "" : "s");
+                return 1;
+        }
+        printf("online checks passed\n");
+        return 0;
+}
+
+/* Parses the only option a command takes: a flag (--json, --online). */
+static int parse_flag(int argc, char **argv, const char *flag, bool *set)
+{
+        const struct option opts[] = {
+                { flag, no_argument, NULL, 'f' },
                 {},
         };
         int c;
 
         optind = 1;
-        while ((c = getopt_long(argc, argv, "+jh", opts, NULL)) >= 0)
-                switch (c) {
-                case 'j':
-                        *json = true;
-                        break;
-                case 'h':
-                        usage(stdout);
-                        return 0;
-                default:
-                        usage(stderr);
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, "+", opts, NULL)) >= 0) {
+                if (c != 'f') {
+                        fprintf(stderr, "proxreap %s: unrecognized option '%s'\n", argv[0],
+                                argv[optind - 1]);
+                        command_help(stderr, find_command(argv[0]));
                         return -EINVAL;
                 }
+                *set = true;
+        }
         if (optind < argc) {
-                fprintf(stderr, "proxreap %s: unexpected argument '%s'\n", cmd, argv[optind]);
-                usage(stderr);
+                fprintf(stderr, "proxreap %s: unexpected argument '%s'\n", argv[0], argv[optind]);
+                command_help(stderr, find_command(argv[0]));
                 return -EINVAL;
         }
         return 1;
 }
 
+static int parse_json_flag(int argc, char **argv, bool *json)
+{
+        return parse_flag(argc, argv, "json", json);
+}
+
 static int cmd_check_config(int argc, char **argv)
 {
         struct config *c;
+        bool online = false;
+        int r = parse_flag(argc, argv, "online", &online);
 
-        if (argc > 1) {
-                fprintf(stderr, "proxreap check-config: unexpected argument '%s'\n", argv[1]);
-                usage(stderr);
+        if (r <= 0)
                 return EXIT_USAGE;
-        }
         if (load_config(&c) < 0)
                 return EXIT_USAGE;
-        config_free(c);
         printf("configuration OK\n");
-        return 0;
+        r = online ? check_online(c) : 0;
+        config_free(c);
+        return r;
 }
 
 /* --- plan --- */
@@ -144,11 +213,12 @@ static int plan_probe(struct observer *o)
         int r = observer_probe(o, &v);
 
         if (r < 0) {
-                fprintf(stderr, "proxreap: cannot use the Proxmox API: %s\n", observer_error(o));
+                fprintf(stderr, "proxreap: cannot use the Proxmox API: %s\n",
+                        text_shown(observer_error(o)));
                 return r;
         }
         if (isatty(STDERR_FILENO))
-                fprintf(stderr, "proxreap: connected to Proxmox VE %s\n", v.version);
+                fprintf(stderr, "proxreap: connected to Proxmox VE %s\n", text_shown(v.version));
         return 0;
 }
 
@@ -166,7 +236,7 @@ static int plan_observe(struct observer *o, const struct config *c, uint64_t *re
                         if (tty)
                                 fputc('\n', stderr);
                         fprintf(stderr, "proxreap: the Proxmox API refused the credentials: %s\n",
-                                observer_error(o));
+                                text_shown(observer_error(o)));
                         return -EACCES;
                 }
                 if (tty)
@@ -191,7 +261,7 @@ static int plan_read_confs(struct observer *o, uint64_t now)
                 observer_judge_at(o, i, now, &v, &s);
                 if (v.kind == VERDICT_IDLE && observer_read_conf(o, i, now, &v) < 0)
                         fprintf(stderr, "proxreap: warning: guest %u: %s\n",
-                                (unsigned)guest_table_at(t, i)->vmid, observer_error(o));
+                                (unsigned)guest_table_at(t, i)->vmid, text_shown(observer_error(o)));
         }
         return 0;
 }
@@ -225,11 +295,12 @@ static int cmd_plan(int argc, char **argv)
         uint64_t end = 0;
         int r;
 
-        r = parse_json_flag(argc, argv, "plan", &json);
+        r = parse_json_flag(argc, argv, &json);
         if (r <= 0)
-                return r < 0 ? EXIT_USAGE : 0;
+                return EXIT_USAGE;
         if (load_config(&c) < 0)
                 return EXIT_USAGE;
+        config_warn_transport(c);
         r = observer_new(c, false, &o);
         if (r < 0)
                 fprintf(stderr, "proxreap: cannot start: %s\n", strerror(-r));
@@ -243,11 +314,11 @@ static int cmd_plan(int argc, char **argv)
 
 /* --- status --- */
 
+/* A string of the status file, for the terminal: the file is the daemon
+ * user's to write, so every byte of it is shown inert. */
 static const char *jstr(json_t *o, const char *key)
 {
-        const char *s = json_string_value(json_object_get(o, key));
-
-        return s ? s : "";
+        return text_shown(json_string_value(json_object_get(o, key)));
 }
 
 static void print_status_header(json_t *doc)
@@ -260,7 +331,9 @@ static void print_status_header(json_t *doc)
         if (json_is_true(json_object_get(api, "ok")))
                 printf("API: ok, last successful poll %s\n", jstr(api, "last_success"));
         else
-                printf("API: FAILING for %lld poll(s): %s (last success %s)\n",
+                printf("API: %s for %lld poll(s): %s (last success %s)\n",
+                       strcmp(jstr(api, "state"), "auth-failed") == 0 ? "AUTHENTICATION FAILED"
+                                                                      : "FAILING",
                        (long long)json_integer_value(json_object_get(api, "consecutive_failures")),
                        jstr(api, "error"), jstr(api, "last_success"));
         printf("tracking %lld guests, %lld idle, %lld active, %lld insufficient-data, %lld excluded\n\n",
@@ -271,6 +344,32 @@ static void print_status_header(json_t *doc)
                (long long)json_integer_value(json_object_get(sum, "excluded")));
 }
 
+/* The daemon's status file, from the runtime directory it owns: never
+ * through a planted link (statedir.h). err->line -2: there is none; -1:
+ * it could not be opened (err->text says why). */
+static json_t *read_status(const char *path, json_error_t *err)
+{
+        struct statedir_file f;
+        json_t *doc = NULL;
+        FILE *in;
+        int r = statedir_open(path, STATEDIR_READ, &f, err->text, sizeof(err->text));
+
+        err->line = r < 0 ? -1 : -2;
+        if (r < 0 || f.fd < 0) {
+                if (r >= 0)
+                        statedir_close(&f);
+                return NULL;
+        }
+        in = fdopen(f.fd, "r");
+        if (in) {
+                f.fd = -1; /* the stream owns it now */
+                doc = json_loadf(in, 0, err);
+                fclose(in);
+        }
+        statedir_close(&f);
+        return doc;
+}
+
 static int cmd_status(int argc, char **argv)
 {
         struct config *c = NULL;
@@ -279,16 +378,18 @@ static int cmd_status(int argc, char **argv)
         json_t *doc;
         int r;
 
-        r = parse_json_flag(argc, argv, "status", &json);
+        r = parse_json_flag(argc, argv, &json);
         if (r <= 0)
-                return r < 0 ? EXIT_USAGE : 0;
+                return EXIT_USAGE;
         if (load_config_flags(CONFIG_OFFLINE, &c) < 0)
                 return EXIT_USAGE;
-        doc = json_load_file(c->status_file, 0, &err);
+        doc = read_status(c->status_file, &err);
         if (!doc || !json_is_object(doc)) {
-                if (access(c->status_file, F_OK) < 0)
+                if (err.line == -2)
                         fprintf(stderr, "proxreap: no status file '%s': is proxreapd running?\n",
                                 c->status_file);
+                else if (err.line == -1)
+                        fprintf(stderr, "proxreap: %s\n", err.text);
                 else
                         fprintf(stderr, "proxreap: cannot read status file '%s': %s (line %d)\n",
                                 c->status_file, err.text, err.line);
@@ -328,6 +429,7 @@ static int cmd_restore_main(int argc, char **argv)
 
         if (load_config(&c) < 0)
                 return EXIT_USAGE;
+        config_warn_transport(c);
         r = pve_new(c, &p);
         if (r < 0) {
                 fprintf(stderr, "proxreap: %s\n", strerror(-r));
@@ -340,16 +442,75 @@ static int cmd_restore_main(int argc, char **argv)
         return r;
 }
 
-static const struct {
-        const char *name;
-        int (*fn)(int argc, char **argv);
-} commands[] = {
-        { "check-config", cmd_check_config },
-        { "plan", cmd_plan },
-        { "status", cmd_status },
-        { "journal", cmd_journal_main },
-        { "restore", cmd_restore_main },
+static int cmd_help(int argc, char **argv);
+
+static const struct command commands[] = {
+        { "check-config", "check-config [--online]",
+          "Validate the configuration; print 'configuration OK', or every problem as FILE:LINE: message (exit 2).",
+          "\n  --online   then also test it against Proxmox VE: the URL, TLS, the token,\n"
+          "             the node name, the archive storage and the privileges the mode\n"
+          "             needs; each failure comes with its fix (exit 1 on a failure)\n",
+          cmd_check_config },
+        { "plan", "plan [--json]",
+          "Observe one full window now and print every guest's verdict, with its numbers and reasons.",
+          "\n  --json     print the guests as JSON\n", cmd_plan },
+        { "status", "status [--json]", "Show what the running proxreapd sees.",
+          "\n  --json     print the status document as JSON\n", cmd_status },
+        { "journal", "journal list [--json] | show ID [--json] | verify",
+          "Read the restore journal.",
+          "\n  list       every op: id, guest, state, archive, size, when\n"
+          "  show ID    every record of one op, with the evidence\n"
+          "  verify     check every record; exit 1 on damage\n"
+          "  --json     (list, show) print JSON\n",
+          cmd_journal_main },
+        { "restore", "restore ID [--vmid N] [--node NODE] [--storage S] [--pool P] [--start] [--yes]",
+          "Bring a reaped guest back from its archive.",
+          "\n  --vmid N        restore under vmid N instead of the original one\n"
+          "  --node NODE     restore on NODE instead of the node its archive is on\n"
+          "  --storage S     put its disks on storage S\n"
+          "  --pool P        put it into pool P instead of its own ('' for none)\n"
+          "  --start         start it once it is restored\n"
+          "  --yes           do not ask (needed when stdin is not a terminal)\n",
+          cmd_restore_main },
+        { "help", "help [COMMAND]", "Show the help of proxreap or of one command.", "",
+          cmd_help },
 };
+
+static const struct command *find_command(const char *name)
+{
+        for (size_t i = 0; i < ELEMENTSOF(commands); i++)
+                if (strcmp(name, commands[i].name) == 0)
+                        return &commands[i];
+        return NULL;
+}
+
+static void usage(FILE *f)
+{
+        fprintf(f, "usage: proxreap [-c FILE] COMMAND [OPTIONS]\n\nCommands:\n");
+        for (size_t i = 0; i < ELEMENTSOF(commands); i++)
+                fprintf(f, "  %s\n      %s\n", commands[i].usage, commands[i].about);
+        fprintf(f, "\nOptions (before or after the command):\n"
+                   "  -c, --config FILE  configuration file (default " CONFIG_DEFAULT_PATH ")\n"
+                   "  -h, --help         show this help, or with a command its help\n"
+                   "  -V, --version      show the version\n"
+                   "\n'proxreap help COMMAND' or 'proxreap COMMAND --help' shows a command's help.\n");
+}
+
+static int cmd_help(int argc, char **argv)
+{
+        const struct command *cmd = argc > 1 ? find_command(argv[1]) : NULL;
+
+        if (argc > 2 || (argc == 2 && !cmd)) {
+                fprintf(stderr, "proxreap help: no command '%s'\n", text_shown(argv[argc - 1]));
+                usage(stderr);
+                return EXIT_USAGE;
+        }
+        if (cmd)
+                command_help(stdout, cmd);
+        else
+                usage(stdout);
+        return 0;
+}
 
 static int parse_global(int argc, char **argv)
 {
@@ -382,6 +543,8 @@ static int parse_global(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+        const struct command *cmd;
+        bool help = false;
         int r;
 
         (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0); /* it may hold the API credential */
@@ -394,10 +557,19 @@ int main(int argc, char **argv)
                 usage(stderr);
                 return EXIT_USAGE;
         }
-        for (size_t i = 0; i < ELEMENTSOF(commands); i++)
-                if (strcmp(argv[optind], commands[i].name) == 0)
-                        return commands[i].fn(argc - optind, argv + optind);
-        fprintf(stderr, "proxreap: unknown command '%s'\n", argv[optind]);
-        usage(stderr);
-        return EXIT_USAGE;
+        cmd = find_command(argv[optind]);
+        if (!cmd) {
+                fprintf(stderr, "proxreap: unknown command '%s'\n", text_shown(argv[optind]));
+                usage(stderr);
+                return EXIT_USAGE;
+        }
+        argc -= optind;
+        argv += optind;
+        if (take_common_options(&argc, argv, &help) < 0)
+                return EXIT_USAGE;
+        if (help) {
+                command_help(stdout, cmd);
+                return 0;
+        }
+        return cmd->fn(argc, argv);
 }

@@ -44,8 +44,10 @@ static int open_journal(const struct config *c, enum journal_mode mode, struct o
 
         ops_init(ops);
         r = journal_open(c->journal_file, mode, ops_apply, ops, ret, NULL, err, sizeof(err));
-        if (r < 0)
-                fprintf(stderr, "proxreap: %s\n", err[0] ? err : strerror(-r));
+        if (r < 0) {
+                fprintf(stderr, "proxreap: %s\n", text_shown(err[0] ? err : strerror(-r)));
+                ops_clear(ops); /* what was read before the failure */
+        }
         return r;
 }
 
@@ -91,9 +93,10 @@ static int journal_list(const struct config *c, bool json)
                         format_time(op->began, when, sizeof(when));
                         printf("%-9s %-9u %-16.16s %-10.10s %-4s %-9s %-52s %9.1fM %7" PRIu64
                                "M %7" PRIu64 "G  %s\n",
-                               op->id, (unsigned)op->vmid, op->name[0] ? op->name : "-",
+                               op->id, (unsigned)op->vmid, op->name[0] ? text_shown(op->name) : "-",
                                op->node, op->type == GUEST_LXC ? "lxc" : "qemu",
-                               op_state_to_string(op->state), op->volid[0] ? op->volid : "-",
+                               op_state_to_string(op->state),
+                               op->volid[0] ? text_shown(op->volid) : "-",
                                (double)op->archive_size / 1048576.0, op->maxmem >> 20,
                                op->maxdisk >> 30, when);
                 }
@@ -135,14 +138,14 @@ static int journal_show(const struct config *c, const char *id, bool json)
 
         r = journal_open(c->journal_file, JOURNAL_READ, collect, &s, &j, NULL, err, sizeof(err));
         if (r < 0) {
-                fprintf(stderr, "proxreap: %s\n", err[0] ? err : strerror(-r));
+                fprintf(stderr, "proxreap: %s\n", text_shown(err[0] ? err : strerror(-r)));
                 json_decref(s.records);
                 return 1;
         }
         journal_close(j);
         if (json_array_size(s.records) == 0) {
                 fprintf(stderr, "proxreap: no op '%s' in the journal (see 'proxreap journal list')\n",
-                        id);
+                        text_shown(id));
                 json_decref(s.records);
                 return 1;
         }
@@ -151,7 +154,8 @@ static int journal_show(const struct config *c, const char *id, bool json)
                 putchar('\n');
         } else
                 json_array_foreach(s.records, i, rec) {
-                        char *line = json_dumps(rec, JSON_COMPACT);
+                        /* ASCII: every string from outside escaped. */
+                        char *line = json_dumps(rec, JSON_COMPACT | JSON_ENSURE_ASCII);
 
                         printf("%s\n", line ? line : "?");
                         free(line);
@@ -172,11 +176,17 @@ static int journal_verify(const struct config *c)
         r = journal_open(c->journal_file, JOURNAL_READ, ops_apply, &ops, &j, &scan, err,
                          sizeof(err));
         if (r < 0) {
-                fprintf(stderr, "proxreap: %s\n", err[0] ? err : strerror(-r));
+                fprintf(stderr, "proxreap: %s\n", text_shown(err[0] ? err : strerror(-r)));
                 ops_clear(&ops);
                 return 1;
         }
         journal_close(j);
+        if (scan.missing) {
+                printf("no journal at '%s': proxreapd has reaped nothing yet, or reap.journal names another file\n",
+                       c->journal_file);
+                ops_clear(&ops);
+                return 0;
+        }
         if (scan.torn) {
                 fprintf(stderr,
                         "proxreap: %s:%u: the last record is torn (%" PRIu64
@@ -187,7 +197,7 @@ static int journal_verify(const struct config *c)
         }
         if (ops.bad_records) {
                 fprintf(stderr, "proxreap: %s: %u record(s) not understood, first: %s\n",
-                        c->journal_file, ops.bad_records, ops.first_bad);
+                        c->journal_file, ops.bad_records, text_shown(ops.first_bad));
                 ops_clear(&ops);
                 return 1;
         }
@@ -301,8 +311,9 @@ static bool confirm(const struct op *op, uint32_t vmid, const char *node, const 
 
         fprintf(stderr,
                 "Restore %s: guest %u ('%s', %s) from '%s' as vmid %u on '%s'%s%s? [y/N] ", op->id,
-                (unsigned)op->vmid, op->name, op->type == GUEST_LXC ? "lxc" : "qemu", op->volid,
-                (unsigned)vmid, node, storage ? " to storage " : "", storage ? storage : "");
+                (unsigned)op->vmid, text_shown(op->name), op->type == GUEST_LXC ? "lxc" : "qemu",
+                text_shown(op->volid), (unsigned)vmid, node, storage ? " to storage " : "",
+                storage ? text_shown(storage) : "");
         if (!fgets(answer, sizeof(answer), stdin))
                 return false;
         return answer[0] == 'y' || answer[0] == 'Y';
@@ -314,7 +325,7 @@ static int restore_fail(struct journal *j, struct ops *ops, const char *id, cons
 
         if (rec)
                 json_object_set_new(rec, "reason", json_string(why));
-        fprintf(stderr, "proxreap: restore of %s failed: %s\n", id, why);
+        fprintf(stderr, "proxreap: restore of %s failed: %s\n", id, text_shown(why));
         (void)append_rec(j, ops, rec, "restore-failed");
         return 1;
 }
@@ -343,7 +354,7 @@ static int restore_finish(struct pve *p, struct journal *j, struct ops *ops, con
         }
         if (r < 0)
                 fprintf(stderr, "proxreap: warning: cannot tag guest %u '%s': %s\n",
-                        (unsigned)vmid, TAG_RESTORED, pve_error(p));
+                        (unsigned)vmid, TAG_RESTORED, text_shown(pve_error(p)));
         rec = op_record_step(id, "done", STEP_RESTORE, now_epoch());
         if (rec) {
                 json_object_set_new(rec, "vmid", json_integer(vmid));
@@ -361,7 +372,7 @@ static int restore_finish(struct pve *p, struct journal *j, struct ops *ops, con
                         r = wait_task(p, upid, &ts);
                 if (r < 0 || !pve_task_succeeded(ts.exitstatus)) {
                         fprintf(stderr, "proxreap: restored, but starting guest %u failed: %s\n",
-                                (unsigned)vmid, r < 0 ? pve_error(p) : ts.exitstatus);
+                                (unsigned)vmid, text_shown(r < 0 ? pve_error(p) : ts.exitstatus));
                         return 1;
                 }
                 printf("guest %u started\n", (unsigned)vmid);
@@ -399,12 +410,13 @@ static int restore_resume(struct pve *p, struct journal *j, struct ops *ops, con
         r = pve_find_task(p, op->restore_node, op->restore_vmid,
                           op_step_task_types(STEP_RESTORE, op->type), since, NULL, NULL, upid);
         if (r >= 0) {
-                printf("%s: continuing the restore task already started (%s)\n", id, upid);
+                printf("%s: continuing the restore task already started (%s)\n", id,
+                       text_shown(upid));
                 r = record_restore_task(j, ops, id, upid);
                 return r < 0 ? 1 : restore_follow(p, j, ops, id, upid, a);
         }
         if (r != -ENOENT) {
-                fprintf(stderr, "proxreap: %s\n", pve_error(p));
+                fprintf(stderr, "proxreap: %s\n", text_shown(pve_error(p)));
                 return 1;
         }
         r = pve_guest_status(p, op->type, op->restore_node, op->restore_vmid, &st);
@@ -422,7 +434,7 @@ static int pick_vmid(struct pve *p, const struct op *op, const struct restore_ar
 
         if (r != -EEXIST) {
                 if (r < 0)
-                        fprintf(stderr, "proxreap: %s\n", pve_error(p));
+                        fprintf(stderr, "proxreap: %s\n", text_shown(pve_error(p)));
                 return r;
         }
         if (a->vmid) {
@@ -478,11 +490,11 @@ static int restore_start(struct pve *p, struct journal *j, struct ops *ops, cons
                             &(struct pve_backup_query){ .vmid = op->vmid, .marker = id }, &b);
         if (r == -ENOENT || (r >= 0 && strcmp(b.volid, op->volid) != 0)) {
                 fprintf(stderr, "proxreap: the archive '%s' of %s is gone from storage '%s'; cannot restore\n",
-                        op->volid, id, storage_id);
+                        text_shown(op->volid), id, text_shown(storage_id));
                 return 1;
         }
         if (r < 0) {
-                fprintf(stderr, "proxreap: %s\n", pve_error(p));
+                fprintf(stderr, "proxreap: %s\n", text_shown(pve_error(p)));
                 return 1;
         }
         if (pick_vmid(p, op, a, &vmid) < 0)
@@ -540,7 +552,7 @@ static int restore_start(struct pve *p, struct journal *j, struct ops *ops, cons
         if (r < 0)
                 return restore_resume(p, j, ops, id, a);
         printf("%s: restoring guest %u from '%s' as %u on '%s' (task %s)\n", id,
-               (unsigned)op->vmid, op->volid, (unsigned)vmid, node, upid);
+               (unsigned)op->vmid, text_shown(op->volid), (unsigned)vmid, node, text_shown(upid));
         r = record_restore_task(j, ops, id, upid);
         return r < 0 ? 1 : restore_follow(p, j, ops, id, upid, a);
 }
@@ -610,6 +622,19 @@ int cmd_restore(const struct config *c, struct pve *p, int argc, char **argv)
 
         if (parse_restore(argc, argv, &a) < 0)
                 return 2;
+        /* Read first: a restore of an op that does not exist writes (and
+         * creates) nothing. */
+        if (open_journal(c, JOURNAL_READ, &ops, &j) < 0)
+                return 1;
+        op = ops_find(&ops, a.id);
+        journal_close(j);
+        j = NULL;
+        ops_clear(&ops);
+        if (!op) {
+                fprintf(stderr, "proxreap: no op '%s' in the journal (see 'proxreap journal list')\n",
+                        text_shown(a.id));
+                return 1;
+        }
         if (open_journal(c, JOURNAL_WRITE, &ops, &j) < 0)
                 return 1;
         if (notifier_new(c, &a.notifier) < 0)
@@ -617,7 +642,7 @@ int cmd_restore(const struct config *c, struct pve *p, int argc, char **argv)
         op = ops_find(&ops, a.id);
         if (!op) {
                 fprintf(stderr, "proxreap: no op '%s' in the journal (see 'proxreap journal list')\n",
-                        a.id);
+                        text_shown(a.id));
                 r = 1;
         } else if (op->state == OP_RESTORED) {
                 char when[32];

@@ -20,6 +20,7 @@
 #include "log.h"
 #include "notify.h"
 #include "observe.h"
+#include "preflight.h"
 #include "reaper.h"
 #include "status.h"
 #include "util.h"
@@ -30,7 +31,9 @@ struct daemon {
         struct observer *observer;
         struct reaper *reaper; /* modes mark and reap */
         struct notifier *notifier; /* notify.webhook_url */
-        bool storage_checked;
+        /* The preflight checks (preflight.h) have passed for the running
+         * configuration; until then, the reaper waits. */
+        bool checked;
         sd_event *event;
         sd_event_source *timer;
         sd_event_source *saga_timer; /* the next saga step */
@@ -61,26 +64,18 @@ static void usage(FILE *f)
 
 static void print_config_errors(const char *errors)
 {
-        /* One journal entry per problem, each "FILE:LINE: message". */
+        /* One journal entry per problem, each "FILE:LINE: message", which
+         * the loader escaped already. */
         const char *p = errors;
+        char line[2048];
 
         while (p && *p) {
                 size_t n = strcspn(p, "\n");
 
-                log_error("%.*s", (int)n, p);
+                snprintf(line, sizeof(line), "%.*s", (int)n, p);
+                log_inert(LOG_ERR, line);
                 p += n + (p[n] == '\n');
         }
-}
-
-static void warn_transport(const struct config *c)
-{
-        if (c->webhook_url && strncmp(c->webhook_url, "http://", 7) == 0)
-                log_warning("notify.webhook_url is plain http: events travel unencrypted");
-        if (strncmp(c->api_url, "http://", 7) == 0)
-                log_warning("api.url '%s' is plain http: the API credential travels unencrypted",
-                            c->api_url);
-        else if (c->insecure)
-                log_warning("api.insecure is set: the Proxmox server certificate is NOT verified");
 }
 
 /* A file that cannot be written is logged when that starts and ends, not
@@ -147,25 +142,47 @@ static int on_saga_timer(sd_event_source *s, uint64_t usec, void *userdata)
         return 0;
 }
 
-/* Reap mode: the archive storage must exist and take backups. Checked
- * once the API answers; a definite "no" stops the daemon. */
-static int check_storage(struct daemon *d)
+static void log_check(void *userdata, const struct preflight_item *it)
 {
-        char err[512];
-        int r;
+        (void)userdata;
+        switch (it->result) {
+        case PREFLIGHT_FAIL:
+                log_error("check %s: %s%s%s", it->check, it->text, it->fix[0] ? "; fix: " : "",
+                          it->fix);
+                break;
+        case PREFLIGHT_WARN:
+                log_warning("check %s: %s%s%s", it->check, it->text, it->fix[0] ? "; fix: " : "",
+                            it->fix);
+                break;
+        default:
+                log_info("check %s: %s", it->check, it->text);
+        }
+}
 
-        if (d->storage_checked || !d->reaper || d->config->mode != REAP_MODE_REAP)
+/* The preflight checks of the running configuration, until they have all
+ * run once. A lasting failure (no such node, no such storage) stops the
+ * daemon with status 2, which the unit does not restart; one that may pass
+ * (the API down) is tried again after the next poll. */
+static int check_config(struct daemon *d)
+{
+        const struct observe_summary *s = observer_summary(d->observer);
+        struct preflight_polled polled = { .guests = (unsigned)s->tracked };
+        const struct guest_table *t = observer_table(d->observer);
+        struct preflight_summary sum;
+
+        if (d->checked)
                 return 0;
-        r = reaper_check_storage(d->reaper, observer_pve(d->observer), err, sizeof(err));
-        if (r == -ENOENT || r == -EINVAL) {
-                log_error("%s", err);
-                return r;
+        for (size_t i = 0; i < guest_table_count(t); i++)
+                polled.in_scope += config_node_in_scope(d->config, guest_table_at(t, i)->node);
+        preflight_run(d->config, observer_pve(d->observer), &polled, log_check, NULL, &sum);
+        if (sum.lasting) {
+                log_error("'%s' cannot work with this Proxmox VE (%s): fix it, then start proxreapd again",
+                          d->config_path, sum.first_failure);
+                return -EINVAL;
         }
-        if (r < 0) {
-                log_warning("%s; checking again after the next poll", err);
-                return 0;
-        }
-        d->storage_checked = true;
+        d->checked = sum.complete && sum.failed == 0;
+        if (!d->checked)
+                log_warning("the checks of the configuration did not pass yet; trying again after the next poll");
         return 0;
 }
 
@@ -175,12 +192,12 @@ static void after_poll(struct daemon *d, int r, uint64_t now)
         char line[640], reap[300];
         size_t n;
 
-        if (r >= 0 && check_storage(d) < 0) {
-                sd_notify(false, "STOPPING=1\nSTATUS=archive storage unusable, stopping");
-                sd_event_exit(d->event, 1);
+        if (r >= 0 && check_config(d) < 0) {
+                sd_notify(false, "STOPPING=1\nSTATUS=the configuration cannot work, stopping");
+                sd_event_exit(d->event, 2);
                 return;
         }
-        if (r >= 0 && d->reaper && (d->storage_checked || d->config->mode == REAP_MODE_MARK)) {
+        if (r >= 0 && d->reaper && d->checked) {
                 reaper_cycle(d->reaper, d->observer, now);
                 schedule_saga(d, reaper_step(d->reaper, observer_pve(d->observer),
                                              now_monotonic_usec()));
@@ -286,50 +303,101 @@ static int swap_notifier(struct daemon *d, const struct config *c)
         return 0;
 }
 
+/* Runs the checks start-up runs on a new configuration, with its own API
+ * client, each request tried once (a reload holds the event loop: it must
+ * not outlast the watchdog). It is taken only when every check passed: a
+ * reload never adopts a configuration that a later check could find wrong
+ * for good (that would stop the daemon). Else why not in err. */
+static int check_new_config(const struct config *c, struct pve *p, char *err, size_t errsz)
+{
+        struct preflight_summary sum;
+
+        pve_set_retries(p, 0);
+        preflight_run(c, p, NULL, log_check, NULL, &sum);
+        pve_set_retries(p, c->retries);
+        if (sum.failed == 0 && sum.complete)
+                return 0;
+        if (sum.failed > 1)
+                snprintf(err, errsz, "%s (and %u more failed check%s)", sum.first_failure,
+                         sum.failed - 1, sum.failed == 2 ? "" : "s");
+        else
+                snprintf(err, errsz, "%s", sum.first_failure);
+        if (!sum.lasting)
+                snprintf(err + strlen(err), errsz - strlen(err),
+                         " (this may pass: run 'systemctl reload proxreapd' again)");
+        return -EINVAL;
+}
+
+/* What a reload cannot change in a running daemon. */
+static int reload_changes_what_it_cannot(const struct daemon *d, const struct config *c,
+                                         char *err, size_t errsz)
+{
+        if (d->reaper && strcmp(c->journal_file, d->config->journal_file) != 0) {
+                snprintf(err, errsz,
+                         "'reap.journal' changed from '%s' to '%s': another journal takes a restart ('systemctl restart proxreapd'), so that no reap under way is left in the old one",
+                         d->config->journal_file, c->journal_file);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+/* Switches the daemon to c, whose client p the observer takes; every
+ * preflight check passed. */
+static int switch_config(struct daemon *d, struct config *c, struct pve *p)
+{
+        bool new_interval = c->interval_usec != d->config->interval_usec;
+        int r;
+
+        if (c->mode != REAP_MODE_OBSERVE && !d->reaper && start_reaper(d, c) < 0)
+                return -EIO;
+        r = observer_set_config(d->observer, c, p);
+        if (r < 0)
+                return r;
+        if (swap_notifier(d, c) < 0)
+                log_error("reload: cannot start the webhook sender, keeping the old one");
+        if (d->reaper)
+                reaper_set_config(d->reaper, c);
+        config_free(d->config);
+        d->config = c;
+        d->checked = true;
+        config_warn_transport(c);
+        if (new_interval) {
+                d->next_usec = now_monotonic_usec();
+                sd_event_source_set_time(d->timer, d->next_usec);
+        }
+        return 0;
+}
+
+/* SIGHUP: a new configuration is loaded and checked like at start before
+ * the daemon switches to it. A reload that fails keeps the running
+ * configuration and says why; it never stops the daemon. */
 static int reload(struct daemon *d)
 {
         struct config *c = NULL;
-        char *errors = NULL;
+        struct pve *p = NULL;
+        char *errors = NULL, err[1024] = "";
         int r;
 
         sd_notify(false, "RELOADING=1\nSTATUS=reloading configuration");
         r = config_load(d->config_path, &c, &errors);
         if (r < 0) {
                 print_config_errors(errors);
-                log_error("reload failed: '%s' is invalid, keeping the running configuration",
-                          d->config_path);
+                snprintf(err, sizeof(err), "'%s' is invalid", d->config_path);
                 free(errors);
-        } else if ((r = observer_set_config(d->observer, c)) < 0) {
-                log_error("reload failed: %s, keeping the running configuration", strerror(-r));
+        } else if ((r = pve_new(c, &p)) < 0)
+                snprintf(err, sizeof(err), "%s", strerror(-r));
+        else if ((r = reload_changes_what_it_cannot(d, c, err, sizeof(err))) >= 0 &&
+                 (r = check_new_config(c, p, err, sizeof(err))) >= 0 &&
+                 (r = switch_config(d, c, p)) < 0)
+                snprintf(err, sizeof(err), "%s", r == -EIO ? "the journal cannot be opened"
+                                                            : strerror(-r));
+        if (r < 0) {
+                log_error("reload failed: %s, keeping the running configuration", err);
+                /* switch_config() takes c and p only when it succeeds */
+                pve_free(p);
                 config_free(c);
-        } else {
-                bool new_interval = c->interval_usec != d->config->interval_usec;
-
-                if (c->mode != REAP_MODE_OBSERVE && !d->reaper && start_reaper(d, c) < 0) {
-                        log_error("reload failed: the journal cannot be opened, keeping the running configuration");
-                        config_free(c);
-                        goto done;
-                }
-                if (swap_notifier(d, c) < 0)
-                        log_error("reload: cannot start the webhook sender, keeping the old one");
-                if (d->reaper)
-                        reaper_set_config(d->reaper, c);
-                if (c->mode == REAP_MODE_REAP && (d->config->mode != REAP_MODE_REAP ||
-                                                  strcmp(c->archive_storage,
-                                                         d->config->archive_storage
-                                                                 ? d->config->archive_storage
-                                                                 : "") != 0))
-                        d->storage_checked = false;
-                config_free(d->config);
-                d->config = c;
-                warn_transport(c);
-                if (new_interval) {
-                        d->next_usec = now_monotonic_usec();
-                        sd_event_source_set_time(d->timer, d->next_usec);
-                }
+        } else
                 log_notice("configuration reloaded from '%s'", d->config_path);
-        }
-done:
         /* Ready again only if it ever was: a reload does not make an API
          * that never answered usable. */
         if (d->ready)
@@ -443,6 +511,7 @@ static int parse_args(int argc, char **argv, struct daemon *d, bool *foreground,
 static int run(struct daemon *d)
 {
         char *errors = NULL;
+        unsigned n;
         int r;
 
         r = config_load(d->config_path, &d->config, &errors);
@@ -454,14 +523,21 @@ static int run(struct daemon *d)
                 free(errors);
                 return 2;
         }
-        warn_transport(d->config);
+        config_warn_transport(d->config);
         r = notifier_new(d->config, &d->notifier);
         if (r < 0) {
                 log_error("cannot start the webhook sender: %s", strerror(-r));
                 return 1;
         }
-        /* A damaged journal stops the daemon before it touches anything. */
-        if (d->config->mode != REAP_MODE_OBSERVE && start_reaper(d, d->config) < 0)
+        /* A damaged journal stops the daemon before it touches anything.
+         * Reaps left under way by an earlier run in reap mode are finished
+         * in any mode: their guests are stopped. */
+        n = d->config->mode == REAP_MODE_OBSERVE ? reaper_unfinished(d->config->journal_file) : 0;
+        if (n)
+                log_notice("journal '%s' holds %u reap%s under way: finishing %s (%s mode starts none)",
+                           d->config->journal_file, n, n == 1 ? "" : "s", n == 1 ? "it" : "them",
+                           reap_mode_to_string(d->config->mode));
+        if ((d->config->mode != REAP_MODE_OBSERVE || n) && start_reaper(d, d->config) < 0)
                 return 1;
         r = observer_new(d->config, true, &d->observer);
         if (r >= 0)

@@ -23,26 +23,24 @@ struct resources_sink {
 struct pve {
         struct http *http;
         char *base_url;
-        char *auth_header; /* "Authorization: PVEAPIToken=..."; a credential */
+        /* "Authorization: PVEAPIToken=...": the config's, borrowed (the one
+         * copy of the credential, out of core dumps) */
+        const char *auth_header;
         char *user;
-        char *password; /* a credential */
-        char *cookie_header; /* "Cookie: PVEAuthCookie=..."; a credential */
+        const char *password; /* the config's, borrowed */
+        /* "Cookie: PVEAuthCookie=..." and the CSRF header, in memory out
+         * of core dumps (secret_alloc, TICKET_MAX bytes each) */
+        char *cookie_header;
         char *csrf_header;
         uint64_t ticket_usec; /* when the ticket was issued (monotonic) */
         struct pve_decoder *decoder; /* reused: one per client, not per poll */
         struct resources_sink sink; /* where the decoder delivers this poll's guests */
-        long last_status; /* HTTP status of the last pve_call(), 0 if none arrived */
+        long last_status; /* HTTP status of the last request, 0 if none arrived */
         struct pve_counters counters;
         char error[1024];
 };
 
-static void free_secret_string(char *s)
-{
-        if (s) {
-                secure_zero(s, strlen(s));
-                free(s);
-        }
-}
+#define TICKET_MAX 4096
 
 struct pve *pve_free(struct pve *p)
 {
@@ -50,11 +48,9 @@ struct pve *pve_free(struct pve *p)
                 return NULL;
         http_free(p->http);
         free(p->base_url);
-        free_secret_string(p->auth_header);
         free(p->user);
-        free_secret_string(p->password);
-        free_secret_string(p->cookie_header);
-        free_secret_string(p->csrf_header);
+        secret_free(p->cookie_header, TICKET_MAX);
+        secret_free(p->csrf_header, TICKET_MAX);
         pve_decoder_free(p->decoder);
         free(p);
         return NULL;
@@ -64,16 +60,12 @@ static int pve_init_auth(struct pve *p, const struct config *c)
 {
         if (c->token_id) {
                 /* PVEAPIToken=USER@REALM!TOKENID=SECRET; no CSRF with tokens. */
-                if (asprintf(&p->auth_header, "Authorization: PVEAPIToken=%s=%s", c->token_id,
-                             c->token_secret ? c->token_secret : "") < 0) {
-                        p->auth_header = NULL;
-                        return -ENOMEM;
-                }
+                p->auth_header = c->auth_header ? c->auth_header : "Authorization: PVEAPIToken=";
                 return 0;
         }
         p->user = strdup_or_null(c->user);
-        p->password = strdup_or_null(c->password);
-        return (c->user && !p->user) || (c->password && !p->password) ? -ENOMEM : 0;
+        p->password = c->password;
+        return c->user && !p->user ? -ENOMEM : 0;
 }
 
 int pve_new(const struct config *c, struct pve **ret)
@@ -81,6 +73,7 @@ int pve_new(const struct config *c, struct pve **ret)
         struct http_options o = {
                 .ca_file = c->ca_file,
                 .pinned_pubkey = c->pinned_pubkey,
+                .proxy = c->proxy,
                 .insecure = c->insecure,
                 .connect_timeout_usec = c->connect_timeout_usec,
                 .timeout_usec = c->timeout_usec,
@@ -219,45 +212,65 @@ static int decode_ticket(struct pve *p, const char *body)
         data = json_is_object(root) ? json_object_get(root, "data") : NULL;
         ticket = json_string_value(json_object_get(data, "ticket"));
         csrf = json_string_value(json_object_get(data, "CSRFPreventionToken"));
-        if (ticket && csrf && !strpbrk(ticket, "\r\n;") && !strpbrk(csrf, "\r\n")) {
-                free_secret_string(p->cookie_header);
-                free_secret_string(p->csrf_header);
-                p->csrf_header = NULL;
-                if (asprintf(&p->cookie_header, "Cookie: PVEAuthCookie=%s", ticket) < 0 ||
-                    asprintf(&p->csrf_header, "CSRFPreventionToken: %s", csrf) < 0) {
-                        p->cookie_header = NULL;
+        if (ticket && csrf && !strpbrk(ticket, "\r\n;") && !strpbrk(csrf, "\r\n") &&
+            strlen(ticket) < TICKET_MAX - 32 && strlen(csrf) < TICKET_MAX - 32) {
+                if (!p->cookie_header)
+                        p->cookie_header = secret_alloc(TICKET_MAX);
+                if (!p->csrf_header)
+                        p->csrf_header = secret_alloc(TICKET_MAX);
+                if (!p->cookie_header || !p->csrf_header)
                         r = -ENOMEM;
-                } else {
+                else {
+                        snprintf(p->cookie_header, TICKET_MAX, "Cookie: PVEAuthCookie=%s", ticket);
+                        snprintf(p->csrf_header, TICKET_MAX, "CSRFPreventionToken: %s", csrf);
                         p->ticket_usec = now_monotonic_usec();
                         r = 0;
                 }
         } else
                 snprintf(p->error, sizeof(p->error), "POST /access/ticket: answer has no ticket");
+        /* jansson's copies, wiped before they go back to the heap */
+        if (ticket)
+                secure_zero((char *)ticket, strlen(ticket));
+        if (csrf)
+                secure_zero((char *)csrf, strlen(csrf));
         json_decref(root);
         return r;
 }
 
+/* The login form "username=U&password=P", escaped, in secret memory. */
+#define LOGIN_BODY_MAX (3 * TICKET_MAX + 64)
+
+static int login_body(const char *user, const char *secret, char *body)
+{
+        size_t n;
+
+        memcpy(body, "username=", 9);
+        if (url_escape(user, body + 9, LOGIN_BODY_MAX - 9) < 0)
+                return -ENOBUFS;
+        n = strlen(body);
+        if (n + 10 >= LOGIN_BODY_MAX)
+                return -ENOBUFS;
+        memcpy(body + n, "&password=", 10);
+        return url_escape(secret, body + n + 10, LOGIN_BODY_MAX - n - 10);
+}
+
 /* Ticket auth: log in with the password, or renew by sending the ticket as
- * the password, as Proxmox allows. */
+ * the password, as Proxmox allows. The form is built in secret memory and
+ * the answer (it holds the new ticket) wiped after decoding. */
 static int pve_login(struct pve *p, bool renew)
 {
         struct http_response resp = { 0 };
-        char url[1024], *body = NULL, *ticket = NULL;
-        const char *secret = p->password;
-        size_t len = 0;
+        char url[1024], *body = secret_alloc(LOGIN_BODY_MAX);
+        const char *secret = p->password ? p->password : "";
         int r;
 
-        if (renew && p->cookie_header) {
-                ticket = strdup(p->cookie_header + strlen("Cookie: PVEAuthCookie="));
-                if (!ticket)
-                        return -ENOMEM;
-                secret = ticket;
-        }
+        if (!body)
+                return -ENOMEM;
+        if (renew && p->cookie_header)
+                secret = p->cookie_header + strlen("Cookie: PVEAuthCookie=");
         r = build_url(p, "/access/ticket", url, sizeof(url));
         if (r >= 0)
-                r = form_append(&body, &len, "username", p->user);
-        if (r >= 0)
-                r = form_append(&body, &len, "password", secret ? secret : "");
+                r = login_body(p->user, secret, body);
         if (r >= 0) {
                 struct http_request req = { .method = "POST", .url = url, .body = body };
 
@@ -269,8 +282,9 @@ static int pve_login(struct pve *p, bool renew)
                 else
                         r = decode_ticket(p, resp.body);
         }
-        free_secret_string(body);
-        free_secret_string(ticket);
+        if (resp.body)
+                secure_zero(resp.body, resp.body_len);
+        secret_free(body, LOGIN_BODY_MAX);
         http_response_clear(&resp);
         return r;
 }
@@ -330,12 +344,14 @@ static int do_request(struct pve *p, const char *method, const char *path, const
 {
         int r = do_request_once(p, method, path, body, sink, resp);
 
-        if (r != -EACCES || resp->status != 401 || p->auth_header)
-                return r;
-        /* A ticket can be invalidated early (auth key rotation). */
-        free_secret_string(p->cookie_header);
-        p->cookie_header = NULL;
-        return do_request_once(p, method, path, body, sink, resp);
+        if (r == -EACCES && resp->status == 401 && !p->auth_header) {
+                /* A ticket can be invalidated early (auth key rotation). */
+                secret_free(p->cookie_header, TICKET_MAX);
+                p->cookie_header = NULL;
+                r = do_request_once(p, method, path, body, sink, resp);
+        }
+        p->last_status = resp->status; /* every call, the streaming poll too */
+        return r;
 }
 
 static int do_get(struct pve *p, const char *path, const struct http_sink *sink,
@@ -366,7 +382,6 @@ int pve_call(struct pve *p, const char *method, const char *path, const struct p
         r = do_request(p, method, in_query ? with_query : path, in_query ? NULL : (form ? form->body : NULL),
                        NULL, &resp);
         free(with_query);
-        p->last_status = resp.status;
         if (r >= 0) {
                 /* A key given twice has no one meaning: such an answer
                  * is as unreadable as a malformed one. */
@@ -389,6 +404,11 @@ int pve_call(struct pve *p, const char *method, const char *path, const struct p
 long pve_last_status(const struct pve *p)
 {
         return p->last_status;
+}
+
+void pve_set_retries(struct pve *p, unsigned retries)
+{
+        http_set_retries(p->http, retries);
 }
 
 void pve_answer_expected(struct pve *p)

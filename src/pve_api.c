@@ -731,6 +731,34 @@ int pve_set_tags(struct pve *p, enum guest_type t, const char *node, uint32_t vm
         return r;
 }
 
+int pve_cluster_nodes(struct pve *p, json_t **ret)
+{
+        static const char path[] = "/cluster/resources?type=node";
+        json_t *data = NULL, *names = json_array(), *it;
+        size_t i;
+        int r;
+
+        if (!names)
+                return -ENOMEM;
+        r = pve_call(p, "GET", path, NULL, &data);
+        if (r >= 0 && !json_is_array(data)) {
+                pve_set_error(p, "GET %s: answer is not a list", path);
+                r = -EBADMSG;
+        }
+        json_array_foreach(r >= 0 ? data : NULL, i, it) {
+                const char *node = json_string_value(json_object_get(it, "node"));
+
+                if (node && node_name_valid(node))
+                        json_array_append_new(names, json_string(node));
+        }
+        json_decref(data);
+        if (r < 0) {
+                json_decref(names);
+                return r;
+        }
+        *ret = names;
+        return 0;
+}
 
 int pve_next_id(struct pve *p, uint32_t want, uint32_t *ret)
 {

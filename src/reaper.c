@@ -1286,7 +1286,9 @@ uint64_t reaper_step(struct reaper *r, struct pve *p, uint64_t now)
 {
         uint64_t next = UINT64_MAX;
 
-        if (r->journal_error || r->c->mode != REAP_MODE_REAP)
+        /* In every mode: a reap under way when reap mode was turned off
+         * finishes (the guest is stopped already); none starts. */
+        if (r->journal_error)
                 return UINT64_MAX;
         /* One step per op per call; ops[] may grow while stepping, so walk
          * by index and look each op up again. */
@@ -1800,10 +1802,15 @@ void reaper_cycle(struct reaper *r, struct observer *o, uint64_t now)
                             .now_s = now_epoch(),
                             .now = now };
 
-        if (c->mode == REAP_MODE_OBSERVE || r->journal_error)
+        if (r->journal_error)
                 return;
+        /* The sagas under way need the polls in every mode (a poll after
+         * a step proves what the cluster shows); selection only in mark
+         * and reap mode. */
         r->observer = o;
         refresh_journal(r);
+        if (c->mode == REAP_MODE_OBSERVE)
+                return;
         judge_breaker(r, observer_table(o));
         cy.hour = reaps_last_hour(r, cy.now_s);
         for (size_t i = 0; i < guest_table_count(observer_table(o)) && !r->journal_error; i++)
@@ -1814,6 +1821,22 @@ void reaper_cycle(struct reaper *r, struct observer *o, uint64_t now)
 }
 
 /* --- lifecycle --- */
+
+unsigned reaper_unfinished(const char *journal_file)
+{
+        struct journal *j = NULL;
+        struct ops ops;
+        unsigned n = 0;
+        char err[512];
+
+        ops_init(&ops);
+        if (journal_open(journal_file, JOURNAL_READ, ops_apply, &ops, &j, NULL, err, sizeof(err)) >= 0)
+                for (size_t i = 0; i < ops.n; i++)
+                        n += op_needs_daemon(&ops.v[i]);
+        journal_close(j);
+        ops_clear(&ops);
+        return n;
+}
 
 int reaper_new(const struct config *c, struct reaper **ret, char *err, size_t errsz)
 {
@@ -1868,32 +1891,6 @@ void reaper_set_config(struct reaper *r, const struct config *c)
 void reaper_set_notifier(struct reaper *r, struct notifier *n)
 {
         r->notifier = n;
-}
-
-int reaper_check_storage(struct reaper *r, struct pve *p, char *err, size_t errsz)
-{
-        const struct config *c = r->c;
-        struct pve_storage_status ss;
-        int e;
-
-        if (c->mode != REAP_MODE_REAP)
-                return 0;
-        e = pve_storage_status(p, c->node_name, c->archive_storage, &ss);
-        if (e < 0) {
-                snprintf(err, errsz, "archive storage '%s' on '%s': %s", c->archive_storage,
-                         c->node_name, pve_error(p));
-                return pve_last_status(p) >= 400 && pve_last_status(p) < 600 &&
-                                       pve_last_status(p) != 401 && pve_last_status(p) != 503
-                               ? -ENOENT
-                               : e;
-        }
-        if (!tags_contain(ss.content, "backup")) {
-                snprintf(err, errsz,
-                         "archive storage '%s' does not take backups (content '%s'): add 'backup' to its content or pick another 'reap.archive_storage'",
-                         c->archive_storage, ss.content);
-                return -EINVAL;
-        }
-        return 0;
 }
 
 void reaper_describe(const struct reaper *r, char *buf, size_t size)

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "statedir.h"
 #include "util.h"
 
 /* --- a small streaming JSON writer for guest objects ---
@@ -301,7 +302,8 @@ static json_t *api_json(const struct observe_summary *s)
         else
                 format_utc((int64_t)(s->last_ok_realtime_usec / USEC_PER_SEC), last_ok,
                            sizeof(last_ok));
-        return json_pack("{s:b s:s? s:s s:I s:I s:i s:f s:i s:I s:f s:f}", "ok", s->api_ok, "error",
+        return json_pack("{s:b s:s s:s? s:s s:I s:I s:i s:f s:i s:I s:f s:f}", "ok", s->api_ok,
+                         "state", api_state_to_string(s->api_state), "error",
                          s->api_error[0] ? s->api_error : NULL, "last_success", last_ok,
                          "polls_ok", (json_int_t)s->polls_ok, "polls_failed",
                          (json_int_t)s->polls_failed, "consecutive_failures",
@@ -353,20 +355,27 @@ static int write_document(FILE *f, const struct observer *o, uint64_t now_usec)
 static int write_atomic(const char *path, int (*write_fn)(FILE *f, const void *ctx),
                         const void *ctx)
 {
-        char tmp[4096];
+        char name[NAME_MAX + 1], tmp[NAME_MAX + 1];
+        int dirfd, fd, r;
         FILE *f;
-        int fd, r;
 
-        if (snprintf(tmp, sizeof(tmp), "%s.XXXXXX", path) >= (int)sizeof(tmp))
-                return -ENAMETOOLONG;
-        fd = mkostemp(tmp, O_CLOEXEC);
-        if (fd < 0)
-                return -errno;
+        /* Relative to its directory, exclusive, never through a link
+         * (statedir.h); renamed over the name, which replaces a planted
+         * link rather than writing through it. */
+        dirfd = statedir_open_dir(path, name, sizeof(name));
+        if (dirfd < 0)
+                return dirfd;
+        fd = statedir_create_temp(dirfd, name, 0644, tmp, sizeof(tmp));
+        if (fd < 0) {
+                close(dirfd);
+                return fd;
+        }
         f = fdopen(fd, "w");
         if (!f) {
                 r = -errno;
                 close(fd);
-                unlink(tmp);
+                (void)unlinkat(dirfd, tmp, 0);
+                close(dirfd);
                 return r;
         }
         /* Only this thread sees f: no lock per character written. */
@@ -376,10 +385,11 @@ static int write_atomic(const char *path, int (*write_fn)(FILE *f, const void *c
                 r = -EIO;
         if (fclose(f) != 0 && r == 0)
                 r = -errno;
-        if (r == 0 && rename(tmp, path) < 0)
+        if (r == 0 && renameat(dirfd, tmp, dirfd, name) < 0)
                 r = -errno;
         if (r < 0)
-                unlink(tmp);
+                (void)unlinkat(dirfd, tmp, 0);
+        close(dirfd);
         return r;
 }
 
@@ -449,6 +459,11 @@ static void metrics_observe(FILE *f, const struct status_metrics *m)
                    "Proxmox API requests that failed: no answer, or a status other than 2xx.",
                    m->api_errors);
         metric_u64(f, "proxreap_api_up", "gauge", "1 if the last poll succeeded.", s->api_ok);
+        metric_head(f, "proxreap_api_state", "gauge",
+                    "1 for what the last poll said of the API: ok, unreachable, auth-failed (401) or error.");
+        for (int i = 0; i < _API_STATE_MAX; i++)
+                fprintf(f, "proxreap_api_state{state=\"%s\"} %d\n",
+                        api_state_to_string((enum api_state)i), s->api_state == (enum api_state)i);
         metric_seconds(f, "proxreap_poll_duration_seconds",
                        "Duration of the last poll: fetch, decode, window update, verdicts.",
                        s->last_poll_duration_usec);
@@ -559,7 +574,10 @@ void status_line(const struct observe_summary *s, char *buf, size_t size)
                          s->count[VERDICT_INSUFFICIENT], s->count[VERDICT_EXCLUDED]);
 
         if (!s->api_ok && n > 0 && (size_t)n < size)
-                snprintf(buf + n, size - (size_t)n, "; API unreachable for %u poll%s",
+                snprintf(buf + n, size - (size_t)n, "; %s for %u poll%s",
+                         s->api_state == API_AUTH_FAILED ? "API authentication failed (401)"
+                         : s->api_state == API_ERROR     ? "API errors"
+                                                         : "API unreachable",
                          s->consecutive_failures, s->consecutive_failures == 1 ? "" : "s");
 }
 
@@ -569,7 +587,7 @@ static void print_reasons(FILE *f, json_t *reasons)
         json_t *r;
 
         json_array_foreach(reasons, i, r)
-                fprintf(f, "%s%s", i ? ", " : "", json_string_value(r) ? json_string_value(r) : "");
+                fprintf(f, "%s%s", i ? ", " : "", text_shown(json_string_value(r)));
 }
 
 void status_print_guests(FILE *f, json_t *guests)
@@ -582,10 +600,10 @@ void status_print_guests(FILE *f, json_t *guests)
         json_array_foreach(guests, i, g) {
                 fprintf(f, "%-9lld %-12.12s %-4s %-20.20s %-17s %7.2f %9.1f %3lld/%-3lld  ",
                         (long long)json_integer_value(json_object_get(g, "vmid")),
-                        json_string_value(json_object_get(g, "node")),
-                        json_string_value(json_object_get(g, "type")),
-                        json_string_value(json_object_get(g, "name")),
-                        json_string_value(json_object_get(g, "verdict")),
+                        text_shown(json_string_value(json_object_get(g, "node"))),
+                        text_shown(json_string_value(json_object_get(g, "type"))),
+                        text_shown(json_string_value(json_object_get(g, "name"))),
+                        text_shown(json_string_value(json_object_get(g, "verdict"))),
                         json_real_value(json_object_get(g, "cpu_mean_percent")),
                         json_real_value(json_object_get(g, "mem_mean_mb")),
                         (long long)json_integer_value(json_object_get(g, "samples")),

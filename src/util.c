@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
@@ -41,27 +42,94 @@ void format_utc(int64_t t, char *buf, size_t size)
                 snprintf(buf, size, "invalid");
 }
 
+/* What format_duration() writes with, largest last. */
 static const struct {
         const char *suffix;
         uint64_t usec;
 } duration_units[] = {
-        /* "ms" before "m" so the longest suffix wins. */
         { "ms", USEC_PER_MSEC }, { "s", USEC_PER_SEC }, { "m", USEC_PER_MINUTE },
         { "h", USEC_PER_HOUR },  { "d", USEC_PER_DAY },
 };
 
-static int duration_unit(const char **p, uint64_t *ret_usec)
-{
-        for (size_t i = 0; i < ELEMENTSOF(duration_units); i++) {
-                size_t n = strlen(duration_units[i].suffix);
+/* What parse_duration() reads: systemd's time span units (systemd.time(7)),
+ * longest first so that "ms" is not "m" and "min" is not "m". "m" is a
+ * minute, "M" a month. */
+static const struct {
+        const char *suffix;
+        uint64_t usec;
+} span_units[] = {
+        { "seconds", USEC_PER_SEC },
+        { "minutes", USEC_PER_MINUTE },
+        { "months", 2629800 * USEC_PER_SEC },
+        { "second", USEC_PER_SEC },
+        { "minute", USEC_PER_MINUTE },
+        { "month", 2629800 * USEC_PER_SEC },
+        { "hours", USEC_PER_HOUR },
+        { "weeks", 7 * USEC_PER_DAY },
+        { "years", 31557600 * USEC_PER_SEC },
+        { "hour", USEC_PER_HOUR },
+        { "days", USEC_PER_DAY },
+        { "week", 7 * USEC_PER_DAY },
+        { "year", 31557600 * USEC_PER_SEC },
+        { "usec", 1 },
+        { "msec", USEC_PER_MSEC },
+        { "\xc2\xb5s", 1 }, /* µs */
+        { "sec", USEC_PER_SEC },
+        { "min", USEC_PER_MINUTE },
+        { "day", USEC_PER_DAY },
+        { "us", 1 },
+        { "ms", USEC_PER_MSEC },
+        { "hr", USEC_PER_HOUR },
+        { "s", USEC_PER_SEC },
+        { "m", USEC_PER_MINUTE },
+        { "h", USEC_PER_HOUR },
+        { "d", USEC_PER_DAY },
+        { "w", 7 * USEC_PER_DAY },
+        { "M", 2629800 * USEC_PER_SEC },
+        { "y", 31557600 * USEC_PER_SEC },
+};
 
-                if (strncmp(*p, duration_units[i].suffix, n) == 0) {
+static int span_unit(const char **p, uint64_t *ret_usec)
+{
+        for (size_t i = 0; i < ELEMENTSOF(span_units); i++) {
+                size_t n = strlen(span_units[i].suffix);
+
+                /* A unit ends where the next number or a blank begins. */
+                if (strncmp(*p, span_units[i].suffix, n) == 0 &&
+                    ((*p)[n] == '\0' || isdigit((unsigned char)(*p)[n]) || (*p)[n] == ' ' ||
+                     (*p)[n] == '\t')) {
                         *p += n;
-                        *ret_usec = duration_units[i].usec;
+                        *ret_usec = span_units[i].usec;
                         return 0;
                 }
         }
         return -EINVAL;
+}
+
+/* "1.5" at *p: the whole part, and the fraction as num/den (den a power of
+ * ten, at most 10^9). */
+static int span_number(const char **p, uint64_t *whole, uint64_t *num, uint64_t *den)
+{
+        const char *s = *p;
+
+        *whole = *num = 0;
+        *den = 1;
+        if (!isdigit((unsigned char)*s) && !(*s == '.' && isdigit((unsigned char)s[1])))
+                return -EINVAL;
+        for (; isdigit((unsigned char)*s); s++) {
+                if (*whole > (UINT64_MAX - 9) / 10)
+                        return -ERANGE;
+                *whole = *whole * 10 + (uint64_t)(*s - '0');
+        }
+        if (*s == '.') {
+                for (s++; isdigit((unsigned char)*s); s++)
+                        if (*den < 1000000000) {
+                                *num = *num * 10 + (uint64_t)(*s - '0');
+                                *den *= 10;
+                        }
+        }
+        *p = s;
+        return 0;
 }
 
 int parse_duration(const char *s, uint64_t *ret_usec)
@@ -75,21 +143,30 @@ int parse_duration(const char *s, uint64_t *ret_usec)
                 *ret_usec = 0;
                 return 0;
         }
+        while (*p == ' ' || *p == '\t')
+                p++;
+        if (!*p)
+                return -EINVAL;
         while (*p) {
-                uint64_t n = 0, unit;
+                uint64_t whole, num, den, unit, v;
+                int r = span_number(&p, &whole, &num, &den);
 
-                if (!isdigit((unsigned char)*p))
+                if (r < 0)
+                        return r;
+                while (*p == ' ' || *p == '\t')
+                        p++;
+                /* A bare number has no unit to guess (systemd would take
+                 * seconds): "10s", "10min". */
+                if (span_unit(&p, &unit) < 0)
                         return -EINVAL;
-                while (isdigit((unsigned char)*p)) {
-                        if (n > (UINT64_MAX - 9) / 10)
-                                return -ERANGE;
-                        n = n * 10 + (uint64_t)(*p++ - '0');
-                }
-                if (duration_unit(&p, &unit) < 0)
-                        return -EINVAL;
-                if (n > (UINT64_MAX - total) / unit)
+                if (whole > UINT64_MAX / unit)
                         return -ERANGE;
-                total += n * unit;
+                v = whole * unit + num * (unit / den) + num * (unit % den) / den;
+                if (v > UINT64_MAX - total)
+                        return -ERANGE;
+                total += v;
+                while (*p == ' ' || *p == '\t')
+                        p++;
         }
         *ret_usec = total;
         return 0;
@@ -190,6 +267,99 @@ void secure_zero(void *p, size_t n)
 {
         if (p && n > 0)
                 explicit_bzero(p, n);
+}
+
+/* Format characters that reorder or hide text (bidi overrides and
+ * isolates, zero-width marks, line and paragraph separators): a name can
+ * make a terminal line read other than it is. */
+static bool invisible_format(unsigned cp)
+{
+        return cp == 0x061c || (cp >= 0x200b && cp <= 0x200f) || (cp >= 0x2028 && cp <= 0x202e) ||
+               (cp >= 0x2060 && cp <= 0x206f) || cp == 0xfeff || (cp >= 0xfff9 && cp <= 0xfffb);
+}
+
+/* Length of the valid UTF-8 sequence at s (1 to 4) that is neither a C1
+ * control nor an invisible format character, or 0. */
+static size_t utf8_printable(const unsigned char *s)
+{
+        size_t n = s[0] >= 0xf0 && s[0] <= 0xf4 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 ? 2 : 0;
+
+        if (s[0] >= 0xf5 || n == 0)
+                return 0;
+        for (size_t i = 1; i < n; i++)
+                if ((s[i] & 0xc0) != 0x80)
+                        return 0;
+        /* overlong, surrogate and out-of-range forms; C1 controls */
+        if ((n == 3 && s[0] == 0xe0 && s[1] < 0xa0) || (n == 3 && s[0] == 0xed && s[1] >= 0xa0) ||
+            (n == 4 && s[0] == 0xf0 && s[1] < 0x90) || (n == 4 && s[0] == 0xf4 && s[1] >= 0x90) ||
+            (n == 2 && s[0] == 0xc2 && s[1] < 0xa0))
+                return 0;
+        if ((n == 2 && invisible_format((s[0] & 0x1fu) << 6 | (s[1] & 0x3fu))) ||
+            (n == 3 && invisible_format((s[0] & 0x0fu) << 12 | (s[1] & 0x3fu) << 6 | (s[2] & 0x3fu))))
+                return 0;
+        return n;
+}
+
+char *text_escape(const char *in, char *out, size_t size)
+{
+        static const char hex[] = "0123456789abcdef";
+        const unsigned char *s = (const unsigned char *)(in ? in : "");
+        size_t o = 0;
+
+        if (size == 0)
+                return out;
+        while (*s) {
+                size_t n = *s >= 0x80 ? utf8_printable(s) : (*s >= 0x20 && *s != 0x7f);
+
+                if (n > 0 && *s != '\\') {
+                        if (o + n >= size)
+                                break;
+                        memcpy(out + o, s, n);
+                        o += n;
+                        s += n;
+                        continue;
+                }
+                if (o + (*s == '\\' ? 2 : 4) >= size)
+                        break;
+                out[o++] = '\\';
+                if (*s == '\\')
+                        out[o++] = '\\';
+                else {
+                        out[o++] = 'x';
+                        out[o++] = hex[*s >> 4];
+                        out[o++] = hex[*s & 15];
+                }
+                s++;
+        }
+        out[o] = '\0';
+        return out;
+}
+
+const char *text_shown(const char *in)
+{
+        static __thread char bufs[8][2048];
+        static __thread unsigned next;
+
+        return text_escape(in, bufs[next++ % 8], sizeof(bufs[0]));
+}
+
+void *secret_alloc(size_t size)
+{
+        /* cppcheck-suppress invalidFunctionArg ; fd -1 is right for MAP_ANONYMOUS */
+        void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+        if (p == MAP_FAILED)
+                return NULL;
+        (void)madvise(p, size, MADV_DONTDUMP);
+        return p;
+}
+
+void secret_free(void *p, size_t size)
+{
+        if (!p)
+                return;
+        secure_zero(p, size);
+        munmap(p, size);
 }
 
 char *strdup_or_null(const char *s)

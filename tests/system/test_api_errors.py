@@ -149,6 +149,8 @@ def test_plan_with_failed_polls_lacks_coverage(lab):
 # ---------------------------------------------------------------- authentication
 
 AUTH_FAILED = ("authentication failed (HTTP 401 Authentication failed!): check the API token id and secret")
+# The CLI warns of a plain http API like the daemon (every test simulator is http).
+HTTP_WARNING = "proxreap: warning: api.url '%s' is plain http: the API credential travels unencrypted\n"
 
 
 def test_plan_with_wrong_secret(lab):
@@ -157,7 +159,8 @@ def test_plan_with_wrong_secret(lab):
     bad = lab.secret_file("bad-token", WRONG_SECRET)
     r = lab.cli("plan", config=lab.config(sim, api={"token_secret_file": bad}))
     assert r.returncode == 1
-    assert r.stderr == "proxreap: cannot use the Proxmox API: GET /version: %s\n" % AUTH_FAILED
+    assert r.stderr == (HTTP_WARNING % sim.api_url +
+                        "proxreap: cannot use the Proxmox API: GET /version: %s\n" % AUTH_FAILED)
     assert r.stdout == ""
     assert WRONG_SECRET not in r.stderr
     # the probe failed: no polling at all
@@ -196,8 +199,11 @@ def test_plan_api_unreachable(lab):
     conf = lab.config(url="http://127.0.0.1:%d" % port, api={"retries": 0})
     r = lab.cli("plan", config=conf)
     assert r.returncode == 1
-    assert re.match(r"^proxreap: cannot use the Proxmox API: GET /version: .*(connect|refused)", r.stderr), r.stderr
-    assert r.stderr.count("\n") == 1
+    warning = HTTP_WARNING % ("http://127.0.0.1:%d/api2/json" % port)
+    assert r.stderr.startswith(warning), r.stderr
+    assert re.match(r"^proxreap: cannot use the Proxmox API: GET /version: .*(connect|refused)",
+                    r.stderr[len(warning):]), r.stderr
+    assert r.stderr.count("\n") == 2
 
 
 def test_daemon_with_bad_token_logs_once_and_is_never_ready(lab):
@@ -212,10 +218,11 @@ def test_daemon_with_bad_token_logs_once_and_is_never_ready(lab):
     d.wait_status(lambda s: s["api"]["polls_failed"] >= 15)
     assert d.count(r"cannot poll the Proxmox API") == 1
     assert n.count("READY=1") == 0
-    st = n.statuses()
-    assert len(st) >= 15
+    # The status file and the notify datagrams are two channels: wait for
+    # the datagrams themselves.
+    st = wait_until(lambda: len(n.statuses()) >= 15 and n.statuses(), message="15 STATUS= datagrams")
     assert all(re.match(r"^tracking 0 guests, 0 idle, 0 active, 0 insufficient-data, 0 excluded"
-                        r"; API unreachable for \d+ polls?$", s) for s in st), st
+                        r"; API authentication failed \(401\) for \d+ polls?$", s) for s in st), st
     doc = d.status()
     assert doc["api"]["ok"] is False and doc["api"]["polls_ok"] == 0
     assert doc["api"]["error"] == "%s: %s" % (RES, AUTH_FAILED)
@@ -227,7 +234,9 @@ def test_daemon_with_bad_token_logs_once_and_is_never_ready(lab):
 
 def test_reload_before_the_first_good_poll_does_not_signal_ready(lab):
     """READY=1 means 'the first poll succeeded'. Fixing the token and
-    reloading must not send READY=1 before a poll has actually worked."""
+    reloading must not send READY=1 before a poll has actually worked: not
+    on a reload that cannot be checked (refused), not on one that is taken
+    before its first good poll."""
     from conftest import SECRET, WRONG_SECRET
     sim = lab.sim([guest(100, "idle1")])
     token = lab.secret_file("daemon-token", WRONG_SECRET)
@@ -238,13 +247,18 @@ def test_reload_before_the_first_good_poll_does_not_signal_ready(lab):
     sim.fault(kind="status", code=503, path="^/cluster/resources$")  # keep failing after the fix
     lab.secret_file("daemon-token", SECRET)
     d.signal(__import__("signal").SIGHUP)
-    d.wait_log(r"^proxreapd: configuration reloaded from ")
+    # The new configuration cannot be checked while the guests cannot be
+    # listed: the reload is refused, and nothing is ready.
+    d.wait_log(r"^proxreapd: error: reload failed: guests: cannot list the guests: .*HTTP 503 .*"
+               r"\(this may pass: run 'systemctl reload proxreapd' again\), keeping the running "
+               r"configuration$")
     wait_until(lambda: n.count("RELOADING=1") == 1)
-    d.wait_status(lambda s: s["api"]["error"].endswith("HTTP 503 Service Unavailable")
-                  and s["api"]["consecutive_failures"] >= 12)
+    d.wait_status(lambda s: s["api"]["consecutive_failures"] >= 12)
     assert n.count("READY=1") == 0, n.messages()
 
     sim.clear_faults()
+    d.signal(__import__("signal").SIGHUP)
+    d.wait_log(r"^proxreapd: configuration reloaded from ")
     d.wait_log(r"^proxreapd: Proxmox API reachable again after \d+ failed polls$")
     d.wait_log(r"^proxreapd: first poll done, tracking 1 guests, 0 idle, 0 active, 1 insufficient-data, "
                r"0 excluded$")

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import PROXREAP, PROXREAPD, VERSION, guest, line_of
+from conftest import PROXREAP, PROXREAPD, VERSION, guest, line_of, wait_until
 
 ISO = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
 
@@ -162,7 +162,7 @@ def test_check_config_syntax_error_and_missing_file(lab):
     conf = lab.write("syntax.conf", 'api = {\n        url = "http://x";\n        retries = ;\n};\n')
     r = lab.cli("check-config", config=conf)
     assert r.returncode == 2
-    assert re.match(r"^%s:3: syntax error: .+\n$" % re.escape(conf), r.stderr), r.stderr
+    assert re.match(r"^%s:3: syntax error(: .+)?\n$" % re.escape(conf), r.stderr), r.stderr
     missing = os.path.join(lab.dir, "missing.conf")
     r = lab.cli("check-config", config=missing)
     assert r.returncode == 2
@@ -228,8 +228,26 @@ def test_status_renders_the_daemon_view(lab):
     d = lab.daemon(conf)
     d.wait_status(lambda s: s["summary"]["idle"] == 1 and s["summary"]["active"] == 1)
 
-    r = lab.cli("status", config=conf)
-    assert r.returncode == 0, r.stderr
+    # The CLI reads the status file again, which later polls replace (on a
+    # loaded machine a skipped tick can cost the idle guest its coverage
+    # for a moment): wait for a rendering of the judged fleet, and check
+    # that one, not the file the wait above saw.
+    judged = "tracking 3 guests, 1 idle, 1 active, 0 insufficient-data, 1 excluded"
+
+    def status(*args):
+        r = lab.cli("status", *args, config=conf)
+        assert r.returncode == 0, r.stderr
+        return r
+
+    def judged_table():
+        r = status()
+        return r if r.stdout.splitlines()[2:3] == [judged] else None
+
+    def judged_json():
+        doc = json.loads(status("--json").stdout)
+        return doc if doc["summary"]["insufficient-data"] == 0 else None
+
+    r = wait_until(judged_table, message="a status showing '%s'" % judged)
     lines = r.stdout.splitlines()
     assert re.match(r"^proxreapd %s \(pid %d\), mode observe, status of %s$" % (VERSION, d.pid, ISO), lines[0]), lines[0]
     assert re.match(r"^API: ok, last successful poll %s$" % ISO, lines[1]), lines[1]
@@ -244,9 +262,7 @@ def test_status_renders_the_daemon_view(lab):
                     rows[1]), rows[1]
     assert rows[2].endswith("not running (status 'stopped')")
 
-    r = lab.cli("status", "--json", config=conf)
-    assert r.returncode == 0, r.stderr
-    doc = json.loads(r.stdout)
+    doc = wait_until(judged_json, message="a status --json of the judged fleet")
     assert doc["pid"] == d.pid and doc["version"] == VERSION and doc["mode"] == "observe"
     assert [g["vmid"] for g in doc["guests"]] == [100, 101, 102]
     assert doc["summary"] == {"tracked": 3, "idle": 1, "active": 1, "insufficient-data": 0, "excluded": 1}

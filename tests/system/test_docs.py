@@ -346,13 +346,39 @@ def test_conf_page_defaults_and_ranges_match_config_c():
     assert not problems, "proxreap.conf(5) disagrees with src/config.c:\n" + "\n".join(problems)
 
 
+SETTING = re.compile(r"^\s*[a-z_]+\s*=\s*\S", re.M)
+
+
+def conf_page_examples():
+    """Every configuration example of proxreap.conf(5), as a whole file:
+    a complete one (it has an api group) as it stands, a fragment of
+    settings wrapped in the group of the subsection it is under. Shell
+    commands and unit drop-ins are not configuration."""
+    out, group = [], None
+    for m in re.finditer(r'^\.SS "?([a-z]+)|^\.SH ([^\n]*)$|^\.EX\n(.*?)^\.EE$', read(page_path("conf")),
+                         re.S | re.M):
+        if m.group(1) or m.group(2):
+            group = m.group(1)
+            continue
+        text = roff_text(m.group(3))
+        if not SETTING.search(text) or "[Service]" in text:
+            continue
+        if "api = {" in text:
+            out.append(text)
+        else:
+            assert group, "a configuration fragment outside a group's subsection:\n" + text
+            out.append('api = {\n    url = "https://127.0.0.1:8006";\n    token_id = "proxreap@pve!reaper";\n};\n'
+                       "%s = {\n%s};\n" % (group, text))
+    return out
+
+
 def test_conf_page_examples_load(tmp_path):
-    """Each example configuration passes check-config (with the system
-    trust store instead of /etc/pve's CA, and a test token)."""
-    secs = sections(read(page_path("conf")))
-    examples = re.findall(r"^\.EX\n(.*?)^\.EE$", "\n".join(secs["EXAMPLES"]) + "\n", re.S | re.M)
-    examples = [roff_text(e) for e in examples if "api = {" in e]
-    assert len(examples) >= 2
+    """Each example configuration, whole or a fragment, passes check-config
+    (with the system trust store instead of /etc/pve's CA, and a test
+    token)."""
+    examples = conf_page_examples()
+    assert sum("exclude_vmids" in e for e in examples) == 1
+    assert len(examples) >= 3
     cred = tmp_path / "cred"
     cred.mkdir()
     (cred / "token").write_text(SECRET + "\n")
@@ -390,10 +416,11 @@ def help_commands(text):
     block = text.split("Commands:\n", 1)[1].split("\n\n", 1)[0]
     out = []
     for line in block.splitlines():
-        words = re.findall(r"^  ([a-z][\w-]*)(?: ([a-z]+))?", line)
-        if words:
-            cmd, sub = words[0]
-            out.append(cmd + (" " + sub if cmd == "journal" and sub else ""))
+        words = re.findall(r"^  ([a-z][\w-]*)", line)
+        if words and words[0] == "journal":
+            out += ["journal " + sub for sub in re.findall(r"(?:journal |\| )([a-z]+)", line)]
+        elif words:
+            out.append(words[0])
     return out
 
 
@@ -422,7 +449,7 @@ def test_proxreap_help_options_and_commands_in_man_page():
     assert not in_page - options, "proxreap(8) OPTIONS lists %s, not in --help" % sorted(in_page - options)
 
     # The commands' own options (--json, --vmid, ...) are in COMMANDS.
-    command_options = set(re.findall(r"(?<![\w-])(--[a-z][\w-]*)", text)) - options
+    command_options = set(re.findall(r"(?<![\w-])(--[a-z][\w-]*)", text)) - (options - {"--help"})
     in_commands = page_options("proxreap", "COMMANDS")
     assert {"--json", "--vmid", "--yes"} <= command_options
     assert not command_options - in_commands, "proxreap(8) COMMANDS lacks %s" % sorted(
@@ -473,11 +500,15 @@ def complete(words, cwd=None):
 
 def test_completion_commands_and_subcommands():
     assert complete(["proxreap", "jo"]) == ["journal"]
-    assert set(complete(["proxreap", ""])) == {"check-config", "plan", "status", "journal", "restore"}
+    commands = {"check-config", "plan", "status", "journal", "restore", "help"}
+    assert set(complete(["proxreap", ""])) == commands
+    assert set(complete(["proxreap", "help", ""])) == commands
     assert set(complete(["proxreap", "-c", "x.conf", "re"])) == {"restore"}
     assert set(complete(["proxreap", "journal", ""])) == {"list", "show", "verify"}
     assert complete(["proxreap", "journal", "ve"]) == ["verify"]
     assert complete(["proxreap", "check-config", ""]) == []
+    # -c after the command: still the command's words.
+    assert complete(["proxreap", "journal", "-c", "x.conf", "ve"]) == ["verify"]
 
 
 def test_completion_options_match_help():
@@ -486,10 +517,16 @@ def test_completion_options_match_help():
     assert {"--config", "--foreground"} <= set(complete(["proxreapd", "--"]))
     longs = {o for o in help_options(help_text(PROXREAP)) if o.startswith("--")}
     assert set(complete(["proxreap", "--"])) == longs
-    assert set(complete(["proxreap", "plan", "--"])) == {"--json", "--help"}
-    assert set(complete(["proxreap", "journal", "list", "--"])) == {"--json"}
-    restore = set(complete(["proxreap", "restore", "R-000001", "--"]))
-    assert restore == {"--vmid", "--node", "--storage", "--pool", "--start", "--yes"}
+    # Each command's own options, as its --help lists them.
+    for words in (["check-config"], ["plan"], ["status"], ["journal", "list"], ["journal", "show", "R-1"],
+                  ["journal", "verify"], ["restore", "R-000001"]):
+        r = subprocess.run([PROXREAP] + words[:2 if words[0] == "journal" else 1] + ["--help"],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        mine = set(re.findall(r"^\s+(--[a-z][\w-]*)", r.stdout, re.M)) | {"--config", "--help"}
+        if words[:2] == ["journal", "verify"]:
+            mine -= {"--json"}  # journal --help covers list, show and verify
+        assert set(complete(["proxreap"] + words + ["--"])) == mine, words
     # An option given already is not offered again.
     assert "--yes" not in complete(["proxreap", "restore", "R-000001", "--yes", "--"])
     # The argument of --vmid is a number: nothing to offer.

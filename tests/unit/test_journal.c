@@ -1433,22 +1433,20 @@ static void test_failed_write(void **state)
         check_fails_at(0, -EFBIG);
 }
 
-static void test_failed_dev_full(void **state)
+/* A device at the journal's path (here /dev/full, whose writes would fail
+ * with ENOSPC) is no journal: refused before anything is written. Full
+ * disks are check_fails_at()'s. */
+static void test_device_is_refused(void **state)
 {
         struct journal *j = NULL;
-        json_t *p = json_object();
         char err[512] = "";
 
         (void)state;
-        if (journal_open("/dev/full", JOURNAL_WRITE, NULL, NULL, &j, NULL, err, sizeof(err)) < 0)
-                skip();
-        assert_int_equal(journal_append(j, p, NULL, NULL, NULL, err, sizeof(err)), -ENOSPC);
-        assert_contains(err, "No space left on device");
-        assert_int_equal(journal_failed(j), -ENOSPC);
-        assert_int_equal(journal_append(j, p, NULL, NULL, NULL, err, sizeof(err)), -ENOSPC);
-        assert_contains(err, "failed earlier");
-        journal_close(j);
-        json_decref(p);
+        assert_int_equal(journal_open("/dev/full", JOURNAL_WRITE, NULL, NULL, &j, NULL, err,
+                                      sizeof(err)),
+                         -EPERM);
+        assert_null(j);
+        assert_contains(err, "'/dev/full' is not a regular file: refusing to use it");
 }
 
 /* --- concurrency --- */
@@ -1559,16 +1557,131 @@ static void test_root_keeps_directory_owner(void **state)
         assert_int_equal(st.st_uid, 65534);
         assert_int_equal(st.st_gid, 65534);
         assert_int_equal(st.st_mode & 0777, 0640);
-        /* A journal root made its own earlier is handed back as well. */
+        /* A journal that exists is never given away: only one root just
+         * created (statedir.h). A reader changes nothing either. */
         assert_int_equal(chown(jpath, 0, 0), 0);
         journal_close(open_ok(JOURNAL_WRITE, NULL, NULL));
-        assert_int_equal(stat(jpath, &st), 0);
-        assert_int_equal(st.st_uid, 65534);
-        /* A reader changes nothing. */
-        assert_int_equal(chown(jpath, 0, 0), 0);
         journal_close(open_ok(JOURNAL_READ, NULL, NULL));
         assert_int_equal(stat(jpath, &st), 0);
         assert_int_equal(st.st_uid, 0);
+}
+
+/* The state directory belongs to the service user: whatever runs as that
+ * user can plant links there. Root's proxreap never follows them, never
+ * writes through them, never gives their targets away or cuts them. */
+static void test_planted_links_are_refused(void **state)
+{
+        char target[PATH_MAX], err[512] = "";
+        struct journal *j = NULL;
+        struct stat st;
+        int fd;
+
+        (void)state;
+        snprintf(target, sizeof(target), "%s/shadow", dir);
+        fd = open(target, O_WRONLY | O_CREAT | O_EXCL, 0600);
+        assert_true(fd >= 0);
+        /* Valid records, no trailing newline: once, cut_tail truncated it. */
+        assert_int_equal(write(fd, "root:x:0:0\nsecret", 18), 18);
+        close(fd);
+        assert_int_equal(symlink(target, jpath), 0);
+        for (int mode = 0; mode < 2; mode++) {
+                int r = journal_open(jpath, mode ? JOURNAL_WRITE : JOURNAL_READ, NULL, NULL, &j,
+                                     NULL, err, sizeof(err));
+
+                assert_int_equal(r, -ELOOP);
+                assert_contains(err, "symbolic link: refusing to follow it");
+        }
+        assert_int_equal(stat(target, &st), 0);
+        assert_int_equal(st.st_size, 18);
+        assert_int_equal(st.st_uid, 0);
+        /* A hard link (a second name) is refused too. */
+        assert_int_equal(unlink(jpath), 0);
+        assert_int_equal(link(target, jpath), 0);
+        assert_int_equal(journal_open(jpath, JOURNAL_WRITE, NULL, NULL, &j, NULL, err, sizeof(err)),
+                         -EPERM);
+        assert_contains(err, "has 2 names");
+        assert_int_equal(unlink(jpath), 0);
+        /* Neither is a directory, a FIFO, or a file of another user. */
+        assert_int_equal(mkfifo(jpath, 0600), 0);
+        assert_int_equal(journal_open(jpath, JOURNAL_READ, NULL, NULL, &j, NULL, err, sizeof(err)),
+                         -EPERM);
+        assert_contains(err, "is not a regular file");
+        assert_int_equal(unlink(jpath), 0);
+        if (geteuid() == 0) {
+                fd = open(jpath, O_WRONLY | O_CREAT | O_EXCL, 0600);
+                assert_true(fd >= 0);
+                assert_int_equal(fchown(fd, 12345, 12345), 0);
+                close(fd);
+                assert_int_equal(journal_open(jpath, JOURNAL_READ, NULL, NULL, &j, NULL, err,
+                                              sizeof(err)),
+                                 -EPERM);
+                assert_contains(err, "belongs to uid 12345");
+                assert_int_equal(unlink(jpath), 0);
+        }
+        assert_int_equal(unlink(target), 0);
+}
+
+/* The way to the journal: a link another user made in a directory of
+ * theirs is not followed (it could lead root anywhere); root's own links
+ * are. */
+static void test_links_on_the_way_are_followed_only_when_trusted(void **state)
+{
+        char user_dir[1024], root_dir[1024], via[1100], path[1200];
+        char err[512] = "";
+        struct journal *j = NULL;
+
+        (void)state;
+        if (geteuid() != 0)
+                skip();
+        snprintf(user_dir, sizeof(user_dir), "%s/state", dir);
+        snprintf(root_dir, sizeof(root_dir), "%s/root-only", dir);
+        snprintf(via, sizeof(via), "%s/sub", user_dir);
+        snprintf(path, sizeof(path), "%s/journal", via);
+        assert_int_equal(mkdir(user_dir, 0750), 0);
+        assert_int_equal(mkdir(root_dir, 0700), 0);
+        assert_int_equal(symlink(root_dir, via), 0);
+        /* made by the user, in the user's directory: refused */
+        assert_int_equal(lchown(via, 65534, 65534), 0);
+        assert_int_equal(chown(user_dir, 65534, 65534), 0);
+        assert_int_equal(journal_open(path, JOURNAL_WRITE, NULL, NULL, &j, NULL, err, sizeof(err)),
+                         -EPERM);
+        assert_contains(err, "passes a symbolic link in a directory of another user");
+        assert_int_equal(journal_open(path, JOURNAL_READ, NULL, NULL, &j, NULL, err, sizeof(err)),
+                         -EPERM);
+        snprintf(path, sizeof(path), "%s/journal", root_dir);
+        assert_int_equal(access(path, F_OK), -1);
+        /* root's link in root's directory: followed */
+        assert_int_equal(lchown(via, 0, 0), 0);
+        assert_int_equal(chown(user_dir, 0, 0), 0);
+        snprintf(path, sizeof(path), "%s/journal", via);
+        assert_int_equal(journal_open(path, JOURNAL_WRITE, NULL, NULL, &j, NULL, err, sizeof(err)), 0);
+        journal_close(j);
+        snprintf(path, sizeof(path), "%s/journal", root_dir);
+        assert_int_equal(access(path, F_OK), 0);
+}
+
+/* root's CLI never cuts the daemon's journal: a torn end is the owner's to
+ * cut; reading and appending after it are refused with what to do. */
+static void test_root_does_not_cut_the_daemons_journal(void **state)
+{
+        char err[512] = "";
+        struct journal *j;
+
+        (void)state;
+        if (geteuid() != 0)
+                skip();
+        j = open_ok(JOURNAL_WRITE, NULL, NULL);
+        append_ok(j, json_pack("{s:s}", "op", "R-000001"));
+        journal_close(j);
+        append_file(jpath, "{\"seq\":2,\"crc", 13);
+        assert_int_equal(chown(jpath, 65534, 65534), 0);
+        assert_int_equal(chown(dir, 65534, 65534), 0);
+        assert_int_equal(journal_open(jpath, JOURNAL_WRITE, NULL, NULL, &j, NULL, err, sizeof(err)),
+                         -EPERM);
+        assert_contains(err, "ends in a torn record (line 2), which only its owner may cut");
+        assert_int_equal(torn_copies(NULL), 0);
+        /* A reader reads the intact records and leaves the file alone. */
+        journal_close(open_ok(JOURNAL_READ, NULL, NULL));
 }
 
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -1603,9 +1716,12 @@ int main(void)
                 T(test_file_changed_under_writer),
                 T(test_failed_short_write),
                 T(test_failed_write),
-                T(test_failed_dev_full),
+                T(test_device_is_refused),
                 T(test_concurrent_writers),
                 T(test_root_keeps_directory_owner),
+                T(test_planted_links_are_refused),
+                T(test_root_does_not_cut_the_daemons_journal),
+                T(test_links_on_the_way_are_followed_only_when_trusted),
         };
 
         umask(022);
