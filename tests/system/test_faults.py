@@ -416,9 +416,21 @@ def test_destroy_task_hang_is_followed_until_stopped(lab):
     wait_state(lab, cfg, "destroy")
     task = wait_until(lambda: next((t for t in sim.tasks(type="qmdestroy") if t["status"] == "running"),
                                    None))
-    time.sleep(2.5)                         # past task_timeout
-    assert ops_by_vmid(lab, cfg, VM)[0]["state"] == "destroy"
+    # Not a fixed sleep: wait until the daemon has judged the running task
+    # past task_timeout (1 s, counted in whole seconds from the intent,
+    # which came before `seen`). A status check of the task that reaches
+    # the simulator 2.5 s after `seen` was sent past it; a few polls later
+    # (they run on the saga's thread) its answer has been judged.
+    seen = sim.time()["t"]
+    status_path = "/nodes/pve1/tasks/%s/status" % task["upid"]
+    wait_until(lambda: any(r["method"] == "GET" and r["path"] == status_path and r["t"] >= seen + 2.5
+                           for r in sim.requests()),
+               timeout=60, message=lambda: "a status check of the destroy task past task_timeout; "
+               "log:\n" + d.log())
     healthy(d)
+    assert ops_by_vmid(lab, cfg, VM)[0]["state"] == "destroy"
+    assert not sim.history(event="task-abort"), "a destroy task was stopped by the daemon"
+    assert sim.task(task["upid"])["status"] == "running"
     # The operator stops the task in the web UI.
     r = sim.api("DELETE", "/nodes/pve1/tasks/%s" % task["upid"])
     assert r.status == 200, r
@@ -884,9 +896,9 @@ def test_signal_during_a_step(lab, sig, step):
     method, path = STEP_CALLS[step]
     sim, cfg, d = start(lab, faults=[{"kind": "delay", "seconds": 1.0, "method": method,
                                       "path": path, "count": 1}])
+    # The call is on the wire (held) once the simulator took the fault.
     wait_until(lambda: sim.faults()[0]["hits"] == 1, timeout=60, interval=0.02,
                message="the %s call" % step)
-    time.sleep(0.2)
     d.signal(getattr(signal, sig))
     if sig == "SIGHUP":
         d.wait_log(r"^proxreapd: configuration reloaded from ")

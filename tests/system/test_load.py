@@ -41,7 +41,7 @@ import os
 import re
 import time
 
-from conftest import PROXREAPD, Sim, guest, scenario
+from conftest import PROXREAPD, Sim, guest, scenario, wait_until
 from simctl import read_prom_file
 
 from pvesim.model import generate_fleet  # tests/pve-sim is on sys.path (conftest)
@@ -217,7 +217,12 @@ def test_a_poll_longer_than_the_interval_is_counted_and_logged_once(lab):
     api = doc["api"]
     assert api["poll_overruns"] >= before + 3, api
     assert api["max_poll_seconds"] >= 1.0 and api["polls_failed"] == 0, api
-    m = read_prom_file(prom)
+    # The metrics file is written after the status file, and replaced
+    # whole: wait for the one of the same poll (or a later one).
+    def metrics_of_that_poll():
+        m = read_prom_file(prom)
+        return m if m and polls_of(m) >= api["polls_ok"] else None
+    m = wait_until(metrics_of_that_poll, message="the metrics file of the poll of the status file")
     assert m["proxreap_poll_overruns_total"] >= before + 3
     assert m["proxreap_poll_duration_max_seconds"] >= 1.0
     # logged when it starts, not at every poll: the three in a row, one line

@@ -472,10 +472,12 @@ def test_stop_during_a_step_finishes_and_records_it(lab, method, path, crash_sta
     sim.fault(kind="delay", seconds=2.0, method=method, path=path, count=1)
     n = lab.notify()
     d = lab.daemon(cfg, notify=n)
-    # The call is in flight once the op is in that state with no task yet.
+    # The op reaches that state when its intent is journaled, before the
+    # call is sent; the call is on the wire once the simulator holds it
+    # (the delay fault was taken). The journal alone does not say that.
     wait_until(lambda: any(o["state"] == crash_state for o in ops(lab, cfg).values()),
                timeout=60, interval=0.05, message="the op at " + crash_state)
-    time.sleep(0.3)
+    wait_until(lambda: sim.faults()[0]["hits"] == 1, timeout=60, message="the held call")
     d.signal(signal.SIGTERM)
     wait_until(lambda: n.count("STOPPING=1") == 1, timeout=10, message="STOPPING=1")
     assert d.stop(timeout=30) == 0

@@ -224,7 +224,7 @@ def _task_status_log_list(sim):
 def test_task_abort_and_hang(sim):
     sim.fault(kind="task_hang", type="qmsnapshot", count=1)
     upid = upid_of(sim.api("POST", "/nodes/pve1/qemu/100/snapshot", {"snapname": "s1"}))
-    time.sleep(0.4)
+    sim.advance(5)                          # far past its 0.2 s: it hangs
     assert ok(tstatus(sim, upid))["status"] == "running"
     assert cfg(sim, 100)["lock"] == "snapshot"
     snaps = ok(sim.api("GET", "/nodes/pve1/qemu/100/snapshot"))
