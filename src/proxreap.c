@@ -126,7 +126,6 @@ static int check_online(const struct config *c)
                 fprintf(stderr, "proxreap: %s\n", strerror(-r));
                 return 1;
         }
-        config_warn_transport(c);
         preflight_run(c, p, NULL, print_check, NULL, &sum);
         pve_free(p);
         if (sum.failed) {
@@ -181,6 +180,9 @@ static int cmd_check_config(int argc, char **argv)
         if (load_config(&c) < 0)
                 return EXIT_USAGE;
         printf("configuration OK\n");
+        fflush(stdout);
+        /* What it allows is said once, before anything is sent. */
+        config_warn_transport(c);
         r = online ? check_online(c) : 0;
         config_free(c);
         return r;

@@ -82,9 +82,22 @@ def test_proxreap_usage_errors(args, message):
 
 
 def test_check_config_ok(lab):
-    sim = lab.sim([])
+    sim = lab.sim([], tls=True)
     r = lab.cli("check-config", config=lab.config(sim))
     assert (r.returncode, r.stdout, r.stderr) == (0, "configuration OK\n", "")
+
+
+@pytest.mark.parametrize("api,warning", [
+    ({"insecure": True}, "api.insecure is set: the Proxmox server certificate is NOT verified"),
+    ({"url": "http://127.0.0.1:8006"}, "api.url 'http://127.0.0.1:8006/api2/json' is plain http: "
+                                       "the API credential travels unencrypted"),
+], ids=["insecure", "http"])
+def test_check_config_warns_of_an_unprotected_credential(lab, api, warning):
+    sim = lab.sim([], tls=True)
+    url = api.pop("url", None)
+    r = lab.cli("check-config", config=lab.config(sim, url=url, api=api))
+    assert (r.returncode, r.stdout) == (0, "configuration OK\n")
+    assert r.stderr == "proxreap: warning: %s\n" % warning
 
 
 def test_shipped_config_documents_every_key_and_parses(lab):
