@@ -255,7 +255,7 @@ static int send_step(struct reaper *r, struct pve *p, const char *id, enum op_st
         return e;
 }
 
-static int close_aborted(struct reaper *r, const struct op *op, const char *note);
+static int close_aborted(struct reaper *r, const struct op *op, const char *note, bool guest_kept);
 
 static int abort_or_retry(struct reaper *r, struct pve *p, const char *id, int e, uint64_t now)
 {
@@ -277,7 +277,7 @@ static int abort_or_retry(struct reaper *r, struct pve *p, const char *id, int e
                         snprintf(why, sizeof(why),
                                  "; proxreap could not put the guest back (%.300s, %u tries): check it by hand",
                                  pve_error(p), op->run.tries + 1);
-                        return close_aborted(r, op, why);
+                        return close_aborted(r, op, why, true);
                 }
                 return op->state == OP_SELECTED ? veto(r, id, why) : fail(r, id, why);
         }
@@ -1133,13 +1133,15 @@ static int identify(struct pve *p, const struct op *op, enum occupant *ret)
         return 0;
 }
 
-static int close_aborted(struct reaper *r, const struct op *op, const char *note)
+/* guest_kept: the guest proxreap stopped is still there, and with it the
+ * snapshot proxreap took. */
+static int close_aborted(struct reaper *r, const struct op *op, const char *note, bool guest_kept)
 {
         char reason[900];
         json_t *rec;
 
         snprintf(reason, sizeof(reason), "%s%s%s", op->reason,
-                 op->snapname[0] ? " (its snapshot is kept)" : "", note);
+                 guest_kept && op->snapname[0] ? " (its snapshot is kept)" : "", note);
         log_op(LOG_WARNING, op, "reap %s of guest %u aborted: %s", op->id, (unsigned)op->vmid,
                reason);
         rec = op_record(op->id, "aborted", now_epoch());
@@ -1156,7 +1158,8 @@ static int compensate_gone(struct reaper *r, struct op *op, const char *note)
                        op->id, (unsigned)op->vmid, note, op->volid);
                 return act_finish(r, op);
         }
-        return close_aborted(r, op, note[0] ? note : "; the guest was removed outside proxreap");
+        return close_aborted(r, op, note[0] ? note : "; the guest was removed outside proxreap",
+                             false);
 }
 
 /* No guest under the vmid on its node: where did it go? Gone, or moved
@@ -1207,7 +1210,7 @@ static int compensate_ours(struct reaper *r, struct pve *p, struct op *op, uint6
         if (e < 0)
                 log_op(LOG_WARNING, op, "reap %s: cannot tag guest %u '%s': %s", id,
                        (unsigned)op->vmid, TAG_FAILED, pve_error(p));
-        return close_aborted(r, op, note);
+        return close_aborted(r, op, note, true);
 }
 
 static int act_compensate(struct reaper *r, struct pve *p, struct op *op, uint64_t now)
@@ -1234,7 +1237,7 @@ static int act_compensate(struct reaper *r, struct pve *p, struct op *op, uint64
         snprintf(note, sizeof(note),
                  "; its configuration changed and proxreap cannot tell whether it is still the guest it stopped, so it left it as it is (start it with '%s start %u' if it is)",
                  op->type == GUEST_LXC ? "pct" : "qm", (unsigned)op->vmid);
-        return close_aborted(r, op, note);
+        return close_aborted(r, op, note, true);
 }
 
 static int act_abandon(struct reaper *r, struct op *op)

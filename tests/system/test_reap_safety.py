@@ -150,6 +150,7 @@ def test_vmid_recreated_as_a_new_guest_right_after_vzdump(lab):
     op = wait_op(lab, cfg, VM, {"aborted"})
     assert "vmid %d now holds another guest" % VM in op["reason"], op
     assert op["reason"].endswith("the vmid now holds another guest, which proxreap left alone"), op
+    assert "snapshot is kept" not in op["reason"], op  # it went with the guest
     assert destroys(sim) == []
     g = sim.guest(VM)
     assert g["name"] == "someone-elses" and g["status"] == "stopped" and not g["tags"], g
