@@ -62,12 +62,12 @@ static void use_ops(const struct ops *o)
         static const enum notify_event events[] = { NOTIFY_MARK, NOTIFY_REAP, NOTIFY_ABORT,
                                                     NOTIFY_RESTORE };
         struct ops_totals t;
-        char next[32];
+        char next[OP_ID_MAX];
 
         fuzz_check(o->bad_records == 0 || o->first_bad[0], "bad records without a reason");
         fuzz_check_cstr(o->first_bad);
         for (size_t i = 0; i < o->n; i++) {
-                const struct op *op = &o->v[i];
+                const struct op *op = o->v[i];
 
                 fuzz_check(ops_find(o, op->id) == op, "op '%s' twice in the table", op->id);
                 fuzz_check(op->first_seq <= op->last_seq, "op '%s' seqs", op->id);
@@ -90,7 +90,7 @@ static void use_ops(const struct ops *o)
         }
         ops_totals(o, &t);
         fuzz_check(t.reaps + t.aborts + t.vetoes + t.in_progress <= o->n, "totals");
-        ops_next_id(o, next, sizeof(next));
+        ops_next_id(o, "pve1", next, sizeof(next));
         fuzz_check(!ops_find(o, next), "next id '%s' is taken", next);
 }
 

@@ -104,6 +104,20 @@ int journal_refresh(struct journal *j, journal_record_fn fn, void *userdata, cha
 int journal_append(struct journal *j, json_t *payload, journal_record_fn fn, void *userdata,
                    uint64_t *ret_seq, char *err, size_t errsz);
 
+/* Takes the journal's exclusive lock and keeps it until journal_release(),
+ * after delivering what others appended: a decision made under it is made
+ * on the journal as it is, and no other writer appends until it is
+ * released (appends and refreshes of this handle go on meanwhile). For a
+ * decision that must not be made twice (a restore's create). */
+int journal_hold(struct journal *j, journal_record_fn fn, void *userdata, char *err,
+                 size_t errsz);
+void journal_release(struct journal *j);
+
+/* One daemon per journal: locks "<path>.lock" for as long as *ret_fd stays
+ * open, and writes this pid into it. -EBUSY when another process holds it
+ * (err names its pid). */
+int journal_claim(const char *path, int *ret_fd, char *err, size_t errsz);
+
 /* 0 while healthy, else the negative errno that failed it. */
 int journal_failed(const struct journal *j);
 uint64_t journal_last_seq(const struct journal *j);

@@ -11,7 +11,9 @@
  *   selected  vmid type node name digest config volumes evidence maxmem
  *             maxdisk maxcpu [pool]   (config and volumes pin the guest's
  *             identity: what every later step compares it with)
- *   intent    step [snapname | target vmid node storage]  (before the call)
+ *   intent    step [snapname | target vmid node storage pool pid boot]
+ *             (before the call; a restore's intent names its target, and
+ *             the process and boot that sent it)
  *   task      step upid                                  (the call's answer)
  *   done      step [exitstatus] [failed] [skipped] [digest] [volid size ctime
  *             config node]   (start: failed = the compensating start did not
@@ -68,8 +70,13 @@ enum op_phase {
         PHASE_DONE,
 };
 
+/* "R-<node>-NNNNNN": the node whose proxreapd reaped it, so that nodes
+ * sharing a backup storage never name two reaps alike ("R-NNNNNN" in a
+ * journal from before). */
+#define OP_ID_MAX 80
+
 struct op {
-        char id[16]; /* R-000017 */
+        char id[OP_ID_MAX]; /* R-pve1-000017 */
         uint32_t vmid;
         enum guest_type type;
         char node[64];
@@ -95,6 +102,7 @@ struct op {
         bool started_again;
         unsigned start_failures; /* compensating starts that did not work */
         char snapname[48];
+        bool snapshot_taken; /* its snapshot step ended with a snapshot */
         char exitstatus[512];
 
         /* the verified archive */
@@ -111,6 +119,11 @@ struct op {
         uint32_t restore_vmid;
         char restore_node[64];
         char restore_storage[64];
+        char restore_pool[64];
+        bool restore_pool_set; /* restore_pool says where ("" none), else the op's */
+        int64_t restore_pid; /* the process that journaled the restore intent */
+        int64_t restore_start; /* when it started (/proc/PID/stat), -1 unknown */
+        char restore_boot[40]; /* and the boot it ran in (/proc/sys/kernel/random/boot_id) */
         int64_t restored_ts;
 
         bool vetoed; /* aborted by a re-check, not a failure: no retry delay */
@@ -140,7 +153,9 @@ struct op {
 };
 
 struct ops {
-        struct op *v;
+        /* Each op is its own allocation: a struct op * stays valid while
+         * records are folded in (only ops_clear() frees them). */
+        struct op **v;
         size_t n, allocated;
         unsigned max_number; /* highest R-number seen */
         unsigned bad_records; /* records that did not fit (reported, skipped) */
@@ -156,8 +171,11 @@ int ops_apply(void *userdata, uint64_t seq, unsigned line, json_t *payload);
 struct op *ops_find(const struct ops *o, const char *id);
 /* The op of vmid that is not terminal, if any. */
 struct op *ops_active_for(const struct ops *o, uint32_t vmid);
-/* A new op id, one past the highest seen. */
-void ops_next_id(const struct ops *o, char *buf, size_t size);
+/* A new op id of node, one past the highest number seen. */
+void ops_next_id(const struct ops *o, const char *node, char *buf, size_t size);
+/* The node an op id names ("" for an id of the old form "R-NNNNNN"), or
+ * -EINVAL: not an op id. */
+int op_id_node(const char *id, char *node, size_t size);
 
 const char *op_state_to_string(enum op_state s);
 const char *op_step_to_string(enum op_step s);
@@ -182,7 +200,9 @@ enum op_action {
 };
 
 /* What to do next for op. resumed: the op was found in the journal at
- * start, not begun by this process (a SELECTED op is then abandoned). */
+ * start, not begun by this process (a SELECTED op is then abandoned). A
+ * restore (RESTORING) is resolved and followed like any step, by the one
+ * process that drives it. */
 enum op_action op_next_action(const struct op *op, bool snapshot_enabled, bool resumed);
 const char *op_action_to_string(enum op_action a);
 

@@ -21,6 +21,7 @@
 #include "window.h"
 
 enum verdict_kind {
+        VERDICT_NONE, /* not judged yet */
         VERDICT_INSUFFICIENT, /* "insufficient-data" */
         VERDICT_EXCLUDED,
         VERDICT_ACTIVE,

@@ -29,7 +29,7 @@ struct guest {
         uint32_t vmid;
         uint8_t type; /* enum guest_type */
         uint8_t flags; /* GUEST_* */
-        uint8_t verdict; /* caller's: last verdict logged, 0 = none yet */
+        uint8_t verdict; /* caller's: enum verdict_kind last logged (VERDICT_NONE: none yet) */
         uint8_t reserved;
         uint32_t uptime_s; /* at the last poll */
         float maxcpu;

@@ -266,6 +266,7 @@ struct journal {
         enum journal_mode mode;
         struct cursor pos; /* the records this handle has read */
         int failed; /* negative errno of the write or sync that failed */
+        bool held; /* journal_hold(): LOCK_EX is ours until journal_release() */
 };
 
 /* Every holder keeps the lock for one scan or one append: a lock that
@@ -570,14 +571,15 @@ int journal_refresh(struct journal *j, journal_record_fn fn, void *userdata, cha
         r = file_size(j, &st, err, errsz);
         if (r < 0 || (uint64_t)st.st_size == j->pos.offset)
                 return r; /* nothing new: the common case, one fstat */
-        r = lock_journal(j, LOCK_SH, err, errsz);
+        r = j->held ? 0 : lock_journal(j, LOCK_SH, err, errsz);
         if (r < 0)
                 return r;
         r = file_size(j, &st, err, errsz);
         /* Only an opening writer cuts: here a torn end is left where it is. */
         if (r == 0)
                 r = follow(j, &st, false, &ctx, &scan);
-        unlock_fd(j->fd);
+        if (!j->held)
+                unlock_fd(j->fd);
         return r;
 }
 
@@ -668,12 +670,25 @@ static int append_record(struct journal *j, const json_t *payload, char *err, si
         return 0;
 }
 
-int journal_append(struct journal *j, json_t *payload, journal_record_fn fn, void *userdata,
-                   uint64_t *ret_seq, char *err, size_t errsz)
+/* With LOCK_EX held: the path still names our file, and the records
+ * others appended are read first, so our seq follows theirs; a torn end
+ * left by a writer that died is cut as on open. */
+static int catch_up_locked(struct journal *j, journal_record_fn fn, void *userdata, char *err,
+                           size_t errsz)
 {
         const struct scan_ctx ctx = { j->path, fn, userdata, err, errsz, true };
         struct journal_scan scan = { 0 };
         struct stat st;
+        int r = file_size(j, &st, err, errsz);
+
+        if (r == 0)
+                r = same_file(j, err, errsz);
+        return r == 0 ? follow(j, &st, true, &ctx, &scan) : r;
+}
+
+int journal_append(struct journal *j, json_t *payload, journal_record_fn fn, void *userdata,
+                   uint64_t *ret_seq, char *err, size_t errsz)
+{
         int r;
 
         if (j->mode != JOURNAL_WRITE) {
@@ -689,22 +704,121 @@ int journal_append(struct journal *j, json_t *payload, journal_record_fn fn, voi
                 set_err(err, errsz, "a journal record must be a JSON object");
                 return -EINVAL;
         }
-        r = lock_journal(j, LOCK_EX, err, errsz);
+        r = j->held ? 0 : lock_journal(j, LOCK_EX, err, errsz);
         if (r < 0)
                 return r;
-        r = file_size(j, &st, err, errsz);
-        if (r == 0)
-                r = same_file(j, err, errsz);
-        /* Others' records first, so our seq follows theirs; a torn end left
-         * by a writer that died is cut as on open (we hold LOCK_EX). */
-        if (r == 0)
-                r = follow(j, &st, true, &ctx, &scan);
+        r = catch_up_locked(j, fn, userdata, err, errsz);
         if (r == 0)
                 r = append_record(j, payload, err, errsz);
-        unlock_fd(j->fd);
+        if (!j->held)
+                unlock_fd(j->fd);
         if (r == 0 && ret_seq)
                 *ret_seq = j->pos.seq;
         return r;
+}
+
+int journal_hold(struct journal *j, journal_record_fn fn, void *userdata, char *err,
+                 size_t errsz)
+{
+        int r;
+
+        if (j->mode != JOURNAL_WRITE || j->fd < 0 || j->held) {
+                set_err(err, errsz, "journal '%s' cannot be held here", j->path);
+                return -EINVAL;
+        }
+        r = lock_journal(j, LOCK_EX, err, errsz);
+        if (r < 0)
+                return r;
+        r = catch_up_locked(j, fn, userdata, err, errsz);
+        if (r < 0)
+                unlock_fd(j->fd);
+        else
+                j->held = true;
+        return r;
+}
+
+void journal_release(struct journal *j)
+{
+        if (!j->held)
+                return;
+        j->held = false;
+        unlock_fd(j->fd);
+}
+
+/* The pid a claim file names (0: none readable). */
+static long claim_pid(int fd)
+{
+        char buf[32] = "";
+        ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+        char *end = NULL;
+        long pid;
+
+        if (n <= 0)
+                return 0;
+        buf[n] = '\0';
+        errno = 0;
+        pid = strtol(buf, &end, 10);
+        return errno || end == buf || pid <= 0 ? 0 : pid;
+}
+
+static void write_claim(const struct statedir_file *f, const char *name)
+{
+        char line[32];
+        int n = snprintf(line, sizeof(line), "%ld\n", (long)getpid());
+
+        /* Our pid for the next one to name; only in a file of ours (one
+         * left by an earlier run of this daemon is: the same user). The
+         * lock is the claim: a pid that cannot be written (a full disk)
+         * only makes a second daemon's message vaguer. */
+        if (!statedir_may_truncate(f))
+                return;
+        if (ftruncate(f->fd, 0) < 0 || write(f->fd, line, (size_t)n) != n) {
+                log_warning("cannot write this daemon's pid into '%s': %s", name,
+                            strerror(errno ? errno : EIO));
+                (void)!ftruncate(f->fd, 0);
+        }
+}
+
+int journal_claim(const char *path, int *ret_fd, char *err, size_t errsz)
+{
+        struct statedir_file f = { .fd = -1, .dirfd = -1 };
+        char *name = NULL;
+        int r;
+
+        if (asprintf(&name, "%s.lock", path) < 0)
+                return -ENOMEM;
+        r = statedir_open(name, STATEDIR_APPEND, &f, err, errsz);
+        if (r < 0)
+                f.fd = f.dirfd = -1;
+        if (r == 0 && f.created)
+                r = statedir_own_like_dir(&f);
+        if (r == 0 && flock(f.fd, LOCK_EX | LOCK_NB) < 0) {
+                long pid;
+
+                r = errno == EWOULDBLOCK ? -EBUSY : -errno;
+                pid = claim_pid(f.fd);
+                if (r == -EBUSY && pid > 0)
+                        set_err(err, errsz,
+                                "journal '%s' is used by another proxreapd (pid %ld): one daemon per journal; stop that one first ('systemctl stop proxreapd'), or give this one its own 'reap.journal'",
+                                path, pid);
+                else if (r == -EBUSY)
+                        set_err(err, errsz, "journal '%s' is used by another proxreapd ('%s' is locked)",
+                                path, name);
+                else
+                        set_err(err, errsz, "cannot lock '%s': %s", name, strerror(-r));
+        }
+        if (r == 0)
+                write_claim(&f, name);
+        free(name);
+        if (r < 0) {
+                statedir_close(&f);
+                return r;
+        }
+        /* The claim lasts as long as this fd: the daemon's life. */
+        *ret_fd = f.fd;
+        f.fd = -1;
+        statedir_close(&f);
+        return 0;
 }
 
 int journal_failed(const struct journal *j)

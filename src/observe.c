@@ -238,11 +238,11 @@ static void log_verdict_change(const struct guest *g, const struct verdict *v)
 /* The verdict of g (at table position i) changed to v: count and log it. */
 static void note_verdict(struct observer *o, struct guest *g, const struct verdict *v)
 {
-        if (g->verdict == (uint8_t)(v->kind + 1))
+        if (g->verdict == (uint8_t)v->kind)
                 return;
         if (o->log_changes)
                 log_verdict_change(g, v);
-        g->verdict = (uint8_t)(v->kind + 1);
+        g->verdict = (uint8_t)v->kind;
 }
 
 void observer_rejudge(struct observer *o, size_t i, uint64_t now_usec, struct verdict *ret)
@@ -251,8 +251,8 @@ void observer_rejudge(struct observer *o, size_t i, uint64_t now_usec, struct ve
         struct window_stats s;
 
         observer_judge_at(o, i, now_usec, ret, &s);
-        if (g->verdict && o->sum.count[g->verdict - 1] > 0)
-                o->sum.count[g->verdict - 1]--;
+        if (o->sum.count[g->verdict] > 0)
+                o->sum.count[g->verdict]--;
         o->sum.count[ret->kind]++;
         note_verdict(o, g, ret);
 }

@@ -67,8 +67,10 @@ static void op_free_fields(struct op *op)
 
 void ops_clear(struct ops *o)
 {
-        for (size_t i = 0; i < o->n; i++)
-                op_free_fields(&o->v[i]);
+        for (size_t i = 0; i < o->n; i++) {
+                op_free_fields(o->v[i]);
+                free(o->v[i]);
+        }
         free(o->v);
         ops_init(o);
 }
@@ -76,22 +78,27 @@ void ops_clear(struct ops *o)
 struct op *ops_find(const struct ops *o, const char *id)
 {
         for (size_t i = 0; i < o->n; i++)
-                if (strcmp(o->v[i].id, id) == 0)
-                        return &o->v[i];
+                if (strcmp(o->v[i]->id, id) == 0)
+                        return o->v[i];
         return NULL;
 }
 
 struct op *ops_active_for(const struct ops *o, uint32_t vmid)
 {
         for (size_t i = 0; i < o->n; i++)
-                if (o->v[i].vmid == vmid && !op_state_terminal(o->v[i].state))
-                        return &o->v[i];
+                if (o->v[i]->vmid == vmid && !op_state_terminal(o->v[i]->state))
+                        return o->v[i];
         return NULL;
 }
 
-void ops_next_id(const struct ops *o, char *buf, size_t size)
+void ops_next_id(const struct ops *o, const char *node, char *buf, size_t size)
 {
-        snprintf(buf, size, "R-%06u", o->max_number + 1);
+        /* A Proxmox node's name always is one; a host name that is not
+         * (no such node can reap) gets ids without it. */
+        if (node && node_name_valid(node) && strlen(node) < OP_ID_MAX - 14)
+                snprintf(buf, size, "R-%s-%06u", node, o->max_number + 1);
+        else
+                snprintf(buf, size, "R-%06u", o->max_number + 1);
 }
 
 /* --- folding records --- */
@@ -115,19 +122,41 @@ static int64_t num(json_t *rec, const char *key)
         return d > -9223372036854775808.0 && d < 9223372036854775808.0 ? (int64_t)d : 0;
 }
 
-/* "R-" and 1 to 9 decimal digits. (sscanf's %u also took "R--1" and
- * "R-4294967295", after which ops_next_id() wrapped to a taken id.) */
-static int op_number(const char *id, unsigned *ret)
+/* "R-", optionally a node name and "-", and 1 to 9 decimal digits: the
+ * number and (node, "" for the old form). (sscanf's %u also took "R--1"
+ * and "R-4294967295", after which ops_next_id() wrapped to a taken id.) */
+static int op_id_parse(const char *id, unsigned *ret, char *node, size_t size)
 {
-        size_t n = strlen(id);
+        const char *digits = strrchr(id, '-');
+        size_t n = digits ? strlen(digits + 1) : 0;
         unsigned v = 0;
 
-        if (strncmp(id, "R-", 2) != 0 || n < 3 || n > 11 || strspn(id + 2, "0123456789") != n - 2)
+        if (strncmp(id, "R-", 2) != 0 || !digits || n < 1 || n > 9 ||
+            strspn(digits + 1, "0123456789") != n || strlen(id) >= OP_ID_MAX)
                 return -EINVAL;
-        for (const char *p = id + 2; *p; p++)
+        if (digits > id + 1) {
+                /* R-<node>-NNNNNN */
+                size_t len = (size_t)(digits - (id + 2));
+
+                if (len == 0 || len >= size)
+                        return -EINVAL;
+                memcpy(node, id + 2, len);
+                node[len] = '\0';
+                if (!node_name_valid(node))
+                        return -EINVAL;
+        } else
+                node[0] = '\0';
+        for (const char *p = digits + 1; *p; p++)
                 v = v * 10 + (unsigned)(*p - '0');
         *ret = v;
         return 0;
+}
+
+int op_id_node(const char *id, char *node, size_t size)
+{
+        unsigned number;
+
+        return op_id_parse(id, &number, node, size);
 }
 
 static void set_text(char **field, const char *s)
@@ -161,28 +190,31 @@ static int bad(struct ops *o, unsigned line, const char *fmt, ...)
 static int op_new(struct ops *o, const char *id, json_t *rec, unsigned line, struct op **ret)
 {
         const char *type = str(rec, "type");
+        char node[64];
         unsigned number;
         struct op *op;
         int64_t vmid = num(rec, "vmid");
 
         *ret = NULL;
-        if (op_number(id, &number) < 0 || strlen(id) >= sizeof(op->id))
-                return bad(o, line, "op id '%s' is not R-NNNNNN", id);
+        if (op_id_parse(id, &number, node, sizeof(node)) < 0)
+                return bad(o, line, "op id '%s' is not R-NODE-NNNNNN", id);
         if (!vmid_valid((uint64_t)vmid) || (strcmp(type, "qemu") != 0 && strcmp(type, "lxc") != 0))
                 return bad(o, line, "op '%s' has no valid vmid and type", id);
         if (!node_name_valid(str(rec, "node")))
                 return bad(o, line, "op '%s' has no valid node", id);
         if (o->n == o->allocated) {
                 size_t n = o->allocated ? 2 * o->allocated : 16;
-                struct op *v = realloc(o->v, n * sizeof(*v));
+                struct op **v = realloc(o->v, n * sizeof(*v));
 
                 if (!v)
                         return -ENOMEM;
                 o->v = v;
                 o->allocated = n;
         }
-        op = &o->v[o->n++];
-        *op = (struct op){ 0 };
+        op = calloc(1, sizeof(*op));
+        if (!op)
+                return -ENOMEM;
+        o->v[o->n++] = op;
         snprintf(op->id, sizeof(op->id), "%s", id);
         op->vmid = (uint32_t)vmid;
         op->type = strcmp(type, "lxc") == 0 ? GUEST_LXC : GUEST_QEMU;
@@ -237,6 +269,7 @@ static void apply_done(struct op *op, json_t *rec)
                  * changed nothing else. */
                 if (*str(rec, "digest"))
                         snprintf(op->digest, sizeof(op->digest), "%s", str(rec, "digest"));
+                op->snapshot_taken = !*str(rec, "skipped");
                 break;
         case STEP_ARCHIVE:
                 op->archive_start = (uint64_t)num(rec, "task_start");
@@ -295,6 +328,15 @@ static int apply_event(struct ops *o, struct op *op, const char *ev, json_t *rec
                                  str(rec, "node"));
                         snprintf(op->restore_storage, sizeof(op->restore_storage), "%s",
                                  str(rec, "storage"));
+                        op->restore_pool_set = json_is_string(json_object_get(rec, "pool"));
+                        snprintf(op->restore_pool, sizeof(op->restore_pool), "%s",
+                                 str(rec, "pool"));
+                        op->restore_pid = num(rec, "pid");
+                        op->restore_start = json_object_get(rec, "pid_start")
+                                                    ? num(rec, "pid_start")
+                                                    : -1;
+                        snprintf(op->restore_boot, sizeof(op->restore_boot), "%s",
+                                 str(rec, "boot"));
                 }
         } else if (strcmp(ev, "task") == 0) {
                 if (step != op->step || op->phase != PHASE_INTENT)
@@ -385,6 +427,10 @@ static enum op_action after_step(enum op_step done, bool snapshot_enabled)
 
 enum op_action op_next_action(const struct op *op, bool snapshot_enabled, bool resumed)
 {
+        if (op->state == OP_RESTORING)
+                return op->phase == PHASE_INTENT ? ACT_RESOLVE
+                       : op->phase == PHASE_TASK ? ACT_FOLLOW_TASK
+                                                 : ACT_NONE;
         if (!op_needs_daemon(op))
                 return ACT_NONE;
         if (op->state == OP_SELECTED)
@@ -470,7 +516,7 @@ void ops_totals(const struct ops *o, struct ops_totals *ret)
 {
         *ret = (struct ops_totals){ 0 };
         for (size_t i = 0; i < o->n; i++) {
-                const struct op *op = &o->v[i];
+                const struct op *op = o->v[i];
 
                 if (op_was_reaped(op)) {
                         ret->reaps++;

@@ -258,6 +258,7 @@ void guest_facts_from(const struct guest *g, struct guest_facts *ret)
 const char *verdict_to_string(enum verdict_kind k)
 {
         static const char *const names[] = {
+                [VERDICT_NONE] = "none",
                 [VERDICT_INSUFFICIENT] = "insufficient-data",
                 [VERDICT_EXCLUDED] = "excluded",
                 [VERDICT_ACTIVE] = "active",

@@ -19,9 +19,8 @@
 #include "notify.h"
 #include "ops.h"
 #include "pve_api.h"
+#include "saga.h"
 #include "util.h"
-
-#define TAG_RESTORED "proxreap-restored"
 
 static void format_time(int64_t ts, char *buf, size_t size)
 {
@@ -78,22 +77,27 @@ static int journal_list(const struct config *c, bool json)
                 json_t *a = json_array();
 
                 for (size_t i = 0; i < ops.n; i++)
-                        json_array_append_new(a, op_json(&ops.v[i]));
+                        json_array_append_new(a, op_json(ops.v[i]));
                 json_dumpf(a, stdout, JSON_INDENT(2));
                 putchar('\n');
                 json_decref(a);
         } else {
-                printf("%-9s %-9s %-16s %-10s %-4s %-9s %-52s %10s %8s %8s  %s\n", "ID", "VMID",
+                int w = 9; /* R-000001; ids that name their node are longer */
+
+                for (size_t i = 0; i < ops.n; i++)
+                        if ((int)strlen(ops.v[i]->id) > w)
+                                w = (int)strlen(ops.v[i]->id);
+                printf("%-*s %-9s %-16s %-10s %-4s %-9s %-52s %10s %8s %8s  %s\n", w, "ID", "VMID",
                        "NAME", "NODE", "TYPE", "STATE", "VOLID", "SIZE", "MEM", "DISK",
                        "WHEN (UTC)");
                 for (size_t i = 0; i < ops.n; i++) {
-                        const struct op *op = &ops.v[i];
+                        const struct op *op = ops.v[i];
                         char when[32];
 
                         format_time(op->began, when, sizeof(when));
-                        printf("%-9s %-9u %-16.16s %-10.10s %-4s %-9s %-52s %9.1fM %7" PRIu64
+                        printf("%-*s %-9u %-16.16s %-10.10s %-4s %-9s %-52s %9.1fM %7" PRIu64
                                "M %7" PRIu64 "G  %s\n",
-                               op->id, (unsigned)op->vmid, op->name[0] ? text_shown(op->name) : "-",
+                               w, op->id, (unsigned)op->vmid, op->name[0] ? text_shown(op->name) : "-",
                                op->node, op->type == GUEST_LXC ? "lxc" : "qemu",
                                op_state_to_string(op->state),
                                op->volid[0] ? text_shown(op->volid) : "-",
@@ -249,192 +253,51 @@ struct restore_args {
         const char *storage;
         const char *pool; /* NULL: the pool it was reaped from; "": none */
         bool start, yes;
-        struct notifier *notifier; /* notify.webhook_url, or NULL */
 };
 
-static int append_rec(struct journal *j, struct ops *ops, json_t *rec, const char *crash)
-{
-        char err[512] = "";
-        uint64_t seq;
-        int r;
-
-        if (!rec)
-                return -ENOMEM;
-        r = journal_append(j, rec, ops_apply, ops, &seq, err, sizeof(err));
-        if (r >= 0)
-                (void)ops_apply(ops, seq, 0, rec);
-        else
-                fprintf(stderr, "proxreap: journal: %s\n", err[0] ? err : strerror(-r));
-        json_decref(rec);
-        if (r >= 0)
-                crash_point(crash);
-        return r;
-}
-
-static int record_restore_task(struct journal *j, struct ops *ops, const char *id,
-                               const char *upid)
-{
-        json_t *rec = op_record_step(id, "task", STEP_RESTORE, now_epoch());
-
-        if (rec)
-                json_object_set_new(rec, "upid", json_string(upid));
-        return append_rec(j, ops, rec, "restore-task");
-}
-
-/* Polls a task until it ends, showing progress on a terminal. */
-static int wait_task(struct pve *p, const char *upid, struct pve_task_status *ret)
-{
-        bool tty = isatty(STDERR_FILENO);
-        uint64_t start = now_monotonic_usec(), pause = 250 * USEC_PER_MSEC;
-        int r, failures = 0;
-
-        for (;;) {
-                r = pve_task_status(p, upid, ret);
-                if (r < 0 && ++failures > 10)
-                        return r;
-                if (r >= 0 && !ret->running)
-                        break;
-                if (tty)
-                        fprintf(stderr, "\rrestoring: %" PRIu64 "s", (now_monotonic_usec() - start) / USEC_PER_SEC);
-                usleep((useconds_t)pause);
-                if (pause < 2 * USEC_PER_SEC)
-                        pause *= 2;
-        }
-        if (tty)
-                fprintf(stderr, "\n");
-        return 0;
-}
-
-static bool confirm(const struct op *op, uint32_t vmid, const char *node, const char *storage)
+static bool confirm(const struct op *op, const struct restore_target *t)
 {
         char answer[16];
 
         fprintf(stderr,
                 "Restore %s: guest %u ('%s', %s) from '%s' as vmid %u on '%s'%s%s? [y/N] ", op->id,
                 (unsigned)op->vmid, text_shown(op->name), op->type == GUEST_LXC ? "lxc" : "qemu",
-                text_shown(op->volid), (unsigned)vmid, node, storage ? " to storage " : "",
-                storage ? text_shown(storage) : "");
+                text_shown(op->volid), (unsigned)t->vmid, t->node,
+                t->storage ? " to storage " : "", t->storage ? text_shown(t->storage) : "");
         if (!fgets(answer, sizeof(answer), stdin))
                 return false;
         return answer[0] == 'y' || answer[0] == 'Y';
 }
 
-static int restore_fail(struct journal *j, struct ops *ops, const char *id, const char *why)
+static bool progress(void *userdata, uint64_t elapsed_usec)
 {
-        json_t *rec = op_record_step(id, "failed", STEP_RESTORE, now_epoch());
-
-        if (rec)
-                json_object_set_new(rec, "reason", json_string(why));
-        fprintf(stderr, "proxreap: restore of %s failed: %s\n", id, text_shown(why));
-        (void)append_rec(j, ops, rec, "restore-failed");
-        return 1;
+        (void)userdata;
+        if (isatty(STDERR_FILENO))
+                fprintf(stderr, "\rrestoring: %" PRIu64 "s", elapsed_usec / USEC_PER_SEC);
+        return true;
 }
 
-static int restore_finish(struct pve *p, struct journal *j, struct ops *ops, const char *id,
-                          const struct restore_args *a)
+/* What restores op where: the pick of a free vmid, and a container's
+ * storage. */
+struct restore_plan {
+        struct restore_target t;
+        char node[64], lxc_storage[64];
+};
+
+static const char *api_error(const struct cluster *api)
 {
-        struct op *op = ops_find(ops, id);
-        struct pve_guest_config cfg;
-        struct pve_task_status ts;
-        char tags[2200], upid[PVE_UPID_MAX];
-        uint32_t vmid = op->restore_vmid;
-        char node[64];
-        json_t *rec;
-        int r;
-
-        snprintf(node, sizeof(node), "%s", op->restore_node);
-        /* Mark it so the daemon (and people) see where it came from. */
-        r = pve_guest_config(p, op->type, node, vmid, &cfg);
-        if (r >= 0 && tags_with(cfg.tags, TAG_RESTORED, tags, sizeof(tags)) >= 0) {
-                char clean[2200], tmp[2200];
-
-                if (tags_without(tags, "proxreap-idle", tmp, sizeof(tmp)) >= 0 &&
-                    tags_without(tmp, "proxreap-failed", clean, sizeof(clean)) >= 0)
-                        r = pve_set_tags(p, op->type, node, vmid, clean, cfg.digest);
-        }
-        if (r < 0)
-                fprintf(stderr, "proxreap: warning: cannot tag guest %u '%s': %s\n",
-                        (unsigned)vmid, TAG_RESTORED, text_shown(pve_error(p)));
-        rec = op_record_step(id, "done", STEP_RESTORE, now_epoch());
-        if (rec) {
-                json_object_set_new(rec, "vmid", json_integer(vmid));
-                json_object_set_new(rec, "node", json_string(node));
-        }
-        r = append_rec(j, ops, rec, "restore-done");
-        if (r < 0)
-                return 1;
-        printf("%s restored as guest %u on '%s'\n", id, (unsigned)vmid, node);
-        notifier_send(a->notifier, NOTIFY_RESTORE, op_event_fields(ops_find(ops, id), NOTIFY_RESTORE));
-        if (a->start) {
-                r = pve_guest_task(p, "POST", ops_find(ops, id)->type, node, vmid,
-                                   "/status/start", NULL, upid);
-                if (r >= 0)
-                        r = wait_task(p, upid, &ts);
-                if (r < 0 || !pve_task_succeeded(ts.exitstatus)) {
-                        fprintf(stderr, "proxreap: restored, but starting guest %u failed: %s\n",
-                                (unsigned)vmid, text_shown(r < 0 ? pve_error(p) : ts.exitstatus));
-                        return 1;
-                }
-                printf("guest %u started\n", (unsigned)vmid);
-        }
-        return 0;
+        return api->ops->error(api->impl);
 }
 
-/* Follows a restore task to its end. */
-static int restore_follow(struct pve *p, struct journal *j, struct ops *ops, const char *id,
-                          const char *upid, const struct restore_args *a)
-{
-        struct pve_task_status ts;
-        int r = wait_task(p, upid, &ts);
-
-        if (r < 0)
-                return restore_fail(j, ops, id, pve_error(p));
-        if (!pve_task_succeeded(ts.exitstatus))
-                return restore_fail(j, ops, id, ts.exitstatus);
-        return restore_finish(p, j, ops, id, a);
-}
-
-/* A restore whose answer was never journaled (crash, lost reply): find its
- * task, never create a second guest. */
-static int restore_resume(struct pve *p, struct journal *j, struct ops *ops, const char *id,
-                          const struct restore_args *a)
-{
-        struct op *op = ops_find(ops, id);
-        char upid[PVE_UPID_MAX];
-        struct pve_guest_status st;
-        uint64_t since = op->intent_ts > 300 ? (uint64_t)op->intent_ts - 300 : 0;
-        int r;
-
-        if (op->phase == PHASE_TASK)
-                return restore_follow(p, j, ops, id, op->upid, a);
-        r = pve_find_task(p, op->restore_node, op->restore_vmid,
-                          op_step_task_types(STEP_RESTORE, op->type), since, NULL, NULL, upid);
-        if (r >= 0) {
-                printf("%s: continuing the restore task already started (%s)\n", id,
-                       text_shown(upid));
-                r = record_restore_task(j, ops, id, upid);
-                return r < 0 ? 1 : restore_follow(p, j, ops, id, upid, a);
-        }
-        if (r != -ENOENT) {
-                fprintf(stderr, "proxreap: %s\n", text_shown(pve_error(p)));
-                return 1;
-        }
-        r = pve_guest_status(p, op->type, op->restore_node, op->restore_vmid, &st);
-        if (r >= 0)
-                return restore_fail(j, ops, id,
-                                    "an earlier restore attempt has no task, but the target vmid exists now: check it by hand");
-        return restore_fail(j, ops, id, "the earlier restore call never reached the server; nothing was created, run restore again");
-}
-
-static int pick_vmid(struct pve *p, const struct op *op, const struct restore_args *a,
+static int pick_vmid(const struct cluster *api, const struct op *op, const struct restore_args *a,
                      uint32_t *ret)
 {
         uint32_t want = a->vmid ? a->vmid : op->vmid, next = 0;
-        int r = pve_next_id(p, want, ret);
+        int r = api->ops->next_id(api->impl, want, ret);
 
         if (r != -EEXIST) {
                 if (r < 0)
-                        fprintf(stderr, "proxreap: %s\n", text_shown(pve_error(p)));
+                        fprintf(stderr, "proxreap: %s\n", text_shown(api_error(api)));
                 return r;
         }
         if (a->vmid) {
@@ -442,7 +305,7 @@ static int pick_vmid(struct pve *p, const struct op *op, const struct restore_ar
                         (unsigned)want);
                 return r;
         }
-        if (pve_next_id(p, 0, &next) >= 0)
+        if (api->ops->next_id(api->impl, 0, &next) >= 0)
                 fprintf(stderr,
                         "proxreap: the original vmid %u is taken now; restore with --vmid N (the next free one is %u)\n",
                         (unsigned)want, (unsigned)next);
@@ -468,93 +331,148 @@ static void rootfs_storage(const struct op *op, char *buf, size_t size)
         guestconf_done(&c);
 }
 
-static int restore_start(struct pve *p, struct journal *j, struct ops *ops, const char *id,
-                         const struct restore_args *a)
+/* The archive is still there, under its marker. */
+static int archive_present(const struct cluster *api, const struct op *op, const char *node)
 {
-        struct op *op = ops_find(ops, id);
-        char storage_id[64], upid[PVE_UPID_MAX], node[64], lxc_storage[64] = "";
-        const char *storage = a->storage;
+        char storage[64];
         struct pve_backup b;
-        struct pve_form f = { 0 };
-        uint32_t vmid;
-        json_t *rec;
         int r;
 
-        /* Where the archive was verified, unless told: a node that reads
-         * it (the guest's own node may have changed since, see 'moved'). */
-        snprintf(node, sizeof(node), "%s",
-                 a->node ? a->node : op->archive_node[0] ? op->archive_node : op->node);
-        /* The archive must still be there. */
-        snprintf(storage_id, sizeof(storage_id), "%.*s", (int)strcspn(op->volid, ":"), op->volid);
-        r = pve_find_backup(p, node, storage_id,
-                            &(struct pve_backup_query){ .vmid = op->vmid, .marker = id }, &b);
+        snprintf(storage, sizeof(storage), "%.*s", (int)strcspn(op->volid, ":"), op->volid);
+        r = api->ops->find_backup(api->impl, node, storage,
+                                  &(struct pve_backup_query){ .vmid = op->vmid, .marker = op->id },
+                                  &b);
         if (r == -ENOENT || (r >= 0 && strcmp(b.volid, op->volid) != 0)) {
                 fprintf(stderr, "proxreap: the archive '%s' of %s is gone from storage '%s'; cannot restore\n",
-                        text_shown(op->volid), id, text_shown(storage_id));
-                return 1;
+                        text_shown(op->volid), op->id, text_shown(storage));
+                return -ENOENT;
         }
-        if (r < 0) {
-                fprintf(stderr, "proxreap: %s\n", text_shown(pve_error(p)));
+        if (r < 0)
+                fprintf(stderr, "proxreap: %s\n", text_shown(api_error(api)));
+        return r < 0 ? r : 0;
+}
+
+/* Where, as what and with which storage op comes back; asks unless
+ * --yes. 0, or the exit status. */
+static int plan_restore(const struct cluster *api, const struct op *op,
+                        const struct restore_args *a, struct restore_plan *ret)
+{
+        /* Where the archive was verified, unless told: a node that reads
+         * it (the guest's own node may have changed since, see 'moved'). */
+        snprintf(ret->node, sizeof(ret->node), "%s",
+                 a->node ? a->node : op->archive_node[0] ? op->archive_node : op->node);
+        ret->t = (struct restore_target){ .node = ret->node, .storage = a->storage, .pool = a->pool };
+        if (archive_present(api, op, ret->node) < 0 || pick_vmid(api, op, a, &ret->t.vmid) < 0)
                 return 1;
-        }
-        if (pick_vmid(p, op, a, &vmid) < 0)
-                return 1;
-        if (op->type == GUEST_LXC && !storage) {
+        if (op->type == GUEST_LXC && !a->storage) {
                 /* Without a storage Proxmox restores a container to
                  * 'local': take the one its root fs was on. */
-                rootfs_storage(op, lxc_storage, sizeof(lxc_storage));
-                if (!lxc_storage[0]) {
+                rootfs_storage(op, ret->lxc_storage, sizeof(ret->lxc_storage));
+                if (!ret->lxc_storage[0]) {
                         fprintf(stderr, "proxreap: %s is a container: give --storage S for its root file system\n",
-                                id);
+                                op->id);
                         return 1;
                 }
-                storage = lxc_storage;
+                ret->t.storage = ret->lxc_storage;
         }
-        if (!a->yes) {
-                if (!isatty(STDIN_FILENO)) {
-                        fprintf(stderr, "proxreap: not asking on a non-terminal: add --yes to restore\n");
-                        return 2;
-                }
-                if (!confirm(op, vmid, node, storage)) {
-                        fprintf(stderr, "proxreap: not restored\n");
-                        return 1;
-                }
+        if (a->yes)
+                return 0;
+        if (!isatty(STDIN_FILENO)) {
+                fprintf(stderr, "proxreap: not asking on a non-terminal: add --yes to restore\n");
+                return 2;
         }
-        rec = op_record_step(id, "intent", STEP_RESTORE, now_epoch());
-        if (rec) {
-                json_object_set_new(rec, "vmid", json_integer(vmid));
-                json_object_set_new(rec, "node", json_string(node));
-                json_object_set_new(rec, "storage", json_string(storage ? storage : ""));
-        }
-        if (append_rec(j, ops, rec, "restore-intent") < 0)
+        if (!confirm(op, &ret->t)) {
+                fprintf(stderr, "proxreap: not restored\n");
                 return 1;
-        op = ops_find(ops, id);
-        pve_form_addf(&f, "vmid", "%" PRIu32, vmid);
-        if (op->type == GUEST_LXC) {
-                pve_form_add(&f, "ostemplate", op->volid);
-                pve_form_add(&f, "restore", "1");
-        } else
-                pve_form_add(&f, "archive", op->volid);
-        if (storage)
-                pve_form_add(&f, "storage", storage);
-        /* Back into its pool: where it was, and what a token whose ACL is
-         * on the pool needs (VM.Allocate is checked on the pool given). */
-        if (a->pool ? a->pool[0] != '\0' : op->pool[0] != '\0')
-                pve_form_add(&f, "pool", a->pool ? a->pool : op->pool);
-        /* Safe to send: the journal holds this intent, the vmid was free a
-         * moment ago (Proxmox refuses a taken one) and no earlier restore
-         * of this op is on record. */
-        r = pve_create_guest(p, op->type, node, &f, upid);
-        pve_form_clear(&f);
-        crash_point("restore-sent");
-        if (r < 0 && (r == -EACCES || r == -EREMOTEIO || r == -ENOMSG))
-                return restore_fail(j, ops, id, pve_error(p));
-        if (r < 0)
-                return restore_resume(p, j, ops, id, a);
-        printf("%s: restoring guest %u from '%s' as %u on '%s' (task %s)\n", id,
-               (unsigned)op->vmid, text_shown(op->volid), (unsigned)vmid, node, text_shown(upid));
-        r = record_restore_task(j, ops, id, upid);
-        return r < 0 ? 1 : restore_follow(p, j, ops, id, upid, a);
+        }
+        return 0;
+}
+
+static void print_restored(const struct op *op)
+{
+        char when[32];
+
+        format_time(op->restored_ts, when, sizeof(when));
+        printf("%s was already restored as guest %u on '%s' at %s; nothing to do\n", op->id,
+               (unsigned)op->restore_vmid, op->restore_node, when);
+}
+
+/* What saga_begin_restore() decided, told: -1 to drive it on, else the
+ * exit status. */
+static int restore_begun(const struct saga *s, const char *id, enum restore_outcome o,
+                         const char *why)
+{
+        const struct op *op = ops_find(saga_ops(s), id);
+
+        switch (o) {
+        case RESTORE_STARTED:
+                if (op->phase == PHASE_TASK)
+                        printf("%s: restoring guest %u from '%s' as %u on '%s' (task %s)\n", id,
+                               (unsigned)op->vmid, text_shown(op->volid),
+                               (unsigned)op->restore_vmid, op->restore_node, text_shown(op->upid));
+                return -1;
+        case RESTORE_RESUME:
+                printf("%s: continuing the restore that was interrupted (guest %u on '%s')\n", id,
+                       (unsigned)op->restore_vmid, op->restore_node);
+                return -1;
+        case RESTORE_DONE_ALREADY:
+                print_restored(op);
+                return 0;
+        case RESTORE_REFUSED:
+                fprintf(stderr, "proxreap: restore of %s failed: %s\n", id, text_shown(why));
+                return 1;
+        case RESTORE_BUSY:
+        case RESTORE_NOT_REAPED:
+                break;
+        }
+        fprintf(stderr, "proxreap: %s\n", text_shown(why));
+        return 1;
+}
+
+/* The restored guest, started: one task, no journal. */
+static int start_restored(struct saga *s, const struct cluster *api, const struct op *op)
+{
+        struct task_request q = { .kind = TASK_START, .type = op->type,
+                                  .node = op->restore_node, .vmid = op->restore_vmid };
+        char why[600];
+
+        if (saga_run_task(s, api, &q, why, sizeof(why)) != 0) {
+                fprintf(stderr, "proxreap: restored, but starting guest %u failed: %s\n",
+                        (unsigned)op->restore_vmid, text_shown(why));
+                return 1;
+        }
+        printf("guest %u started\n", (unsigned)op->restore_vmid);
+        return 0;
+}
+
+/* The decision, under the journal's lock, then the saga to its end. */
+static int run_restore(struct saga *s, const struct cluster *api, const struct restore_args *a,
+                       const struct restore_target *t)
+{
+        enum restore_outcome o = RESTORE_NOT_REAPED;
+        char why[1024] = "";
+        const struct op *op;
+        int r;
+
+        r = saga_begin_restore(s, api, a->id, t, &o, why, sizeof(why));
+        if (r < 0) {
+                fprintf(stderr, "proxreap: %s\n", text_shown(why));
+                return 1;
+        }
+        r = restore_begun(s, a->id, o, why);
+        if (r >= 0)
+                return r;
+        r = saga_drive(s, api, a->id, progress, NULL, why, sizeof(why));
+        if (isatty(STDERR_FILENO))
+                fprintf(stderr, "\n");
+        if (r != 0) {
+                fprintf(stderr, "proxreap: restore of %s failed: %s\n", a->id, text_shown(why));
+                return 1;
+        }
+        op = ops_find(saga_ops(s), a->id);
+        printf("%s restored as guest %u on '%s'\n", a->id, (unsigned)op->restore_vmid,
+               op->restore_node);
+        return a->start ? start_restored(s, api, op) : 0;
 }
 
 static int parse_restore(int argc, char **argv, struct restore_args *a)
@@ -612,57 +530,83 @@ static int parse_restore(int argc, char **argv, struct restore_args *a)
         return 0;
 }
 
+/* An id this journal does not hold: say where it comes from when it names
+ * another node. */
+static void unknown_op(const struct config *c, const char *id)
+{
+        char node[64];
+
+        if (op_id_node(id, node, sizeof(node)) == 0 && node[0] && strcmp(node, c->node_name) != 0)
+                fprintf(stderr,
+                        "proxreap: %s was reaped by the proxreapd on '%s', not by this node's ('%s'): run 'proxreap restore %s' on '%s'\n",
+                        text_shown(id), text_shown(node), c->node_name, text_shown(id),
+                        text_shown(node));
+        else
+                fprintf(stderr, "proxreap: no op '%s' in the journal (see 'proxreap journal list')\n",
+                        text_shown(id));
+}
+
+/* The op as the journal holds it now, read-only (a restore of an op that
+ * does not exist writes, and creates, nothing). 0: plan a restore; 1: a
+ * restore under way, resume it; else the exit status + 2. */
+static int read_op(const struct config *c, const struct cluster *api, const struct restore_args *a,
+                   struct restore_plan *plan)
+{
+        struct journal *j = NULL;
+        struct ops ops;
+        const struct op *op;
+        int r;
+
+        if (open_journal(c, JOURNAL_READ, &ops, &j) < 0)
+                return 2 + 1;
+        journal_close(j);
+        op = ops_find(&ops, a->id);
+        if (!op) {
+                unknown_op(c, a->id);
+                r = 2 + 1;
+        } else if (op->state == OP_RESTORED) {
+                print_restored(op);
+                r = 2 + 0;
+        } else if (op->state == OP_RESTORING) {
+                r = 1;
+        } else if (op->state != OP_REAPED || !op->volid[0]) {
+                fprintf(stderr, "proxreap: %s is '%s', not reaped: there is nothing to restore%s\n",
+                        op->id, op_state_to_string(op->state),
+                        op->state == OP_ABORTED ? " (the guest was never destroyed)" : "");
+                r = 2 + 1;
+        } else {
+                r = plan_restore(api, op, a, plan);
+                r = r ? 2 + r : 0;
+        }
+        ops_clear(&ops);
+        return r;
+}
+
 int cmd_restore(const struct config *c, struct pve *p, int argc, char **argv)
 {
         struct restore_args a = { 0 };
-        struct journal *j = NULL;
-        struct ops ops;
-        struct op *op;
+        struct cluster api = cluster_of_pve(p);
+        struct notifier *notifier = NULL;
+        struct restore_plan plan = { 0 };
+        struct saga *s = NULL;
+        char err[1024] = "";
         int r;
 
         if (parse_restore(argc, argv, &a) < 0)
                 return 2;
-        /* Read first: a restore of an op that does not exist writes (and
-         * creates) nothing. */
-        if (open_journal(c, JOURNAL_READ, &ops, &j) < 0)
-                return 1;
-        op = ops_find(&ops, a.id);
-        journal_close(j);
-        j = NULL;
-        ops_clear(&ops);
-        if (!op) {
-                fprintf(stderr, "proxreap: no op '%s' in the journal (see 'proxreap journal list')\n",
-                        text_shown(a.id));
+        r = read_op(c, &api, &a, &plan);
+        if (r >= 2)
+                return r - 2;
+        if (saga_open(c, SAGA_CLI, &s, err, sizeof(err)) < 0) {
+                fprintf(stderr, "proxreap: %s\n", text_shown(err));
                 return 1;
         }
-        if (open_journal(c, JOURNAL_WRITE, &ops, &j) < 0)
-                return 1;
-        if (notifier_new(c, &a.notifier) < 0)
+        if (notifier_new(c, &notifier) < 0)
                 fprintf(stderr, "proxreap: warning: cannot start the webhook sender, no event will be sent\n");
-        op = ops_find(&ops, a.id);
-        if (!op) {
-                fprintf(stderr, "proxreap: no op '%s' in the journal (see 'proxreap journal list')\n",
-                        text_shown(a.id));
-                r = 1;
-        } else if (op->state == OP_RESTORED) {
-                char when[32];
-
-                format_time(op->restored_ts, when, sizeof(when));
-                printf("%s was already restored as guest %u on '%s' at %s; nothing to do\n",
-                       op->id, (unsigned)op->restore_vmid, op->restore_node, when);
-                r = 0;
-        } else if (op->state == OP_RESTORING)
-                r = restore_resume(p, j, &ops, a.id, &a);
-        else if (op->state != OP_REAPED || !op->volid[0]) {
-                fprintf(stderr, "proxreap: %s is '%s', not reaped: there is nothing to restore%s\n",
-                        op->id, op_state_to_string(op->state),
-                        op->state == OP_ABORTED ? " (the guest was never destroyed)" : "");
-                r = 1;
-        } else
-                r = restore_start(p, j, &ops, a.id, &a);
-        journal_close(j);
-        ops_clear(&ops);
+        saga_set_notifier(s, notifier);
+        r = run_restore(s, &api, &a, r == 0 ? &plan.t : NULL);
+        saga_free(s);
         /* One attempt's time at most: the restore itself is done. */
-        notifier_free(a.notifier, c->notify_timeout_usec);
+        notifier_free(notifier, c->notify_timeout_usec);
         return r;
 }

@@ -275,11 +275,13 @@ static int start_reaper(struct daemon *d, const struct config *c)
         char err[1024] = "";
         int r = reaper_new(c, &d->reaper, err, sizeof(err));
 
-        if (r < 0) {
+        if (r == -EBUSY)
+                log_error("%s", err);
+        else if (r < 0)
                 log_error("cannot open journal '%s': %s", c->journal_file,
                           err[0] ? err : strerror(-r));
+        if (r < 0)
                 return r;
-        }
         reaper_set_notifier(d->reaper, d->notifier);
         return 0;
 }
@@ -537,8 +539,13 @@ static int run(struct daemon *d)
                 log_notice("journal '%s' holds %u reap%s under way: finishing %s (%s mode starts none)",
                            d->config->journal_file, n, n == 1 ? "" : "s", n == 1 ? "it" : "them",
                            reap_mode_to_string(d->config->mode));
-        if ((d->config->mode != REAP_MODE_OBSERVE || n) && start_reaper(d, d->config) < 0)
-                return 1;
+        if (d->config->mode != REAP_MODE_OBSERVE || n) {
+                r = start_reaper(d, d->config);
+                /* Another daemon has the journal: starting again will not
+                 * help while it runs (the unit's final exit status). */
+                if (r < 0)
+                        return r == -EBUSY ? 2 : 1;
+        }
         r = observer_new(d->config, true, &d->observer);
         if (r >= 0)
                 r = setup_loop(d);

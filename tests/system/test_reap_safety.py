@@ -149,7 +149,7 @@ def test_vmid_recreated_as_a_new_guest_right_after_vzdump(lab):
     sim, cfg, d = start(lab, [guest(VM, "original", **IDLE)], faults=[after])
     op = wait_op(lab, cfg, VM, {"aborted"})
     assert "vmid %d now holds another guest" % VM in op["reason"], op
-    assert op["reason"].endswith("the vmid now holds another guest, which proxreap left alone"), op
+    assert op["reason"].endswith("holds another guest (deleted and created again since it was selected), which proxreap left alone"), op
     assert "snapshot is kept" not in op["reason"], op  # it went with the guest
     assert destroys(sim) == []
     g = sim.guest(VM)
@@ -531,7 +531,7 @@ def test_mount_point_path_cannot_plant_the_archive_name(lab):
         "mp0": "local-lvm:vm-%d-disk-1,mp=/srv/x creating vzdump archive '/var/lib/vz/dump/%s' y,"
                "backup=1,size=1G" % (VM, name)})
     planted = sim.add_backup("local", vmid=VM, type="lxc", ctime=epoch, compress="zstd", protected=1,
-                             notes="proxreap R-000001: idle guest ct (%d) archived before removal" % VM,
+                             notes="proxreap R-pve1-000001: idle guest ct (%d) archived before removal" % VM,
                              size=4096)
     cfg = lab.config(sim, observe=OBSERVE, reap=REAP)
     d = lab.daemon(cfg)

@@ -665,7 +665,7 @@ static void test_snapshot_moves_the_expected_digest(void **state)
 }
 
 /* Terminal states and restoring: nothing for the daemon to do. */
-static void test_terminal_and_restoring_do_nothing(void **state)
+static void test_terminal_do_nothing(void **state)
 {
         (void)state;
         for (int s = 0; s < _OP_STATE_MAX; s++) {
@@ -676,9 +676,15 @@ static void test_terminal_and_restoring_do_nothing(void **state)
                                                  .phase = (enum op_phase)ph };
 
                                 snprintf(op.id, sizeof(op.id), "R-000001");
-                                if (op_state_terminal(op.state) || s == OP_RESTORING) {
+                                if (op_state_terminal(op.state)) {
                                         assert_false(op_needs_daemon(&op));
                                         assert_action_all(&op, ACT_NONE);
+                                } else if (s == OP_RESTORING) {
+                                        /* The CLI's saga, not the daemon's. */
+                                        assert_false(op_needs_daemon(&op));
+                                        assert_action_all(&op, ph == PHASE_INTENT ? ACT_RESOLVE
+                                                               : ph == PHASE_TASK ? ACT_FOLLOW_TASK
+                                                                                  : ACT_NONE);
                                 } else
                                         assert_true(op_needs_daemon(&op));
                         }
@@ -732,14 +738,14 @@ static void test_reap_restore_failed_restore(void **state)
         assert_int_equal(op->intent_ts, T0 + 1000);
         assert_false(op_state_terminal(op->state));
         assert_false(op_needs_daemon(op)); /* the CLI's */
-        assert_action_all(op, ACT_NONE);
+        assert_action_all(op, ACT_RESOLVE);
         /* A restore in progress holds the original vmid. */
         assert_ptr_equal(ops_active_for(&o, 101), op);
         apply(&o, rec(id, "task", STEP_RESTORE, T0 + 1001, "{s:s}", "upid", up1));
         op = get(&o, id);
         assert_where(op, OP_RESTORING, STEP_RESTORE, PHASE_TASK);
         assert_string_equal(op->upid, up1);
-        assert_action_all(op, ACT_NONE);
+        assert_action_all(op, ACT_FOLLOW_TASK);
         apply(&o, rec(id, "failed", STEP_RESTORE, T0 + 1010, "{s:s}", "reason",
                       "unable to restore VM 150 - storage 'local-lvm' is full"));
         op = get(&o, id);
@@ -781,32 +787,59 @@ static void test_reap_restore_failed_restore(void **state)
 
 static void test_next_id(void **state)
 {
-        static const char *const ids[] = { "R-000001", "R-000007", "R-000003" };
-        char buf[16];
+        static const char *const ids[] = { "R-000001", "R-pve1-000007", "R-000003" };
+        char buf[OP_ID_MAX];
         struct ops o;
 
         (void)state;
         ops_init(&o);
-        ops_next_id(&o, buf, sizeof(buf));
-        assert_string_equal(buf, "R-000001");
+        ops_next_id(&o, "pve1", buf, sizeof(buf));
+        assert_string_equal(buf, "R-pve1-000001");
         apply(&o, selected_rec("R-000001", 101, "qemu", T0));
-        ops_next_id(&o, buf, sizeof(buf));
-        assert_string_equal(buf, "R-000002");
+        ops_next_id(&o, "pve1", buf, sizeof(buf));
+        assert_string_equal(buf, "R-pve1-000002");
         ops_clear(&o);
 
         /* One past the highest, whatever the order and gaps, terminal or not. */
         ops_init(&o);
         for (size_t i = 0; i < ELEMENTSOF(ids); i++)
                 apply(&o, selected_rec(ids[i], (uint32_t)(101 + i), "qemu", T0));
-        apply(&o, rec("R-000007", "aborted", NOSTEP, T0 + 1, "{s:s}", "reason", "x"));
-        ops_next_id(&o, buf, sizeof(buf));
-        assert_string_equal(buf, "R-000008");
+        apply(&o, rec("R-pve1-000007", "aborted", NOSTEP, T0 + 1, "{s:s}", "reason", "x"));
+        ops_next_id(&o, "pve1", buf, sizeof(buf));
+        assert_string_equal(buf, "R-pve1-000008");
         assert_int_equal(o.max_number, 7);
 
         /* Past six digits the id just grows. */
         apply(&o, selected_rec("R-999999", 200, "lxc", T0));
-        ops_next_id(&o, buf, sizeof(buf));
-        assert_string_equal(buf, "R-1000000");
+        ops_next_id(&o, "pve1", buf, sizeof(buf));
+        assert_string_equal(buf, "R-pve1-1000000");
+        ops_clear(&o);
+}
+
+/* Ids name their node, so two nodes sharing a storage never both write
+ * "R-000001" into their archives' notes; old ids still read. */
+static void test_op_id_node(void **state)
+{
+        struct ops o;
+        char node[OP_ID_MAX];
+
+        (void)state;
+        assert_int_equal(op_id_node("R-pve1-000001", node, sizeof(node)), 0);
+        assert_string_equal(node, "pve1");
+        assert_int_equal(op_id_node("R-pve-node-2-000017", node, sizeof(node)), 0);
+        assert_string_equal(node, "pve-node-2");
+        assert_int_equal(op_id_node("R-000001", node, sizeof(node)), 0);
+        assert_string_equal(node, "");
+        assert_int_equal(op_id_node("R--000001", node, sizeof(node)), -EINVAL);
+        assert_int_equal(op_id_node("R-pve1-", node, sizeof(node)), -EINVAL);
+        assert_int_equal(op_id_node("R-pve_1-000001", node, sizeof(node)), -EINVAL);
+        assert_int_equal(op_id_node("X-pve1-000001", node, sizeof(node)), -EINVAL);
+        assert_int_equal(op_id_node("R-pve1-0000000001", node, sizeof(node)), -EINVAL);
+        assert_int_equal(op_id_node("R-averyveryverylongnodename-000001", node, 8), -EINVAL);
+        /* A host name that is no node name gives ids without one. */
+        ops_init(&o);
+        ops_next_id(&o, "not_a_node", node, sizeof(node));
+        assert_string_equal(node, "R-000001");
         ops_clear(&o);
 }
 
@@ -895,10 +928,10 @@ static void test_bad_records(void **state)
 
         /* Bad records do not move the next id (nothing was made of them). */
         {
-                char buf[16];
+                char buf[OP_ID_MAX];
 
-                ops_next_id(&o, buf, sizeof(buf));
-                assert_string_equal(buf, "R-000002");
+                ops_next_id(&o, "pve1", buf, sizeof(buf));
+                assert_string_equal(buf, "R-pve1-000002");
         }
         ops_clear(&o);
 }
@@ -948,7 +981,7 @@ static void test_first_bad_messages(void **state)
 static void test_active_for_and_find(void **state)
 {
         struct ops o;
-        char id[16];
+        char id[OP_ID_MAX];
 
         (void)state;
         ops_init(&o);
@@ -977,8 +1010,8 @@ static void test_active_for_and_find(void **state)
         /* A terminal op and a new active op of the same guest. */
         apply(&o, selected_rec("R-000101", 1003, "qemu", T0 + 500));
         assert_ptr_equal(ops_active_for(&o, 1003), get(&o, "R-000101"));
-        ops_next_id(&o, id, sizeof(id));
-        assert_string_equal(id, "R-000102");
+        ops_next_id(&o, "pve1", id, sizeof(id));
+        assert_string_equal(id, "R-pve1-000102");
         ops_clear(&o);
 }
 
@@ -1508,8 +1541,7 @@ static void walk_check(struct walk *w, struct op *op)
                                 bad = "shutdown of a resumed or already started op";
                         else if (a == ACT_ABANDON && (!bools[rs] || op->state != OP_SELECTED))
                                 bad = "abandon of an op that changed something";
-                        else if ((a == ACT_NONE) !=
-                                 (op_state_terminal(op->state) || op->state == OP_RESTORING))
+                        else if ((a == ACT_NONE) != op_state_terminal(op->state))
                                 bad = "a live op with nothing to do, or a finished one with work";
                         if (bad)
                                 fail_msg("seed %llu, record %u, snapshot=%d resumed=%d: %s: "
@@ -1583,9 +1615,10 @@ int main(void)
                 cmocka_unit_test(test_failing_at_destroy),
                 cmocka_unit_test(test_verify_done_without_volid),
                 cmocka_unit_test(test_snapshot_moves_the_expected_digest),
-                cmocka_unit_test(test_terminal_and_restoring_do_nothing),
+                cmocka_unit_test(test_terminal_do_nothing),
                 cmocka_unit_test(test_reap_restore_failed_restore),
                 cmocka_unit_test(test_next_id),
+                cmocka_unit_test(test_op_id_node),
                 cmocka_unit_test(test_bad_records),
                 cmocka_unit_test(test_first_bad_messages),
                 cmocka_unit_test(test_active_for_and_find),
