@@ -169,6 +169,11 @@ void ops_clear(struct ops *o);
 int ops_apply(void *userdata, uint64_t seq, unsigned line, json_t *payload);
 
 struct op *ops_find(const struct ops *o, const char *id);
+/* What an operator names an op by: its id (in any case), the vmid its
+ * guest had, or its guest's name (in any case). Fills at most max ops,
+ * oldest first, and returns how many match (maybe more than max). An id
+ * matches alone. */
+size_t ops_lookup(const struct ops *o, const char *what, const struct op **ret, size_t max);
 /* The op of vmid that is not terminal, if any. */
 struct op *ops_active_for(const struct ops *o, uint32_t vmid);
 /* A new op id of node, one past the highest number seen. */

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "util.h"
@@ -81,6 +82,30 @@ struct op *ops_find(const struct ops *o, const char *id)
                 if (strcmp(o->v[i]->id, id) == 0)
                         return o->v[i];
         return NULL;
+}
+
+size_t ops_lookup(const struct ops *o, const char *what, const struct op **ret, size_t max)
+{
+        bool digits = what[0] && strspn(what, "0123456789") == strlen(what) && strlen(what) <= 9;
+        uint32_t vmid = digits ? (uint32_t)strtoul(what, NULL, 10) : 0;
+        size_t n = 0;
+
+        for (size_t i = 0; i < o->n; i++)
+                if (strcasecmp(o->v[i]->id, what) == 0) {
+                        if (max > 0)
+                                ret[0] = o->v[i];
+                        return 1;
+                }
+        for (size_t i = 0; i < o->n; i++) {
+                const struct op *op = o->v[i];
+
+                if (digits ? op->vmid != vmid : strcasecmp(op->name, what) != 0)
+                        continue;
+                if (n < max)
+                        ret[n] = op;
+                n++;
+        }
+        return n;
 }
 
 struct op *ops_active_for(const struct ops *o, uint32_t vmid)

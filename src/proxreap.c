@@ -458,15 +458,18 @@ static const struct command commands[] = {
           "\n  --json     print the guests as JSON\n", cmd_plan },
         { "status", "status [--json]", "Show what the running proxreapd sees.",
           "\n  --json     print the status document as JSON\n", cmd_status },
-        { "journal", "journal list [--json] | show ID [--json] | verify",
+        { "journal", "journal list [--vmid N] [--name NAME] [--json] | show ID [--json] | verify",
           "Read the restore journal.",
-          "\n  list       every op: id, guest, state, archive, size, when\n"
+          "\n  list       every op: id, guest, state, archive, size, when, why\n"
+          "  --vmid N, --name NAME\n"
+          "             (list) only the ops of that guest (its name in any case)\n"
           "  show ID    every record of one op, with the evidence\n"
           "  verify     check every record; exit 1 on damage\n"
           "  --json     (list, show) print JSON\n",
           cmd_journal_main },
-        { "restore", "restore ID [--vmid N] [--node NODE] [--storage S] [--pool P] [--start] [--yes]",
-          "Bring a reaped guest back from its archive.",
+        { "restore", "restore ID|VMID|NAME [--vmid N] [--node NODE] [--storage S] [--pool P] [--start] [--yes]",
+          "Bring a reaped guest back from its archive: by its op id (any case), or by the vmid or name\n"
+          "the guest had when exactly one reaped guest had it.",
           "\n  --vmid N        restore under vmid N instead of the original one\n"
           "  --node NODE     restore on NODE instead of the node its archive is on\n"
           "  --storage S     put its disks on storage S\n"

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -65,10 +66,31 @@ static json_t *op_json(const struct op *op)
                          "restored_node", op->restore_node);
 }
 
-static int journal_list(const struct config *c, bool json)
+/* journal list --vmid N --name NAME: the ops of one guest. */
+struct list_filter {
+        uint32_t vmid; /* 0: any */
+        const char *name; /* NULL: any; compared in any case */
+};
+
+static bool listed(const struct list_filter *f, const struct op *op)
+{
+        return (!f->vmid || op->vmid == f->vmid) && (!f->name || strcasecmp(op->name, f->name) == 0);
+}
+
+/* Why the op is where it is: the evidence it was reaped on, or why it
+ * ended otherwise. */
+static const char *op_why(const struct op *op)
+{
+        if (op->state == OP_ABORTED || (op->reason[0] && op->state == OP_REAPED))
+                return op->reason;
+        return op->evidence ? op->evidence : "";
+}
+
+static int journal_list(const struct config *c, bool json, const struct list_filter *f)
 {
         struct journal *j = NULL;
         struct ops ops;
+        size_t shown = 0;
         int r = open_journal(c, JOURNAL_READ, &ops, &j);
 
         if (r < 0)
@@ -77,7 +99,8 @@ static int journal_list(const struct config *c, bool json)
                 json_t *a = json_array();
 
                 for (size_t i = 0; i < ops.n; i++)
-                        json_array_append_new(a, op_json(ops.v[i]));
+                        if (listed(f, ops.v[i]))
+                                json_array_append_new(a, op_json(ops.v[i]));
                 json_dumpf(a, stdout, JSON_INDENT(2));
                 putchar('\n');
                 json_decref(a);
@@ -87,25 +110,30 @@ static int journal_list(const struct config *c, bool json)
                 for (size_t i = 0; i < ops.n; i++)
                         if ((int)strlen(ops.v[i]->id) > w)
                                 w = (int)strlen(ops.v[i]->id);
-                printf("%-*s %-9s %-16s %-10s %-4s %-9s %-52s %10s %8s %8s  %s\n", w, "ID", "VMID",
-                       "NAME", "NODE", "TYPE", "STATE", "VOLID", "SIZE", "MEM", "DISK",
-                       "WHEN (UTC)");
+                printf("%-*s %-9s %-16s %-10s %-4s %-9s %-52s %10s %8s %8s  %-20s  %s\n", w, "ID",
+                       "VMID", "NAME", "NODE", "TYPE", "STATE", "VOLID", "SIZE", "MEM", "DISK",
+                       "WHEN (UTC)", "WHY");
                 for (size_t i = 0; i < ops.n; i++) {
                         const struct op *op = ops.v[i];
                         char when[32];
 
+                        if (!listed(f, op))
+                                continue;
+                        shown++;
                         format_time(op->began, when, sizeof(when));
                         printf("%-*s %-9u %-16.16s %-10.10s %-4s %-9s %-52s %9.1fM %7" PRIu64
-                               "M %7" PRIu64 "G  %s\n",
+                               "M %7" PRIu64 "G  %-20s  %s\n",
                                w, op->id, (unsigned)op->vmid, op->name[0] ? text_shown(op->name) : "-",
                                op->node, op->type == GUEST_LXC ? "lxc" : "qemu",
                                op_state_to_string(op->state),
                                op->volid[0] ? text_shown(op->volid) : "-",
                                (double)op->archive_size / 1048576.0, op->maxmem >> 20,
-                               op->maxdisk >> 30, when);
+                               op->maxdisk >> 30, when, text_shown(op_why(op)));
                 }
                 if (ops.n == 0)
                         printf("(no reaps yet)\n");
+                else if (shown == 0)
+                        printf("(no op of that guest)\n");
         }
         journal_close(j);
         ops_clear(&ops);
@@ -215,10 +243,14 @@ int cmd_journal(const struct config *c, int argc, char **argv)
 {
         static const struct option opts[] = {
                 { "json", no_argument, NULL, 'j' },
+                { "vmid", required_argument, NULL, 'v' },
+                { "name", required_argument, NULL, 'n' },
                 {},
         };
-        bool json = false;
+        struct list_filter f = { 0 };
+        bool json = false, filtered = false;
         const char *sub;
+        uint64_t v;
         int o;
 
         if (argc < 2) {
@@ -229,18 +261,30 @@ int cmd_journal(const struct config *c, int argc, char **argv)
         argc--;
         argv++;
         optind = 0; /* a full restart of getopt (it permutes) */
-        while ((o = getopt_long(argc, argv, "j", opts, NULL)) >= 0)
+        while ((o = getopt_long(argc, argv, "j", opts, NULL)) >= 0) {
                 if (o == 'j')
                         json = true;
-                else
+                else if (o == 'v' && parse_u64(optarg, 100, 999999999, &v) == 0)
+                        f.vmid = (uint32_t)v;
+                else if (o == 'n')
+                        f.name = optarg;
+                else {
+                        if (o == 'v')
+                                fprintf(stderr, "proxreap: --vmid '%s' is not a vmid (100-999999999)\n",
+                                        text_shown(optarg));
                         return 2;
+                }
+                filtered = filtered || o != 'j';
+        }
         if (strcmp(sub, "list") == 0 && optind == argc)
-                return journal_list(c, json);
+                return journal_list(c, json, &f);
+        if (filtered)
+                sub = "";
         if (strcmp(sub, "show") == 0 && optind == argc - 1)
                 return journal_show(c, argv[optind], json);
         if (strcmp(sub, "verify") == 0 && optind == argc && !json)
                 return journal_verify(c);
-        fprintf(stderr, "proxreap: usage: proxreap journal list [--json] | show ID [--json] | verify\n");
+        fprintf(stderr, "proxreap: usage: proxreap journal list [--vmid N] [--name NAME] [--json] | show ID [--json] | verify\n");
         return 2;
 }
 
@@ -523,7 +567,7 @@ static int parse_restore(int argc, char **argv, struct restore_args *a)
                         return -EINVAL;
                 }
         if (optind != argc - 1) {
-                fprintf(stderr, "proxreap: usage: proxreap restore ID [--vmid N] [--node NODE] [--storage S] [--pool P] [--start] [--yes]\n");
+                fprintf(stderr, "proxreap: usage: proxreap restore ID|VMID|NAME [--vmid N] [--node NODE] [--storage S] [--pool P] [--start] [--yes]\n");
                 return -EINVAL;
         }
         a->id = argv[optind];
@@ -532,25 +576,79 @@ static int parse_restore(int argc, char **argv, struct restore_args *a)
 
 /* An id this journal does not hold: say where it comes from when it names
  * another node. */
-static void unknown_op(const struct config *c, const char *id)
+static void unknown_op(const struct config *c, const char *what)
 {
         char node[64];
 
-        if (op_id_node(id, node, sizeof(node)) == 0 && node[0] && strcmp(node, c->node_name) != 0)
+        if (op_id_node(what, node, sizeof(node)) == 0 && node[0] &&
+            strcasecmp(node, c->node_name) != 0)
                 fprintf(stderr,
                         "proxreap: %s was reaped by the proxreapd on '%s', not by this node's ('%s'): run 'proxreap restore %s' on '%s'\n",
-                        text_shown(id), text_shown(node), c->node_name, text_shown(id),
+                        text_shown(what), text_shown(node), c->node_name, text_shown(what),
                         text_shown(node));
         else
-                fprintf(stderr, "proxreap: no op '%s' in the journal (see 'proxreap journal list')\n",
-                        text_shown(id));
+                fprintf(stderr,
+                        "proxreap: no op, vmid or guest name '%s' in the journal (see 'proxreap journal list')\n",
+                        text_shown(what));
+}
+
+static bool restorable(const struct op *op)
+{
+        return (op->state == OP_REAPED && op->volid[0]) || op->state == OP_RESTORING;
+}
+
+static void print_candidate(const struct op *op)
+{
+        char when[32];
+
+        format_time(op->began, when, sizeof(when));
+        fprintf(stderr, "  %s  guest %u ('%s', %s on '%s'), %s, reaped %s\n", op->id,
+                (unsigned)op->vmid, text_shown(op->name), guest_type_to_string(op->type),
+                op->node, op_state_to_string(op->state), when);
+}
+
+#define MAX_CANDIDATES 64
+
+/* The one op what names: an id, or the vmid or name of exactly one guest
+ * that is reaped (or being restored). NULL when there is none, or several
+ * (they are listed: nothing is guessed). */
+static const struct op *resolve_op(const struct config *c, const struct ops *ops,
+                                   const char *what)
+{
+        const struct op *found[MAX_CANDIDATES], *pick = NULL;
+        size_t n = ops_lookup(ops, what, found, MAX_CANDIDATES), live = 0;
+
+        if (n == 1 && strcasecmp(found[0]->id, what) == 0)
+                return found[0];
+        for (size_t i = 0; i < n && i < MAX_CANDIDATES; i++)
+                if (restorable(found[i])) {
+                        live++;
+                        pick = found[i];
+                }
+        if (live == 1)
+                return pick;
+        if (n == 0) {
+                unknown_op(c, what);
+                return NULL;
+        }
+        if (live > 1) {
+                fprintf(stderr, "proxreap: '%s' names %zu reaped guests; restore one by its id:\n",
+                        text_shown(what), live);
+                for (size_t i = 0; i < n && i < MAX_CANDIDATES; i++)
+                        if (restorable(found[i]))
+                                print_candidate(found[i]);
+                return NULL;
+        }
+        /* Only ops that ended otherwise: the newest says what became of it. */
+        return found[(n < MAX_CANDIDATES ? n : MAX_CANDIDATES) - 1];
 }
 
 /* The op as the journal holds it now, read-only (a restore of an op that
  * does not exist writes, and creates, nothing). 0: plan a restore; 1: a
- * restore under way, resume it; else the exit status + 2. */
+ * restore under way, resume it; else the exit status + 2. The op's id
+ * goes to id. */
 static int read_op(const struct config *c, const struct cluster *api, const struct restore_args *a,
-                   struct restore_plan *plan)
+                   char *id, size_t size, struct restore_plan *plan)
 {
         struct journal *j = NULL;
         struct ops ops;
@@ -560,9 +658,10 @@ static int read_op(const struct config *c, const struct cluster *api, const stru
         if (open_journal(c, JOURNAL_READ, &ops, &j) < 0)
                 return 2 + 1;
         journal_close(j);
-        op = ops_find(&ops, a->id);
+        op = resolve_op(c, &ops, a->id);
+        if (op)
+                snprintf(id, size, "%s", op->id);
         if (!op) {
-                unknown_op(c, a->id);
                 r = 2 + 1;
         } else if (op->state == OP_RESTORED) {
                 print_restored(op);
@@ -589,14 +688,15 @@ int cmd_restore(const struct config *c, struct pve *p, int argc, char **argv)
         struct notifier *notifier = NULL;
         struct restore_plan plan = { 0 };
         struct saga *s = NULL;
-        char err[1024] = "";
+        char err[1024] = "", id[OP_ID_MAX];
         int r;
 
         if (parse_restore(argc, argv, &a) < 0)
                 return 2;
-        r = read_op(c, &api, &a, &plan);
+        r = read_op(c, &api, &a, id, sizeof(id), &plan);
         if (r >= 2)
                 return r - 2;
+        a.id = id;
         if (saga_open(c, SAGA_CLI, &s, err, sizeof(err)) < 0) {
                 fprintf(stderr, "proxreap: %s\n", text_shown(err));
                 return 1;

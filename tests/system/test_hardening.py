@@ -97,7 +97,7 @@ def test_read_only_commands_and_a_typo_create_nothing(lab):
     r = lab.cli("status", config=cfg)
     assert r.returncode == 1 and "no status file" in r.stderr, r.stderr
     r = lab.cli("restore", "R-000099", "--yes", config=cfg)
-    assert r.returncode == 1 and "no op 'R-000099'" in r.stderr, r.stderr
+    assert r.returncode == 1 and "no op, vmid or guest name 'R-000099'" in r.stderr, r.stderr
     assert os.listdir(state) == []
 
 
