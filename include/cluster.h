@@ -15,8 +15,9 @@
  *                            the server answered with an error: it did not act
  *   -ECONNREFUSED, -EHOSTUNREACH
  *                            no connection: a write provably never left
- *   anything else            no readable answer (timeout, reset, garbage): a
- *                            write may or may not have been done
+ *   anything else            no readable answer (timeout, reset, garbage, or a
+ *                            proxy's 502-504 or 595-599 instead of Proxmox's
+ *                            own, -EPROTO): a write may or may not have been done
  */
 #ifndef PROXREAP_CLUSTER_H
 #define PROXREAP_CLUSTER_H

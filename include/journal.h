@@ -46,6 +46,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <limits.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -67,6 +68,15 @@ struct journal_scan {
         bool torn; /* a torn tail follows the valid prefix */
         unsigned torn_line; /* its line number */
         bool missing; /* a reader found no journal (none is written yet) */
+        unsigned damaged; /* JOURNAL_SKIP_DAMAGE: damaged lines skipped */
+};
+
+/* What a JOURNAL_SKIP_DAMAGE handle skipped. */
+#define JOURNAL_DAMAGE_MAX 16
+struct journal_damage {
+        unsigned count; /* damaged lines */
+        unsigned lines[JOURNAL_DAMAGE_MAX]; /* the first ones' line numbers */
+        char first[512]; /* the first one: FILE:LINE (byte N): problem */
 };
 
 uint32_t crc32c(uint32_t crc, const void *buf, size_t len);
@@ -86,10 +96,40 @@ enum journal_mode {
                         * the file the owner of its directory (the daemon's user) */
 };
 
+/* Or'ed to a mode: a damaged line (bad CRC or JSON, seq going back, too
+ * long) is noted (journal_damage()) and skipped instead of failing the
+ * open, so damage never blocks what is intact; seq may then have gaps (the
+ * damaged lines' records), and appends follow the highest seq. Torn ends
+ * are as without it. */
+#define JOURNAL_SKIP_DAMAGE 0x100u
+
 /* Opens and scans the whole journal under the lock, delivering every record
- * to fn. ret_scan (optional) tells what was found. */
-int journal_open(const char *path, enum journal_mode mode, journal_record_fn fn, void *userdata,
+ * to fn. ret_scan (optional) tells what was found. mode: enum journal_mode,
+ * maybe with JOURNAL_SKIP_DAMAGE. */
+int journal_open(const char *path, unsigned mode, journal_record_fn fn, void *userdata,
                  struct journal **ret, struct journal_scan *ret_scan, char *err, size_t errsz);
+const struct journal_damage *journal_damage(const struct journal *j);
+/* "3, 17, 18": the damaged lines (", ..." past JOURNAL_DAMAGE_MAX). */
+void journal_damage_lines(const struct journal_damage *d, char *buf, size_t size);
+
+/* Writes a clean journal of every intact record (renumbered from 1, a torn
+ * end left out) in place of a damaged one, after keeping a copy of the
+ * original beside it ("<path>.damaged-<UTC stamp>"). Refused while a
+ * daemon holds the journal (-EBUSY); nothing is written when there is no
+ * damage and keep() (NULL: every record) leaves every record in
+ * (ret->copy stays ""). */
+struct journal_repair {
+        size_t kept; /* intact records */
+        unsigned damaged; /* damaged lines left out */
+        unsigned dropped; /* intact records keep() left out */
+        bool torn; /* and a torn end */
+        char copy[PATH_MAX]; /* the original's copy */
+};
+/* Whether an intact record goes into the clean journal, in order (a
+ * record whose op lost its first record to damage makes no sense alone). */
+typedef bool (*journal_keep_fn)(void *userdata, json_t *payload);
+int journal_repair(const char *path, journal_keep_fn keep, void *userdata,
+                   struct journal_repair *ret, char *err, size_t errsz);
 struct journal *journal_close(struct journal *j);
 
 /* Delivers records appended by others since this handle last read (cheap

@@ -12,6 +12,7 @@
  *             maxdisk maxcpu [pool]   (config and volumes pin the guest's
  *             identity: what every later step compares it with)
  *   intent    step [snapname | target vmid node storage pool pid boot]
+ *   resume    pid pid_start boot (a restore taken over from a process that is gone)
  *             (before the call; a restore's intent names its target, and
  *             the process and boot that sent it)
  *   task      step upid                                  (the call's answer)
@@ -88,6 +89,7 @@ struct op {
         /* The configuration pinned at selection (fields as strings, see
          * guestconf.h); NULL in an op journaled before pinning existed. */
         json_t *pinned;
+        json_t *upids; /* every task on record for it, of every step and attempt */
         char *evidence;
         uint64_t maxmem, maxdisk;
         double maxcpu;

@@ -70,6 +70,9 @@ const struct ops *saga_ops(const struct saga *s);
 int saga_journal_error(const struct saga *s);
 /* Picks up records another process appended (a restore). */
 void saga_refresh(struct saga *s);
+/* Damaged journal lines seen (skipped; logged once): the daemon then
+ * reaps nothing and steps no reap until 'proxreap journal repair'. */
+unsigned saga_damaged(const struct saga *s);
 
 /* --- reaps (the daemon) --- */
 

@@ -76,6 +76,7 @@ struct cursor {
         uint64_t seq; /* its seq, or first seq - 1 */
         unsigned line; /* its line, or first line - 1 */
         uint64_t records; /* valid records passed so far */
+        bool skipped; /* a damaged line was skipped since the last record */
 };
 
 struct scan_ctx {
@@ -85,15 +86,27 @@ struct scan_ctx {
         char *err;
         size_t errsz;
         bool advice; /* tell the operator what to do (handles, not the pure scan) */
+        struct journal_damage *skip; /* NULL: damage fails the scan; else noted here, skipped */
 };
 
 /* Damage is named by place (file:line, byte offset of the line) and problem. */
 static int damage(const struct scan_ctx *ctx, const struct cursor *c, const char *problem)
 {
+        if (ctx->skip) {
+                struct journal_damage *d = ctx->skip;
+
+                if (d->count < JOURNAL_DAMAGE_MAX)
+                        d->lines[d->count] = c->line + 1;
+                if (d->count == 0)
+                        snprintf(d->first, sizeof(d->first), "%s:%u (byte %llu): %s", ctx->name,
+                                 c->line + 1, (unsigned long long)c->offset, problem);
+                d->count++;
+                return 0;
+        }
         static const char advice[] =
-                "; this is not a torn write a crash can leave, so proxreap will not repair it: "
-                "keep a copy, inspect it with 'proxreap journal verify', and restore the journal "
-                "from backup or remove the damaged line by hand";
+                "; this is not a torn write a crash can leave, so proxreap will not repair it "
+                "by itself: 'proxreap journal verify' lists the damage, and 'proxreap journal "
+                "repair' writes a clean journal of every intact record, keeping the original";
 
         set_err(ctx->err, ctx->errsz, "%s:%u (byte %llu): %s%s", ctx->name, c->line + 1,
                 (unsigned long long)c->offset, problem, ctx->advice ? advice : "");
@@ -151,8 +164,8 @@ static bool parse_crc(const char **p, const char *end, uint32_t *ret)
 }
 
 /* One line without its newline. On -EBADMSG, problem says what is wrong. */
-static int parse_line(const char *line, size_t n, uint64_t want_seq, json_t **ret_payload,
-                      char *problem, size_t psz)
+static int parse_line(const char *line, size_t n, uint64_t want_seq, bool gaps,
+                      json_t **ret_payload, uint64_t *ret_seq, char *problem, size_t psz)
 {
         const char *p = line, *end = line + n;
         uint32_t stored, computed;
@@ -169,7 +182,9 @@ static int parse_line(const char *line, size_t n, uint64_t want_seq, json_t **re
                 return -EBADMSG;
         }
         end--; /* the payload lies between the prefix and the final '}' */
-        if (seq != want_seq) {
+        /* Skipping damage, a gap is the damaged lines' records missing;
+         * a seq going back is damage of its own. */
+        if (gaps ? seq < want_seq : seq != want_seq) {
                 snprintf(problem, psz, "seq %llu where %llu was expected", (unsigned long long)seq,
                          (unsigned long long)want_seq);
                 return -EBADMSG;
@@ -191,6 +206,7 @@ static int parse_line(const char *line, size_t n, uint64_t want_seq, json_t **re
                 return -EBADMSG;
         }
         *ret_payload = payload;
+        *ret_seq = seq;
         return 0;
 }
 
@@ -206,26 +222,51 @@ static int scan_lines(const char *buf, size_t len, const struct scan_ctx *ctx, s
                 const char *nl = memchr(p, '\n', avail);
                 json_t *payload = NULL;
                 char problem[256];
+                uint64_t seq = 0;
                 int r;
 
                 if (!nl && avail < MAX_LINE)
                         return 0;
                 if (!nl) {
                         snprintf(problem, sizeof(problem), "line longer than %zu bytes", MAX_LINE);
-                        return damage(ctx, c, problem);
+                        r = damage(ctx, c, problem);
+                        /* Skipped to its end, if this buffer holds it. */
+                        nl = r == 0 ? memchr(p + MAX_LINE, '\n', (size_t)(end - p) - MAX_LINE)
+                                    : NULL;
+                        if (r < 0 || !nl)
+                                return r;
+                        c->skipped = true;
+                        c->line++;
+                        c->offset += (uint64_t)(nl + 1 - p);
+                        p = nl + 1;
+                        continue;
                 }
-                r = parse_line(p, (size_t)(nl - p), c->seq + 1, &payload, problem, sizeof(problem));
-                if (r == -EBADMSG)
-                        return damage(ctx, c, problem);
+                r = parse_line(p, (size_t)(nl - p), c->seq + 1, ctx->skip != NULL, &payload, &seq,
+                               problem, sizeof(problem));
+                if (r == -EBADMSG) {
+                        r = damage(ctx, c, problem);
+                        c->skipped = true;
+                } else if (r == 0) {
+                        /* Lines gone (removed by hand): their records are missing
+                         * (after a damaged line, its record is the one missing). */
+                        if (seq > c->seq + 1 && !c->skipped) {
+                                snprintf(problem, sizeof(problem),
+                                         "seq %llu where %llu was expected: records are missing",
+                                         (unsigned long long)seq,
+                                         (unsigned long long)c->seq + 1);
+                                (void)damage(ctx, c, problem);
+                        }
+                        r = ctx->fn ? ctx->fn(ctx->userdata, seq, c->line + 1, payload) : 0;
+                        json_decref(payload);
+                        if (r == 0) {
+                                c->seq = seq;
+                                c->records++;
+                                c->skipped = false;
+                        }
+                }
                 if (r < 0)
                         return r;
-                r = ctx->fn ? ctx->fn(ctx->userdata, c->seq + 1, c->line + 1, payload) : 0;
-                json_decref(payload);
-                if (r < 0)
-                        return r;
-                c->seq++;
                 c->line++;
-                c->records++;
                 c->offset += (uint64_t)(nl + 1 - p);
                 p = nl + 1;
         }
@@ -236,8 +277,9 @@ int journal_scan_buffer(const char *buf, size_t len, uint64_t first_seq, unsigne
                         const char *name, journal_record_fn fn, void *userdata,
                         struct journal_scan *ret, char *err, size_t errsz)
 {
-        const struct scan_ctx ctx = { name ? name : "journal", fn, userdata, err, errsz, false };
-        struct cursor c = { 0, first_seq - 1, first_line - 1, 0 };
+        const struct scan_ctx ctx = { name ? name : "journal", fn, userdata, err, errsz, false,
+                                      NULL };
+        struct cursor c = { 0, first_seq - 1, first_line - 1, 0, false };
         int r;
 
         if (first_seq == 0 || first_line == 0)
@@ -266,6 +308,8 @@ struct journal {
         enum journal_mode mode;
         struct cursor pos; /* the records this handle has read */
         int failed; /* negative errno of the write or sync that failed */
+        bool skip; /* JOURNAL_SKIP_DAMAGE */
+        struct journal_damage damage; /* what was skipped */
         bool held; /* journal_hold(): LOCK_EX is ours until journal_release() */
 };
 
@@ -331,8 +375,10 @@ static int read_at(int fd, char *buf, size_t n, uint64_t off)
 
 /* Writes bytes durably to a new "<name>.torn-<UTC time>[-N]" beside the
  * journal and puts its path in copy. */
-static int save_torn(const struct journal *j, const char *bytes, size_t n, char *copy,
-                     size_t copysz)
+/* A copy of bytes beside the journal: "<name>.<what>-<UTC stamp>[-N]",
+ * created exclusively in dirfd and synced; its path in copy. */
+static int save_copy(int dirfd, const char *jname, const char *jpath, const char *what,
+                     const char *bytes, size_t n, char *copy, size_t copysz)
 {
         time_t t = (time_t)(now_realtime_usec() / USEC_PER_SEC);
         char stamp[32], name[NAME_MAX + 1];
@@ -347,11 +393,12 @@ static int save_torn(const struct journal *j, const char *bytes, size_t n, char 
 
                 if (i > 0)
                         snprintf(suffix, sizeof(suffix), "-%u", i);
-                if (snprintf(name, sizeof(name), "%s.torn-%s%s", j->file.name, stamp, suffix) >=
+                if (snprintf(name, sizeof(name), "%s.%s-%s%s", jname, what, stamp, suffix) >=
                             (int)sizeof(name) ||
-                    snprintf(copy, copysz, "%s.torn-%s%s", j->path, stamp, suffix) >= (int)copysz)
+                    snprintf(copy, copysz, "%s.%s-%s%s", jpath, what, stamp, suffix) >=
+                            (int)copysz)
                         return -ENAMETOOLONG;
-                fd = statedir_create(j->file.dirfd, name, 0640);
+                fd = statedir_create(dirfd, name, 0640);
                 if (fd < 0 && (fd != -EEXIST || i >= 1000))
                         return fd;
         }
@@ -367,11 +414,17 @@ static int save_torn(const struct journal *j, const char *bytes, size_t n, char 
         else if ((size_t)w != n)
                 r = -EIO;
         close(fd);
-        if (r == 0 && fsync(j->file.dirfd) < 0)
+        if (r == 0 && fsync(dirfd) < 0)
                 r = -errno;
         if (r < 0)
-                (void)unlinkat(j->file.dirfd, name, 0);
+                (void)unlinkat(dirfd, name, 0);
         return r;
+}
+
+static int save_torn(const struct journal *j, const char *bytes, size_t n, char *copy,
+                     size_t copysz)
+{
+        return save_copy(j->file.dirfd, j->file.name, j->path, "torn", bytes, n, copy, copysz);
 }
 
 /* Cuts the torn end (tail, n bytes after the valid records) off the file,
@@ -505,28 +558,30 @@ static int open_file(struct journal *j, char *err, size_t errsz)
         return r;
 }
 
-int journal_open(const char *path, enum journal_mode mode, journal_record_fn fn, void *userdata,
+int journal_open(const char *path, unsigned mode, journal_record_fn fn, void *userdata,
                  struct journal **ret, struct journal_scan *ret_scan, char *err, size_t errsz)
 {
-        const struct scan_ctx ctx = { path, fn, userdata, err, errsz, true };
-        struct journal_scan scan = { 0 };
         struct journal *j = calloc(1, sizeof(*j));
+        struct journal_scan scan = { 0 };
+        struct scan_ctx ctx = { path, fn, userdata, err, errsz, true, NULL };
         struct stat st;
         int r;
 
         if (!j)
                 return -ENOMEM;
         j->fd = j->file.fd = j->file.dirfd = -1;
-        j->mode = mode;
+        j->mode = (enum journal_mode)(mode & ~(unsigned)JOURNAL_SKIP_DAMAGE);
+        j->skip = (mode & JOURNAL_SKIP_DAMAGE) != 0;
+        ctx.skip = j->skip ? &j->damage : NULL;
         j->path = strdup(path);
         r = j->path ? open_file(j, err, errsz) : -ENOMEM;
         if (r == 0 && j->fd >= 0) {
                 /* A writer cuts a torn end: only with every other writer kept out. */
-                r = lock_journal(j, mode == JOURNAL_WRITE ? LOCK_EX : LOCK_SH, err, errsz);
+                r = lock_journal(j, j->mode == JOURNAL_WRITE ? LOCK_EX : LOCK_SH, err, errsz);
                 if (r == 0) {
                         r = file_size(j, &st, err, errsz);
                         if (r == 0)
-                                r = follow(j, &st, mode == JOURNAL_WRITE, &ctx, &scan);
+                                r = follow(j, &st, j->mode == JOURNAL_WRITE, &ctx, &scan);
                         unlock_fd(j->fd);
                 }
         }
@@ -535,6 +590,7 @@ int journal_open(const char *path, enum journal_mode mode, journal_record_fn fn,
                 return r;
         }
         scan.missing = j->fd < 0;
+        scan.damaged = j->damage.count;
         scan.records = j->pos.records;
         scan.last_seq = j->pos.seq;
         scan.valid_bytes = j->pos.offset;
@@ -557,7 +613,8 @@ struct journal *journal_close(struct journal *j)
 int journal_refresh(struct journal *j, journal_record_fn fn, void *userdata, char *err,
                     size_t errsz)
 {
-        const struct scan_ctx ctx = { j->path, fn, userdata, err, errsz, true };
+        const struct scan_ctx ctx = { j->path, fn, userdata, err, errsz, true,
+                                      j->skip ? &j->damage : NULL };
         struct journal_scan scan = { 0 };
         struct stat st;
         int r;
@@ -641,18 +698,28 @@ static int write_line(struct journal *j, const char *line, size_t n, char *err, 
         return r;
 }
 
-static int append_record(struct journal *j, const json_t *payload, char *err, size_t errsz)
+/* The line of one record (malloc'd, newline included): its length, or
+ * -ENOMEM. */
+static int format_record(uint64_t seq, const json_t *payload, char **ret)
 {
-        char *text = json_dumps(payload, PAYLOAD_FLAGS), *line = NULL;
-        int n, r;
+        char *text = json_dumps(payload, PAYLOAD_FLAGS);
+        int n;
 
         if (!text)
                 return -ENOMEM;
-        n = asprintf(&line, "{\"seq\":%llu,\"crc32c\":\"%08x\",\"rec\":%s}\n",
-                     (unsigned long long)j->pos.seq + 1, crc32c(0, text, strlen(text)), text);
+        n = asprintf(ret, "{\"seq\":%llu,\"crc32c\":\"%08x\",\"rec\":%s}\n",
+                     (unsigned long long)seq, crc32c(0, text, strlen(text)), text);
         free(text);
+        return n < 0 ? -ENOMEM : n;
+}
+
+static int append_record(struct journal *j, const json_t *payload, char *err, size_t errsz)
+{
+        char *line = NULL;
+        int n = format_record(j->pos.seq + 1, payload, &line), r;
+
         if (n < 0)
-                return -ENOMEM;
+                return n;
         if ((size_t)n > MAX_LINE) {
                 set_err(err, errsz, "record for journal '%s' too long (%d bytes, at most %zu)",
                         j->path, n, MAX_LINE);
@@ -676,7 +743,8 @@ static int append_record(struct journal *j, const json_t *payload, char *err, si
 static int catch_up_locked(struct journal *j, journal_record_fn fn, void *userdata, char *err,
                            size_t errsz)
 {
-        const struct scan_ctx ctx = { j->path, fn, userdata, err, errsz, true };
+        const struct scan_ctx ctx = { j->path, fn, userdata, err, errsz, true,
+                                      j->skip ? &j->damage : NULL };
         struct journal_scan scan = { 0 };
         struct stat st;
         int r = file_size(j, &st, err, errsz);
@@ -819,6 +887,157 @@ int journal_claim(const char *path, int *ret_fd, char *err, size_t errsz)
         f.fd = -1;
         statedir_close(&f);
         return 0;
+}
+
+const struct journal_damage *journal_damage(const struct journal *j)
+{
+        return &j->damage;
+}
+
+void journal_damage_lines(const struct journal_damage *d, char *buf, size_t size)
+{
+        size_t o = 0;
+
+        buf[0] = '\0';
+        for (unsigned i = 0; i < d->count && i < JOURNAL_DAMAGE_MAX && o < size; i++)
+                o += (size_t)snprintf(buf + o, size - o, "%s%u", i ? ", " : "", d->lines[i]);
+        if (d->count > JOURNAL_DAMAGE_MAX && o < size)
+                snprintf(buf + o, size - o, ", ...");
+}
+
+/* --- repair --- */
+
+struct repair_ctx {
+        json_t *records; /* what the clean journal gets */
+        journal_keep_fn keep;
+        void *userdata;
+        unsigned dropped; /* intact records keep() refused */
+};
+
+static int keep_record(void *userdata, uint64_t seq, unsigned line, json_t *payload)
+{
+        struct repair_ctx *rc = userdata;
+
+        (void)seq;
+        (void)line;
+        if (rc->keep && !rc->keep(rc->userdata, payload)) {
+                rc->dropped++;
+                return 0;
+        }
+        return json_array_append(rc->records, payload) < 0 ? -ENOMEM : 0;
+}
+
+/* The intact records, renumbered, into a new file beside the journal that
+ * then takes its name (the directory's owner's, like the journal). */
+static int write_clean(struct journal *j, json_t *records, char *err, size_t errsz)
+{
+        struct statedir_file t = { .dirfd = j->file.dirfd, .dir = j->file.dir, .created = true };
+        char tmp[NAME_MAX + 1];
+        size_t i;
+        json_t *rec;
+        int r = 0;
+
+        t.fd = statedir_create_temp(j->file.dirfd, j->file.name, 0640, tmp, sizeof(tmp));
+        if (t.fd < 0) {
+                set_err(err, errsz, "cannot create a file beside journal '%s': %s", j->path,
+                        strerror(-t.fd));
+                return t.fd;
+        }
+        json_array_foreach(records, i, rec) {
+                char *line = NULL;
+                int n = format_record((uint64_t)i + 1, rec, &line);
+
+                if (n < 0 || write(t.fd, line, (size_t)n) != n)
+                        r = n < 0 ? n : -(errno ? errno : EIO);
+                free(line);
+                if (r < 0)
+                        break;
+        }
+        if (r == 0 && fsync(t.fd) < 0)
+                r = -errno;
+        if (r == 0)
+                r = statedir_own_like_dir(&t);
+        if (r == 0 && renameat(j->file.dirfd, tmp, j->file.dirfd, j->file.name) < 0)
+                r = -errno;
+        if (r == 0 && fsync(j->file.dirfd) < 0)
+                r = -errno;
+        if (r < 0) {
+                set_err(err, errsz, "cannot write the repaired journal '%s': %s", j->path,
+                        strerror(-r));
+                (void)unlinkat(j->file.dirfd, tmp, 0);
+        }
+        close(t.fd);
+        return r;
+}
+
+/* Under LOCK_EX: the records appended since the open, then a copy of every
+ * byte, then the clean journal. */
+static int rewrite(struct journal *j, struct repair_ctx *rc, struct journal_repair *ret, char *err,
+                   size_t errsz)
+{
+        const struct scan_ctx ctx = { j->path, keep_record, rc, err, errsz, true, &j->damage };
+        struct journal_scan scan = { 0 };
+        struct stat st;
+        char *bytes = NULL;
+        int r = file_size(j, &st, err, errsz);
+
+        if (r == 0)
+                r = same_file(j, err, errsz);
+        if (r == 0)
+                r = follow(j, &st, false, &ctx, &scan);
+        ret->torn = ret->torn || scan.torn || j->pos.offset < (uint64_t)st.st_size;
+        if (r < 0 || (j->damage.count == 0 && !ret->torn && rc->dropped == 0))
+                return r;
+        bytes = malloc((size_t)st.st_size + 1);
+        r = bytes ? read_at(j->fd, bytes, (size_t)st.st_size, 0) : -ENOMEM;
+        if (r == 0)
+                r = save_copy(j->file.dirfd, j->file.name, j->path, "damaged", bytes,
+                              (size_t)st.st_size, ret->copy, sizeof(ret->copy));
+        free(bytes);
+        if (r < 0) {
+                set_err(err, errsz, "cannot keep a copy of journal '%s': %s", j->path,
+                        strerror(-r));
+                return r;
+        }
+        return write_clean(j, rc->records, err, errsz);
+}
+
+int journal_repair(const char *path, journal_keep_fn keep, void *userdata,
+                   struct journal_repair *ret, char *err, size_t errsz)
+{
+        struct repair_ctx rc = { json_array(), keep, userdata, 0 };
+        struct journal_scan scan = { 0 };
+        struct journal *j = NULL;
+        int claim = -1, r;
+
+        *ret = (struct journal_repair){ 0 };
+        if (!rc.records)
+                return -ENOMEM;
+        /* No daemon may hold it: its appends would go to the old file. */
+        r = journal_claim(path, &claim, err, errsz);
+        if (r >= 0)
+                r = journal_open(path, JOURNAL_READ | JOURNAL_SKIP_DAMAGE, keep_record, &rc, &j,
+                                 &scan, err, errsz);
+        if (r >= 0 && scan.missing) {
+                set_err(err, errsz, "no journal at '%s'", path);
+                r = -ENOENT;
+        }
+        ret->torn = scan.torn;
+        /* And no restore while it is rewritten. */
+        if (r >= 0)
+                r = lock_journal(j, LOCK_EX, err, errsz);
+        if (r >= 0) {
+                r = rewrite(j, &rc, ret, err, errsz);
+                unlock_fd(j->fd);
+                ret->kept = json_array_size(rc.records);
+                ret->damaged = j->damage.count;
+                ret->dropped = rc.dropped;
+        }
+        journal_close(j);
+        json_decref(rc.records);
+        if (claim >= 0)
+                close(claim);
+        return r;
 }
 
 int journal_failed(const struct journal *j)

@@ -64,6 +64,7 @@ static void op_free_fields(struct op *op)
         free(op->evidence);
         free(op->archive_config);
         json_decref(op->pinned);
+        json_decref(op->upids);
 }
 
 void ops_clear(struct ops *o)
@@ -285,6 +286,14 @@ static enum op_state state_of_step(enum op_step s, enum op_state current)
         return current;
 }
 
+/* Who runs a restore: its process in this boot. */
+static void restorer_of(struct op *op, json_t *rec)
+{
+        op->restore_pid = num(rec, "pid");
+        op->restore_start = json_object_get(rec, "pid_start") ? num(rec, "pid_start") : -1;
+        snprintf(op->restore_boot, sizeof(op->restore_boot), "%s", str(rec, "boot"));
+}
+
 static void apply_done(struct op *op, json_t *rec)
 {
         snprintf(op->exitstatus, sizeof(op->exitstatus), "%s", str(rec, "exitstatus"));
@@ -356,18 +365,21 @@ static int apply_event(struct ops *o, struct op *op, const char *ev, json_t *rec
                         op->restore_pool_set = json_is_string(json_object_get(rec, "pool"));
                         snprintf(op->restore_pool, sizeof(op->restore_pool), "%s",
                                  str(rec, "pool"));
-                        op->restore_pid = num(rec, "pid");
-                        op->restore_start = json_object_get(rec, "pid_start")
-                                                    ? num(rec, "pid_start")
-                                                    : -1;
-                        snprintf(op->restore_boot, sizeof(op->restore_boot), "%s",
-                                 str(rec, "boot"));
+                        restorer_of(op, rec);
                 }
+        } else if (strcmp(ev, "resume") == 0) {
+                /* Another process took over a restore whose own was gone. */
+                if (op->state != OP_RESTORING)
+                        return bad(o, line, "resume of %s, which is not being restored", op->id);
+                restorer_of(op, rec);
         } else if (strcmp(ev, "task") == 0) {
                 if (step != op->step || op->phase != PHASE_INTENT)
                         return bad(o, line, "task record without its intent (%s)", op->id);
                 op->phase = PHASE_TASK;
                 snprintf(op->upid, sizeof(op->upid), "%s", str(rec, "upid"));
+                if (!op->upids)
+                        op->upids = json_array();
+                json_array_append_new(op->upids, json_string(op->upid));
         } else if (strcmp(ev, "done") == 0) {
                 op->step = step;
                 op->phase = PHASE_DONE;

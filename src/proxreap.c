@@ -458,13 +458,15 @@ static const struct command commands[] = {
           "\n  --json     print the guests as JSON\n", cmd_plan },
         { "status", "status [--json]", "Show what the running proxreapd sees.",
           "\n  --json     print the status document as JSON\n", cmd_status },
-        { "journal", "journal list [--vmid N] [--name NAME] [--json] | show ID [--json] | verify",
+        { "journal", "journal list [--vmid N] [--name NAME] [--json] | show ID [--json] | verify | repair",
           "Read the restore journal.",
           "\n  list       every op: id, guest, state, archive, size, when, why\n"
           "  --vmid N, --name NAME\n"
           "             (list) only the ops of that guest (its name in any case)\n"
           "  show ID    every record of one op, with the evidence\n"
           "  verify     check every record; exit 1 on damage\n"
+          "  repair     write a clean journal of every intact record, keeping the\n"
+          "             original beside it (stop proxreapd first)\n"
           "  --json     (list, show) print JSON\n",
           cmd_journal_main },
         { "restore", "restore ID|VMID|NAME [--vmid N] [--node NODE] [--storage S] [--pool P] [--start] [--yes]",

@@ -36,6 +36,21 @@ static void format_time(int64_t ts, char *buf, size_t size)
         strftime(buf, size, "%Y-%m-%d %H:%M:%SZ", &tm);
 }
 
+/* Damage never blocks what is intact: it is skipped, and said. */
+static void warn_damage(const struct journal *j)
+{
+        const struct journal_damage *d = journal_damage(j);
+        char lines[160];
+
+        if (d->count == 0)
+                return;
+        journal_damage_lines(d, lines, sizeof(lines));
+        fprintf(stderr,
+                "proxreap: warning: journal '%s': %u damaged line(s) skipped (line %s; first: %s); "
+                "every other record is read: 'proxreap journal repair' writes a clean journal\n",
+                journal_path(j), d->count, lines, text_shown(d->first));
+}
+
 static int open_journal(const struct config *c, enum journal_mode mode, struct ops *ops,
                         struct journal **ret)
 {
@@ -43,11 +58,13 @@ static int open_journal(const struct config *c, enum journal_mode mode, struct o
         int r;
 
         ops_init(ops);
-        r = journal_open(c->journal_file, mode, ops_apply, ops, ret, NULL, err, sizeof(err));
+        r = journal_open(c->journal_file, mode | JOURNAL_SKIP_DAMAGE, ops_apply, ops, ret, NULL,
+                         err, sizeof(err));
         if (r < 0) {
                 fprintf(stderr, "proxreap: %s\n", text_shown(err[0] ? err : strerror(-r)));
                 ops_clear(ops); /* what was read before the failure */
-        }
+        } else
+                warn_damage(*ret);
         return r;
 }
 
@@ -168,12 +185,14 @@ static int journal_show(const struct config *c, const char *id, bool json)
         json_t *rec;
         int r;
 
-        r = journal_open(c->journal_file, JOURNAL_READ, collect, &s, &j, NULL, err, sizeof(err));
+        r = journal_open(c->journal_file, JOURNAL_READ | JOURNAL_SKIP_DAMAGE, collect, &s, &j,
+                         NULL, err, sizeof(err));
         if (r < 0) {
                 fprintf(stderr, "proxreap: %s\n", text_shown(err[0] ? err : strerror(-r)));
                 json_decref(s.records);
                 return 1;
         }
+        warn_damage(j);
         journal_close(j);
         if (json_array_size(s.records) == 0) {
                 fprintf(stderr, "proxreap: no op '%s' in the journal (see 'proxreap journal list')\n",
@@ -196,6 +215,23 @@ static int journal_show(const struct config *c, const char *id, bool json)
         return 0;
 }
 
+/* Every damaged line verify found: 1 when there was one. */
+static int report_damage(const struct journal *j, const struct journal_scan *scan)
+{
+        const struct journal_damage *d = journal_damage(j);
+        char lines[160];
+
+        if (d->count == 0)
+                return 0;
+        journal_damage_lines(d, lines, sizeof(lines));
+        fprintf(stderr,
+                "proxreap: %s\nproxreap: journal '%s': %u damaged line(s): line %s; the other %" PRIu64
+                " records are intact and read by every command: 'proxreap journal repair' "
+                "writes a clean journal of them, keeping the original\n",
+                text_shown(d->first), journal_path(j), d->count, lines, scan->records);
+        return 1;
+}
+
 static int journal_verify(const struct config *c)
 {
         struct journal_scan scan = { 0 };
@@ -205,14 +241,19 @@ static int journal_verify(const struct config *c)
         int r;
 
         ops_init(&ops);
-        r = journal_open(c->journal_file, JOURNAL_READ, ops_apply, &ops, &j, &scan, err,
-                         sizeof(err));
+        r = journal_open(c->journal_file, JOURNAL_READ | JOURNAL_SKIP_DAMAGE, ops_apply, &ops, &j,
+                         &scan, err, sizeof(err));
         if (r < 0) {
                 fprintf(stderr, "proxreap: %s\n", text_shown(err[0] ? err : strerror(-r)));
                 ops_clear(&ops);
                 return 1;
         }
+        r = report_damage(j, &scan);
         journal_close(j);
+        if (r) {
+                ops_clear(&ops);
+                return 1;
+        }
         if (scan.missing) {
                 printf("no journal at '%s': proxreapd has reaped nothing yet, or reap.journal names another file\n",
                        c->journal_file);
@@ -239,6 +280,50 @@ static int journal_verify(const struct config *c)
         return 0;
 }
 
+/* A record the fold cannot place (its op's first record was damaged, or
+ * a record before it is missing) is left out with the damage. */
+static bool fold_keeps(void *userdata, json_t *payload)
+{
+        struct ops *ops = userdata;
+        unsigned before = ops->bad_records;
+
+        (void)ops_apply(ops, 0, 0, payload);
+        return ops->bad_records == before;
+}
+
+static int journal_repair_cmd(const struct config *c)
+{
+        struct journal_repair rep;
+        char err[1024] = "";
+        struct ops ops;
+        int r;
+
+        ops_init(&ops);
+        r = journal_repair(c->journal_file, fold_keeps, &ops, &rep, err, sizeof(err));
+        ops_clear(&ops);
+
+        if (r == -EBUSY) {
+                fprintf(stderr, "proxreap: %s\nproxreap: stop proxreapd first ('systemctl stop proxreapd'), then repair\n",
+                        text_shown(err));
+                return 1;
+        }
+        if (r < 0) {
+                fprintf(stderr, "proxreap: %s\n", text_shown(err[0] ? err : strerror(-r)));
+                return 1;
+        }
+        if (!rep.copy[0]) {
+                printf("journal '%s' has no damage: nothing to repair (%zu records)\n",
+                       c->journal_file, rep.kept);
+                return 0;
+        }
+        printf("journal '%s' repaired: %zu intact record(s) kept, %u damaged line(s)%s left out",
+               c->journal_file, rep.kept, rep.damaged, rep.torn ? " and a torn end" : "");
+        if (rep.dropped)
+                printf(", and %u record(s) of ops whose earlier records were lost", rep.dropped);
+        printf("; the original is kept as '%s'\n", rep.copy);
+        return 0;
+}
+
 int cmd_journal(const struct config *c, int argc, char **argv)
 {
         static const struct option opts[] = {
@@ -254,7 +339,7 @@ int cmd_journal(const struct config *c, int argc, char **argv)
         int o;
 
         if (argc < 2) {
-                fprintf(stderr, "proxreap: journal needs list, show ID or verify\n");
+                fprintf(stderr, "proxreap: journal needs list, show ID, verify or repair\n");
                 return 2;
         }
         sub = argv[1];
@@ -284,7 +369,9 @@ int cmd_journal(const struct config *c, int argc, char **argv)
                 return journal_show(c, argv[optind], json);
         if (strcmp(sub, "verify") == 0 && optind == argc && !json)
                 return journal_verify(c);
-        fprintf(stderr, "proxreap: usage: proxreap journal list [--vmid N] [--name NAME] [--json] | show ID [--json] | verify\n");
+        if (strcmp(sub, "repair") == 0 && optind == argc && !json)
+                return journal_repair_cmd(c);
+        fprintf(stderr, "proxreap: usage: proxreap journal list [--vmid N] [--name NAME] [--json] | show ID [--json] | verify | repair\n");
         return 2;
 }
 
@@ -444,7 +531,7 @@ static void print_restored(const struct op *op)
 /* What saga_begin_restore() decided, told: -1 to drive it on, else the
  * exit status. */
 static int restore_begun(const struct saga *s, const char *id, enum restore_outcome o,
-                         const char *why)
+                         bool planned, const char *why)
 {
         const struct op *op = ops_find(saga_ops(s), id);
 
@@ -456,8 +543,9 @@ static int restore_begun(const struct saga *s, const char *id, enum restore_outc
                                (unsigned)op->restore_vmid, op->restore_node, text_shown(op->upid));
                 return -1;
         case RESTORE_RESUME:
-                printf("%s: continuing the restore that was interrupted (guest %u on '%s')\n", id,
-                       (unsigned)op->restore_vmid, op->restore_node);
+                printf("%s: continuing the restore that was interrupted (guest %u on '%s')%s\n", id,
+                       (unsigned)op->restore_vmid, op->restore_node,
+                       planned ? "; the vmid, node, storage and pool given now are not used" : "");
                 return -1;
         case RESTORE_DONE_ALREADY:
                 print_restored(op);
@@ -503,7 +591,7 @@ static int run_restore(struct saga *s, const struct cluster *api, const struct r
                 fprintf(stderr, "proxreap: %s\n", text_shown(why));
                 return 1;
         }
-        r = restore_begun(s, a->id, o, why);
+        r = restore_begun(s, a->id, o, t && (a->vmid || a->node || a->storage || a->pool), why);
         if (r >= 0)
                 return r;
         r = saga_drive(s, api, a->id, progress, NULL, why, sizeof(why));

@@ -164,7 +164,16 @@ static int classify_status(struct pve *p, const char *what, const struct http_re
                 snprintf(p->error, sizeof(p->error), "%s: permission denied (%s)", what, msg);
         else
                 snprintf(p->error, sizeof(p->error), "%s: %s", what, msg);
-        return resp->status == 401 || resp->status == 403 ? -EACCES : -EREMOTEIO;
+        if (resp->status == 401 || resp->status == 403)
+                return -EACCES;
+        /* Not Proxmox VE's answer but a proxy's without one: pveproxy
+         * forwarding to another node (AnyEvent's 595-599: the request may
+         * have reached it), or api.proxy (502-504). The server may have
+         * acted: no refusal. */
+        if ((resp->status >= 502 && resp->status <= 504) ||
+            (resp->status >= 595 && resp->status <= 599))
+                return -EPROTO;
+        return -EREMOTEIO;
 }
 
 static int transport_error(struct pve *p, const char *what, int r)

@@ -574,7 +574,8 @@ void reaper_cycle(struct reaper *r, struct observer *o, uint64_t now)
          * and reap mode. Restores made by the CLI: cooldown at once. */
         r->observer = o;
         saga_refresh(r->saga);
-        if (c->mode == REAP_MODE_OBSERVE)
+        /* A damaged journal: observing only, until it is repaired. */
+        if (c->mode == REAP_MODE_OBSERVE || saga_damaged(r->saga))
                 return;
         judge_breaker(r, observer_table(o));
         cy.hour = reaps_last_hour(r, cy.now_s);
@@ -595,7 +596,8 @@ unsigned reaper_unfinished(const char *journal_file)
         char err[512];
 
         ops_init(&ops);
-        if (journal_open(journal_file, JOURNAL_READ, ops_apply, &ops, &j, NULL, err, sizeof(err)) >= 0)
+        if (journal_open(journal_file, JOURNAL_READ | JOURNAL_SKIP_DAMAGE, ops_apply, &ops, &j,
+                         NULL, err, sizeof(err)) >= 0)
                 for (size_t i = 0; i < ops.n; i++)
                         n += op_needs_daemon(ops.v[i]);
         journal_close(j);
@@ -655,6 +657,12 @@ void reaper_describe(const struct reaper *r, char *buf, size_t size)
         if (journal_error(r)) {
                 snprintf(buf, size, "journal cannot be written (%s): destructive work stopped",
                          strerror(-journal_error(r)));
+                return;
+        }
+        if (saga_damaged(r->saga)) {
+                snprintf(buf, size,
+                         "journal damaged (%u line(s) skipped): reaping stopped; stop proxreapd and run 'proxreap journal repair'",
+                         saga_damaged(r->saga));
                 return;
         }
         if (r->breaker[0]) {

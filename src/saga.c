@@ -46,6 +46,7 @@ struct saga {
         struct saga_view view;
         struct saga_clock clock;
         int claim; /* the daemon's lifetime claim on the journal (-1: none) */
+        unsigned damaged; /* damaged lines seen (and skipped) in the journal */
         char last_refresh_error[512];
 };
 
@@ -109,7 +110,7 @@ static void announce(struct saga *s, const struct op *op, json_t *rec)
         const char *ev = json_string_value(json_object_get(rec, "ev"));
         enum notify_event e;
 
-        if (!s->notifier || !ev)
+        if (!s->notifier || !ev || !op)
                 return;
         if (strcmp(ev, "reaped") == 0)
                 e = NOTIFY_REAP;
@@ -832,9 +833,9 @@ static int start_failed(struct saga *s, struct op *op, const char *exitstatus, u
         e = record_step(s, op, "done", STEP_START,
                         json_pack("{s:s, s:b}", "exitstatus", exitstatus, "failed", 1));
         if (e >= 0)
-                op->run.next_usec = now + (START_RETRY_USEC << (op->start_failures > 5
-                                                                        ? 4
-                                                                        : op->start_failures - 1));
+                op->run.next_usec = now + (START_RETRY_USEC << (op->start_failures > 5   ? 4
+                                                                : op->start_failures > 0 ? op->start_failures - 1
+                                                                                         : 0));
         return e;
 }
 
@@ -934,22 +935,29 @@ static struct task_request restore_request(const struct op *op)
         };
 }
 
+/* This process in this boot, for a record of who runs a restore. */
+static json_t *restorer(void)
+{
+        char boot[40];
+
+        boot_id(boot, sizeof(boot));
+        return json_pack("{s:I, s:I, s:s}", "pid", (json_int_t)getpid(), "pid_start",
+                         (json_int_t)process_start(getpid()), "boot", boot);
+}
+
 /* The restore's intent: the target, and who sends it (this process in
  * this boot), so that a second restore can tell a live one from one that
  * was interrupted. */
 static int record_restore_intent(struct saga *s, struct op *op, const struct restore_target *t,
                                  uint64_t now)
 {
-        char boot[40];
+        json_t *extra = json_pack("{s:I, s:s, s:s, s:s?}", "vmid", (json_int_t)t->vmid, "node",
+                                  t->node, "storage", t->storage ? t->storage : "", "pool",
+                                  t->pool);
 
-        boot_id(boot, sizeof(boot));
-        return record_intent(s, op, STEP_RESTORE,
-                             json_pack("{s:I, s:s, s:s, s:s?, s:I, s:I, s:s}", "vmid",
-                                       (json_int_t)t->vmid, "node", t->node, "storage",
-                                       t->storage ? t->storage : "", "pool", t->pool, "pid",
-                                       (json_int_t)getpid(), "pid_start",
-                                       (json_int_t)process_start(getpid()), "boot", boot),
-                             now);
+        if (extra)
+                json_object_update_new(extra, restorer());
+        return record_intent(s, op, STEP_RESTORE, extra, now);
 }
 
 /* Safe to send: the journal holds this intent, the vmid was free a moment
@@ -988,6 +996,13 @@ static int restore_finish(struct saga *s, const struct cluster *api, struct op *
                                      op->restore_node));
 }
 
+/* How long a create without an answer is looked for: past any answer the
+ * client still waited for, and a task's start on a busy node. */
+static int64_t lost_create_wait_s(const struct saga *s)
+{
+        return (int64_t)(2 * s->c->timeout_usec / USEC_PER_SEC) + 5;
+}
+
 /* A restore's lost answer: its task, or proof that it never left. */
 static int resolve_restore(struct saga *s, const struct cluster *api, struct op *op,
                            uint64_t now)
@@ -1001,6 +1016,18 @@ static int resolve_restore(struct saga *s, const struct cluster *api, struct op 
                                       "an earlier restore attempt has no task, but the target vmid exists now: check it by hand");
         if (e != -ENOENT)
                 return abort_or_retry(s, api, op, -EIO, now);
+        if (!op->run.unsent) {
+                /* No answer, but it may have left: a create still being
+                 * handled shows neither task nor guest yet. Looked for a
+                 * while, never sent again unproven. */
+                if (step_elapsed_s(s, op, now) <= lost_create_wait_s(s)) {
+                        due_later(op, now);
+                        op->run.tries = 0;
+                        return 0;
+                }
+                return restore_failed(s, op,
+                                      "the restore call got no answer, and neither its task nor the guest appeared: Proxmox VE shows nothing created; run restore again");
+        }
         log_op(LOG_NOTICE, op, "%s: the restore call never reached the server, sending it again",
                op->id);
         e = record_restore_intent(s, op,
@@ -1122,15 +1149,22 @@ struct task_owner {
         const struct op *op;
 };
 
-/* A task the journal already gives to another op (the destroy of an
- * earlier reap of the same vmid, minutes ago): never this op's. */
-static bool task_of_another_op(void *userdata, const char *upid)
+/* A task the journal already has (the destroy of an earlier reap of the
+ * same vmid minutes ago, or this op's own earlier attempt that failed):
+ * never the one a lost answer started. */
+static bool task_on_record(void *userdata, const char *upid)
 {
         const struct task_owner *t = userdata;
 
-        for (size_t i = 0; i < t->s->ops.n; i++)
-                if (t->s->ops.v[i] != t->op && strcmp(t->s->ops.v[i]->upid, upid) == 0)
-                        return true;
+        for (size_t i = 0; i < t->s->ops.n; i++) {
+                const json_t *all = t->s->ops.v[i]->upids;
+                size_t k;
+                json_t *u;
+
+                json_array_foreach(all, k, u)
+                        if (strcmp(json_string_value(u), upid) == 0)
+                                return true;
+        }
         return false;
 }
 
@@ -1186,7 +1220,7 @@ static int act_resolve(struct saga *s, const struct cluster *api, struct op *op,
 
         e = api->ops->find_task(api->impl, restore ? op->restore_node : op->node,
                                 restore ? op->restore_vmid : op->vmid,
-                                op_step_task_types(op->step, op->type), since, task_of_another_op,
+                                op_step_task_types(op->step, op->type), since, task_on_record,
                                 &(struct task_owner){ s, op }, upid);
         if (e >= 0) {
                 log_op(LOG_NOTICE, op, "%s: found the %s task the server started: %s", op->id,
@@ -1379,7 +1413,7 @@ static int act_compensate(struct saga *s, const struct cluster *api, struct op *
                 /* The reason says so when a re-check found it. */
                 return compensate_gone(s, op,
                                        strstr(op->reason, "holds another guest")
-                                               ? ", which proxreap left alone"
+                                               ? "; proxreap left that guest alone"
                                                : "; the vmid now holds another guest, which proxreap left alone");
         case OCCUPANT_UNSURE:
                 break;
@@ -1435,8 +1469,9 @@ uint64_t saga_step(struct saga *s, const struct cluster *api, uint64_t now)
         uint64_t next = UINT64_MAX;
 
         /* In every mode: a reap under way when reap mode was turned off
-         * finishes (the guest is stopped already); none starts. */
-        if (s->journal_error)
+         * finishes (the guest is stopped already); none starts. Not on a
+         * damaged journal: a step must not rest on missing records. */
+        if (s->journal_error || s->damaged)
                 return UINT64_MAX;
         /* One step per op per call; ops may be added while stepping (a
          * record of another process), so walk by index. */
@@ -1491,9 +1526,13 @@ static bool restorer_alive(const struct op *op)
         char boot[40];
 
         boot_id(boot, sizeof(boot));
-        return op->restore_pid > 0 && op->restore_pid != (int64_t)getpid() &&
-               strcmp(op->restore_boot, boot) == 0 && op->restore_start >= 0 &&
-               process_start(op->restore_pid) == op->restore_start;
+        if (op->restore_pid <= 0 || op->restore_pid == (int64_t)getpid() ||
+            strcmp(op->restore_boot, boot) != 0)
+                return false;
+        /* Its start time unknown: a pid that lives counts (fail closed). */
+        if (op->restore_start < 0)
+                return kill((pid_t)op->restore_pid, 0) == 0 || errno == EPERM;
+        return process_start(op->restore_pid) == op->restore_start;
 }
 
 static enum restore_outcome decide_restore(struct saga *s, struct op *op,
@@ -1504,8 +1543,15 @@ static enum restore_outcome decide_restore(struct saga *s, struct op *op,
         case OP_RESTORED:
                 return RESTORE_DONE_ALREADY;
         case OP_RESTORING:
-                if (!restorer_alive(op))
-                        return RESTORE_RESUME;
+                /* Taken over on record: a third restore sees this one. */
+                if (!restorer_alive(op)) {
+                        json_t *rec = op_record(op->id, "resume", epoch(s));
+
+                        if (rec)
+                                json_object_update_new(rec, restorer());
+                        return append(s, rec, "restore-resume") < 0 ? RESTORE_NOT_REAPED
+                                                                    : RESTORE_RESUME;
+                }
                 snprintf(why, size,
                          "%s is being restored right now by proxreap (pid %lld), as guest %u on '%s'",
                          op->id, (long long)op->restore_pid, (unsigned)op->restore_vmid,
@@ -1515,6 +1561,13 @@ static enum restore_outcome decide_restore(struct saga *s, struct op *op,
                 if (op->volid[0] && t)
                         return record_restore_intent(s, op, t, mono(s)) < 0 ? RESTORE_NOT_REAPED
                                                                            : RESTORE_STARTED;
+                if (op->volid[0]) {
+                        /* It was being restored when the caller looked. */
+                        snprintf(why, size,
+                                 "the restore of %s that was under way failed meanwhile (%s): run restore again",
+                                 op->id, op->reason[0] ? op->reason : "no reason on record");
+                        return RESTORE_NOT_REAPED;
+                }
                 break;
         default:
                 break;
@@ -1638,6 +1691,32 @@ int saga_run_task(struct saga *s, const struct cluster *api, const struct task_r
         return 0;
 }
 
+/* Damage in the journal: the records of some op are missing, so no
+ * decision of the daemon can rest on it. It reaps nothing more and steps
+ * no reap under way (their guests stay as they are: stopped is safe)
+ * until the journal is repaired; it keeps observing. The CLI warns and
+ * goes on with the intact ops. */
+static void note_damage(struct saga *s)
+{
+        const struct journal_damage *d = journal_damage(s->j);
+        char lines[160];
+
+        if (d->count == s->damaged)
+                return;
+        s->damaged = d->count;
+        if (s->role != SAGA_DAEMON)
+                return; /* the CLI said so when it read the journal */
+        journal_damage_lines(d, lines, sizeof(lines));
+        log_error("journal '%s' is damaged: %u line(s) skipped (line %s; first: %s); reaping has "
+                  "stopped, observing goes on: stop proxreapd and run 'proxreap journal repair'",
+                  journal_path(s->j), d->count, lines, d->first);
+}
+
+unsigned saga_damaged(const struct saga *s)
+{
+        return s->damaged;
+}
+
 /* --- lifecycle --- */
 
 int saga_open(const struct config *c, enum saga_role role, struct saga **ret, char *err,
@@ -1657,12 +1736,13 @@ int saga_open(const struct config *c, enum saga_role role, struct saga **ret, ch
          * journal is even read (a second one would cut, resume, act). */
         e = role == SAGA_DAEMON ? journal_claim(c->journal_file, &s->claim, err, errsz) : 0;
         if (e >= 0)
-                e = journal_open(c->journal_file, JOURNAL_WRITE, ops_apply, &s->ops, &s->j, NULL,
-                                 err, errsz);
+                e = journal_open(c->journal_file, JOURNAL_WRITE | JOURNAL_SKIP_DAMAGE, ops_apply,
+                                 &s->ops, &s->j, NULL, err, errsz);
         if (e < 0) {
                 saga_free(s);
                 return e;
         }
+        note_damage(s);
         if (s->ops.bad_records)
                 log_warning("journal '%s': %u record(s) not understood and ignored, first: %s",
                             c->journal_file, s->ops.bad_records, s->ops.first_bad);
@@ -1731,4 +1811,5 @@ void saga_refresh(struct saga *s)
                 log_error("journal: %s", err);
                 snprintf(s->last_refresh_error, sizeof(s->last_refresh_error), "%s", err);
         }
+        note_damage(s);
 }

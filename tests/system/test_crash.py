@@ -59,7 +59,8 @@ COMPENSATION = ["failing", "start-intent", "start-sent", "start-task", "start-do
 MOVED = ["moved"]
 JOURNAL_WRITE = ["journal-torn", "journal-written", "journal-synced"]
 JOURNAL_OPEN = ["journal-created", "journal-copy-partial", "journal-copy-saved", "journal-cut"]
-RESTORE = ["restore-intent", "restore-sent", "restore-task", "restore-done", "restore-failed"]
+RESTORE = ["restore-intent", "restore-sent", "restore-task", "restore-done", "restore-failed",
+           "restore-resume"]
 ALL_POINTS = SAGA + COMPENSATION + MOVED + JOURNAL_WRITE + JOURNAL_OPEN + RESTORE
 
 VZDUMP_FAILS = {"kind": "task_fail", "type": "^vzdump$",
@@ -127,7 +128,9 @@ class Scenario:
             self.sim.fault(**f)
         self.jpath = os.path.join(lab.dir, "journal")
         self.tap = JournalTap(self.sim, self.jpath)
-        self.cfg = lab.config(self.sim, url=self.tap.url, observe=OBSERVE,
+        # api.timeout 3s: a restore whose create got no answer is looked
+        # for 2 x 3 + 5 s before it is called failed.
+        self.cfg = lab.config(self.sim, url=self.tap.url, observe=OBSERVE, api={"timeout": "3s"},
                               reap=dict(REAP, journal=self.jpath))
         assert journal_path(lab, self.cfg) == self.jpath
         self.events = []
@@ -384,6 +387,7 @@ def _point_cases():
         cases.append(pytest.param("reopen", p, "lxc", id=p))
     for p in ("restore-intent", "restore-sent", "restore-task", "restore-done"):
         cases.append(pytest.param("restore", p, "qemu", id=p))
+    cases.append(pytest.param("restore-resumed", "restore-resume", "qemu", id="restore-resume"))
     cases.append(pytest.param("restore-fails", "restore-failed", "lxc", id="restore-failed"))
     cases.append(pytest.param("restore", "journal-torn#2:40", "lxc", id="restore-journal-torn"))
     cases.append(pytest.param("restore", "journal-synced#1", "qemu", id="restore-journal-synced"))
@@ -421,6 +425,10 @@ def test_crash_at_every_point(lab, scenarios, kind, spec, gtype):
                 # A restore died in the middle of its intent record; the
                 # next one saves and cuts the torn end, and dies there.
                 s.restore_until_done(op, "journal-torn#1:30", [spec])
+            elif kind == "restore-resumed":
+                # One dies with its task running; the next takes it over
+                # on record, and dies there.
+                s.restore_until_done(op, "restore-task", [spec])
             else:
                 s.restore_until_done(op, spec)
             fired = [e for e in s.events if e.get("spec") == spec and e.get("fired")]
@@ -617,6 +625,7 @@ def test_every_crash_point_is_tested(lab, scenarios):
         s.run_daemon()
         op = s.reaped_ops()[0]["id"]
         assert s.restore(op).returncode == 1
+        s.restore(op, "restore-task")         # dies; the next one takes it over
         assert s.restore(op).returncode == 0
         for t in glob.glob(os.path.join(s.lab.dir, "trace-*")):
             traced.update(s._points(t))

@@ -341,12 +341,12 @@ def test_503_on_every_get_mid_saga(lab):
     finish(lab, sim, cfg, d)
 
 
-@pytest.mark.parametrize("name,code", [("shutdown", 500), ("snapshot", 500), ("vzdump", 503),
+@pytest.mark.parametrize("name,code", [("shutdown", 500), ("snapshot", 500), ("vzdump", 500),
                                        ("destroy", 500), ("tag", 503)])
 def test_server_error_on_a_write_call(lab, name, code):
-    """An error status is a refusal (the server did not act): the step
-    fails, the guest is started again and kept; a refused tag is retried at
-    the next poll."""
+    """An error status of Proxmox VE's own is a refusal (the server did not
+    act): the step fails, the guest is started again and kept; a refused tag
+    is retried at the next poll."""
     grace = "1s" if name == "tag" else "0"
     msg = "got unexpected error" if code == 500 else "Service Unavailable"
     sim, cfg, d = start(lab, grace=grace, retry_after="1h",
@@ -359,6 +359,26 @@ def test_server_error_on_a_write_call(lab, name, code):
         assert len(ops_by_vmid(lab, cfg, VM)) == 1, "retry_after: not tried again"
         if name == "destroy":
             assert op["volid"], "the verified archive stays on record"
+    healthy(d)
+    finish(lab, sim, cfg, d)
+
+
+@pytest.mark.parametrize("code", [502, 596])
+def test_proxy_error_on_a_write_call_is_no_refusal(lab, code):
+    """A proxy's error instead of Proxmox's answer (pveproxy forwarding to
+    another node: 596; api.proxy: 502) says nothing of whether the server
+    acted: the archive call is resolved like a lost answer (its task looked
+    for, then sent again), never taken for a refusal; the destroy call is
+    never sent again."""
+    sim, cfg, d = start(lab, retry_after="1h",
+                        faults=[call("vzdump", kind="status", code=code, message="proxy: gone", count=1),
+                                call("destroy", kind="status", code=code, message="proxy: gone", count=1)])
+    op = wait_op(lab, cfg, VM, {"reaped", "aborted"})
+    assert op["state"] == "aborted", op
+    assert "not sending it again" in op["reason"], op
+    assert d.count(r"archive of guest %d: no answer \(.*HTTP %d proxy: gone\), checking the server" % (VM, code)) == 1
+    assert len([r for r in sim.requests() if r["method"] == "DELETE"]) == 1
+    wait_until(lambda: (sim.guest(VM) or {}).get("status") == "running", timeout=30)
     healthy(d)
     finish(lab, sim, cfg, d)
 

@@ -380,13 +380,20 @@ def test_journal_verify_and_damaged_journal_stops_daemon(lab):
     d2.stop()
     assert open(path, "rb").read() == bytes(data)
     assert [f for f in os.listdir(lab.dir) if f.startswith("journal.torn-")]
-    # A flipped bit in the middle: verify fails, the daemon refuses to start.
+    # A flipped bit in the middle: verify fails and names it; the daemon
+    # starts, observes, reaps nothing, and says why; the file stays as it is.
     mid = data.index(b'"ev":"done"') + 3
+    line = data[:mid].count(b"\n") + 1
     data[mid] ^= 0x01
     open(path, "wb").write(bytes(data))
     r = lab.cli("journal", "verify", config=cfg)
-    assert r.returncode == 1 and "journal:" in r.stderr
-    p = subprocess.run([PROXREAPD, "-f", "-c", cfg], capture_output=True, text=True, timeout=30)
-    assert p.returncode == 1
-    assert "will not repair" in p.stderr
+    assert r.returncode == 1, r
+    assert "%s:%d (byte " % (path, line) in r.stderr and "CRC mismatch" in r.stderr, r.stderr
+    assert "1 damaged line(s): line %d" % line in r.stderr, r.stderr
+    d3 = lab.daemon(cfg)
+    d3.wait_log(r"^proxreapd: error: journal '.*' is damaged: 1 line\(s\) skipped \(line %d; first: .*CRC "
+                r"mismatch.*\); reaping has stopped, observing goes on: stop proxreapd and run "
+                r"'proxreap journal repair'$" % line)
+    healthy(d3)
+    assert d3.stop() == 0
     assert open(path, "rb").read() == bytes(data), "a damaged journal is never truncated"

@@ -149,7 +149,7 @@ def test_vmid_recreated_as_a_new_guest_right_after_vzdump(lab):
     sim, cfg, d = start(lab, [guest(VM, "original", **IDLE)], faults=[after])
     op = wait_op(lab, cfg, VM, {"aborted"})
     assert "vmid %d now holds another guest" % VM in op["reason"], op
-    assert op["reason"].endswith("holds another guest (deleted and created again since it was selected), which proxreap left alone"), op
+    assert op["reason"].endswith("holds another guest (deleted and created again since it was selected); proxreap left that guest alone"), op
     assert "snapshot is kept" not in op["reason"], op  # it went with the guest
     assert destroys(sim) == []
     g = sim.guest(VM)

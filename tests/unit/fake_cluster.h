@@ -130,6 +130,7 @@ struct fake_cluster {
         unsigned acted[_FC_MAX]; /* start_task calls that created a task */
         unsigned aborted; /* tasks aborted */
         uint64_t now; /* monotonic, usec */
+        uint64_t hide_tasks_until; /* find_task sees none before (a task that shows up late) */
         char error[512];
 };
 
@@ -504,7 +505,7 @@ static inline int fc_find_task(void *impl, const char *node, uint32_t vmid,
 
         if (k != FAULT_NONE)
                 return fc_faulted(f, FC_FIND_TASK, k);
-        for (size_t i = f->n_tasks; i-- > 0;) {
+        for (size_t i = f->now < f->hide_tasks_until ? 0 : f->n_tasks; i-- > 0;) {
                 const struct fc_task *t = &f->tasks[i];
                 bool type = false;
 

@@ -644,9 +644,116 @@ static void test_restore_lost_after(void **state)
         restore_fault(state, FAULT_LOST_AFTER);
 }
 
+/* No answer and nothing on the server: it may still be handled, so it is
+ * looked for a while and never sent again unproven; then the restore is
+ * called failed (nothing created), and the next one works. */
 static void test_restore_lost_before(void **state)
 {
-        restore_fault(state, FAULT_LOST_BEFORE);
+        struct t *t = *state;
+        char id[OP_ID_MAX], why[512] = "";
+        enum restore_outcome o;
+        uint64_t start;
+        struct saga *s;
+
+        reaped(t, id, sizeof(id));
+        s = cli(t);
+        fc_fault(t->f, FC_RESTORE, FAULT_LOST_BEFORE, 0, 1, NULL);
+        start = t->f->now;
+        assert_int_equal(restore(t, s, id, &o, why, sizeof(why)), 1);
+        assert_contains(why, "Proxmox VE shows nothing created; run restore again");
+        assert_true(t->f->now - start >= 2 * t->c->timeout_usec);
+        assert_int_equal(t->f->calls[FC_RESTORE], 1);
+        assert_int_equal(op_of(&(struct t){ .s = s }, id)->state, OP_REAPED);
+        assert_int_equal(restore(t, s, id, &o, why, sizeof(why)), 0);
+        assert_int_equal(t->f->acted[FC_RESTORE], 1);
+        saga_free(s);
+}
+
+/* A create still being handled when its answer was lost: its task shows up
+ * later, and is followed; nothing is sent twice. */
+static void test_restore_task_appears_late(void **state)
+{
+        struct t *t = *state;
+        char id[OP_ID_MAX], why[512] = "";
+        enum restore_outcome o;
+        struct saga *s;
+
+        reaped(t, id, sizeof(id));
+        s = cli(t);
+        fc_fault(t->f, FC_RESTORE, FAULT_LOST_AFTER, 0, 1, NULL);
+        /* The server lists the task only 20 s later. */
+        t->f->hide_tasks_until = t->f->now + 20 * USEC_PER_SEC;
+        assert_int_equal(restore(t, s, id, &o, why, sizeof(why)), 0);
+        assert_int_equal(op_of(&(struct t){ .s = s }, id)->state, OP_RESTORED);
+        assert_int_equal(t->f->calls[FC_RESTORE], 1);
+        saga_free(s);
+}
+
+/* A retry whose answer is lost right after a failed attempt: the failed
+ * attempt's task is on record and never taken for the new one. */
+static void test_restore_retry_not_the_old_task(void **state)
+{
+        struct t *t = *state;
+        char id[OP_ID_MAX], why[512] = "";
+        enum restore_outcome o;
+        struct saga *s;
+
+        reaped(t, id, sizeof(id));
+        s = cli(t);
+        fc_task_outcome(t->f, FC_RESTORE, OUTCOME_FAIL, "unable to restore VM 101 - no space left");
+        assert_int_equal(restore(t, s, id, &o, why, sizeof(why)), 1);
+        fc_task_outcome(t->f, FC_RESTORE, OUTCOME_OK, NULL);
+        fc_fault(t->f, FC_RESTORE, FAULT_LOST_AFTER, 0, 1, NULL);
+        assert_int_equal(restore(t, s, id, &o, why, sizeof(why)), 0);
+        assert_int_equal(op_of(&(struct t){ .s = s }, id)->state, OP_RESTORED);
+        assert_int_equal(t->f->acted[FC_RESTORE], 2);
+        saga_free(s);
+}
+
+/* A restore taken over from a process that is gone is on record: a third
+ * one sees the second alive and is told so. */
+static void test_restore_resume_is_claimed(void **state)
+{
+        struct t *t = *state;
+        const struct restore_target target = { .vmid = VMID, .node = "pve1" };
+        char id[OP_ID_MAX], why[512] = "";
+        enum restore_outcome o = RESTORE_NOT_REAPED;
+        int pipefd[2], status;
+        struct saga *s;
+        pid_t pid;
+        char c;
+
+        reaped(t, id, sizeof(id));
+        fc_task_outcome(t->f, FC_RESTORE, OUTCOME_HANG, NULL);
+        assert_int_equal(pipe(pipefd), 0);
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                s = cli(t);
+                (void)saga_begin_restore(s, &t->api, id, &target, &o, why, sizeof(why));
+                _exit(0); /* dies with its restore under way */
+        }
+        waitpid(pid, &status, 0);
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                s = cli(t);
+                (void)saga_begin_restore(s, &t->api, id, &target, &o, why, sizeof(why));
+                (void)!write(pipefd[1], o == RESTORE_RESUME ? "r" : "x", 1);
+                pause();
+                _exit(0);
+        }
+        assert_int_equal(read(pipefd[0], &c, 1), 1);
+        assert_int_equal(c, 'r');
+        s = cli(t);
+        assert_int_equal(saga_begin_restore(s, &t->api, id, &target, &o, why, sizeof(why)), 0);
+        assert_int_equal(o, RESTORE_BUSY);
+        assert_contains(why, "is being restored right now");
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        saga_free(s);
+        close(pipefd[0]);
+        close(pipefd[1]);
 }
 
 static void test_restore_unsent(void **state)
@@ -827,6 +934,9 @@ int main(void)
                 T(test_restore_refused),
                 T(test_restore_lost_after),
                 T(test_restore_lost_before),
+                T(test_restore_task_appears_late),
+                T(test_restore_resume_is_claimed),
+                T(test_restore_retry_not_the_old_task),
                 T(test_restore_unsent),
                 T(test_restore_task_failed),
                 T(test_restore_task_hung),
