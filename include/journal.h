@@ -148,14 +148,16 @@ int journal_append(struct journal *j, json_t *payload, journal_record_fn fn, voi
  * after delivering what others appended: a decision made under it is made
  * on the journal as it is, and no other writer appends until it is
  * released (appends and refreshes of this handle go on meanwhile). For a
- * decision that must not be made twice (a restore's create). */
+ * decision that must not be made twice (a restore's create). Holds nest:
+ * the lock goes with the last release. */
 int journal_hold(struct journal *j, journal_record_fn fn, void *userdata, char *err,
                  size_t errsz);
 void journal_release(struct journal *j);
 
-/* One daemon per journal: locks "<path>.lock" for as long as *ret_fd stays
- * open, and writes this pid into it. -EBUSY when another process holds it
- * (err names its pid). */
+/* One daemon per journal: a lock on the journal itself (created when
+ * missing) for as long as *ret_fd stays open, and this pid written into
+ * "<path>.lock" for the message of a second one. -EBUSY when another
+ * process holds it (err names its pid). */
 int journal_claim(const char *path, int *ret_fd, char *err, size_t errsz);
 
 /* 0 while healthy, else the negative errno that failed it. */

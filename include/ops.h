@@ -12,6 +12,7 @@
  *             maxdisk maxcpu [pool]   (config and volumes pin the guest's
  *             identity: what every later step compares it with)
  *   intent    step [snapname | target vmid node storage pool pid boot]
+ *   failing   step reason [called_off]
  *   resume    pid pid_start boot (a restore taken over from a process that is gone)
  *             (before the call; a restore's intent names its target, and
  *             the process and boot that sent it)
@@ -101,6 +102,7 @@ struct op {
         char upid[PVE_UPID_MAX];
         int64_t intent_ts;
         bool stopped_by_us; /* a shutdown was sent: compensation starts it again */
+        bool called_off; /* failing because an operator called it off (proxreap abort) */
         bool started_again;
         unsigned start_failures; /* compensating starts that did not work */
         char snapname[48];

@@ -13,5 +13,7 @@
 int cmd_journal(const struct config *c, int argc, char **argv);
 /* argv[0] = "restore". */
 int cmd_restore(const struct config *c, struct pve *p, int argc, char **argv);
+/* proxreap abort ID|VMID|NAME: a reap under way called off before its destroy. */
+int cmd_abort(const struct config *c, struct pve *p, int argc, char **argv);
 
 #endif

@@ -125,7 +125,8 @@ enum restore_outcome {
 int saga_begin_restore(struct saga *s, const struct cluster *api, const char *id,
                        const struct restore_target *t, enum restore_outcome *ret, char *why,
                        size_t size);
-/* Drives op id's restore until it is restored (0) or failed (1, why);
+/* Drives op id's restore (or abort) until it is restored or aborted (0),
+ * or failed (1, why);
  * progress (may be NULL) is called while it waits, and returning false
  * stops waiting (1: the restore stays under way, to be resumed). A task
  * that runs is followed however long it runs; Proxmox not answering gives
@@ -133,6 +134,22 @@ int saga_begin_restore(struct saga *s, const struct cluster *api, const char *id
 int saga_drive(struct saga *s, const struct cluster *api, const char *id,
                bool (*progress)(void *userdata, uint64_t elapsed_usec), void *userdata,
                char *why, size_t size);
+/* --- abort (the CLI) --- */
+
+enum abort_outcome {
+        ABORT_DONE, /* nothing had been sent: closed */
+        ABORT_STARTED, /* journaled: the guest is put back (drive it, or the daemon does) */
+        ABORT_TOO_LATE, /* the destroy was sent, or it is reaped: restore instead (why) */
+        ABORT_NOT_A_REAP, /* nothing to abort (why) */
+};
+
+/* Under the journal's lock, calls off reap id before its destroy: it is
+ * then put back like a reap that failed (the guest started again if
+ * proxreap stopped it, its tags removed); a task of it still running is
+ * stopped. < 0: the journal failed. */
+int saga_abort(struct saga *s, const struct cluster *api, const char *id,
+               enum abort_outcome *ret, char *why, size_t size);
+
 /* Runs one task that needs no journal (a start after a restore) to its
  * end: 0 when it succeeded, else 1 and why. */
 int saga_run_task(struct saga *s, const struct cluster *api, const struct task_request *q,

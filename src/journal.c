@@ -310,7 +310,7 @@ struct journal {
         int failed; /* negative errno of the write or sync that failed */
         bool skip; /* JOURNAL_SKIP_DAMAGE */
         struct journal_damage damage; /* what was skipped */
-        bool held; /* journal_hold(): LOCK_EX is ours until journal_release() */
+        unsigned held; /* journal_hold() depth: LOCK_EX is ours until the last release */
 };
 
 /* Every holder keeps the lock for one scan or one append: a lock that
@@ -790,37 +790,47 @@ int journal_hold(struct journal *j, journal_record_fn fn, void *userdata, char *
 {
         int r;
 
-        if (j->mode != JOURNAL_WRITE || j->fd < 0 || j->held) {
+        if (j->mode != JOURNAL_WRITE || j->fd < 0) {
                 set_err(err, errsz, "journal '%s' cannot be held here", j->path);
                 return -EINVAL;
         }
-        r = lock_journal(j, LOCK_EX, err, errsz);
+        r = j->held ? 0 : lock_journal(j, LOCK_EX, err, errsz);
         if (r < 0)
                 return r;
         r = catch_up_locked(j, fn, userdata, err, errsz);
-        if (r < 0)
+        if (r < 0 && !j->held)
                 unlock_fd(j->fd);
-        else
-                j->held = true;
+        else if (r >= 0)
+                j->held++;
         return r;
 }
 
 void journal_release(struct journal *j)
 {
-        if (!j->held)
+        if (j->held == 0 || --j->held > 0)
                 return;
-        j->held = false;
         unlock_fd(j->fd);
 }
 
-/* The pid a claim file names (0: none readable). */
-static long claim_pid(int fd)
+/* Where the daemon's claim lies: a byte of the journal far past any end
+ * it will ever have, locked with an open-file-description lock (fcntl
+ * F_OFD_SETLK: independent of the flock() every read and append takes,
+ * tied to the daemon's fd, gone with it). On the journal itself, nothing
+ * can be deleted to get around it. */
+#define CLAIM_OFFSET ((off_t)1 << 62)
+
+/* The pid the claim's pid file names (0: none readable). Only for the
+ * message: the lock is the claim. */
+static long claim_pid(const char *lockname)
 {
-        char buf[32] = "";
-        ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
-        char *end = NULL;
+        struct statedir_file f = { .fd = -1, .dirfd = -1 };
+        char buf[32] = "", err[256], *end = NULL;
+        ssize_t n = -1;
         long pid;
 
+        if (statedir_open(lockname, STATEDIR_READ, &f, err, sizeof(err)) == 0 && f.fd >= 0)
+                n = pread(f.fd, buf, sizeof(buf) - 1, 0);
+        statedir_close(&f);
         if (n <= 0)
                 return 0;
         buf[n] = '\0';
@@ -829,55 +839,78 @@ static long claim_pid(int fd)
         return errno || end == buf || pid <= 0 ? 0 : pid;
 }
 
-static void write_claim(const struct statedir_file *f, const char *name)
+/* This daemon's pid into "<journal>.lock", for a second one to name; only
+ * in a file of its own (one left by an earlier run of it is: the same
+ * user). A pid that cannot be written (a full disk) only makes a second
+ * daemon's message vaguer. */
+static void write_claim_pid(const char *lockname)
 {
-        char line[32];
+        struct statedir_file f = { .fd = -1, .dirfd = -1 };
+        char line[32], err[256];
         int n = snprintf(line, sizeof(line), "%ld\n", (long)getpid());
 
-        /* Our pid for the next one to name; only in a file of ours (one
-         * left by an earlier run of this daemon is: the same user). The
-         * lock is the claim: a pid that cannot be written (a full disk)
-         * only makes a second daemon's message vaguer. */
-        if (!statedir_may_truncate(f))
+        if (statedir_open(lockname, STATEDIR_APPEND, &f, err, sizeof(err)) < 0) {
+                log_warning("cannot write this daemon's pid into '%s': %s", lockname, err);
                 return;
-        if (ftruncate(f->fd, 0) < 0 || write(f->fd, line, (size_t)n) != n) {
-                log_warning("cannot write this daemon's pid into '%s': %s", name,
-                            strerror(errno ? errno : EIO));
-                (void)!ftruncate(f->fd, 0);
         }
+        if (f.created)
+                (void)statedir_own_like_dir(&f);
+        if (statedir_may_truncate(&f) &&
+            (ftruncate(f.fd, 0) < 0 || write(f.fd, line, (size_t)n) != n)) {
+                log_warning("cannot write this daemon's pid into '%s': %s", lockname,
+                            strerror(errno ? errno : EIO));
+                (void)!ftruncate(f.fd, 0);
+        }
+        statedir_close(&f);
+}
+
+static int claim_refused(const char *path, const char *lockname, int e, char *err, size_t errsz)
+{
+        long pid = claim_pid(lockname);
+
+        if (e == EAGAIN || e == EACCES) {
+                if (pid > 0)
+                        set_err(err, errsz,
+                                "journal '%s' is used by another proxreapd (pid %ld): one daemon per journal; stop that one first ('systemctl stop proxreapd'), or give this one its own 'reap.journal'",
+                                path, pid);
+                else
+                        set_err(err, errsz,
+                                "journal '%s' is used by another proxreapd: one daemon per journal; stop that one first ('systemctl stop proxreapd')",
+                                path);
+                return -EBUSY;
+        }
+        set_err(err, errsz, "cannot lock journal '%s': %s", path, strerror(e));
+        return -e;
 }
 
 int journal_claim(const char *path, int *ret_fd, char *err, size_t errsz)
 {
+        struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = CLAIM_OFFSET,
+                            .l_len = 1 };
         struct statedir_file f = { .fd = -1, .dirfd = -1 };
-        char *name = NULL;
+        char *lockname = NULL;
         int r;
 
-        if (asprintf(&name, "%s.lock", path) < 0)
+        if (asprintf(&lockname, "%s.lock", path) < 0)
                 return -ENOMEM;
-        r = statedir_open(name, STATEDIR_APPEND, &f, err, errsz);
+        /* The journal itself, created (the daemon's) when missing. */
+        r = statedir_open(path, STATEDIR_APPEND, &f, err, errsz);
         if (r < 0)
                 f.fd = f.dirfd = -1;
-        if (r == 0 && f.created)
+        if (r == 0 && f.created) {
                 r = statedir_own_like_dir(&f);
-        if (r == 0 && flock(f.fd, LOCK_EX | LOCK_NB) < 0) {
-                long pid;
-
-                r = errno == EWOULDBLOCK ? -EBUSY : -errno;
-                pid = claim_pid(f.fd);
-                if (r == -EBUSY && pid > 0)
-                        set_err(err, errsz,
-                                "journal '%s' is used by another proxreapd (pid %ld): one daemon per journal; stop that one first ('systemctl stop proxreapd'), or give this one its own 'reap.journal'",
-                                path, pid);
-                else if (r == -EBUSY)
-                        set_err(err, errsz, "journal '%s' is used by another proxreapd ('%s' is locked)",
-                                path, name);
-                else
-                        set_err(err, errsz, "cannot lock '%s': %s", name, strerror(-r));
+                if (r == 0)
+                        crash_point("journal-created");
+                if (r == 0 && fsync(f.dirfd) < 0)
+                        r = -errno;
+                if (r < 0)
+                        set_err(err, errsz, "cannot create journal '%s': %s", path, strerror(-r));
         }
+        if (r == 0 && fcntl(f.fd, F_OFD_SETLK, &fl) < 0)
+                r = claim_refused(path, lockname, errno, err, errsz);
         if (r == 0)
-                write_claim(&f, name);
-        free(name);
+                write_claim_pid(lockname);
+        free(lockname);
         if (r < 0) {
                 statedir_close(&f);
                 return r;

@@ -390,11 +390,14 @@ static int apply_event(struct ops *o, struct op *op, const char *ev, json_t *rec
                         return bad(o, line, "op '%s' moved to no valid node", op->id);
                 snprintf(op->node, sizeof(op->node), "%s", str(rec, "node"));
         } else if (strcmp(ev, "failing") == 0) {
+                op->called_off = json_is_true(json_object_get(rec, "called_off"));
                 op->state = OP_ABORTING;
                 op->step = STEP_NONE;
                 op->phase = PHASE_DONE;
                 snprintf(op->reason, sizeof(op->reason), "%s", str(rec, "reason"));
         } else if (strcmp(ev, "aborted") == 0) {
+                op->called_off = op->called_off ||
+                                 json_is_true(json_object_get(rec, "called_off"));
                 op->state = OP_ABORTED;
                 op->vetoed = json_is_true(json_object_get(rec, "vetoed"));
                 if (!op->reason[0] || json_object_get(rec, "reason"))

@@ -423,7 +423,10 @@ static int cmd_journal_main(int argc, char **argv)
         return r;
 }
 
-static int cmd_restore_main(int argc, char **argv)
+/* A command that talks to Proxmox VE: the configuration with its
+ * credentials, and a client. */
+static int with_api(int argc, char **argv,
+                    int (*cmd)(const struct config *c, struct pve *p, int argc, char **argv))
 {
         struct config *c = NULL;
         struct pve *p = NULL;
@@ -438,10 +441,20 @@ static int cmd_restore_main(int argc, char **argv)
                 config_free(c);
                 return 1;
         }
-        r = cmd_restore(c, p, argc, argv);
+        r = cmd(c, p, argc, argv);
         pve_free(p);
         config_free(c);
         return r;
+}
+
+static int cmd_restore_main(int argc, char **argv)
+{
+        return with_api(argc, argv, cmd_restore);
+}
+
+static int cmd_abort_main(int argc, char **argv)
+{
+        return with_api(argc, argv, cmd_abort);
 }
 
 static int cmd_help(int argc, char **argv);
@@ -461,8 +474,9 @@ static const struct command commands[] = {
         { "journal", "journal list [--vmid N] [--name NAME] [--json] | show ID [--json] | verify | repair",
           "Read the restore journal.",
           "\n  list       every op: id, guest, state, archive, size, when, why\n"
-          "  --vmid N, --name NAME\n"
-          "             (list) only the ops of that guest (its name in any case)\n"
+          "  --vmid N   (list) only the ops of the guest that had vmid N\n"
+          "  --name NAME\n"
+          "             (list) only the ops of the guest named NAME (in any case)\n"
           "  show ID    every record of one op, with the evidence\n"
           "  verify     check every record; exit 1 on damage\n"
           "  repair     write a clean journal of every intact record, keeping the\n"
@@ -470,8 +484,7 @@ static const struct command commands[] = {
           "  --json     (list, show) print JSON\n",
           cmd_journal_main },
         { "restore", "restore ID|VMID|NAME [--vmid N] [--node NODE] [--storage S] [--pool P] [--start] [--yes]",
-          "Bring a reaped guest back from its archive: by its op id (any case), or by the vmid or name\n"
-          "the guest had when exactly one reaped guest had it.",
+          "Bring a reaped guest back from its archive (named by its op id, or the vmid or name it had).",
           "\n  --vmid N        restore under vmid N instead of the original one\n"
           "  --node NODE     restore on NODE instead of the node its archive is on\n"
           "  --storage S     put its disks on storage S\n"
@@ -479,6 +492,12 @@ static const struct command commands[] = {
           "  --start         start it once it is restored\n"
           "  --yes           do not ask (needed when stdin is not a terminal)\n",
           cmd_restore_main },
+        { "abort", "abort ID|VMID|NAME",
+          "Call off a reap under way before its destroy, and put the guest back as it was.",
+          "\nThe guest is started again if proxreap stopped it, and its tags are removed: by the\n"
+          "running proxreapd, or by this command when none runs. After the destroy was sent,\n"
+          "bring the guest back with 'proxreap restore' instead.\n",
+          cmd_abort_main },
         { "help", "help [COMMAND]", "Show the help of proxreap or of one command.", "",
           cmd_help },
 };

@@ -400,11 +400,12 @@ static bool confirm(const struct op *op, const struct restore_target *t)
         return answer[0] == 'y' || answer[0] == 'Y';
 }
 
+/* userdata: what is being waited for ("restoring"). */
 static bool progress(void *userdata, uint64_t elapsed_usec)
 {
-        (void)userdata;
         if (isatty(STDERR_FILENO))
-                fprintf(stderr, "\rrestoring: %" PRIu64 "s", elapsed_usec / USEC_PER_SEC);
+                fprintf(stderr, "\r%s: %" PRIu64 "s", (const char *)userdata,
+                        elapsed_usec / USEC_PER_SEC);
         return true;
 }
 
@@ -463,16 +464,30 @@ static void rootfs_storage(const struct op *op, char *buf, size_t size)
 }
 
 /* The archive is still there, under its marker. */
-static int archive_present(const struct cluster *api, const struct op *op, const char *node)
+static int archive_present(const struct cluster *api, const struct op *op, const char *node,
+                           bool node_given)
 {
+        const char *name = strstr(op->volid, ":backup/");
         char storage[64];
         struct pve_backup b;
         int r;
 
+        /* That very volume: a newer backup of the vmid whose notes name
+         * the op too is another archive. */
         snprintf(storage, sizeof(storage), "%.*s", (int)strcspn(op->volid, ":"), op->volid);
         r = api->ops->find_backup(api->impl, node, storage,
-                                  &(struct pve_backup_query){ .vmid = op->vmid, .marker = op->id },
+                                  &(struct pve_backup_query){
+                                          .vmid = op->vmid,
+                                          .name = name ? name + strlen(":backup/") : op->volid,
+                                  },
                                   &b);
+        if (r == -ENOENT && node_given && strcmp(node, op->archive_node[0] ? op->archive_node : op->node) != 0) {
+                fprintf(stderr,
+                        "proxreap: storage '%s' as node '%s' sees it holds no '%s' (a storage of one node only?): restore on '%s', where it was written, or leave out --node\n",
+                        text_shown(storage), node, text_shown(op->volid),
+                        op->archive_node[0] ? op->archive_node : op->node);
+                return -ENOENT;
+        }
         if (r == -ENOENT || (r >= 0 && strcmp(b.volid, op->volid) != 0)) {
                 fprintf(stderr, "proxreap: the archive '%s' of %s is gone from storage '%s'; cannot restore\n",
                         text_shown(op->volid), op->id, text_shown(storage));
@@ -493,7 +508,8 @@ static int plan_restore(const struct cluster *api, const struct op *op,
         snprintf(ret->node, sizeof(ret->node), "%s",
                  a->node ? a->node : op->archive_node[0] ? op->archive_node : op->node);
         ret->t = (struct restore_target){ .node = ret->node, .storage = a->storage, .pool = a->pool };
-        if (archive_present(api, op, ret->node) < 0 || pick_vmid(api, op, a, &ret->t.vmid) < 0)
+        if (archive_present(api, op, ret->node, a->node != NULL) < 0 ||
+            pick_vmid(api, op, a, &ret->t.vmid) < 0)
                 return 1;
         if (op->type == GUEST_LXC && !a->storage) {
                 /* Without a storage Proxmox restores a container to
@@ -594,7 +610,7 @@ static int run_restore(struct saga *s, const struct cluster *api, const struct r
         r = restore_begun(s, a->id, o, t && (a->vmid || a->node || a->storage || a->pool), why);
         if (r >= 0)
                 return r;
-        r = saga_drive(s, api, a->id, progress, NULL, why, sizeof(why));
+        r = saga_drive(s, api, a->id, progress, (void *)"restoring", why, sizeof(why));
         if (isatty(STDERR_FILENO))
                 fprintf(stderr, "\n");
         if (r != 0) {
@@ -797,4 +813,168 @@ int cmd_restore(const struct config *c, struct pve *p, int argc, char **argv)
         /* One attempt's time at most: the restore itself is done. */
         notifier_free(notifier, c->notify_timeout_usec);
         return r;
+}
+
+/* --- abort --- */
+
+/* Where the cluster shows a guest now: the CLI has no polls, so each look
+ * is a fresh one. */
+struct live_view {
+        struct pve *p;
+        uint32_t vmid;
+        enum guest_type type;
+        char node[64];
+};
+
+static int find_guest(void *userdata, const struct pve_guest *g)
+{
+        struct live_view *v = userdata;
+
+        if (g->vmid == v->vmid && g->type == v->type)
+                snprintf(v->node, sizeof(v->node), "%s", g->node);
+        return 0;
+}
+
+static bool view_now(void *userdata, uint64_t since)
+{
+        (void)userdata;
+        (void)since;
+        return true; /* every look below is a poll of its own */
+}
+
+static const char *view_node_of(void *userdata, uint32_t vmid, enum guest_type t)
+{
+        struct live_view *v = userdata;
+
+        v->vmid = vmid;
+        v->type = t;
+        v->node[0] = '\0';
+        if (pve_get_resources(v->p, find_guest, v, NULL) < 0)
+                return NULL; /* asked again: the saga retries a look that failed */
+        return v->node[0] ? v->node : NULL;
+}
+
+static bool in_flight(const struct op *op)
+{
+        return op_needs_daemon(op);
+}
+
+/* The reap under way that what names (an id, or the vmid or name of
+ * exactly one guest being reaped). */
+static const struct op *resolve_reap(const struct ops *ops, const char *what)
+{
+        const struct op *found[MAX_CANDIDATES], *pick = NULL;
+        size_t n = ops_lookup(ops, what, found, MAX_CANDIDATES), live = 0;
+
+        if (n == 1 && strcasecmp(found[0]->id, what) == 0)
+                return found[0];
+        for (size_t i = 0; i < n && i < MAX_CANDIDATES; i++)
+                if (in_flight(found[i])) {
+                        live++;
+                        pick = found[i];
+                }
+        if (live == 1)
+                return pick;
+        if (live > 1) {
+                fprintf(stderr, "proxreap: '%s' names %zu reaps under way; abort one by its id:\n",
+                        text_shown(what), live);
+                for (size_t i = 0; i < n && i < MAX_CANDIDATES; i++)
+                        if (in_flight(found[i]))
+                                print_candidate(found[i]);
+                return NULL;
+        }
+        if (n > 0)
+                return found[(n < MAX_CANDIDATES ? n : MAX_CANDIDATES) - 1];
+        fprintf(stderr, "proxreap: no op, vmid or guest name '%s' in the journal (see 'proxreap journal list')\n",
+                text_shown(what));
+        return NULL;
+}
+
+/* The running daemon puts the guest back: followed in the journal. */
+static int wait_for_daemon(struct saga *s, const char *id)
+{
+        const struct op *op = ops_find(saga_ops(s), id);
+        uint64_t start = now_monotonic_usec();
+
+        printf("%s: the running proxreapd puts guest %u back\n", id, (unsigned)op->vmid);
+        while (op->state == OP_ABORTING) {
+                if (now_monotonic_usec() - start > 30 * USEC_PER_MINUTE) {
+                        fprintf(stderr, "proxreap: %s is still being put back by proxreapd; follow it with 'proxreap journal show %s'\n",
+                                id, id);
+                        return 1;
+                }
+                (void)progress((void *)"putting it back", now_monotonic_usec() - start);
+                (void)usleep(500 * 1000);
+                saga_refresh(s);
+        }
+        return 0;
+}
+
+static int abort_reap(const struct config *c, struct pve *p, const char *id)
+{
+        struct cluster api = cluster_of_pve(p);
+        struct live_view live = { .p = p };
+        const struct saga_view view = { view_now, view_node_of, NULL, &live };
+        enum abort_outcome o = ABORT_NOT_A_REAP;
+        char err[1024] = "", why[1024] = "";
+        struct saga *s = NULL;
+        const struct op *op;
+        int claim = -1, r;
+
+        /* No daemon holds the journal: this process puts the guest back
+         * itself, holding the journal as a daemon would meanwhile. */
+        r = journal_claim(c->journal_file, &claim, err, sizeof(err));
+        if (r < 0 && r != -EBUSY) {
+                fprintf(stderr, "proxreap: %s\n", text_shown(err));
+                return 1;
+        }
+        if (saga_open(c, SAGA_CLI, &s, err, sizeof(err)) < 0) {
+                fprintf(stderr, "proxreap: %s\n", text_shown(err));
+                if (claim >= 0)
+                        close(claim);
+                return 1;
+        }
+        saga_set_view(s, &view);
+        r = saga_abort(s, &api, id, &o, why, sizeof(why));
+        if (r < 0 || o == ABORT_TOO_LATE || o == ABORT_NOT_A_REAP)
+                fprintf(stderr, "proxreap: %s\n", text_shown(why));
+        r = r < 0 || o == ABORT_TOO_LATE || o == ABORT_NOT_A_REAP;
+        if (!r && o == ABORT_STARTED && claim >= 0)
+                r = saga_drive(s, &api, id, progress, (void *)"putting it back", why, sizeof(why));
+        else if (!r && o == ABORT_STARTED)
+                r = wait_for_daemon(s, id);
+        if (isatty(STDERR_FILENO) && o == ABORT_STARTED)
+                fprintf(stderr, "\n");
+        op = ops_find(saga_ops(s), id);
+        if (!r && op)
+                printf("%s aborted: %s\n", id, text_shown(op->reason));
+        else if (o == ABORT_STARTED && r)
+                fprintf(stderr, "proxreap: abort of %s: %s\n", id, text_shown(why));
+        saga_free(s);
+        if (claim >= 0)
+                close(claim);
+        return r ? 1 : 0;
+}
+
+int cmd_abort(const struct config *c, struct pve *p, int argc, char **argv)
+{
+        struct journal *j = NULL;
+        char id[OP_ID_MAX] = "";
+        const struct op *op;
+        struct ops ops;
+
+        optind = 0;
+        if (getopt_long(argc, argv, "", (const struct option[]){ {} }, NULL) != -1 ||
+            optind != argc - 1) {
+                fprintf(stderr, "proxreap: usage: proxreap abort ID|VMID|NAME\n");
+                return 2;
+        }
+        if (open_journal(c, JOURNAL_READ, &ops, &j) < 0)
+                return 1;
+        journal_close(j);
+        op = resolve_reap(&ops, argv[optind]);
+        if (op)
+                snprintf(id, sizeof(id), "%s", op->id);
+        ops_clear(&ops);
+        return id[0] ? abort_reap(c, p, id) : 1;
 }

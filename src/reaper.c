@@ -174,7 +174,9 @@ static enum hold hold_of(const struct reaper *r, uint32_t vmid, const char *node
                 if (op->state == OP_RESTORED && op->restore_vmid == vmid &&
                     now_s - op->restored_ts < (int64_t)(c->cooldown_usec / USEC_PER_SEC))
                         return HOLD_COOLDOWN;
-                if (op->state == OP_ABORTED && !op->vetoed && op->vmid == vmid &&
+                /* A reap that failed, or that an operator called off: not
+                 * tried again for a while. */
+                if (op->state == OP_ABORTED && (!op->vetoed || op->called_off) && op->vmid == vmid &&
                     now_s - op->updated < (int64_t)(c->retry_after_usec / USEC_PER_SEC))
                         return HOLD_RETRY;
         }

@@ -164,7 +164,35 @@ static void set_int(json_t *rec, const char *k, int64_t v)
                 json_object_set_new(rec, k, json_integer((json_int_t)v));
 }
 
-static int record_step(struct saga *s, const struct op *op, const char *ev, enum op_step step,
+/* Appends rec (taken) of op only if the op is still in state as the
+ * journal holds it right then: another process (proxreap abort) may have
+ * changed it since this one decided. 1: it had; nothing written, the op
+ * is due again. */
+static int append_if(struct saga *s, struct op *op, enum op_state state, json_t *rec,
+                     const char *crash_name)
+{
+        char err[512] = "";
+        int e = journal_hold(s->j, ops_apply, &s->ops, err, sizeof(err));
+
+        if (e < 0) {
+                log_op(LOG_WARNING, op, "%s: journal '%s': %s", op->id, journal_path(s->j), err);
+                json_decref(rec);
+                return e;
+        }
+        if (op->state != state) {
+                log_op(LOG_NOTICE, op, "%s: changed by another process meanwhile (now %s)",
+                       op->id, op_state_to_string(op->state));
+                journal_release(s->j);
+                json_decref(rec);
+                op->run.next_usec = 0; /* due now */
+                return 1;
+        }
+        e = append(s, rec, crash_name);
+        journal_release(s->j);
+        return e;
+}
+
+static int record_step(struct saga *s, struct op *op, const char *ev, enum op_step step,
                        json_t *extra)
 {
         json_t *rec = op_record_step(op->id, ev, step, epoch(s));
@@ -174,19 +202,23 @@ static int record_step(struct saga *s, const struct op *op, const char *ev, enum
                 json_object_update(rec, extra);
         json_decref(extra);
         snprintf(crash, sizeof(crash), "%s-%s", op_step_to_string(step), ev);
-        return append(s, rec, crash);
+        return append_if(s, op, op->state, rec, crash);
 }
 
-/* A reap's failure before the destroy: compensation starts. */
+/* A reap's failure before the destroy: compensation starts (unless it
+ * was called off meanwhile: then it is under way already). */
 static int fail(struct saga *s, struct op *op, const char *reason)
 {
         json_t *rec;
+        int e;
 
-        log_op(LOG_WARNING, op, "reap %s of guest %u ('%s') failed at %s: %s", op->id,
-               (unsigned)op->vmid, op->name, op_step_to_string(op->step), reason);
         rec = op_record_step(op->id, "failing", op->step, epoch(s));
         set_str(rec, "reason", reason);
-        return append(s, rec, "failing");
+        e = append_if(s, op, op->state, rec, "failing");
+        if (e == 0)
+                log_op(LOG_WARNING, op, "reap %s of guest %u ('%s') failed at %s: %s", op->id,
+                       (unsigned)op->vmid, op->name, op_step_to_string(op->step), reason);
+        return e < 0 ? e : 0;
 }
 
 /* A restore that did not work: the op is reaped again, and its archive
@@ -280,13 +312,16 @@ static const char *current_pool(const struct saga *s, uint32_t vmid, const char 
 
 /* --- sending a step --- */
 
-/* The intent, durable before the call it announces. */
+/* The intent, durable before the call it announces, and written only on
+ * the op as the journal holds it right then: another process (proxreap
+ * abort) may have changed it since this one decided. 1: it had, nothing
+ * written, the op is due again. */
 static int record_intent(struct saga *s, struct op *op, enum op_step step, json_t *extra,
                          uint64_t now)
 {
         int e = record_step(s, op, "intent", step, extra);
 
-        if (e >= 0)
+        if (e == 0)
                 op->run.intent_usec = now;
         return e;
 }
@@ -326,7 +361,9 @@ static int send_step(struct saga *s, const struct cluster *api, struct op *op, e
 {
         int e = record_intent(s, op, step, intent_extra, now);
 
-        return e < 0 ? e : send_call(s, api, op, q, now);
+        if (e != 0)
+                return e < 0 ? e : 0;
+        return send_call(s, api, op, q, now);
 }
 
 /* After a call or a check that failed with e: a refusal ends the step
@@ -906,7 +943,7 @@ static void boot_id(char *buf, size_t size)
  * used again by another process. */
 static long long process_start(long long pid)
 {
-        char path[64], line[1024], *p;
+        char path[64], line[1024], *p, state = '?';
         long long start = -1;
         FILE *f;
 
@@ -914,9 +951,11 @@ static long long process_start(long long pid)
         f = fopen(path, "re");
         if (!f)
                 return -1;
+        /* A zombie (killed, its parent not yet told) runs nothing. */
         if (fgets(line, sizeof(line), f) && (p = strrchr(line, ')')) != NULL &&
-            sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %lld",
-                   &start) != 1)
+            (sscanf(p + 2, "%c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %lld",
+                    &state, &start) != 2 ||
+             state == 'Z' || state == 'X'))
                 start = -1;
         fclose(f);
         return start;
@@ -1016,20 +1055,17 @@ static int resolve_restore(struct saga *s, const struct cluster *api, struct op 
                                       "an earlier restore attempt has no task, but the target vmid exists now: check it by hand");
         if (e != -ENOENT)
                 return abort_or_retry(s, api, op, -EIO, now);
-        if (!op->run.unsent) {
-                /* No answer, but it may have left: a create still being
-                 * handled shows neither task nor guest yet. Looked for a
-                 * while, never sent again unproven. */
-                if (step_elapsed_s(s, op, now) <= lost_create_wait_s(s)) {
-                        due_later(op, now);
-                        op->run.tries = 0;
-                        return 0;
-                }
-                return restore_failed(s, op,
-                                      "the restore call got no answer, and neither its task nor the guest appeared: Proxmox VE shows nothing created; run restore again");
+        /* No answer, but it may have left: a create still being handled
+         * shows neither task nor guest yet. Sent again only when it
+         * provably never left, or when nothing has shown up long after
+         * any answer could have come (as an operator's next try would). */
+        if (!op->run.unsent && step_elapsed_s(s, op, now) <= lost_create_wait_s(s)) {
+                due_later(op, now);
+                op->run.tries = 0;
+                return 0;
         }
-        log_op(LOG_NOTICE, op, "%s: the restore call never reached the server, sending it again",
-               op->id);
+        log_op(LOG_NOTICE, op, "%s: the restore call never reached the server (%s), sending it again",
+               op->id, op->run.unsent ? "no connection" : "no task and no guest long after it");
         e = record_restore_intent(s, op,
                                   &(struct restore_target){
                                           .vmid = op->restore_vmid,
@@ -1039,7 +1075,9 @@ static int resolve_restore(struct saga *s, const struct cluster *api, struct op 
                                           .pool = op->restore_pool_set ? op->restore_pool : NULL,
                                   },
                                   now);
-        return e < 0 ? e : send_restore(s, api, op, now);
+        if (e != 0)
+                return e < 0 ? e : 0;
+        return send_restore(s, api, op, now);
 }
 
 /* --- following tasks, resolving lost answers --- */
@@ -1267,6 +1305,8 @@ static int act_resolve(struct saga *s, const struct cluster *api, struct op *op,
 
 /* --- compensation --- */
 
+/* Put back: no 'proxreap-idle'; 'proxreap-failed' unless an operator
+ * called the reap off (then nothing failed). */
 static int tag_failed(const struct cluster *api, const struct op *op)
 {
         struct guest_reading g;
@@ -1276,7 +1316,8 @@ static int tag_failed(const struct cluster *api, const struct op *op)
         if (e < 0)
                 return e;
         if (tags_without(g.tags, TAG_IDLE, tmp, sizeof(tmp)) < 0 ||
-            tags_with(tmp, TAG_FAILED, tags, sizeof(tags)) < 0)
+            (op->called_off ? tags_without(tmp, TAG_FAILED, tags, sizeof(tags))
+                            : tags_with(tmp, TAG_FAILED, tags, sizeof(tags))) < 0)
                 e = -ENOBUFS;
         else if (strcmp(tags, g.tags) != 0)
                 e = api->ops->set_tags(api->impl, op->type, op->node, op->vmid, tags, g.digest);
@@ -1559,7 +1600,7 @@ static enum restore_outcome decide_restore(struct saga *s, struct op *op,
                 return RESTORE_BUSY;
         case OP_REAPED:
                 if (op->volid[0] && t)
-                        return record_restore_intent(s, op, t, mono(s)) < 0 ? RESTORE_NOT_REAPED
+                        return record_restore_intent(s, op, t, mono(s)) != 0 ? RESTORE_NOT_REAPED
                                                                            : RESTORE_STARTED;
                 if (op->volid[0]) {
                         /* It was being restored when the caller looked. */
@@ -1622,18 +1663,20 @@ int saga_drive(struct saga *s, const struct cluster *api, const char *id,
         struct op *op = ops_find(&s->ops, id);
         uint64_t start = mono(s);
 
+        const char *what = op && op->state == OP_ABORTING ? "abort" : "restore";
+
         if (!op) {
                 snprintf(why, size, "no op '%s' in the journal", id);
                 return 1;
         }
-        while (op->state == OP_RESTORING && !s->journal_error) {
+        while ((op->state == OP_RESTORING || op->state == OP_ABORTING) && !s->journal_error) {
                 uint64_t now = mono(s);
 
                 if (op->run.next_usec > now) {
                         if (progress && !progress(userdata, now - start)) {
                                 snprintf(why, size,
-                                         "stopped waiting; the restore stays under way: run 'proxreap restore %s' again to follow it",
-                                         id);
+                                         "stopped waiting; the %s stays under way: run 'proxreap %s %s' again to follow it",
+                                         what, what, id);
                                 return 1;
                         }
                         s->clock.sleep_usec(s->clock.userdata,
@@ -1654,7 +1697,7 @@ int saga_drive(struct saga *s, const struct cluster *api, const char *id,
                 snprintf(why, size, "journal '%s' cannot be written", journal_path(s->j));
                 return 1;
         }
-        if (op->state == OP_RESTORED)
+        if (op->state == OP_RESTORED || op->state == OP_ABORTED)
                 return 0;
         snprintf(why, size, "%s", op->reason);
         return 1;
@@ -1688,6 +1731,92 @@ int saga_run_task(struct saga *s, const struct cluster *api, const struct task_r
                 snprintf(why, size, "%s", t.exitstatus);
                 return 1;
         }
+        return 0;
+}
+
+/* --- abort (the CLI) --- */
+
+#define ABORT_REASON "called off by the operator (proxreap abort)"
+
+static enum abort_outcome decide_abort(struct saga *s, struct op *op, char *why, size_t size)
+{
+        switch (op->state) {
+        case OP_SELECTED: {
+                /* Nothing was sent: closed as it is. */
+                json_t *rec = op_record(op->id, "aborted", epoch(s));
+
+                set_str(rec, "reason", ABORT_REASON);
+                if (rec)
+                        json_object_update_new(rec, json_pack("{s:b, s:b}", "vetoed", 1,
+                                                              "called_off", 1));
+                return append(s, rec, "aborted") < 0 ? ABORT_NOT_A_REAP : ABORT_DONE;
+        }
+        case OP_SHUTDOWN:
+        case OP_SNAPSHOT:
+        case OP_ARCHIVE:
+        case OP_VERIFY: {
+                /* Put back like any reap that failed before its destroy. */
+                json_t *rec = op_record_step(op->id, "failing", op->step, epoch(s));
+
+                set_str(rec, "reason", ABORT_REASON);
+                if (rec)
+                        json_object_set_new(rec, "called_off", json_true());
+                return append(s, rec, "failing") < 0 ? ABORT_NOT_A_REAP : ABORT_STARTED;
+        }
+        case OP_ABORTING:
+                return ABORT_STARTED; /* being put back already */
+        case OP_DESTROY:
+                snprintf(why, size,
+                         "the destroy of guest %u was sent already and cannot be called back: once it has ended, bring the guest back with 'proxreap restore %s'",
+                         (unsigned)op->vmid, op->id);
+                return ABORT_TOO_LATE;
+        case OP_REAPED:
+                snprintf(why, size,
+                         "%s is reaped already: bring the guest back with 'proxreap restore %s'",
+                         op->id, op->id);
+                return ABORT_TOO_LATE;
+        default:
+                break;
+        }
+        snprintf(why, size, "%s is '%s', not a reap under way: there is nothing to abort", op->id,
+                 op_state_to_string(op->state));
+        return ABORT_NOT_A_REAP;
+}
+
+int saga_abort(struct saga *s, const struct cluster *api, const char *id,
+               enum abort_outcome *ret, char *why, size_t size)
+{
+        char err[512] = "", upid[PVE_UPID_MAX] = "";
+        struct op *op;
+        int e;
+
+        /* Decided under the journal's lock: a daemon stepping this op
+         * writes its next intent only on the op as it is then (record_intent). */
+        e = journal_hold(s->j, ops_apply, &s->ops, err, sizeof(err));
+        if (e < 0) {
+                snprintf(why, size, "%s", err[0] ? err : strerror(-e));
+                return e;
+        }
+        op = ops_find(&s->ops, id);
+        if (op && op->phase == PHASE_TASK && op->state != OP_DESTROY && op->state != OP_ABORTING)
+                snprintf(upid, sizeof(upid), "%s", op->upid);
+        if (op)
+                *ret = decide_abort(s, op, why, size);
+        else {
+                *ret = ABORT_NOT_A_REAP;
+                snprintf(why, size, "no op '%s' in the journal", id);
+        }
+        journal_release(s->j);
+        if (s->journal_error) {
+                snprintf(why, size, "journal '%s' cannot be written", journal_path(s->j));
+                return s->journal_error;
+        }
+        /* A task of the reap still running (a long vzdump) would hold the
+         * guest's lock: stopped, best effort. */
+        if (*ret == ABORT_STARTED && upid[0] && api->ops->task_abort(api->impl, upid) < 0)
+                log_op(LOG_WARNING, op, "%s: cannot stop task %s: %s", id, upid, api_error(api));
+        if (*ret == ABORT_STARTED)
+                due_now(op, mono(s));
         return 0;
 }
 

@@ -500,11 +500,11 @@ def complete(words, cwd=None):
 
 def test_completion_commands_and_subcommands():
     assert complete(["proxreap", "jo"]) == ["journal"]
-    commands = {"check-config", "plan", "status", "journal", "restore", "help"}
+    commands = {"check-config", "plan", "status", "journal", "restore", "abort", "help"}
     assert set(complete(["proxreap", ""])) == commands
     assert set(complete(["proxreap", "help", ""])) == commands
     assert set(complete(["proxreap", "-c", "x.conf", "re"])) == {"restore"}
-    assert set(complete(["proxreap", "journal", ""])) == {"list", "show", "verify"}
+    assert set(complete(["proxreap", "journal", ""])) == {"list", "show", "verify", "repair"}
     assert complete(["proxreap", "journal", "ve"]) == ["verify"]
     assert complete(["proxreap", "check-config", ""]) == []
     # -c after the command: still the command's words.
@@ -519,13 +519,16 @@ def test_completion_options_match_help():
     assert set(complete(["proxreap", "--"])) == longs
     # Each command's own options, as its --help lists them.
     for words in (["check-config"], ["plan"], ["status"], ["journal", "list"], ["journal", "show", "R-1"],
-                  ["journal", "verify"], ["restore", "R-000001"]):
+                  ["journal", "verify"], ["restore", "R-000001"], ["abort", "R-000001"]):
         r = subprocess.run([PROXREAP] + words[:2 if words[0] == "journal" else 1] + ["--help"],
                            capture_output=True, text=True, timeout=30)
         assert r.returncode == 0, r.stderr
         mine = set(re.findall(r"^\s+(--[a-z][\w-]*)", r.stdout, re.M)) | {"--config", "--help"}
+        # journal --help covers list, show, verify and repair: each gets its own.
         if words[:2] == ["journal", "verify"]:
-            mine -= {"--json"}  # journal --help covers list, show and verify
+            mine -= {"--json", "--vmid", "--name"}
+        if words[:2] == ["journal", "show"]:
+            mine -= {"--vmid", "--name"}
         assert set(complete(["proxreap"] + words + ["--"])) == mine, words
     # An option given already is not offered again.
     assert "--yes" not in complete(["proxreap", "restore", "R-000001", "--yes", "--"])

@@ -5,7 +5,7 @@ import json
 import os
 import re
 
-from conftest import check_invariants, guest, journal_records
+from conftest import check_invariants, guest, journal_records, wait_until
 from test_reap import IDLE, healthy, reap_config, sim_of, wait_op
 
 
@@ -148,3 +148,65 @@ def test_a_line_removed_by_hand_is_repaired(lab):
     assert lab.cli("journal", "verify", config=cfg).returncode == 0
     r = lab.cli("restore", op["id"], "--yes", config=cfg)
     assert r.returncode == 0, r
+
+
+SLOW_ARCHIVE = {"qmshutdown": 0.3, "qmsnapshot": 0.2, "vzdump": 30.0, "qmdestroy": 0.2,
+                "qmstart": 0.2, "qmrestore": 0.3}
+
+
+def mid_archive(lab):
+    """A reap stopped in the middle of its archive (the daemon stopped, the
+    vzdump task still running): the guest is stopped."""
+    sim = sim_of(lab, [guest(104, "thesis", tags="web", **IDLE)], task_durations=SLOW_ARCHIVE)
+    cfg = reap_config(lab, sim)
+    d = lab.daemon(cfg)
+    path = os.path.join(lab.dir, "journal")
+    wait_until(lambda: any(r.get("ev") == "task" and r.get("step") == "archive"
+                           for r in journal_records(path)), timeout=60)
+    return sim, cfg, d
+
+
+def test_abort_without_a_daemon_puts_the_guest_back(lab):
+    sim, cfg, d = mid_archive(lab)
+    assert d.stop() == 0
+    assert sim.guest(104)["status"] != "running"   # stopped (vzdump runs it "prelaunch")
+    r = lab.cli("abort", "thesis", config=cfg)
+    assert r.returncode == 0, r
+    op = [o for o in json.loads(lab.cli("journal", "list", "--json", config=cfg).stdout)][0]
+    assert "%s aborted: called off by the operator (proxreap abort)" % op["id"] in r.stdout, r.stdout
+    assert op["state"] == "aborted", op
+    g = sim.guest(104)
+    assert g["status"] == "running", g
+    assert "proxreap" not in (g.get("tags") or ""), g      # no proxreap-idle, no proxreap-failed
+    assert "web" in g["tags"]
+    assert [x for x in sim.requests() if x["method"] == "DELETE" and "/tasks/" not in x["path"]] == []
+    # A daemon started now destroys nothing, and does not take it again at once.
+    d = lab.daemon(cfg)
+    healthy(d, more=20)
+    assert d.stop() == 0
+    assert sim.guest(104)["status"] == "running"
+    assert [o["state"] for o in json.loads(lab.cli("journal", "list", "--json", config=cfg).stdout)] == ["aborted"]
+    # Again: nothing to abort.
+    r = lab.cli("abort", op["id"], config=cfg)
+    assert r.returncode == 1 and "is 'aborted', not a reap under way" in r.stderr, r
+
+
+def test_abort_while_the_daemon_runs(lab):
+    sim, cfg, d = mid_archive(lab)
+    r = lab.cli("abort", "104", config=cfg)
+    assert r.returncode == 0, r
+    assert "the running proxreapd puts guest 104 back" in r.stdout, r.stdout
+    assert "aborted: called off by the operator (proxreap abort)" in r.stdout, r.stdout
+    assert sim.guest(104)["status"] == "running"
+    healthy(d, more=10)
+    assert d.stop() == 0
+    assert [x for x in sim.requests() if x["method"] == "DELETE" and "/tasks/" not in x["path"]] == []
+    check_invariants(lab, sim, cfg)
+
+
+def test_abort_after_the_destroy_says_restore(lab):
+    sim, cfg, ops = reap_two_namesakes(lab)
+    r = lab.cli("abort", ops[104]["id"], config=cfg)
+    assert r.returncode == 1
+    assert "%s is reaped already: bring the guest back with 'proxreap restore %s'" % (
+        ops[104]["id"], ops[104]["id"]) in r.stderr, r.stderr
