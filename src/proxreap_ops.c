@@ -169,11 +169,118 @@ static int collect(void *userdata, uint64_t seq, unsigned line, json_t *payload)
         json_t *copy;
 
         (void)line;
-        if (!op || strcmp(op, s->id) != 0)
+        if (!op || strcasecmp(op, s->id) != 0)
                 return 0;
         copy = json_deep_copy(payload);
         json_object_set_new(copy, "seq", json_integer((json_int_t)seq));
         return json_array_append_new(s->records, copy) < 0 ? -ENOMEM : 0;
+}
+
+static const char *rec_str(const json_t *rec, const char *key)
+{
+        const char *v = json_string_value(json_object_get(rec, key));
+
+        return v ? v : "";
+}
+
+/* What one record says, in words (its times aside). */
+static void describe_record(const json_t *rec, int64_t *intent_ts, char *buf, size_t size)
+{
+        const char *ev = rec_str(rec, "ev"), *step = rec_str(rec, "step");
+        int64_t ts = (int64_t)json_integer_value(json_object_get(rec, "ts"));
+
+        buf[0] = '\0';
+        if (strcmp(ev, "intent") == 0) {
+                *intent_ts = ts;
+                if (strcmp(step, "restore") == 0)
+                        snprintf(buf, size, "as vmid %" JSON_INTEGER_FORMAT " on '%s'%s%s",
+                                 json_integer_value(json_object_get(rec, "vmid")),
+                                 rec_str(rec, "node"), *rec_str(rec, "storage") ? ", storage " : "",
+                                 rec_str(rec, "storage"));
+                else if (*rec_str(rec, "snapname"))
+                        snprintf(buf, size, "snapshot '%s'", rec_str(rec, "snapname"));
+                else if (*rec_str(rec, "storage"))
+                        snprintf(buf, size, "to storage '%s'", rec_str(rec, "storage"));
+        } else if (strcmp(ev, "task") == 0) {
+                snprintf(buf, size, "task %s", rec_str(rec, "upid"));
+        } else if (strcmp(ev, "done") == 0) {
+                if (strcmp(step, "verify") == 0)
+                        snprintf(buf, size, "archive '%s' (%.1f MiB) holds the guest",
+                                 rec_str(rec, "volid"),
+                                 (double)json_integer_value(json_object_get(rec, "size")) / 1048576.0);
+                else if (strcmp(step, "restore") == 0)
+                        snprintf(buf, size, "restored as guest %" JSON_INTEGER_FORMAT " on '%s'",
+                                 json_integer_value(json_object_get(rec, "vmid")),
+                                 rec_str(rec, "node"));
+                else
+                        snprintf(buf, size, "%s%s after %llds",
+                                 *rec_str(rec, "skipped") ? "skipped: " : "",
+                                 *rec_str(rec, "skipped") ? rec_str(rec, "skipped")
+                                                          : rec_str(rec, "exitstatus"),
+                                 (long long)(*intent_ts && ts >= *intent_ts ? ts - *intent_ts : 0));
+        } else if (strcmp(ev, "reaped") == 0) {
+                snprintf(buf, size, "freed %" JSON_INTEGER_FORMAT " MiB memory, %" JSON_INTEGER_FORMAT
+                                    " GiB disk",
+                         json_integer_value(json_object_get(rec, "freed_mem")) >> 20,
+                         json_integer_value(json_object_get(rec, "freed_disk")) >> 30);
+        } else if (strcmp(ev, "moved") == 0) {
+                snprintf(buf, size, "the guest moved to '%s'", rec_str(rec, "node"));
+        } else if (strcmp(ev, "resume") == 0) {
+                snprintf(buf, size, "taken over by pid %" JSON_INTEGER_FORMAT,
+                         json_integer_value(json_object_get(rec, "pid")));
+        } else {
+                snprintf(buf, size, "%s", rec_str(rec, "reason"));
+        }
+}
+
+/* What to run next, for what the op is now. */
+static void print_next(const struct op *op)
+{
+        if (op->state == OP_REAPED)
+                printf("undo:      proxreap restore %s\n", op->id);
+        else if (op->state == OP_RESTORED)
+                printf("restored:  guest %u on '%s'\n", (unsigned)op->restore_vmid,
+                       op->restore_node);
+        else if (op_needs_daemon(op) && op->state != OP_DESTROY && op->state != OP_ABORTING)
+                printf("call off:  proxreap abort %s\n", op->id);
+        else if (op->state == OP_RESTORING)
+                printf("follow:    proxreap restore %s\n", op->id);
+}
+
+/* journal show: the op's timeline, readable. */
+static void print_timeline(json_t *records)
+{
+        int64_t intent_ts = 0;
+        const struct op *op;
+        struct ops ops;
+        size_t i;
+        json_t *rec;
+
+        ops_init(&ops);
+        json_array_foreach(records, i, rec)
+                (void)ops_apply(&ops, (uint64_t)json_integer_value(json_object_get(rec, "seq")), 0,
+                                rec);
+        op = ops.n ? ops.v[0] : NULL;
+        if (op)
+                printf("%s: guest %u ('%s', %s on '%s'): %s\n", op->id, (unsigned)op->vmid,
+                       text_shown(op->name), guest_type_to_string(op->type), op->node,
+                       op_state_to_string(op->state));
+        if (op && op->evidence)
+                printf("evidence:  %s\n", text_shown(op->evidence));
+        json_array_foreach(records, i, rec) {
+                char when[32], what[900];
+
+                format_time((int64_t)json_integer_value(json_object_get(rec, "ts")), when,
+                            sizeof(when));
+                describe_record(rec, &intent_ts, what, sizeof(what));
+                printf("  %s  %-8s %-9s %s\n", when, rec_str(rec, "step"), rec_str(rec, "ev"),
+                       text_shown(what));
+        }
+        if (op && op->volid[0])
+                printf("archive:   %s\n", text_shown(op->volid));
+        if (op)
+                print_next(op);
+        ops_clear(&ops);
 }
 
 static int journal_show(const struct config *c, const char *id, bool json)
@@ -181,8 +288,6 @@ static int journal_show(const struct config *c, const char *id, bool json)
         struct show_ctx s = { .id = id, .records = json_array() };
         struct journal *j = NULL;
         char err[1024] = "";
-        size_t i;
-        json_t *rec;
         int r;
 
         r = journal_open(c->journal_file, JOURNAL_READ | JOURNAL_SKIP_DAMAGE, collect, &s, &j,
@@ -204,13 +309,7 @@ static int journal_show(const struct config *c, const char *id, bool json)
                 json_dumpf(s.records, stdout, JSON_INDENT(2));
                 putchar('\n');
         } else
-                json_array_foreach(s.records, i, rec) {
-                        /* ASCII: every string from outside escaped. */
-                        char *line = json_dumps(rec, JSON_COMPACT | JSON_ENSURE_ASCII);
-
-                        printf("%s\n", line ? line : "?");
-                        free(line);
-                }
+                print_timeline(s.records);
         json_decref(s.records);
         return 0;
 }

@@ -210,3 +210,26 @@ def test_abort_after_the_destroy_says_restore(lab):
     assert r.returncode == 1
     assert "%s is reaped already: bring the guest back with 'proxreap restore %s'" % (
         ops[104]["id"], ops[104]["id"]) in r.stderr, r.stderr
+
+
+def test_journal_show_is_a_readable_timeline(lab):
+    sim, cfg, ops = reap_two_namesakes(lab)
+    op = ops[106]
+    r = lab.cli("journal", "show", op["id"].lower(), config=cfg)
+    assert r.returncode == 0, r
+    lines = r.stdout.splitlines()
+    assert lines[0] == "%s: guest 106 ('web', qemu on 'pve1'): reaped" % op["id"], r.stdout
+    assert lines[1].startswith("evidence:  mean cpu "), r.stdout
+    body = "\n".join(lines)
+    for step in ("shutdown", "snapshot", "archive", "destroy"):
+        assert re.search(r"^  \d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ  %s +task +task UPID:pve1:" % step,
+                         body, re.M), body
+        assert re.search(r"^  \S+ \S+  %s +done +OK after \d+s$" % step, body, re.M), body
+    assert re.search(r"^  \S+ \S+  verify +done +archive 'local:backup/vzdump-qemu-106-.*' "
+                     r"\(\d+\.\d MiB\) holds the guest$", body, re.M), body
+    assert re.search(r"^  \S+ \S+  +reaped +freed 2048 MiB memory, 32 GiB disk$", body, re.M), body
+    assert lines[-2] == "archive:   %s" % op["volid"], body
+    assert lines[-1] == "undo:      proxreap restore %s" % op["id"], body
+    # --json stays as it was: the records.
+    recs = json.loads(lab.cli("journal", "show", op["id"], "--json", config=cfg).stdout)
+    assert recs[0]["ev"] == "selected" and recs[0]["seq"] >= 1
