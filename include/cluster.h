@@ -79,6 +79,8 @@ struct cluster_ops {
                            const struct pve_backup_query *q, struct pve_backup *ret);
         /* The configuration an archive holds (caller frees). */
         int (*extract_config)(void *impl, const char *node, const char *volid, char **ret);
+        /* Every backup on a storage (pve_list_backups(); caller decrefs). */
+        int (*list_backups)(void *impl, const char *node, const char *storage, json_t **ret);
         /* want if it is free (-EEXIST if not); 0: the next free one. */
         int (*next_id)(void *impl, uint32_t want, uint32_t *ret);
         /* The last failure, in the server's words where it gave some. */

@@ -13,6 +13,8 @@
  *             identity: what every later step compares it with)
  *   intent    step [snapname | target vmid node storage pool pid boot]
  *   failing   step reason [called_off]
+ *   adopted   vmid type node name volid archive_node size ctime archive_config
+ *             (a reap no journal here holds, found by its archive's notes)
  *   resume    pid pid_start boot (a restore taken over from a process that is gone)
  *             (before the call; a restore's intent names its target, and
  *             the process and boot that sent it)
@@ -103,6 +105,7 @@ struct op {
         int64_t intent_ts;
         bool stopped_by_us; /* a shutdown was sent: compensation starts it again */
         bool called_off; /* failing because an operator called it off (proxreap abort) */
+        bool adopted; /* reaped elsewhere, found by its archive's notes */
         bool started_again;
         unsigned start_failures; /* compensating starts that did not work */
         char snapname[48];
@@ -185,6 +188,20 @@ void ops_next_id(const struct ops *o, const char *node, char *buf, size_t size);
 /* The node an op id names ("" for an id of the old form "R-NNNNNN"), or
  * -EINVAL: not an op id. */
 int op_id_node(const char *id, char *node, size_t size);
+
+/* What the first line of an archive's notes says of the reap that made it:
+ * "proxreap ID: idle guest NAME (VMID[, TYPE[, storage S]]) archived
+ * before removal[ by the proxreapd of node NODE]". -EINVAL: not one. */
+struct archive_note {
+        char id[OP_ID_MAX];
+        char name[128];
+        uint32_t vmid;
+        bool typed; /* the type was given (older notes: by the volid) */
+        enum guest_type type;
+        char storage[64]; /* "" when not given */
+        char node[64]; /* "" when not given */
+};
+int archive_note_parse(const char *notes, struct archive_note *ret);
 
 const char *op_state_to_string(enum op_state s);
 const char *op_step_to_string(enum op_step s);

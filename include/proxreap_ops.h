@@ -13,6 +13,9 @@
 int cmd_journal(const struct config *c, int argc, char **argv);
 /* argv[0] = "restore". */
 int cmd_restore(const struct config *c, struct pve *p, int argc, char **argv);
+/* proxreap archives [--json]: every reap the archives on the archive
+ * storage tell of (their notes), from any node. */
+int cmd_archives(const struct config *c, struct pve *p, int argc, char **argv);
 /* proxreap abort ID|VMID|NAME: a reap under way called off before its destroy. */
 int cmd_abort(const struct config *c, struct pve *p, int argc, char **argv);
 

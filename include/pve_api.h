@@ -147,6 +147,9 @@ int pve_find_backup(struct pve *p, const char *node, const char *storage,
                     const struct pve_backup_query *q, struct pve_backup *ret);
 /* The guest configuration stored in an archive (caller frees). */
 int pve_extract_config(struct pve *p, const char *node, const char *volid, char **ret);
+/* Every backup on storage as node sees it: the content list, as it is
+ * (volid, vmid, notes' first line, ctime, size, protected). */
+int pve_list_backups(struct pve *p, const char *node, const char *storage, json_t **ret);
 
 /* PUT config tags=..., refused by Proxmox when digest no longer matches. */
 int pve_set_tags(struct pve *p, enum guest_type t, const char *node, uint32_t vmid,

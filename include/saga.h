@@ -134,6 +134,11 @@ int saga_begin_restore(struct saga *s, const struct cluster *api, const char *id
 int saga_drive(struct saga *s, const struct cluster *api, const char *id,
                bool (*progress)(void *userdata, uint64_t elapsed_usec), void *userdata,
                char *why, size_t size);
+/* Journals a reap this journal does not hold, found by its archive's
+ * notes ("adopted" record, taken): it is then reaped here, for restore.
+ * 1: the journal holds it already. */
+int saga_adopt(struct saga *s, json_t *adopted);
+
 /* --- abort (the CLI) --- */
 
 enum abort_outcome {

@@ -185,6 +185,53 @@ int op_id_node(const char *id, char *node, size_t size)
         return op_id_parse(id, &number, node, size);
 }
 
+int archive_note_parse(const char *notes, struct archive_note *ret)
+{
+        static const char by[] = " by the proxreapd of node ";
+        static const char done[] = ") archived before removal";
+        const char *id, *colon, *open, *close, *end;
+        char inner[160], type[16] = "", storage[64] = "", node[64];
+        unsigned number;
+        unsigned long vmid;
+        int n;
+
+        *ret = (struct archive_note){ 0 };
+        if (!notes || strncmp(notes, "proxreap ", 9) != 0)
+                return -EINVAL;
+        id = notes + 9;
+        colon = strstr(id, ": idle guest ");
+        close = strstr(id, done);
+        if (!colon || !close || (size_t)(colon - id) >= sizeof(ret->id))
+                return -EINVAL;
+        snprintf(ret->id, sizeof(ret->id), "%.*s", (int)(colon - id), id);
+        if (op_id_parse(ret->id, &number, node, sizeof(node)) < 0)
+                return -EINVAL;
+        /* The name is whatever lies before the last " (" ahead of ")". */
+        open = NULL;
+        for (const char *p = colon; p < close; p++)
+                if (p[0] == ' ' && p[1] == '(')
+                        open = p;
+        if (!open || (size_t)(close - open - 2) >= sizeof(inner))
+                return -EINVAL;
+        snprintf(ret->name, sizeof(ret->name), "%.*s", (int)(open - (colon + 13)), colon + 13);
+        snprintf(inner, sizeof(inner), "%.*s", (int)(close - open - 2), open + 2);
+        n = sscanf(inner, "%lu, %15[a-z], storage %63[^,)]", &vmid, type, storage);
+        if (n < 1 || !vmid_valid(vmid))
+                return -EINVAL;
+        ret->vmid = (uint32_t)vmid;
+        ret->typed = n >= 2 && (strcmp(type, "qemu") == 0 || strcmp(type, "lxc") == 0);
+        ret->type = strcmp(type, "lxc") == 0 ? GUEST_LXC : GUEST_QEMU;
+        if (n >= 3)
+                snprintf(ret->storage, sizeof(ret->storage), "%s", storage);
+        end = close + strlen(done);
+        if (strncmp(end, by, strlen(by)) == 0)
+                snprintf(ret->node, sizeof(ret->node), "%.*s", (int)strcspn(end + strlen(by), " \n"),
+                         end + strlen(by));
+        else
+                snprintf(ret->node, sizeof(ret->node), "%s", node);
+        return ret->node[0] && !node_name_valid(ret->node) ? -EINVAL : 0;
+}
+
 static void set_text(char **field, const char *s)
 {
         free(*field);
@@ -421,6 +468,22 @@ static int apply_event(struct ops *o, struct op *op, const char *ev, json_t *rec
         return 0;
 }
 
+/* A reap of another journal (lost, or another node's), found by its
+ * archive's notes: reaped, with that archive, for restore. */
+static void adopt(struct op *op, json_t *rec)
+{
+        op->state = OP_REAPED;
+        op->step = STEP_VERIFY;
+        op->phase = PHASE_DONE;
+        op->adopted = true;
+        snprintf(op->volid, sizeof(op->volid), "%s", str(rec, "volid"));
+        snprintf(op->archive_node, sizeof(op->archive_node), "%s", str(rec, "archive_node"));
+        op->archive_size = (uint64_t)num(rec, "size");
+        op->archive_ctime = num(rec, "ctime");
+        set_text(&op->archive_config, str(rec, "archive_config"));
+        op->step = STEP_NONE;
+}
+
 int ops_apply(void *userdata, uint64_t seq, unsigned line, json_t *payload)
 {
         struct ops *o = userdata;
@@ -428,14 +491,16 @@ int ops_apply(void *userdata, uint64_t seq, unsigned line, json_t *payload)
         struct op *op = ops_find(o, id);
         int r;
 
-        if (strcmp(ev, "selected") == 0) {
+        if (strcmp(ev, "selected") == 0 || strcmp(ev, "adopted") == 0) {
                 if (op)
-                        return bad(o, line, "op '%s' selected twice", id);
+                        return bad(o, line, "op '%s' %s twice", id, ev);
                 r = op_new(o, id, payload, line, &op);
                 if (r < 0 || !op)
                         return r;
                 op->first_seq = op->last_seq = seq;
                 op->updated = op->began;
+                if (strcmp(ev, "adopted") == 0)
+                        adopt(op, payload);
                 return 0;
         }
         if (!op)

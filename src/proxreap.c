@@ -457,6 +457,11 @@ static int cmd_abort_main(int argc, char **argv)
         return with_api(argc, argv, cmd_abort);
 }
 
+static int cmd_archives_main(int argc, char **argv)
+{
+        return with_api(argc, argv, cmd_archives);
+}
+
 static int cmd_help(int argc, char **argv);
 
 static const struct command commands[] = {
@@ -492,6 +497,13 @@ static const struct command commands[] = {
           "  --start         start it once it is restored\n"
           "  --yes           do not ask (needed when stdin is not a terminal)\n",
           cmd_restore_main },
+        { "archives", "archives [--json]",
+          "List every reaped guest the archives on the archive storage tell of, from any node.",
+          "\nFound by the notes and protection proxreap gives each archive: a guest reaped on a\n"
+          "node that is gone, or whose journal was lost, is listed too, and 'proxreap restore'\n"
+          "brings it back from here.\n\n"
+          "  --json     print the archives as JSON\n",
+          cmd_archives_main },
         { "abort", "abort ID|VMID|NAME",
           "Call off a reap under way before its destroy, and put the guest back as it was.",
           "\nThe guest is started again if proxreap stopped it, and its tags are removed: by the\n"

@@ -781,18 +781,19 @@ static int parse_restore(int argc, char **argv, struct restore_args *a)
  * another node. */
 static void unknown_op(const struct config *c, const char *what)
 {
+        const char *storage = c->archive_storage ? c->archive_storage : "(none)";
         char node[64];
 
         if (op_id_node(what, node, sizeof(node)) == 0 && node[0] &&
             strcasecmp(node, c->node_name) != 0)
                 fprintf(stderr,
-                        "proxreap: %s was reaped by the proxreapd on '%s', not by this node's ('%s'): run 'proxreap restore %s' on '%s'\n",
-                        text_shown(what), text_shown(node), c->node_name, text_shown(what),
+                        "proxreap: %s was reaped by the proxreapd on '%s', and neither this node's journal nor an archive on '%s' as '%s' sees it holds it: run 'proxreap restore %s' on '%s'\n",
+                        text_shown(what), text_shown(node), storage, c->node_name, text_shown(what),
                         text_shown(node));
         else
                 fprintf(stderr,
-                        "proxreap: no op, vmid or guest name '%s' in the journal (see 'proxreap journal list')\n",
-                        text_shown(what));
+                        "proxreap: no op, vmid or guest name '%s' in the journal, nor an archive of it on '%s' (see 'proxreap journal list' and 'proxreap archives')\n",
+                        text_shown(what), storage);
 }
 
 static bool restorable(const struct op *op)
@@ -828,12 +829,9 @@ static const struct op *resolve_op(const struct config *c, const struct ops *ops
                         live++;
                         pick = found[i];
                 }
-        if (live == 1)
-                return pick;
-        if (n == 0) {
-                unknown_op(c, what);
-                return NULL;
-        }
+        (void)c;
+        if (live == 1 || n == 0)
+                return pick; /* none: the archives are asked next */
         if (live > 1) {
                 fprintf(stderr, "proxreap: '%s' names %zu reaped guests; restore one by its id:\n",
                         text_shown(what), live);
@@ -846,10 +844,233 @@ static const struct op *resolve_op(const struct config *c, const struct ops *ops
         return found[(n < MAX_CANDIDATES ? n : MAX_CANDIDATES) - 1];
 }
 
+/* --- archives: the reaps their archives' notes tell of --- */
+
+struct found_archive {
+        struct archive_note note;
+        char volid[256];
+        uint64_t size;
+        int64_t ctime;
+        bool protected;
+};
+
+/* proxreap's archives on the archive storage, as this node sees it (a
+ * shared storage: every node's). < 0: it cannot be listed (said). */
+static ssize_t list_archives(const struct config *c, const struct cluster *api,
+                             struct found_archive **ret)
+{
+        struct found_archive *v = NULL;
+        json_t *all = NULL, *it;
+        size_t i, n = 0;
+        int r;
+
+        *ret = NULL;
+        if (!c->archive_storage) {
+                fprintf(stderr, "proxreap: no archive storage configured: set 'reap.archive_storage'\n");
+                return -EINVAL;
+        }
+        r = api->ops->list_backups(api->impl, c->node_name, c->archive_storage, &all);
+        if (r < 0) {
+                fprintf(stderr, "proxreap: %s\n", text_shown(api_error(api)));
+                return r;
+        }
+        v = calloc(json_array_size(all) + 1, sizeof(*v));
+        json_array_foreach(all, i, it) {
+                const char *volid = json_string_value(json_object_get(it, "volid"));
+                struct found_archive *a = v ? &v[n] : NULL;
+
+                if (!a || !volid || strlen(volid) >= sizeof(a->volid) ||
+                    archive_note_parse(json_string_value(json_object_get(it, "notes")),
+                                       &a->note) < 0 ||
+                    json_integer_value(json_object_get(it, "vmid")) != (json_int_t)a->note.vmid)
+                        continue;
+                snprintf(a->volid, sizeof(a->volid), "%s", volid);
+                if (!a->note.typed)
+                        a->note.type = strstr(volid, "/vzdump-lxc-") ? GUEST_LXC : GUEST_QEMU;
+                a->size = (uint64_t)json_integer_value(json_object_get(it, "size"));
+                a->ctime = (int64_t)json_integer_value(json_object_get(it, "ctime"));
+                a->protected = json_is_true(json_object_get(it, "protected")) ||
+                               json_integer_value(json_object_get(it, "protected")) == 1;
+                n++;
+        }
+        json_decref(all);
+        if (!v)
+                return -ENOMEM;
+        *ret = v;
+        return (ssize_t)n;
+}
+
+static bool archive_names(const struct found_archive *a, const char *what)
+{
+        bool digits = what[0] && strspn(what, "0123456789") == strlen(what) && strlen(what) <= 9;
+
+        if (strcasecmp(a->note.id, what) == 0)
+                return true;
+        return digits ? a->note.vmid == (uint32_t)strtoul(what, NULL, 10)
+                      : strcasecmp(a->note.name, what) == 0;
+}
+
+static void print_archive(FILE *f, const struct found_archive *a, const char *state)
+{
+        char when[32];
+
+        format_time(a->ctime, when, sizeof(when));
+        fprintf(f, "%-16s %-9u %-16.16s %-4s %-10.10s %-9s %9.1fM  %s  %s\n", a->note.id,
+                (unsigned)a->note.vmid, text_shown(a->note.name), guest_type_to_string(a->note.type),
+                a->note.node[0] ? a->note.node : "-", state, (double)a->size / 1048576.0, when,
+                text_shown(a->volid));
+}
+
+static json_t *adopted_record(const struct config *c, const struct cluster *api,
+                              const struct found_archive *a)
+{
+        char *config = NULL, evidence[600];
+        json_t *rec;
+
+        /* The configuration inside: a container's storage, and what the
+         * restore shows (best effort: the volume itself is what counts). */
+        if (api->ops->extract_config(api->impl, c->node_name, a->volid, &config) < 0)
+                config = NULL;
+        snprintf(evidence, sizeof(evidence),
+                 "found by the notes of archive '%s' on '%s' (reaped by the proxreapd of node %s; no journal here held it)",
+                 a->volid, c->archive_storage, a->note.node[0] ? a->note.node : "?");
+        rec = op_record(a->note.id, "adopted", now_epoch());
+        if (rec)
+                json_object_update_new(rec, json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:s}",
+                                                      "vmid", (json_int_t)a->note.vmid, "type",
+                                                      guest_type_to_string(a->note.type), "node",
+                                                      a->note.node[0] ? a->note.node : c->node_name,
+                                                      "name", a->note.name, "volid", a->volid,
+                                                      "archive_node", c->node_name, "size",
+                                                      (json_int_t)a->size, "ctime",
+                                                      (json_int_t)a->ctime, "archive_config",
+                                                      config ? config : "", "evidence", evidence));
+        free(config);
+        return rec;
+}
+
+/* The one archive what names, journaled here: 0 (its id in id), 1 none
+ * (said), 2 several or an error (said). */
+static int adopt_from_archive(const struct config *c, const struct cluster *api, const char *what,
+                              char *id, size_t size)
+{
+        struct found_archive *v = NULL;
+        const struct found_archive *pick = NULL;
+        ssize_t n = list_archives(c, api, &v);
+        size_t hits = 0;
+        struct saga *s = NULL;
+        char err[1024];
+        int r;
+
+        for (ssize_t i = 0; i < n; i++)
+                if (archive_names(&v[i], what)) {
+                        hits++;
+                        pick = &v[i];
+                }
+        if (n >= 0 && hits == 0)
+                unknown_op(c, what);
+        if (hits > 1) {
+                fprintf(stderr, "proxreap: '%s' names %zu archives of reaped guests; restore one by its id:\n",
+                        text_shown(what), hits);
+                for (ssize_t i = 0; i < n; i++)
+                        if (archive_names(&v[i], what))
+                                print_archive(stderr, &v[i], "archived");
+        }
+        if (n < 0 || hits != 1) {
+                free(v);
+                return n >= 0 && hits == 0 ? 1 : 2;
+        }
+        printf("%s is in no journal here; its archive '%s' on '%s' tells of it (reaped by the proxreapd of node %s)\n",
+               pick->note.id, text_shown(pick->volid), c->archive_storage,
+               pick->note.node[0] ? pick->note.node : "?");
+        r = saga_open(c, SAGA_CLI, &s, err, sizeof(err));
+        if (r < 0)
+                fprintf(stderr, "proxreap: %s\n", text_shown(err));
+        else
+                r = saga_adopt(s, adopted_record(c, api, pick));
+        saga_free(s);
+        snprintf(id, size, "%s", pick->note.id);
+        free(v);
+        return r < 0 ? 2 : 0;
+}
+
+static int archives_cmd(const struct config *c, const struct cluster *api, bool json)
+{
+        struct found_archive *v = NULL;
+        ssize_t n = list_archives(c, api, &v);
+        struct journal *j = NULL;
+        struct ops ops;
+        json_t *a = json ? json_array() : NULL;
+
+        if (n < 0)
+                return 1;
+        if (open_journal(c, JOURNAL_READ, &ops, &j) < 0) {
+                free(v);
+                json_decref(a);
+                return 1;
+        }
+        journal_close(j);
+        if (!json)
+                printf("%-16s %-9s %-16s %-4s %-10s %-9s %10s  %-20s  %s\n", "ID", "VMID", "NAME",
+                       "TYPE", "REAPED ON", "HERE", "SIZE", "ARCHIVED (UTC)", "VOLID");
+        for (ssize_t i = 0; i < n; i++) {
+                const struct op *op = ops_find(&ops, v[i].note.id);
+                const char *state = op ? op_state_to_string(op->state) : "-";
+
+                if (json)
+                        json_array_append_new(
+                                a, json_pack("{s:s, s:I, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:b, s:s}",
+                                             "id", v[i].note.id, "vmid", (json_int_t)v[i].note.vmid,
+                                             "name", v[i].note.name, "type",
+                                             guest_type_to_string(v[i].note.type), "node",
+                                             v[i].note.node, "storage", v[i].note.storage, "volid",
+                                             v[i].volid, "size", (json_int_t)v[i].size, "ctime",
+                                             (json_int_t)v[i].ctime, "protected", v[i].protected,
+                                             "journal_state", state));
+                else
+                        print_archive(stdout, &v[i], state);
+        }
+        if (json) {
+                json_dumpf(a, stdout, JSON_INDENT(2));
+                putchar('\n');
+        } else if (n == 0)
+                printf("(no archive of a reaped guest on '%s' as node '%s' sees it)\n",
+                       c->archive_storage, c->node_name);
+        json_decref(a);
+        ops_clear(&ops);
+        free(v);
+        return 0;
+}
+
+int cmd_archives(const struct config *c, struct pve *p, int argc, char **argv)
+{
+        static const struct option opts[] = {
+                { "json", no_argument, NULL, 'j' },
+                {},
+        };
+        struct cluster api = cluster_of_pve(p);
+        bool json = false;
+        int o;
+
+        optind = 0;
+        while ((o = getopt_long(argc, argv, "j", opts, NULL)) >= 0)
+                if (o == 'j')
+                        json = true;
+                else
+                        return 2;
+        if (optind != argc) {
+                fprintf(stderr, "proxreap: usage: proxreap archives [--json]\n");
+                return 2;
+        }
+        return archives_cmd(c, &api, json);
+}
+
+#define NOT_IN_JOURNAL 100
+
 /* The op as the journal holds it now, read-only (a restore of an op that
  * does not exist writes, and creates, nothing). 0: plan a restore; 1: a
- * restore under way, resume it; else the exit status + 2. The op's id
- * goes to id. */
+ * restore under way, resume it; NOT_IN_JOURNAL; else the exit status + 2.
+ * The op's id goes to id. */
 static int read_op(const struct config *c, const struct cluster *api, const struct restore_args *a,
                    char *id, size_t size, struct restore_plan *plan)
 {
@@ -865,7 +1086,7 @@ static int read_op(const struct config *c, const struct cluster *api, const stru
         if (op)
                 snprintf(id, size, "%s", op->id);
         if (!op) {
-                r = 2 + 1;
+                r = ops_lookup(&ops, a->id, NULL, 0) == 0 ? NOT_IN_JOURNAL : 2 + 1;
         } else if (op->state == OP_RESTORED) {
                 print_restored(op);
                 r = 2 + 0;
@@ -897,6 +1118,15 @@ int cmd_restore(const struct config *c, struct pve *p, int argc, char **argv)
         if (parse_restore(argc, argv, &a) < 0)
                 return 2;
         r = read_op(c, &api, &a, id, sizeof(id), &plan);
+        if (r == NOT_IN_JOURNAL) {
+                /* No journal here holds it: its archive's notes may. */
+                r = adopt_from_archive(c, &api, a.id, id, sizeof(id));
+                if (r == 0) {
+                        a.id = id;
+                        r = read_op(c, &api, &a, id, sizeof(id), &plan);
+                } else
+                        r = 2 + 1;
+        }
         if (r >= 2)
                 return r - 2;
         a.id = id;

@@ -684,6 +684,26 @@ int pve_find_backup(struct pve *p, const char *node, const char *storage,
         return r;
 }
 
+int pve_list_backups(struct pve *p, const char *node, const char *storage, json_t **ret)
+{
+        char path[512];
+        json_t *data = NULL;
+        int r = storage_path(p, node, storage, "/content?content=backup", path, sizeof(path));
+
+        if (r >= 0)
+                r = pve_call(p, "GET", path, NULL, &data);
+        if (r >= 0 && !json_is_array(data)) {
+                pve_set_error(p, "GET %s: answer is not a list", path);
+                r = -EBADMSG;
+        }
+        if (r < 0) {
+                json_decref(data);
+                return r;
+        }
+        *ret = data;
+        return 0;
+}
+
 int pve_extract_config(struct pve *p, const char *node, const char *volid, char **ret)
 {
         char n[192], path[1024], v[768];

@@ -602,20 +602,38 @@ static void notes_escape(const char *in, char *out, size_t size)
         out[o] = '\0';
 }
 
+/* The storage of the guest's first archived volume (a container's root
+ * file system), "" if none: where a restore puts it by default. */
+static void home_storage(const struct op *op, char *buf, size_t size)
+{
+        struct guest_conf pin;
+
+        buf[0] = '\0';
+        if (pinned_conf(op, &pin) < 0)
+                return;
+        for (size_t i = 0; i < pin.n_volumes && !buf[0]; i++)
+                if (pin.volumes[i].archived)
+                        pve_volume_storage(pin.volumes[i].volid, buf, size);
+        guestconf_done(&pin);
+}
+
 static void notes_template(const struct op *op, char *buf, size_t size)
 {
-        char node[64] = "";
+        char node[64] = "", storage[64];
         char text[1200];
 
         (void)op_id_node(op->id, node, sizeof(node));
+        home_storage(op, storage, sizeof(storage));
         /* The first line is what storage content lists show: it carries
-         * the op id verify looks for, and the node whose journal holds it.
-         * {{...}} are vzdump's variables. */
+         * the op id verify looks for, and all a restore needs when no
+         * journal holds the op (archive_note_parse()). {{...}} are
+         * vzdump's variables. */
         snprintf(text, sizeof(text),
-                 "proxreap %s: idle guest {{guestname}} ({{vmid}}) archived before removal by the proxreapd of node %s\n"
+                 "proxreap %s: idle guest {{guestname}} ({{vmid}}, %s%s%s) archived before removal by the proxreapd of node %s\n"
                  "restore on node %s: proxreap restore %s\n"
                  "evidence: %.600s",
-                 op->id, node[0] ? node : op->node, node[0] ? node : op->node, op->id,
+                 op->id, guest_type_to_string(op->type), storage[0] ? ", storage " : "", storage,
+                 node[0] ? node : op->node, node[0] ? node : op->node, op->id,
                  op->evidence ? op->evidence : "");
         notes_escape(text, buf, size);
 }
@@ -1732,6 +1750,28 @@ int saga_run_task(struct saga *s, const struct cluster *api, const struct task_r
                 return 1;
         }
         return 0;
+}
+
+/* --- a reap found by its archive --- */
+
+int saga_adopt(struct saga *s, json_t *adopted)
+{
+        const char *id = json_string_value(json_object_get(adopted, "op"));
+        char err[512] = "";
+        int e = journal_hold(s->j, ops_apply, &s->ops, err, sizeof(err));
+
+        if (e < 0) {
+                log_error("journal '%s': %s", journal_path(s->j), err);
+                json_decref(adopted);
+                return e;
+        }
+        if (!id || ops_find(&s->ops, id)) {
+                json_decref(adopted);
+                e = 1; /* another restore adopted it meanwhile */
+        } else
+                e = append(s, adopted, "adopted");
+        journal_release(s->j);
+        return e;
 }
 
 /* --- abort (the CLI) --- */

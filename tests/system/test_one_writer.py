@@ -92,12 +92,20 @@ def test_two_nodes_sharing_a_storage_never_share_an_id(lab):
     assert notes[1001].startswith("proxreap R-pve1-000001: ") and "node pve1" in notes[1001], notes
     assert notes[2001].startswith("proxreap R-pve2-000001: ") and "node pve2" in notes[2001], notes
     assert "restore on node pve2: proxreap restore R-pve2-000001" in notes[2001], notes
-    # pve2's id on pve1: a clear refusal, and nothing restored.
+    # pve2's id on pve1: pve1's journal does not hold it, but the shared
+    # archive's notes do: it is that guest, never another.
     r = lab.cli("restore", op2["id"], "--yes", config=cfg1)
+    assert r.returncode == 0, r
+    assert "R-pve2-000001 is in no journal here; its archive 'nfs-bk:backup/vzdump-qemu-2001-" in r.stdout
+    assert "R-pve2-000001 restored as guest 2001 on 'pve1'" in r.stdout, r.stdout
+    assert len(creates(sim, "pve1")) == 1 and creates(sim, "pve2") == []
+    assert sim.guest(2001)["name"] == "two"
+    # An id no journal and no archive holds: refused, naming the node.
+    r = lab.cli("restore", "R-pve2-000007", "--yes", config=cfg1)
     assert r.returncode == 1
-    assert ("R-pve2-000001 was reaped by the proxreapd on 'pve2', not by this node's ('pve1'): "
-            "run 'proxreap restore R-pve2-000001' on 'pve2'") in r.stderr, r.stderr
-    assert creates(sim, "pve1") == [] and creates(sim, "pve2") == []
-    # On its own node it restores.
-    r = lab.cli("restore", op2["id"], "--yes", config=cfg2)
-    assert r.returncode == 0 and "restored as guest 2001 on 'pve2'" in r.stdout, r.stderr
+    assert ("R-pve2-000007 was reaped by the proxreapd on 'pve2', and neither this node's journal "
+            "nor an archive on 'nfs-bk' as 'pve1' sees it holds it: run 'proxreap restore "
+            "R-pve2-000007' on 'pve2'") in r.stderr, r.stderr
+    # pve1's own op on its own node.
+    r = lab.cli("restore", op1["id"], "--yes", config=cfg1)
+    assert r.returncode == 0 and "restored as guest 1001 on 'pve1'" in r.stdout, r.stderr

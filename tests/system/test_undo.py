@@ -233,3 +233,35 @@ def test_journal_show_is_a_readable_timeline(lab):
     # --json stays as it was: the records.
     recs = json.loads(lab.cli("journal", "show", op["id"], "--json", config=cfg).stdout)
     assert recs[0]["ev"] == "selected" and recs[0]["seq"] >= 1
+
+
+def test_three_a_m_a_guest_known_by_name_from_a_node_whose_journal_is_gone(lab):
+    """thesis-2023 was reaped by pve1's daemon onto the shared backup
+    storage; pve1's journal is gone. From pve2, by its name."""
+    from test_one_writer import STORAGES, node_config
+    sim = sim_of(lab, [guest(104, "thesis-2023", tags="uni", **IDLE)], storages=STORAGES)
+    cfg1, cfg2 = node_config(lab, sim, "pve1"), node_config(lab, sim, "pve2")
+    d = lab.daemon(cfg1)
+    op = wait_op(lab, cfg1, 104, {"reaped"})
+    assert d.stop() == 0
+    os.unlink(os.path.join(lab.dir, "journal-pve1"))
+    r = lab.cli("archives", config=cfg2)
+    assert r.returncode == 0, r
+    row = [x for x in r.stdout.splitlines() if x.startswith(op["id"])]
+    assert row and "thesis-2023" in row[0] and " qemu " in row[0] and " pve1 " in row[0], r.stdout
+    a = json.loads(lab.cli("archives", "--json", config=cfg2).stdout)
+    assert [(x["id"], x["vmid"], x["name"], x["type"], x["node"], x["volid"], x["protected"],
+             x["journal_state"]) for x in a] == [
+        (op["id"], 104, "thesis-2023", "qemu", "pve1", op["volid"], True, "-")], a
+    assert a[0]["storage"] == "local-lvm"
+    r = lab.cli("restore", "thesis-2023", "--yes", config=cfg2)
+    assert r.returncode == 0, r
+    assert "%s restored as guest 104 on 'pve2'" % op["id"] in r.stdout, r.stdout
+    g = sim.guest(104)
+    assert g["node"] == "pve2" and "proxreap-restored" in g["tags"] and "uni" in g["tags"], g
+    mine = json.loads(lab.cli("journal", "list", "--json", config=cfg2).stdout)
+    assert [(x["id"], x["state"]) for x in mine] == [(op["id"], "restored")]
+    # Again: already restored, by this node's journal now.
+    r = lab.cli("restore", "104", "--yes", config=cfg2)
+    assert r.returncode == 0 and "already restored" in r.stdout, r
+    assert len([x for x in sim.requests() if x["method"] == "POST" and x["path"].endswith("/qemu")]) == 1

@@ -646,6 +646,26 @@ static inline int fc_extract_config(void *impl, const char *node, const char *vo
         return fc_fail(f, -EREMOTEIO, "HTTP 500 volume '%s' does not exist", volid);
 }
 
+static inline int fc_list_backups(void *impl, const char *node, const char *storage, json_t **ret)
+{
+        struct fake_cluster *f = impl;
+        size_t n = strlen(storage);
+
+        (void)node;
+        *ret = json_array();
+        for (size_t i = 0; i < f->n_backups; i++)
+                if (strncmp(f->backups[i].volid, storage, n) == 0 && f->backups[i].volid[n] == ':')
+                        json_array_append_new(*ret,
+                                              json_pack("{s:s, s:I, s:s, s:I, s:I, s:b}", "volid",
+                                                        f->backups[i].volid, "vmid",
+                                                        (json_int_t)f->backups[i].vmid, "notes",
+                                                        f->backups[i].notes, "ctime",
+                                                        (json_int_t)f->backups[i].ctime, "size",
+                                                        (json_int_t)f->backups[i].size,
+                                                        "protected", f->backups[i].protected));
+        return 0;
+}
+
 static inline int fc_next_id(void *impl, uint32_t want, uint32_t *ret)
 {
         struct fake_cluster *f = impl;
@@ -682,6 +702,7 @@ static const struct cluster_ops fc_ops = {
         .set_tags = fc_set_tags,
         .find_backup = fc_find_backup,
         .extract_config = fc_extract_config,
+        .list_backups = fc_list_backups,
         .next_id = fc_next_id,
         .error = fc_error,
 };

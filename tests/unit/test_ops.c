@@ -843,6 +843,41 @@ static void test_op_id_node(void **state)
         ops_clear(&o);
 }
 
+/* The first line of an archive's notes tells of its reap: today's, and
+ * the forms earlier versions wrote. */
+static void test_archive_note_parse(void **state)
+{
+        struct archive_note n;
+
+        (void)state;
+        assert_int_equal(archive_note_parse("proxreap R-pve1-000017: idle guest thesis-2023 (104, "
+                                            "lxc, storage local-zfs) archived before removal by "
+                                            "the proxreapd of node pve1", &n), 0);
+        assert_string_equal(n.id, "R-pve1-000017");
+        assert_string_equal(n.name, "thesis-2023");
+        assert_int_equal(n.vmid, 104);
+        assert_true(n.typed);
+        assert_int_equal(n.type, GUEST_LXC);
+        assert_string_equal(n.storage, "local-zfs");
+        assert_string_equal(n.node, "pve1");
+        assert_int_equal(archive_note_parse("proxreap R-pve2-000003: idle guest a (b) (205) archived "
+                                            "before removal by the proxreapd of node pve2", &n), 0);
+        assert_string_equal(n.name, "a (b)");
+        assert_int_equal(n.vmid, 205);
+        assert_false(n.typed);
+        assert_string_equal(n.storage, "");
+        /* The oldest form: no node in the text, the id's is taken. */
+        assert_int_equal(archive_note_parse("proxreap R-000001: idle guest web (101) archived before removal", &n), 0);
+        assert_string_equal(n.node, "");
+        assert_int_equal(archive_note_parse("proxreap R-pve1-000001: idle guest web (12) archived before removal", &n), -EINVAL);
+        assert_int_equal(archive_note_parse("daily backup of web", &n), -EINVAL);
+        assert_int_equal(archive_note_parse("proxreap X-1: idle guest web (101) archived before removal", &n), -EINVAL);
+        assert_int_equal(archive_note_parse("proxreap R-pve1-000001: idle guest web (101) archived "
+                                            "before removal by the proxreapd of node bad_node", &n),
+                         -EINVAL);
+        assert_int_equal(archive_note_parse(NULL, &n), -EINVAL);
+}
+
 static void test_bad_records(void **state)
 {
         struct ops o;
@@ -1619,6 +1654,7 @@ int main(void)
                 cmocka_unit_test(test_reap_restore_failed_restore),
                 cmocka_unit_test(test_next_id),
                 cmocka_unit_test(test_op_id_node),
+                cmocka_unit_test(test_archive_note_parse),
                 cmocka_unit_test(test_bad_records),
                 cmocka_unit_test(test_first_bad_messages),
                 cmocka_unit_test(test_active_for_and_find),
