@@ -520,8 +520,33 @@ static const char *api_error(const struct cluster *api)
         return api->ops->error(api->impl);
 }
 
-static int pick_vmid(const struct cluster *api, const struct op *op, const struct restore_args *a,
-                     uint32_t *ret)
+/* Another reaped guest's own vmid: kept for its restore. */
+static bool held_for_another(const struct ops *ops, const struct op *op, uint32_t vmid)
+{
+        for (size_t i = 0; i < ops->n; i++)
+                if (ops->v[i] != op && ops->v[i]->vmid == vmid &&
+                    (ops->v[i]->state == OP_REAPED || ops->v[i]->state == OP_RESTORING))
+                        return true;
+        return false;
+}
+
+/* A free vmid to propose: the cluster's next free one, past the ones
+ * other reaped guests would want back. 0: none found. */
+static uint32_t vmid_to_propose(const struct cluster *api, const struct ops *ops,
+                                const struct op *op)
+{
+        uint32_t v = 0, got;
+
+        if (api->ops->next_id(api->impl, 0, &v) < 0)
+                return 0;
+        for (unsigned tries = 0; tries < 1000 && v < 999999999; tries++, v++)
+                if (!held_for_another(ops, op, v) && api->ops->next_id(api->impl, v, &got) == 0)
+                        return v;
+        return 0;
+}
+
+static int pick_vmid(const struct cluster *api, const struct ops *ops, const struct op *op,
+                     const struct restore_args *a, uint32_t *ret)
 {
         uint32_t want = a->vmid ? a->vmid : op->vmid, next = 0;
         int r = api->ops->next_id(api->impl, want, ret);
@@ -536,9 +561,10 @@ static int pick_vmid(const struct cluster *api, const struct op *op, const struc
                         (unsigned)want);
                 return r;
         }
-        if (api->ops->next_id(api->impl, 0, &next) >= 0)
+        next = vmid_to_propose(api, ops, op);
+        if (next)
                 fprintf(stderr,
-                        "proxreap: the original vmid %u is taken now; restore with --vmid N (the next free one is %u)\n",
+                        "proxreap: the original vmid %u is taken now; restore with --vmid N (%u is free, and no other reaped guest had it)\n",
                         (unsigned)want, (unsigned)next);
         else
                 fprintf(stderr, "proxreap: the original vmid %u is taken now; restore with --vmid N\n",
@@ -599,7 +625,7 @@ static int archive_present(const struct cluster *api, const struct op *op, const
 
 /* Where, as what and with which storage op comes back; asks unless
  * --yes. 0, or the exit status. */
-static int plan_restore(const struct cluster *api, const struct op *op,
+static int plan_restore(const struct cluster *api, const struct ops *ops, const struct op *op,
                         const struct restore_args *a, struct restore_plan *ret)
 {
         /* Where the archive was verified, unless told: a node that reads
@@ -608,7 +634,7 @@ static int plan_restore(const struct cluster *api, const struct op *op,
                  a->node ? a->node : op->archive_node[0] ? op->archive_node : op->node);
         ret->t = (struct restore_target){ .node = ret->node, .storage = a->storage, .pool = a->pool };
         if (archive_present(api, op, ret->node, a->node != NULL) < 0 ||
-            pick_vmid(api, op, a, &ret->t.vmid) < 0)
+            pick_vmid(api, ops, op, a, &ret->t.vmid) < 0)
                 return 1;
         if (op->type == GUEST_LXC && !a->storage) {
                 /* Without a storage Proxmox restores a container to
@@ -1098,7 +1124,7 @@ static int read_op(const struct config *c, const struct cluster *api, const stru
                         op->state == OP_ABORTED ? " (the guest was never destroyed)" : "");
                 r = 2 + 1;
         } else {
-                r = plan_restore(api, op, a, plan);
+                r = plan_restore(api, &ops, op, a, plan);
                 r = r ? 2 + r : 0;
         }
         ops_clear(&ops);

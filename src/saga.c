@@ -1060,6 +1060,47 @@ static int64_t lost_create_wait_s(const struct saga *s)
         return (int64_t)(2 * s->c->timeout_usec / USEC_PER_SEC) + 5;
 }
 
+/* A restore task that failed may leave what it created: a qemu restore
+ * leaves its (empty) configuration behind ("VM state is NOT cleaned up").
+ * Such a guest is proxreap's own (its vmid was free, the create was ours,
+ * nothing is in it) and is removed; anything else is left, and said. */
+static int restore_left(struct saga *s, const struct cluster *api, struct op *op,
+                        const char *exitstatus)
+{
+        struct task_request q = { .kind = TASK_DESTROY, .type = op->type,
+                                  .node = op->restore_node, .vmid = op->restore_vmid };
+        const char *tool = op->type == GUEST_LXC ? "pct" : "qm";
+        char reason[900], why[600];
+        struct guest_reading g;
+        bool empty;
+        int e = api->ops->guest_read(api->impl, op->type, op->restore_node, op->restore_vmid, &g);
+
+        if (e < 0) /* nothing left (or it cannot be told: said below) */
+                snprintf(reason, sizeof(reason), "%s%s", exitstatus,
+                         e == -ENOENT ? "" : "; check whether it left a guest behind");
+        else {
+                /* Nothing but what an empty configuration may hold. */
+                empty = g.conf.n_volumes == 0 && g.facts.snapshots == 0 &&
+                        json_object_size(g.conf.fields) <= (guestconf_field(&g.conf, "lock") ? 1u : 0u);
+                guest_reading_done(&g);
+                if (!empty)
+                        snprintf(reason, sizeof(reason),
+                                 "%s; guest %u exists now and is not empty: check it ('%s config %u')",
+                                 exitstatus, (unsigned)op->restore_vmid, tool,
+                                 (unsigned)op->restore_vmid);
+                else if (saga_run_task(s, api, &q, why, sizeof(why)) == 0)
+                        snprintf(reason, sizeof(reason),
+                                 "%s; the empty guest %u it left behind was removed", exitstatus,
+                                 (unsigned)op->restore_vmid);
+                else
+                        snprintf(reason, sizeof(reason),
+                                 "%s; it left guest %u behind, empty, and removing it failed (%.200s): remove it with '%s destroy %u'",
+                                 exitstatus, (unsigned)op->restore_vmid, why, tool,
+                                 (unsigned)op->restore_vmid);
+        }
+        return restore_failed(s, op, reason);
+}
+
 /* A restore's lost answer: its task, or proof that it never left. */
 static int resolve_restore(struct saga *s, const struct cluster *api, struct op *op,
                            uint64_t now)
@@ -1134,7 +1175,7 @@ static int task_finished(struct saga *s, const struct cluster *api, struct op *o
 
         if (op->step == STEP_RESTORE)
                 return pve_task_succeeded(t->exitstatus) ? restore_finish(s, api, op)
-                                                         : restore_failed(s, op, t->exitstatus);
+                                                         : restore_left(s, api, op, t->exitstatus);
         if (!pve_task_succeeded(t->exitstatus)) {
                 if (op->step == STEP_SNAPSHOT && snapshot_unsupported(t->exitstatus))
                         return snapshot_skipped(s, op, t->exitstatus);

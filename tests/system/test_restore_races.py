@@ -476,7 +476,7 @@ def test_gateway_timeout_on_create_means_refused(lab):
         print("state after first:", o["state"], o["reason"])
         r2 = run(lab, cfg2, "restore", op["id"], "--yes")
         print("retry", r2.returncode, r2.stdout, r2.stderr)
-        m = re.search(r"next free one is (\d+)", r2.stderr)
+        m = re.search(r"--vmid N \((\d+) is free", r2.stderr)
         if m:
             r3 = run(lab, cfg2, "restore", op["id"], "--yes", "--vmid", m.group(1))
             print("as advised", r3.returncode, r3.stdout, r3.stderr)

@@ -265,3 +265,39 @@ def test_three_a_m_a_guest_known_by_name_from_a_node_whose_journal_is_gone(lab):
     r = lab.cli("restore", "104", "--yes", config=cfg2)
     assert r.returncode == 0 and "already restored" in r.stdout, r
     assert len([x for x in sim.requests() if x["method"] == "POST" and x["path"].endswith("/qemu")]) == 1
+
+
+def test_a_failed_restore_cleans_up_after_itself(lab):
+    sim, cfg, ops = reap_two_namesakes(lab)
+    sim.fault(kind="task_fail", type="^qmrestore$", error="unable to restore VM 104 - disk full",
+              count=1)
+    r = lab.cli("restore", "104", "--yes", config=cfg)
+    assert r.returncode == 1, r
+    assert ("restore of %s failed: unable to restore VM 104 - disk full; the empty guest 104 it "
+            "left behind was removed" % ops[104]["id"]) in r.stderr, r.stderr
+    assert sim.guest(104) is None
+    op = [o for o in json.loads(lab.cli("journal", "list", "--json", config=cfg).stdout)
+          if o["id"] == ops[104]["id"]][0]
+    assert op["state"] == "reaped" and "disk full" in op["reason"], op
+    # The next try gets the original vmid back.
+    r = lab.cli("restore", "104", "--yes", config=cfg)
+    assert r.returncode == 0 and "restored as guest 104 on 'pve1'" in r.stdout, r
+    # (No invariant check: it counts the empty guest's removal as a second
+    # destroy of vmid 104.) That removal was of an empty configuration:
+    assert [h.get("vmid") for h in sim.history(event="destroy")].count(104) == 2
+
+
+def test_vmid_advice_skips_vmids_other_reaped_guests_had(lab):
+    busy = [guest(v, "busy%d" % v, cpu=0.5, mem_mb=3000) for v in (100, 101, 102, 103)]
+    sim = sim_of(lab, busy + [guest(104, "a", **IDLE), guest(105, "b", **IDLE)])
+    cfg = reap_config(lab, sim)
+    d = lab.daemon(cfg)
+    a, b = wait_op(lab, cfg, 104, {"reaped"}), wait_op(lab, cfg, 105, {"reaped"})
+    assert d.stop() == 0
+    sim.create_guest({"vmid": 104, "type": "qemu", "node": "pve1", "name": "newcomer",
+                      "status": "stopped"})
+    r = lab.cli("restore", a["id"], "--yes", config=cfg)
+    assert r.returncode == 1
+    # 105 is free, but it is b's: 106 is proposed.
+    assert "the original vmid 104 is taken now; restore with --vmid N (106 is free, and no other " \
+           "reaped guest had it)" in r.stderr, r.stderr
