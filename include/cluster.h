@@ -81,6 +81,8 @@ struct cluster_ops {
         int (*extract_config)(void *impl, const char *node, const char *volid, char **ret);
         /* Every backup on a storage (pve_list_backups(); caller decrefs). */
         int (*list_backups)(void *impl, const char *node, const char *storage, json_t **ret);
+        /* Every storage of every node (pve_list_storages(); caller decrefs). */
+        int (*list_storages)(void *impl, json_t **ret);
         /* want if it is free (-EEXIST if not); 0: the next free one. */
         int (*next_id)(void *impl, uint32_t want, uint32_t *ret);
         /* The last failure, in the server's words where it gave some. */

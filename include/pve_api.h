@@ -151,6 +151,10 @@ int pve_extract_config(struct pve *p, const char *node, const char *volid, char 
  * (volid, vmid, notes' first line, ctime, size, protected). */
 int pve_list_backups(struct pve *p, const char *node, const char *storage, json_t **ret);
 
+/* Every storage of every node, as /cluster/resources?type=storage lists
+ * them (node, storage, shared, status, content). */
+int pve_list_storages(struct pve *p, json_t **ret);
+
 /* PUT config tags=..., refused by Proxmox when digest no longer matches. */
 int pve_set_tags(struct pve *p, enum guest_type t, const char *node, uint32_t vmid,
                  const char *tags, const char *digest);

@@ -49,6 +49,11 @@ void reaper_cycle(struct reaper *r, struct observer *o, uint64_t now_usec);
  * due (monotonic), UINT64_MAX when nothing is in flight. */
 uint64_t reaper_step(struct reaper *r, struct pve *p, uint64_t now_usec);
 
+/* What it is doing and why not more, for the status file: the breaker,
+ * the journal, reaps under way, marked guests and their grace, holds and
+ * their ends, the limits. now: monotonic. */
+json_t *reaper_status_json(const struct reaper *r, uint64_t now_usec);
+
 /* One line for STATUS= and the log. */
 void reaper_describe(const struct reaper *r, char *buf, size_t size);
 /* 0, or the journal's failure: destructive work has stopped. */

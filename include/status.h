@@ -26,7 +26,10 @@ json_t *status_guests_json(const struct observer *o, uint64_t now_usec);
 /* Writes the status document (summary, API state, every guest) to path
  * atomically (temporary file + rename, mode 0644), streaming it guest by
  * guest. */
-int status_write_file(const char *path, const struct observer *o, uint64_t now_usec);
+/* reaper (borrowed, may be NULL): what the reaper is doing, for the
+ * document's "reaper" member (reaper_status_json()). */
+int status_write_file(const char *path, const struct observer *o, json_t *reaper,
+                      uint64_t now_usec);
 
 /* What the Prometheus textfile shows besides the observer's summary. */
 struct status_metrics {

@@ -31,5 +31,7 @@ void *vmid_map_find(const struct vmid_map *m, uint32_t vmid);
 void *vmid_map_add(struct vmid_map *m, uint32_t vmid);
 void vmid_map_drop(struct vmid_map *m, uint32_t vmid);
 void vmid_map_free(struct vmid_map *m);
+/* Every record, in no order: start with *pos 0; NULL at the end. */
+void *vmid_map_next(const struct vmid_map *m, size_t *pos);
 
 #endif

@@ -145,6 +145,11 @@ static int pve_list_backups_of(void *impl, const char *node, const char *storage
         return pve_list_backups(impl, node, storage, ret);
 }
 
+static int pve_list_storages_of(void *impl, json_t **ret)
+{
+        return pve_list_storages(impl, ret);
+}
+
 static int pve_next_id_of(void *impl, uint32_t want, uint32_t *ret)
 {
         return pve_next_id(impl, want, ret);
@@ -167,6 +172,7 @@ static const struct cluster_ops pve_cluster_ops = {
         .find_backup = pve_find_backup_of,
         .extract_config = pve_extract_config_of,
         .list_backups = pve_list_backups_of,
+        .list_storages = pve_list_storages_of,
         .next_id = pve_next_id_of,
         .error = pve_error_of,
 };

@@ -8,6 +8,7 @@
  * status file), 2 usage or configuration error.
  */
 #include <errno.h>
+#include <signal.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -323,27 +324,141 @@ static const char *jstr(json_t *o, const char *key)
         return text_shown(json_string_value(json_object_get(o, key)));
 }
 
-static void print_status_header(json_t *doc)
+static int64_t jint(json_t *o, const char *key)
+{
+        return (int64_t)json_integer_value(json_object_get(o, key));
+}
+
+static void when(int64_t t, char *buf, size_t size)
+{
+        if (t > 0)
+                format_utc(t, buf, size);
+        else
+                snprintf(buf, size, "-");
+}
+
+/* Is the daemon that wrote doc still running, and writing? 0: yes; 1: its
+ * pid is gone; 2: it lives but its status is stale. */
+static int daemon_state(json_t *doc, int64_t *age)
+{
+        pid_t pid = (pid_t)jint(doc, "pid");
+        double interval = json_number_value(json_object_get(doc, "interval_seconds"));
+
+        *age = jint(doc, "updated_epoch") ? now_epoch() - jint(doc, "updated_epoch") : 0;
+        if (pid <= 0 || (kill(pid, 0) < 0 && errno == ESRCH))
+                return 1;
+        return *age > (int64_t)(3 * interval) + 60 ? 2 : 0;
+}
+
+static void print_status_header(json_t *doc, int state, int64_t age)
 {
         json_t *api = json_object_get(doc, "api"), *sum = json_object_get(doc, "summary");
 
-        printf("proxreapd %s (pid %lld), mode %s, status of %s\n", jstr(doc, "version"),
-               (long long)json_integer_value(json_object_get(doc, "pid")), jstr(doc, "mode"),
-               jstr(doc, "updated"));
-        if (json_is_true(json_object_get(api, "ok")))
+        if (state == 1)
+                printf("proxreapd is NOT RUNNING: pid %lld is gone; below is its last status, of %s (%llds ago)\n",
+                       (long long)jint(doc, "pid"), jstr(doc, "updated"), (long long)age);
+        else
+                printf("proxreapd %s (pid %lld), mode %s, status of %s (%llds ago)%s\n",
+                       jstr(doc, "version"), (long long)jint(doc, "pid"), jstr(doc, "mode"),
+                       jstr(doc, "updated"), (long long)age,
+                       state == 2 ? ": STALE, the daemon has stopped writing it" : "");
+        if (state == 1)
+                printf("API: not polled (the daemon is not running)\n");
+        else if (json_is_true(json_object_get(api, "ok")))
                 printf("API: ok, last successful poll %s\n", jstr(api, "last_success"));
         else
                 printf("API: %s for %lld poll(s): %s (last success %s)\n",
                        strcmp(jstr(api, "state"), "auth-failed") == 0 ? "AUTHENTICATION FAILED"
                                                                       : "FAILING",
-                       (long long)json_integer_value(json_object_get(api, "consecutive_failures")),
-                       jstr(api, "error"), jstr(api, "last_success"));
-        printf("tracking %lld guests, %lld idle, %lld active, %lld insufficient-data, %lld excluded\n\n",
-               (long long)json_integer_value(json_object_get(sum, "tracked")),
-               (long long)json_integer_value(json_object_get(sum, "idle")),
-               (long long)json_integer_value(json_object_get(sum, "active")),
-               (long long)json_integer_value(json_object_get(sum, "insufficient-data")),
-               (long long)json_integer_value(json_object_get(sum, "excluded")));
+                       (long long)jint(api, "consecutive_failures"), jstr(api, "error"),
+                       jstr(api, "last_success"));
+        printf("tracking %lld guests, %lld idle, %lld active, %lld insufficient-data, %lld excluded\n",
+               (long long)jint(sum, "tracked"), (long long)jint(sum, "idle"),
+               (long long)jint(sum, "active"), (long long)jint(sum, "insufficient-data"),
+               (long long)jint(sum, "excluded"));
+}
+
+static void print_ops_and_holds(json_t *rp)
+{
+        json_t *it;
+        size_t i;
+        char t[32], t2[32];
+
+        json_array_foreach(json_object_get(rp, "in_flight"), i, it) {
+                when(jint(it, "since"), t, sizeof(t));
+                printf("  reaping  guest %lld ('%s') on '%s': %s, at %s since %s\n",
+                       (long long)jint(it, "vmid"), jstr(it, "name"), jstr(it, "node"), jstr(it, "id"),
+                       jstr(it, "state"), t);
+        }
+        json_array_foreach(json_object_get(rp, "marks"), i, it) {
+                when(jint(it, "since"), t, sizeof(t));
+                when(jint(it, "grace_ends"), t2, sizeof(t2));
+                if (json_is_true(json_object_get(it, "cancelled")))
+                        printf("  marked   guest %lld since %s: tag removed by someone, not reaped\n",
+                               (long long)jint(it, "vmid"), t);
+                else
+                        printf("  marked   guest %lld since %s%s%s\n", (long long)jint(it, "vmid"), t,
+                               jint(it, "grace_ends") ? ", grace ends " : "",
+                               jint(it, "grace_ends") ? t2 : "");
+        }
+        json_array_foreach(json_object_get(rp, "holds"), i, it) {
+                when(jint(it, "until"), t, sizeof(t));
+                printf("  held     guest %lld: %s%s%s (%s)\n", (long long)jint(it, "vmid"),
+                       jstr(it, "hold"), jint(it, "until") ? " until " : "",
+                       jint(it, "until") ? t : "", jstr(it, "op"));
+        }
+}
+
+/* What the reaper will do next, and why not more. */
+static void print_reaper(json_t *doc)
+{
+        json_t *rp = json_object_get(doc, "reaper"), *b, *j, *l;
+
+        if (!json_is_object(rp))
+                return;
+        b = json_object_get(rp, "breaker");
+        j = json_object_get(rp, "journal");
+        l = json_object_get(rp, "limits");
+        if (json_is_true(json_object_get(b, "open"))) {
+                const char *why = jstr(b, "why"), *said = "circuit breaker open: ";
+
+                printf("reaper: BREAKER OPEN: %s\n",
+                       strncmp(why, said, strlen(said)) == 0 ? why + strlen(said) : why);
+        } else
+                printf("reaper: breaker closed; %lld of %lld reaps in the last hour, at most %lld per poll\n",
+                       (long long)jint(l, "reaps_last_hour"), (long long)jint(l, "max_per_hour"),
+                       (long long)jint(l, "max_per_cycle"));
+        if (json_string_value(json_object_get(j, "error")))
+                printf("journal: CANNOT BE WRITTEN (%s): destructive work stopped\n", jstr(j, "error"));
+        if (jint(j, "damaged_lines"))
+                printf("journal: DAMAGED (%lld line(s)): reaping stopped; stop proxreapd and run 'proxreap journal repair'\n",
+                       (long long)jint(j, "damaged_lines"));
+        print_ops_and_holds(rp);
+}
+
+/* The table's verdict says what the reaper does with the guest. */
+static void annotate_guests(json_t *doc)
+{
+        json_t *rp = json_object_get(doc, "reaper"), *g, *it;
+        size_t i, k;
+
+        json_array_foreach(json_object_get(doc, "guests"), i, g) {
+                json_int_t vmid = json_integer_value(json_object_get(g, "vmid"));
+                char v[64];
+
+                json_array_foreach(json_object_get(rp, "in_flight"), k, it)
+                        if (json_integer_value(json_object_get(it, "vmid")) == vmid) {
+                                snprintf(v, sizeof(v), "reaping (%s)",
+                                         json_string_value(json_object_get(it, "state")));
+                                json_object_set_new(g, "verdict", json_string(v));
+                        }
+                json_array_foreach(json_object_get(rp, "holds"), k, it)
+                        if (json_integer_value(json_object_get(it, "vmid")) == vmid) {
+                                snprintf(v, sizeof(v), "%s (held)",
+                                         json_string_value(json_object_get(g, "verdict")));
+                                json_object_set_new(g, "verdict", json_string(v));
+                        }
+        }
 }
 
 /* The daemon's status file, from the runtime directory it owns: never
@@ -377,8 +492,9 @@ static int cmd_status(int argc, char **argv)
         struct config *c = NULL;
         json_error_t err;
         bool json = false;
+        int64_t age = 0;
         json_t *doc;
-        int r;
+        int r, state;
 
         r = parse_json_flag(argc, argv, &json);
         if (r <= 0)
@@ -399,16 +515,21 @@ static int cmd_status(int argc, char **argv)
                 config_free(c);
                 return 1;
         }
+        state = daemon_state(doc, &age);
         if (json) {
                 json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
                 fputc('\n', stdout);
         } else {
-                print_status_header(doc);
+                print_status_header(doc, state, age);
+                print_reaper(doc);
+                putchar('\n');
+                annotate_guests(doc);
                 status_print_guests(stdout, json_object_get(doc, "guests"));
         }
         json_decref(doc);
         config_free(c);
-        return 0;
+        /* A daemon that is gone, or that stopped writing: not a status. */
+        return state ? 1 : 0;
 }
 
 static int cmd_journal_main(int argc, char **argv)

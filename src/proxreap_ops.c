@@ -875,55 +875,117 @@ static const struct op *resolve_op(const struct config *c, const struct ops *ops
 struct found_archive {
         struct archive_note note;
         char volid[256];
+        char node[64]; /* a node that reads it */
         uint64_t size;
         int64_t ctime;
         bool protected;
 };
 
-/* proxreap's archives on the archive storage, as this node sees it (a
- * shared storage: every node's). < 0: it cannot be listed (said). */
-static ssize_t list_archives(const struct config *c, const struct cluster *api,
-                             struct found_archive **ret)
+#define ARCHIVE_NODES_MAX 64
+
+/* The nodes whose view of the archive storage holds every archive: this
+ * node for a shared storage (any one that has it, if this one does not);
+ * each node that has it for a storage of one node only, where each
+ * node's reaps wrote their archives. At least this node. */
+static size_t archive_nodes(const struct config *c, const struct cluster *api,
+                            char nodes[][64])
 {
-        struct found_archive *v = NULL;
         json_t *all = NULL, *it;
         size_t i, n = 0;
-        int r;
+        bool shared = false, here = false;
 
-        *ret = NULL;
-        if (!c->archive_storage) {
-                fprintf(stderr, "proxreap: no archive storage configured: set 'reap.archive_storage'\n");
-                return -EINVAL;
+        if (api->ops->list_storages(api->impl, &all) < 0)
+                all = NULL; /* this node's view, as before */
+        json_array_foreach(all, i, it) {
+                const char *node = json_string_value(json_object_get(it, "node"));
+                const char *status = json_string_value(json_object_get(it, "status"));
+                const char *storage = json_string_value(json_object_get(it, "storage"));
+
+                if (!node || strlen(node) >= 64 || (status && strcmp(status, "available") != 0) ||
+                    !storage || strcmp(storage, c->archive_storage) != 0)
+                        continue;
+                shared |= json_is_true(json_object_get(it, "shared")) ||
+                          json_integer_value(json_object_get(it, "shared")) == 1;
+                here |= strcmp(node, c->node_name) == 0;
+                if (n < ARCHIVE_NODES_MAX)
+                        snprintf(nodes[n++], 64, "%s", node);
         }
-        r = api->ops->list_backups(api->impl, c->node_name, c->archive_storage, &all);
-        if (r < 0) {
-                fprintf(stderr, "proxreap: %s\n", text_shown(api_error(api)));
-                return r;
+        json_decref(all);
+        if (n == 0 || (shared && here))
+                n = (snprintf(nodes[0], 64, "%s", c->node_name), 1);
+        return shared ? 1 : n;
+}
+
+/* Adds node's archives (those with proxreap's notes) to *v, *n of them. */
+static int add_archives(const struct cluster *api, const char *node, const char *storage,
+                        struct found_archive **v, size_t *n)
+{
+        json_t *all = NULL, *it;
+        size_t i;
+        int r = api->ops->list_backups(api->impl, node, storage, &all);
+        struct found_archive *grown = r < 0 ? *v : realloc(*v, (*n + json_array_size(all) + 1) * sizeof(**v));
+
+        if (!grown) {
+                json_decref(all);
+                return -ENOMEM;
         }
-        v = calloc(json_array_size(all) + 1, sizeof(*v));
+        *v = grown;
         json_array_foreach(all, i, it) {
                 const char *volid = json_string_value(json_object_get(it, "volid"));
-                struct found_archive *a = v ? &v[n] : NULL;
+                struct found_archive *a = &grown[*n];
+                bool dup = false;
 
-                if (!a || !volid || strlen(volid) >= sizeof(a->volid) ||
+                for (size_t k = 0; volid && k < *n; k++)
+                        dup |= strcmp(grown[k].volid, volid) == 0;
+                *a = (struct found_archive){ 0 };
+                if (dup || !volid || strlen(volid) >= sizeof(a->volid) ||
                     archive_note_parse(json_string_value(json_object_get(it, "notes")),
                                        &a->note) < 0 ||
                     json_integer_value(json_object_get(it, "vmid")) != (json_int_t)a->note.vmid)
                         continue;
                 snprintf(a->volid, sizeof(a->volid), "%s", volid);
+                snprintf(a->node, sizeof(a->node), "%s", node);
                 if (!a->note.typed)
                         a->note.type = strstr(volid, "/vzdump-lxc-") ? GUEST_LXC : GUEST_QEMU;
                 a->size = (uint64_t)json_integer_value(json_object_get(it, "size"));
                 a->ctime = (int64_t)json_integer_value(json_object_get(it, "ctime"));
                 a->protected = json_is_true(json_object_get(it, "protected")) ||
                                json_integer_value(json_object_get(it, "protected")) == 1;
-                n++;
+                (*n)++;
         }
         json_decref(all);
-        if (!v)
-                return -ENOMEM;
-        *ret = v;
-        return (ssize_t)n;
+        return r;
+}
+
+/* proxreap's archives on the archive storage, found through every node
+ * that holds some (archive_nodes()). < 0: no node could list it (said). */
+static ssize_t list_archives(const struct config *c, const struct cluster *api,
+                             struct found_archive **ret)
+{
+        char nodes[ARCHIVE_NODES_MAX][64];
+        struct found_archive *v = NULL;
+        size_t n = 0, listed = 0, k;
+        int r = 0;
+
+        *ret = NULL;
+        if (!c->archive_storage) {
+                fprintf(stderr, "proxreap: no archive storage configured: set 'reap.archive_storage'\n");
+                return -EINVAL;
+        }
+        k = archive_nodes(c, api, nodes);
+        for (size_t i = 0; i < k && r != -ENOMEM; i++) {
+                r = add_archives(api, nodes[i], c->archive_storage, &v, &n);
+                if (r < 0 && r != -ENOMEM)
+                        fprintf(stderr, "proxreap: %s%s%s%s\n", k > 1 ? "node '" : "",
+                                k > 1 ? nodes[i] : "", k > 1 ? "': " : "", text_shown(api_error(api)));
+                listed += r >= 0;
+        }
+        if (listed == 0 || r == -ENOMEM) {
+                free(v);
+                return r < 0 ? r : -EIO;
+        }
+        *ret = v ? v : calloc(1, sizeof(*v));
+        return *ret ? (ssize_t)n : -ENOMEM;
 }
 
 static bool archive_names(const struct found_archive *a, const char *what)
@@ -955,7 +1017,7 @@ static json_t *adopted_record(const struct config *c, const struct cluster *api,
 
         /* The configuration inside: a container's storage, and what the
          * restore shows (best effort: the volume itself is what counts). */
-        if (api->ops->extract_config(api->impl, c->node_name, a->volid, &config) < 0)
+        if (api->ops->extract_config(api->impl, a->node, a->volid, &config) < 0)
                 config = NULL;
         snprintf(evidence, sizeof(evidence),
                  "found by the notes of archive '%s' on '%s' (reaped by the proxreapd of node %s; no journal here held it)",
@@ -967,7 +1029,7 @@ static json_t *adopted_record(const struct config *c, const struct cluster *api,
                                                       guest_type_to_string(a->note.type), "node",
                                                       a->note.node[0] ? a->note.node : c->node_name,
                                                       "name", a->note.name, "volid", a->volid,
-                                                      "archive_node", c->node_name, "size",
+                                                      "archive_node", a->node, "size",
                                                       (json_int_t)a->size, "ctime",
                                                       (json_int_t)a->ctime, "archive_config",
                                                       config ? config : "", "evidence", evidence));
@@ -982,7 +1044,7 @@ static int adopt_from_archive(const struct config *c, const struct cluster *api,
 {
         struct found_archive *v = NULL;
         const struct found_archive *pick = NULL;
-        ssize_t n = list_archives(c, api, &v);
+        ssize_t n = c->archive_storage ? list_archives(c, api, &v) : 0;
         size_t hits = 0;
         struct saga *s = NULL;
         char err[1024];

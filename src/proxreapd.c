@@ -117,8 +117,12 @@ static void write_metrics(struct daemon *d)
 
 static void write_status(struct daemon *d, uint64_t now)
 {
+        json_t *reaper = d->reaper ? reaper_status_json(d->reaper, now) : NULL;
+
         note_write("status file", d->config->status_file,
-                   status_write_file(d->config->status_file, d->observer, now), &d->status_error);
+                   status_write_file(d->config->status_file, d->observer, reaper, now),
+                   &d->status_error);
+        json_decref(reaper);
         if (d->config->prometheus_file)
                 write_metrics(d);
 }

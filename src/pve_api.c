@@ -684,14 +684,12 @@ int pve_find_backup(struct pve *p, const char *node, const char *storage,
         return r;
 }
 
-int pve_list_backups(struct pve *p, const char *node, const char *storage, json_t **ret)
+/* GET path, whose answer must be a list (*ret, caller decrefs). */
+static int get_list(struct pve *p, const char *path, json_t **ret)
 {
-        char path[512];
         json_t *data = NULL;
-        int r = storage_path(p, node, storage, "/content?content=backup", path, sizeof(path));
+        int r = pve_call(p, "GET", path, NULL, &data);
 
-        if (r >= 0)
-                r = pve_call(p, "GET", path, NULL, &data);
         if (r >= 0 && !json_is_array(data)) {
                 pve_set_error(p, "GET %s: answer is not a list", path);
                 r = -EBADMSG;
@@ -702,6 +700,19 @@ int pve_list_backups(struct pve *p, const char *node, const char *storage, json_
         }
         *ret = data;
         return 0;
+}
+
+int pve_list_backups(struct pve *p, const char *node, const char *storage, json_t **ret)
+{
+        char path[512];
+        int r = storage_path(p, node, storage, "/content?content=backup", path, sizeof(path));
+
+        return r < 0 ? r : get_list(p, path, ret);
+}
+
+int pve_list_storages(struct pve *p, json_t **ret)
+{
+        return get_list(p, "/cluster/resources?type=storage", ret);
 }
 
 int pve_extract_config(struct pve *p, const char *node, const char *volid, char **ret)

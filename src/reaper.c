@@ -650,6 +650,87 @@ void reaper_set_notifier(struct reaper *r, struct notifier *n)
         saga_set_notifier(r->saga, n);
 }
 
+/* --- status --- */
+
+static json_t *op_status_json(const struct op *op)
+{
+        return json_pack("{s:s, s:I, s:s, s:s, s:s, s:s, s:I}", "id", op->id, "vmid",
+                         (json_int_t)op->vmid, "name", op->name, "node", op->node, "state",
+                         op_state_to_string(op->state), "step", op_step_to_string(op->step),
+                         "since", (json_int_t)op->updated);
+}
+
+static json_t *hold_json(uint32_t vmid, const char *hold, int64_t until, const struct op *op)
+{
+        return json_pack("{s:I, s:s, s:I, s:s, s:s}", "vmid", (json_int_t)vmid, "hold", hold,
+                         "until", (json_int_t)until, "op", op->id, "why",
+                         op->reason[0] ? op->reason : "");
+}
+
+/* Reaps under way, and what holds a guest back: a restore, cooldown after
+ * one, reap.retry_after after a failed or called-off reap. */
+static void ops_status(const struct reaper *r, int64_t now_s, json_t *flight, json_t *holds)
+{
+        const struct config *c = r->c;
+        const struct ops *ops = saga_ops(r->saga);
+        int64_t cool = (int64_t)(c->cooldown_usec / USEC_PER_SEC);
+        int64_t retry = (int64_t)(c->retry_after_usec / USEC_PER_SEC);
+
+        for (size_t i = 0; i < ops->n; i++) {
+                const struct op *op = ops->v[i];
+
+                if (op_needs_daemon(op))
+                        json_array_append_new(flight, op_status_json(op));
+                else if (op->state == OP_RESTORING)
+                        json_array_append_new(holds, hold_json(op->vmid, "restoring", 0, op));
+                else if (op->state == OP_RESTORED && now_s - op->restored_ts < cool)
+                        json_array_append_new(holds, hold_json(op->restore_vmid, "cooldown",
+                                                               op->restored_ts + cool, op));
+                else if (op->state == OP_ABORTED && (!op->vetoed || op->called_off) &&
+                         now_s - op->updated < retry)
+                        json_array_append_new(holds, hold_json(op->vmid, "retry_after",
+                                                               op->updated + retry, op));
+        }
+}
+
+/* Marked guests: when the grace period ends (reap mode), or cancelled. */
+static json_t *marks_status(const struct reaper *r, uint64_t now, int64_t now_s)
+{
+        json_t *marks = json_array();
+        const struct mark *m;
+        size_t pos = 0;
+
+        while ((m = vmid_map_next(&r->marks, &pos)) != NULL) {
+                int64_t since = now_s - (int64_t)((now - m->since_usec) / USEC_PER_SEC);
+
+                json_array_append_new(
+                        marks, json_pack("{s:I, s:I, s:I, s:b}", "vmid", (json_int_t)m->vmid, "since",
+                                         (json_int_t)since, "grace_ends",
+                                         (json_int_t)(r->c->mode == REAP_MODE_REAP
+                                                              ? since + (int64_t)(r->c->grace_usec /
+                                                                                  USEC_PER_SEC)
+                                                              : 0),
+                                         "cancelled", m->cancelled));
+        }
+        return marks;
+}
+
+json_t *reaper_status_json(const struct reaper *r, uint64_t now)
+{
+        const struct config *c = r->c;
+        int64_t now_s = now_epoch();
+        json_t *flight = json_array(), *holds = json_array();
+
+        ops_status(r, now_s, flight, holds);
+        return json_pack("{s:{s:b, s:s}, s:{s:s?, s:I}, s:o, s:o, s:o, s:{s:I, s:I, s:I}}",
+                         "breaker", "open", r->breaker_open, "why", r->breaker, "journal", "error",
+                         journal_error(r) ? strerror(-journal_error(r)) : NULL, "damaged_lines",
+                         (json_int_t)saga_damaged(r->saga), "in_flight", flight, "marks",
+                         marks_status(r, now, now_s), "holds", holds, "limits", "reaps_last_hour",
+                         (json_int_t)reaps_last_hour(r, now_s), "max_per_hour",
+                         (json_int_t)c->max_per_hour, "max_per_cycle", (json_int_t)c->max_per_cycle);
+}
+
 void reaper_describe(const struct reaper *r, char *buf, size_t size)
 {
         const struct ops *ops = saga_ops(r->saga);

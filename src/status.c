@@ -317,25 +317,26 @@ static json_t *api_json(const struct observe_summary *s)
 
 #define STATUS_JSON_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(10))
 
-static json_t *status_header(const struct observer *o)
+static json_t *status_header(const struct observer *o, json_t *reaper)
 {
         const struct observe_summary *s = observer_summary(o);
         const struct config *c = observer_config(o);
         char updated[32];
 
         format_utc(now_epoch(), updated, sizeof(updated));
-        return json_pack("{s:s s:s s:i s:s s:f s:f s:o s:o}", "version", PROXREAP_VERSION,
+        return json_pack("{s:s s:s s:i s:s s:I s:f s:f s:o s:o s:O?}", "version", PROXREAP_VERSION,
                          "mode", reap_mode_to_string(c->mode), "pid", (int)getpid(), "updated",
-                         updated, "interval_seconds", (double)c->interval_usec / 1e6,
-                         "window_seconds", (double)c->window_usec / 1e6, "summary",
-                         summary_json(s), "api", api_json(s));
+                         updated, "updated_epoch", (json_int_t)now_epoch(), "interval_seconds",
+                         (double)c->interval_usec / 1e6, "window_seconds",
+                         (double)c->window_usec / 1e6, "summary", summary_json(s), "api",
+                         api_json(s), "reaper", reaper);
 }
 
 /* Streams the document: the header object, then the guests, so memory
  * stays flat however large the fleet. */
-static int write_document(FILE *f, const struct observer *o, uint64_t now_usec)
+static int write_document(FILE *f, const struct observer *o, json_t *reaper, uint64_t now_usec)
 {
-        json_t *header = status_header(o);
+        json_t *header = status_header(o, reaper);
         char *text = header ? json_dumps(header, STATUS_JSON_FLAGS) : NULL;
         int r;
 
@@ -395,6 +396,7 @@ static int write_atomic(const char *path, int (*write_fn)(FILE *f, const void *c
 
 struct document {
         const struct observer *o;
+        json_t *reaper;
         uint64_t now_usec;
 };
 
@@ -402,12 +404,13 @@ static int write_document_fn(FILE *f, const void *ctx)
 {
         const struct document *d = ctx;
 
-        return write_document(f, d->o, d->now_usec);
+        return write_document(f, d->o, d->reaper, d->now_usec);
 }
 
-int status_write_file(const char *path, const struct observer *o, uint64_t now_usec)
+int status_write_file(const char *path, const struct observer *o, json_t *reaper,
+                      uint64_t now_usec)
 {
-        const struct document d = { o, now_usec };
+        const struct document d = { o, reaper, now_usec };
 
         return write_atomic(path, write_document_fn, &d);
 }

@@ -28,6 +28,14 @@ static size_t next_slot(const struct vmid_map *m, size_t i)
         return (i + 1) & (m->size - 1);
 }
 
+void *vmid_map_next(const struct vmid_map *m, size_t *pos)
+{
+        for (; *pos < m->size; (*pos)++)
+                if (vmid_at(m, *pos) != 0)
+                        return slot(m, (*pos)++);
+        return NULL;
+}
+
 void *vmid_map_find(const struct vmid_map *m, uint32_t vmid)
 {
         if (m->size == 0 || vmid == 0)

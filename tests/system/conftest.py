@@ -511,13 +511,14 @@ def saga_calls(sim):
     return out
 
 
-def check_invariants(lab, sim, config, cli=None, journal=None, removed=()):
+def check_invariants(lab, sim, config, cli=None, journal=None, removed=(), earlier=()):
     """No destroy without a protected archive; at most one destroy per
     guest; every write call of the saga was announced by a journaled
     intent; the journal verifies; every op is terminal or resumable.
     cli/journal: another runner and journal path (a journal in a private
     mount namespace). removed: vmids the test deleted behind proxreap's
-    back (a reap of one is done without a destroy of proxreap's)."""
+    back (a reap of one is done without a destroy of proxreap's).
+    earlier: journals lost before this one (their intents count too)."""
     destroys = sim.history(event="destroy")
     seen = set()
     for d in destroys:
@@ -537,8 +538,12 @@ def check_invariants(lab, sim, config, cli=None, journal=None, removed=()):
     # Never an action whose intent is not on record.
     path = journal or lab.configs[config]["reap"]["journal"]
     vmid_of = {o["id"]: o["vmid"] for o in ops.values()}
+    records = [r for p in earlier for r in journal_records(p)] + list(journal_records(path))
+    for rec in records:
+        if rec.get("ev") == "selected":
+            vmid_of.setdefault(rec["op"], rec["vmid"])
     intents = {}
-    for rec in journal_records(path):
+    for rec in records:
         if rec.get("ev") == "intent" and rec.get("op") in vmid_of:
             key = (vmid_of[rec["op"]], rec["step"])
             intents[key] = intents.get(key, 0) + 1

@@ -320,14 +320,15 @@ def _prefix_config(lab, config, jr):
                       status={"file": os.path.join(lab.dir, "valid-prefix-status.json")}), path
 
 
-def check_invariants(lab, sim, config, tap=None, torn_ok=False):
+def check_invariants(lab, sim, config, tap=None, torn_ok=False, earlier=()):
     """conftest.check_invariants (the invariants of every reap test), on a
     journal that may have been left by a crash, plus what crashes make
     interesting: torn_ok: a torn last record may end the journal (a crash
     in the middle of a write, not cut yet), never damage; with a tap, the
     journal file held the verify record and the destroy intent when each
     DELETE reached the server, and a restore intent when each restore did;
-    DELETE sent at most once per guest; one restore per archive."""
+    DELETE sent at most once per guest; one restore per archive.
+    earlier: journals lost before this one (conftest.check_invariants)."""
     from conftest import check_invariants as check_reap_invariants
 
     path = journal_path(lab, config)
@@ -340,9 +341,9 @@ def check_invariants(lab, sim, config, tap=None, torn_ok=False):
         assert r.returncode == 1 and "is torn" in r.stderr, r.stdout + r.stderr
         # The rest holds for what the next writer keeps.
         cfg, prefix = _prefix_config(lab, config, jr)
-        check_reap_invariants(lab, sim, cfg, journal=prefix)
+        check_reap_invariants(lab, sim, cfg, journal=prefix, earlier=earlier)
     else:
-        check_reap_invariants(lab, sim, config)
+        check_reap_invariants(lab, sim, config, earlier=earlier)
 
     destroys = sim.history(event="destroy")
     deletes = [x for x in sim.requests() if x["method"] == "DELETE" and _guest_of(x["path"])]

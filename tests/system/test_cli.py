@@ -262,7 +262,7 @@ def test_status_renders_the_daemon_view(lab):
 
     r = wait_until(judged_table, message="a status showing '%s'" % judged)
     lines = r.stdout.splitlines()
-    assert re.match(r"^proxreapd %s \(pid %d\), mode observe, status of %s$" % (VERSION, d.pid, ISO), lines[0]), lines[0]
+    assert re.match(r"^proxreapd %s \(pid %d\), mode observe, status of %s \(\d+s ago\)$" % (VERSION, d.pid, ISO), lines[0]), lines[0]
     assert re.match(r"^API: ok, last successful poll %s$" % ISO, lines[1]), lines[1]
     assert lines[2] == "tracking 3 guests, 1 idle, 1 active, 0 insufficient-data, 1 excluded"
     assert lines[3] == ""

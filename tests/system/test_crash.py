@@ -61,7 +61,9 @@ JOURNAL_WRITE = ["journal-torn", "journal-written", "journal-synced"]
 JOURNAL_OPEN = ["journal-created", "journal-copy-partial", "journal-copy-saved", "journal-cut"]
 RESTORE = ["restore-intent", "restore-sent", "restore-task", "restore-done", "restore-failed",
            "restore-resume"]
-ALL_POINTS = SAGA + COMPENSATION + MOVED + JOURNAL_WRITE + JOURNAL_OPEN + RESTORE
+# A restore from an archive's notes, its journal lost: the op journaled here.
+ADOPT = ["adopted"]
+ALL_POINTS = SAGA + COMPENSATION + MOVED + JOURNAL_WRITE + JOURNAL_OPEN + RESTORE + ADOPT
 
 VZDUMP_FAILS = {"kind": "task_fail", "type": "^vzdump$",
                 "error": "command 'vma create' failed: exit code 1"}
@@ -89,9 +91,9 @@ def fold(jr):
     ops = {}
     for _, r in jr.records:
         op, ev, step = r.get("op"), r.get("ev"), r.get("step")
-        if ev == "selected":
-            ops[op] = {"id": op, "vmid": r.get("vmid"), "type": r.get("type"), "state": "busy",
-                       "vetoed": False}
+        if ev in ("selected", "adopted"):
+            ops[op] = {"id": op, "vmid": r.get("vmid"), "type": r.get("type"),
+                       "state": "busy" if ev == "selected" else "reaped", "vetoed": False}
             continue
         o = ops.get(op)
         if o is None:
@@ -128,6 +130,7 @@ class Scenario:
             self.sim.fault(**f)
         self.jpath = os.path.join(lab.dir, "journal")
         self.tap = JournalTap(self.sim, self.jpath)
+        self.lost = []   # journals lost (renamed away) so far
         # api.timeout 3s: a restore whose create got no answer is looked
         # for 2 x 3 + 5 s before it is called failed.
         self.cfg = lab.config(self.sim, url=self.tap.url, observe=OBSERVE, api={"timeout": "3s"},
@@ -193,7 +196,8 @@ class Scenario:
         torn_ok = bool(event.get("fired") and spec_name(event["spec"]) == "journal-torn" or
                        event.get("result") == "killed" or
                        before.tail and self.journal().tail == before.tail)
-        jr = check_invariants(self.lab, self.sim, self.cfg, tap=self.tap, torn_ok=torn_ok)
+        jr = check_invariants(self.lab, self.sim, self.cfg, tap=self.tap, torn_ok=torn_ok,
+                              earlier=self.lost)
         assert jr.prefix.startswith(self.prefix), \
             "the journal's valid records changed since the last crash"
         self.prefix = jr.prefix
@@ -261,7 +265,7 @@ class Scenario:
                 self.assert_tail_saved(before.tail, log)
         self.check_tail_kept(before)
         if how == "settled":
-            check_invariants(self.lab, self.sim, self.cfg, tap=self.tap)
+            check_invariants(self.lab, self.sim, self.cfg, tap=self.tap, earlier=self.lost)
             self.prefix = self.journal().prefix
         else:
             self._after_crash(event, before)
@@ -277,6 +281,13 @@ class Scenario:
         """A torn tail is cut only after it was saved."""
         if before.tail and self.journal().tail != before.tail:
             self.assert_tail_saved(before.tail)
+
+    def lose_journal(self):
+        """The journal is lost: renamed away, kept for the invariants."""
+        lost = "%s.lost-%d" % (self.jpath, len(self.lost))
+        os.rename(self.jpath, lost)
+        self.lost.append(lost)
+        self.prefix = b""
 
     def finish(self):
         """A run without crashes to the end; then the final invariants."""
@@ -310,7 +321,7 @@ class Scenario:
         else:
             assert r.returncode in (0, 1), r.stdout + r.stderr
             event["out"] = (r.stdout + r.stderr).strip()[-200:]
-            check_invariants(self.lab, self.sim, self.cfg, tap=self.tap)
+            check_invariants(self.lab, self.sim, self.cfg, tap=self.tap, earlier=self.lost)
             self.prefix = self.journal().prefix
         return r
 
@@ -392,6 +403,8 @@ def _point_cases():
     cases.append(pytest.param("restore", "journal-torn#2:40", "lxc", id="restore-journal-torn"))
     cases.append(pytest.param("restore", "journal-synced#1", "qemu", id="restore-journal-synced"))
     cases.append(pytest.param("restore-reopen", "journal-cut", "qemu", id="restore-journal-cut"))
+    for p in ADOPT:
+        cases.append(pytest.param("restore-adopted", p, "lxc", id=p))
     return cases
 
 
@@ -425,6 +438,11 @@ def test_crash_at_every_point(lab, scenarios, kind, spec, gtype):
                 # A restore died in the middle of its intent record; the
                 # next one saves and cuts the torn end, and dies there.
                 s.restore_until_done(op, "journal-torn#1:30", [spec])
+            elif kind == "restore-adopted":
+                # The journal is lost; the restore finds the op by its
+                # archive's notes, journals it, and dies there.
+                s.lose_journal()
+                s.restore_until_done(op, spec)
             elif kind == "restore-resumed":
                 # One dies with its task running; the next takes it over
                 # on record, and dies there.
@@ -612,7 +630,8 @@ def test_every_crash_point_is_tested(lab, scenarios):
     static = points_in_source()
     assert {"journal-torn", "journal-written", "journal-synced", "selected", "reaped",
             "aborted"} <= set(static), static
-    s = scenarios([(901, "lxc", "pve1", {}), (902, "qemu", "pve2", {}), (903, "lxc", "pve1", {})],
+    s = scenarios([(901, "lxc", "pve1", {}), (902, "qemu", "pve2", {}), (903, "lxc", "pve1", {}),
+                   (904, "lxc", "pve2", {})],
                   faults=[dict(VZDUMP_FAILS, vmid=902, count=1), dict(RESTORE_FAILS, count=1),
                           dict(MIGRATES, vmid=903, count=1)],
                   label="coverage")
@@ -623,10 +642,12 @@ def test_every_crash_point_is_tested(lab, scenarios):
         with open(s.jpath, "ab") as fh:
             fh.write(b'{"seq":99,"crc32c":"00')
         s.run_daemon()
-        op = s.reaped_ops()[0]["id"]
+        op, other = [o["id"] for o in s.reaped_ops()]
         assert s.restore(op).returncode == 1
         s.restore(op, "restore-task")         # dies; the next one takes it over
         assert s.restore(op).returncode == 0
+        s.lose_journal()                      # found again by its archive's notes
+        assert s.restore(other).returncode == 0
         for t in glob.glob(os.path.join(s.lab.dir, "trace-*")):
             traced.update(s._points(t))
     run_checked(s, body)

@@ -500,7 +500,7 @@ def complete(words, cwd=None):
 
 def test_completion_commands_and_subcommands():
     assert complete(["proxreap", "jo"]) == ["journal"]
-    commands = {"check-config", "plan", "status", "journal", "restore", "abort", "help"}
+    commands = {"check-config", "plan", "status", "journal", "restore", "archives", "abort", "help"}
     assert set(complete(["proxreap", ""])) == commands
     assert set(complete(["proxreap", "help", ""])) == commands
     assert set(complete(["proxreap", "-c", "x.conf", "re"])) == {"restore"}

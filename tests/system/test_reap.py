@@ -162,6 +162,8 @@ def test_breaker_and_per_cycle_limit(lab):
     d.wait_log("circuit breaker open: 4 of 5 eligible guests look idle")
     healthy(d, more=15)                     # polls after the breaker opened, not since the start
     assert writes(sim) == []
+    r = lab.cli("status", config=cfg)
+    assert "\nreaper: BREAKER OPEN: 4 of 5 eligible guests look idle" in r.stdout, r.stdout
     d.stop()
     # With the breaker wide open, one reap per cycle and one per node at a time.
     cfg2 = reap_config(lab, sim, name="p2.conf", breaker_percent=100, max_per_cycle=1, max_per_hour=2)

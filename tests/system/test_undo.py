@@ -4,9 +4,11 @@
 import json
 import os
 import re
+import signal
+import time
 
 from conftest import check_invariants, guest, journal_records, wait_until
-from test_reap import IDLE, healthy, reap_config, sim_of, wait_op
+from test_reap import IDLE, healthy, ops_by_vmid, reap_config, sim_of, wait_op
 
 
 def creates(sim):
@@ -301,3 +303,58 @@ def test_vmid_advice_skips_vmids_other_reaped_guests_had(lab):
     # 105 is free, but it is b's: 106 is proposed.
     assert "the original vmid 104 is taken now; restore with --vmid N (106 is free, and no other " \
            "reaped guest had it)" in r.stderr, r.stderr
+
+
+def status_of(lab, cfg):
+    r = lab.cli("status", config=cfg)
+    return r.returncode, r.stdout, r.stderr
+
+
+def test_status_says_what_the_reaper_does_and_when_the_daemon_is_gone(lab):
+    """status shows a reap under way (not 'excluded: not running'), a guest
+    held after its reap was called off, marks with the end of their grace,
+    and, once the daemon is gone, says so and exits 1."""
+    sim, cfg, d = mid_archive(lab)
+    wait_until(lambda: "reaping  guest 104 ('thesis') on 'pve1': R-pve1-000001, at archive" in
+               status_of(lab, cfg)[1], timeout=30)
+    rc, out, err = status_of(lab, cfg)
+    assert rc == 0, err
+    op = json.loads(lab.cli("journal", "list", "--json", config=cfg).stdout)[0]
+    assert re.search(r"^  reaping  guest 104 \('thesis'\) on 'pve1': %s, at archive since "
+                     r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$" % op["id"], out, re.M), out
+    row = [x for x in out.splitlines() if x.startswith("104 ") or x.startswith("  104 ")]
+    assert row and "reaping (archive)" in row[0] and "excluded" not in row[0], out
+    assert re.search(r"^reaper: breaker closed; \d+ of \d+ reaps in the last hour", out, re.M), out
+    # Called off: held for reap.retry_after, and the table says so.
+    assert lab.cli("abort", "104", config=cfg).returncode == 0
+    d.wait_status(lambda s: (s.get("reaper") or {}).get("holds"), what="a hold")
+    rc, out, err = status_of(lab, cfg)
+    assert re.search(r"^  held     guest 104: retry_after until \S+ \(%s\)$" % op["id"], out, re.M), out
+    assert "(held)" in [x for x in out.splitlines() if " thesis " in x][0], out
+    doc = json.loads(lab.cli("status", "--json", config=cfg).stdout)
+    assert doc["reaper"]["in_flight"] == [] and doc["reaper"]["holds"][0]["vmid"] == 104, doc
+    assert abs(doc["updated_epoch"] - time.time()) < 60, doc
+    # The daemon dies without a word: its status file stays, and lies no more.
+    d.signal(signal.SIGKILL)
+    assert d.stop() == -signal.SIGKILL
+    rc, out, err = status_of(lab, cfg)
+    assert rc == 1, out
+    assert re.match(r"proxreapd is NOT RUNNING: pid %d is gone; below is its last status, of \S+ "
+                    r"\(\d+s ago\)\n" % d.proc.pid, out), out
+    assert "API: not polled (the daemon is not running)" in out and "API: ok" not in out, out
+    assert lab.cli("status", "--json", config=cfg).returncode == 1
+
+
+def test_status_shows_marks_and_the_end_of_their_grace(lab):
+    sim = sim_of(lab, [guest(501, "a", **IDLE), guest(502, "busy", cpu=0.5, mem_mb=3000)])
+    cfg = reap_config(lab, sim, grace="2h")
+    d = lab.daemon(cfg)
+    d.wait_status(lambda s: (s.get("reaper") or {}).get("marks"), what="a mark")
+    rc, out, err = status_of(lab, cfg)
+    assert rc == 0, err
+    m = re.search(r"^  marked   guest 501 since (\S+), grace ends (\S+)$", out, re.M)
+    assert m, out
+    since, ends = (time.mktime(time.strptime(x, "%Y-%m-%dT%H:%M:%SZ")) for x in m.groups())
+    assert ends - since == 7200, out
+    assert d.stop() == 0
+    assert ops_by_vmid(lab, cfg, 501) == []

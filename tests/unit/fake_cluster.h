@@ -666,6 +666,20 @@ static inline int fc_list_backups(void *impl, const char *node, const char *stor
         return 0;
 }
 
+/* One storage, shared by every node: the backups' storages. */
+static inline int fc_list_storages(void *impl, json_t **ret)
+{
+        struct fake_cluster *f = impl;
+
+        *ret = json_array();
+        for (size_t i = 0; i < f->n_backups; i++)
+                json_array_append_new(*ret, json_pack("{s:s, s:s%, s:i, s:s}", "node", "pve1", "storage",
+                                                      f->backups[i].volid,
+                                                      strcspn(f->backups[i].volid, ":"), "shared",
+                                                      1, "status", "available"));
+        return 0;
+}
+
 static inline int fc_next_id(void *impl, uint32_t want, uint32_t *ret)
 {
         struct fake_cluster *f = impl;
@@ -703,6 +717,7 @@ static const struct cluster_ops fc_ops = {
         .find_backup = fc_find_backup,
         .extract_config = fc_extract_config,
         .list_backups = fc_list_backups,
+        .list_storages = fc_list_storages,
         .next_id = fc_next_id,
         .error = fc_error,
 };
