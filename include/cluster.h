@@ -100,6 +100,12 @@ struct cluster cluster_of_pve(struct pve *p);
 /* The server answered with an error status: it did not act. An answer
  * that could not be read is no refusal: the server may have acted. */
 bool cluster_refused(int e);
+
+/* The last failure, in the server's words where it gave some. */
+static inline const char *api_error(const struct cluster *api)
+{
+        return api->ops->error(api->impl);
+}
 /* No connection could be made: the call never left. */
 bool cluster_unsent(int e);
 

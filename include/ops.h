@@ -188,6 +188,8 @@ void ops_next_id(const struct ops *o, const char *node, char *buf, size_t size);
 /* The node an op id names ("" for an id of the old form "R-NNNNNN"), or
  * -EINVAL: not an op id. */
 int op_id_node(const char *id, char *node, size_t size);
+/* Ids from now on go past id's number (one named outside the journal). */
+void ops_reserve_id(struct ops *o, const char *id);
 
 /* What the first line of an archive's notes says of the reap that made it:
  * "proxreap ID: idle guest NAME (VMID[, TYPE[, storage S]]) archived
@@ -202,6 +204,10 @@ struct archive_note {
         char node[64]; /* "" when not given */
 };
 int archive_note_parse(const char *notes, struct archive_note *ret);
+
+/* An op of vmid whose records of its archive were lost (reaped, no volid):
+ * an "adopted" record of that op id and vmid fills them in. */
+bool op_adoptable(const struct op *op, uint32_t vmid);
 
 const char *op_state_to_string(enum op_state s);
 const char *op_step_to_string(enum op_step s);

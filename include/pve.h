@@ -95,6 +95,10 @@ struct pve_version {
 int pve_new(const struct config *c, struct pve **ret);
 struct pve *pve_free(struct pve *p);
 const char *pve_error(const struct pve *p);
+
+/* The user Proxmox names in the UPIDs of the tasks this client starts
+ * (USER@REALM!TOKENID, or the ticket's USER@REALM); NULL if unknown. */
+const char *pve_task_user(const struct pve *p);
 void pve_set_error(struct pve *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* -EACCES: authentication or permission refused; -EBADMSG: malformed

@@ -28,6 +28,7 @@ struct pve_upid {
         char node[64];
         char type[64]; /* qmshutdown, vzdump, hastop, ... */
         char id[64]; /* usually the vmid; may be empty */
+        char user[PVE_UPID_MAX]; /* who started it: USER@REALM[!TOKENID] */
         uint64_t starttime; /* server clock, UNIX seconds */
 };
 

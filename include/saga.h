@@ -94,8 +94,11 @@ int saga_judge_live(const struct saga *s, const struct cluster *api, enum guest_
                     struct saga_live *ret);
 void saga_live_done(struct saga_live *l);
 
-/* The id the next reap gets. */
-void saga_next_id(const struct saga *s, char *buf, size_t size);
+/* The id of the next reap: past every id in the journal and, the first
+ * time, in the notes of the archives on the archive storage. < 0 (why):
+ * those cannot be listed now. */
+int saga_next_id(struct saga *s, const struct cluster *api, char *buf, size_t size, char *why,
+                 size_t whysize);
 /* Journals a reap's "selected" record (taken); its first step is due now. */
 int saga_begin_reap(struct saga *s, json_t *selected, uint64_t now);
 /* Runs every reap step that is due: returns when the next one is
@@ -136,8 +139,11 @@ int saga_drive(struct saga *s, const struct cluster *api, const char *id,
                char *why, size_t size);
 /* Journals a reap this journal does not hold, found by its archive's
  * notes ("adopted" record, taken): it is then reaped here, for restore.
- * 1: the journal holds it already. */
-int saga_adopt(struct saga *s, json_t *adopted);
+ * Also fills in a reap of that id and vmid whose archive records were
+ * lost with damage. 1: the journal holds it already, with that archive;
+ * -EEXIST: the journal's op of that id is another guest or archive (said
+ * in why): nothing is written. */
+int saga_adopt(struct saga *s, json_t *adopted, char *why, size_t size);
 
 /* --- abort (the CLI) --- */
 

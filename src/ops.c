@@ -178,6 +178,15 @@ static int op_id_parse(const char *id, unsigned *ret, char *node, size_t size)
         return 0;
 }
 
+void ops_reserve_id(struct ops *o, const char *id)
+{
+        unsigned number;
+        char node[64];
+
+        if (op_id_parse(id, &number, node, sizeof(node)) == 0 && number > o->max_number)
+                o->max_number = number;
+}
+
 int op_id_node(const char *id, char *node, size_t size)
 {
         unsigned number;
@@ -468,6 +477,11 @@ static int apply_event(struct ops *o, struct op *op, const char *ev, json_t *rec
         return 0;
 }
 
+bool op_adoptable(const struct op *op, uint32_t vmid)
+{
+        return op->vmid == vmid && op->state == OP_REAPED && !op->volid[0];
+}
+
 /* A reap of another journal (lost, or another node's), found by its
  * archive's notes: reaped, with that archive, for restore. */
 static void adopt(struct op *op, json_t *rec)
@@ -491,6 +505,13 @@ int ops_apply(void *userdata, uint64_t seq, unsigned line, json_t *payload)
         struct op *op = ops_find(o, id);
         int r;
 
+        if (op && strcmp(ev, "adopted") == 0 && op_adoptable(op, (uint32_t)num(payload, "vmid"))) {
+                /* A reap whose records of its archive were lost with
+                 * damage: the archive's notes fill them in. */
+                adopt(op, payload);
+                op->last_seq = seq;
+                return 0;
+        }
         if (strcmp(ev, "selected") == 0 || strcmp(ev, "adopted") == 0) {
                 if (op)
                         return bad(o, line, "op '%s' %s twice", id, ev);

@@ -337,15 +337,36 @@ static void when(int64_t t, char *buf, size_t size)
                 snprintf(buf, size, "-");
 }
 
+/* pid is a proxreapd (its pid may have gone to another process since);
+ * when /proc does not say (hidepid), that it exists. */
+static bool pid_is_proxreapd(pid_t pid)
+{
+        char path[64], comm[32] = "";
+        FILE *f;
+
+        if (pid <= 0)
+                return false;
+        snprintf(path, sizeof(path), "/proc/%ld/comm", (long)pid);
+        f = fopen(path, "re");
+        if (!f)
+                return kill(pid, 0) == 0 || errno == EPERM;
+        if (!fgets(comm, sizeof(comm), f))
+                comm[0] = '\0';
+        fclose(f);
+        comm[strcspn(comm, "\n")] = '\0';
+        return strcmp(comm, "proxreapd") == 0;
+}
+
 /* Is the daemon that wrote doc still running, and writing? 0: yes; 1: its
- * pid is gone; 2: it lives but its status is stale. */
+ * pid is gone (or another program's now); 2: it lives but its status is
+ * stale. */
 static int daemon_state(json_t *doc, int64_t *age)
 {
         pid_t pid = (pid_t)jint(doc, "pid");
         double interval = json_number_value(json_object_get(doc, "interval_seconds"));
 
         *age = jint(doc, "updated_epoch") ? now_epoch() - jint(doc, "updated_epoch") : 0;
-        if (pid <= 0 || (kill(pid, 0) < 0 && errno == ESRCH))
+        if (!pid_is_proxreapd(pid))
                 return 1;
         return *age > (int64_t)(3 * interval) + 60 ? 2 : 0;
 }

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "archives.h"
 #include "guestconf.h"
 #include "journal.h"
 #include "notify.h"
@@ -515,11 +516,6 @@ struct restore_plan {
         char node[64], lxc_storage[64];
 };
 
-static const char *api_error(const struct cluster *api)
-{
-        return api->ops->error(api->impl);
-}
-
 /* Another reaped guest's own vmid: kept for its restore. */
 static bool held_for_another(const struct ops *ops, const struct op *op, uint32_t vmid)
 {
@@ -872,122 +868,6 @@ static const struct op *resolve_op(const struct config *c, const struct ops *ops
 
 /* --- archives: the reaps their archives' notes tell of --- */
 
-struct found_archive {
-        struct archive_note note;
-        char volid[256];
-        char node[64]; /* a node that reads it */
-        uint64_t size;
-        int64_t ctime;
-        bool protected;
-};
-
-#define ARCHIVE_NODES_MAX 64
-
-/* The nodes whose view of the archive storage holds every archive: this
- * node for a shared storage (any one that has it, if this one does not);
- * each node that has it for a storage of one node only, where each
- * node's reaps wrote their archives. At least this node. */
-static size_t archive_nodes(const struct config *c, const struct cluster *api,
-                            char nodes[][64])
-{
-        json_t *all = NULL, *it;
-        size_t i, n = 0;
-        bool shared = false, here = false;
-
-        if (api->ops->list_storages(api->impl, &all) < 0)
-                all = NULL; /* this node's view, as before */
-        json_array_foreach(all, i, it) {
-                const char *node = json_string_value(json_object_get(it, "node"));
-                const char *status = json_string_value(json_object_get(it, "status"));
-                const char *storage = json_string_value(json_object_get(it, "storage"));
-
-                if (!node || strlen(node) >= 64 || (status && strcmp(status, "available") != 0) ||
-                    !storage || strcmp(storage, c->archive_storage) != 0)
-                        continue;
-                shared |= json_is_true(json_object_get(it, "shared")) ||
-                          json_integer_value(json_object_get(it, "shared")) == 1;
-                here |= strcmp(node, c->node_name) == 0;
-                if (n < ARCHIVE_NODES_MAX)
-                        snprintf(nodes[n++], 64, "%s", node);
-        }
-        json_decref(all);
-        if (n == 0 || (shared && here))
-                n = (snprintf(nodes[0], 64, "%s", c->node_name), 1);
-        return shared ? 1 : n;
-}
-
-/* Adds node's archives (those with proxreap's notes) to *v, *n of them. */
-static int add_archives(const struct cluster *api, const char *node, const char *storage,
-                        struct found_archive **v, size_t *n)
-{
-        json_t *all = NULL, *it;
-        size_t i;
-        int r = api->ops->list_backups(api->impl, node, storage, &all);
-        struct found_archive *grown = r < 0 ? *v : realloc(*v, (*n + json_array_size(all) + 1) * sizeof(**v));
-
-        if (!grown) {
-                json_decref(all);
-                return -ENOMEM;
-        }
-        *v = grown;
-        json_array_foreach(all, i, it) {
-                const char *volid = json_string_value(json_object_get(it, "volid"));
-                struct found_archive *a = &grown[*n];
-                bool dup = false;
-
-                for (size_t k = 0; volid && k < *n; k++)
-                        dup |= strcmp(grown[k].volid, volid) == 0;
-                *a = (struct found_archive){ 0 };
-                if (dup || !volid || strlen(volid) >= sizeof(a->volid) ||
-                    archive_note_parse(json_string_value(json_object_get(it, "notes")),
-                                       &a->note) < 0 ||
-                    json_integer_value(json_object_get(it, "vmid")) != (json_int_t)a->note.vmid)
-                        continue;
-                snprintf(a->volid, sizeof(a->volid), "%s", volid);
-                snprintf(a->node, sizeof(a->node), "%s", node);
-                if (!a->note.typed)
-                        a->note.type = strstr(volid, "/vzdump-lxc-") ? GUEST_LXC : GUEST_QEMU;
-                a->size = (uint64_t)json_integer_value(json_object_get(it, "size"));
-                a->ctime = (int64_t)json_integer_value(json_object_get(it, "ctime"));
-                a->protected = json_is_true(json_object_get(it, "protected")) ||
-                               json_integer_value(json_object_get(it, "protected")) == 1;
-                (*n)++;
-        }
-        json_decref(all);
-        return r;
-}
-
-/* proxreap's archives on the archive storage, found through every node
- * that holds some (archive_nodes()). < 0: no node could list it (said). */
-static ssize_t list_archives(const struct config *c, const struct cluster *api,
-                             struct found_archive **ret)
-{
-        char nodes[ARCHIVE_NODES_MAX][64];
-        struct found_archive *v = NULL;
-        size_t n = 0, listed = 0, k;
-        int r = 0;
-
-        *ret = NULL;
-        if (!c->archive_storage) {
-                fprintf(stderr, "proxreap: no archive storage configured: set 'reap.archive_storage'\n");
-                return -EINVAL;
-        }
-        k = archive_nodes(c, api, nodes);
-        for (size_t i = 0; i < k && r != -ENOMEM; i++) {
-                r = add_archives(api, nodes[i], c->archive_storage, &v, &n);
-                if (r < 0 && r != -ENOMEM)
-                        fprintf(stderr, "proxreap: %s%s%s%s\n", k > 1 ? "node '" : "",
-                                k > 1 ? nodes[i] : "", k > 1 ? "': " : "", text_shown(api_error(api)));
-                listed += r >= 0;
-        }
-        if (listed == 0 || r == -ENOMEM) {
-                free(v);
-                return r < 0 ? r : -EIO;
-        }
-        *ret = v ? v : calloc(1, sizeof(*v));
-        return *ret ? (ssize_t)n : -ENOMEM;
-}
-
 static bool archive_names(const struct found_archive *a, const char *what)
 {
         bool digits = what[0] && strspn(what, "0123456789") == strlen(what) && strlen(what) <= 9;
@@ -1009,16 +889,55 @@ static void print_archive(FILE *f, const struct found_archive *a, const char *st
                 text_shown(a->volid));
 }
 
-static json_t *adopted_record(const struct config *c, const struct cluster *api,
-                              const struct found_archive *a)
+/* The archive holds the guest its notes name: a protected vzdump of that
+ * vmid and type whose configuration has that name (notes are text anyone
+ * with Datastore rights may edit). Its configuration into *config. */
+static int archive_trusted(const struct cluster *api, const struct found_archive *a, char **config,
+                           char *why, size_t size)
 {
-        char *config = NULL, evidence[600];
+        struct guest_conf g;
+        const char *name;
+        char err[256];
+        bool lxc = strstr(a->volid, "/vzdump-lxc-") != NULL;
+        int r;
+
+        *config = NULL;
+        if (!a->protected) {
+                snprintf(why, size, "archive '%s' is not protected, as every archive of proxreap is",
+                         a->volid);
+                return -EPERM;
+        }
+        if (lxc != (a->note.type == GUEST_LXC)) {
+                snprintf(why, size, "archive '%s' is not a %s archive, as its notes say", a->volid,
+                         guest_type_to_string(a->note.type));
+                return -EPERM;
+        }
+        r = api->ops->extract_config(api->impl, a->node, a->volid, config);
+        if (r < 0) {
+                snprintf(why, size, "the configuration in archive '%s' cannot be read: %s", a->volid,
+                         api_error(api));
+                return r;
+        }
+        if (guestconf_from_text(a->note.type, *config, &g, err, sizeof(err)) < 0) {
+                snprintf(why, size, "the configuration in archive '%s' cannot be read: %s", a->volid,
+                         err);
+                return -EBADMSG;
+        }
+        name = guestconf_field(&g, a->note.type == GUEST_LXC ? "hostname" : "name");
+        r = strcmp(name ? name : "", a->note.name) == 0 ? 0 : -EPERM;
+        if (r < 0)
+                snprintf(why, size, "archive '%s' holds guest '%s', not '%s' as its notes say",
+                         a->volid, name ? name : "", a->note.name);
+        guestconf_done(&g);
+        return r;
+}
+
+static json_t *adopted_record(const struct config *c, const struct found_archive *a,
+                              const char *config)
+{
+        char evidence[600];
         json_t *rec;
 
-        /* The configuration inside: a container's storage, and what the
-         * restore shows (best effort: the volume itself is what counts). */
-        if (api->ops->extract_config(api->impl, a->node, a->volid, &config) < 0)
-                config = NULL;
         snprintf(evidence, sizeof(evidence),
                  "found by the notes of archive '%s' on '%s' (reaped by the proxreapd of node %s; no journal here held it)",
                  a->volid, c->archive_storage, a->note.node[0] ? a->note.node : "?");
@@ -1032,31 +951,56 @@ static json_t *adopted_record(const struct config *c, const struct cluster *api,
                                                       "archive_node", a->node, "size",
                                                       (json_int_t)a->size, "ctime",
                                                       (json_int_t)a->ctime, "archive_config",
-                                                      config ? config : "", "evidence", evidence));
-        free(config);
+                                                      config, "evidence", evidence));
         return rec;
 }
 
-/* The one archive what names, journaled here: 0 (its id in id), 1 none
- * (said), 2 several or an error (said). */
-static int adopt_from_archive(const struct config *c, const struct cluster *api, const char *what,
-                              char *id, size_t size)
+/* Where a guest of that vmid, type and name lives now ("" if none). */
+struct alive {
+        uint32_t vmid;
+        enum guest_type type;
+        const char *name;
+        char node[64];
+};
+
+static int find_alive(void *userdata, const struct pve_guest *g)
 {
+        struct alive *a = userdata;
+
+        if (g->vmid == a->vmid && g->type == a->type && strcmp(g->name, a->name) == 0)
+                snprintf(a->node, sizeof(a->node), "%s", g->node);
+        return 0;
+}
+
+/* The one archive what names, checked and journaled here: 0 (its id in
+ * id), 1 none (local_why said, or that nothing names it), 2 otherwise
+ * (said). */
+static int adopt_from_archive(const struct config *c, struct pve *p, const char *what,
+                              const char *local_why, char *id, size_t size)
+{
+        struct cluster api = cluster_of_pve(p);
         struct found_archive *v = NULL;
         const struct found_archive *pick = NULL;
-        ssize_t n = c->archive_storage ? list_archives(c, api, &v) : 0;
+        char err[1024] = "", *config = NULL;
+        ssize_t n = c->archive_storage ? archives_list(c, &api, &v, err, sizeof(err)) : 0;
         size_t hits = 0;
         struct saga *s = NULL;
-        char err[1024];
+        struct alive alive = { 0 };
         int r;
 
+        if (n < 0)
+                fprintf(stderr, "proxreap: %s\n", text_shown(err));
         for (ssize_t i = 0; i < n; i++)
                 if (archive_names(&v[i], what)) {
                         hits++;
                         pick = &v[i];
                 }
-        if (n >= 0 && hits == 0)
-                unknown_op(c, what);
+        if (n >= 0 && hits == 0) {
+                if (local_why)
+                        fprintf(stderr, "proxreap: %s\n", local_why);
+                else
+                        unknown_op(c, what);
+        }
         if (hits > 1) {
                 fprintf(stderr, "proxreap: '%s' names %zu archives of reaped guests; restore one by its id:\n",
                         text_shown(what), hits);
@@ -1068,16 +1012,36 @@ static int adopt_from_archive(const struct config *c, const struct cluster *api,
                 free(v);
                 return n >= 0 && hits == 0 ? 1 : 2;
         }
-        printf("%s is in no journal here; its archive '%s' on '%s' tells of it (reaped by the proxreapd of node %s)\n",
-               pick->note.id, text_shown(pick->volid), c->archive_storage,
-               pick->note.node[0] ? pick->note.node : "?");
-        r = saga_open(c, SAGA_CLI, &s, err, sizeof(err));
+        alive = (struct alive){ .vmid = pick->note.vmid, .type = pick->note.type,
+                                .name = pick->note.name };
+        r = archive_trusted(&api, pick, &config, err, sizeof(err));
+        if (r >= 0 && pve_get_resources(p, find_alive, &alive, NULL) < 0) {
+                snprintf(err, sizeof(err), "%s", pve_error(p));
+                r = -EIO;
+        }
+        if (r >= 0 && alive.node[0]) {
+                /* A reap called off after its archive was made, or a guest
+                 * restored already: it is there. */
+                snprintf(err, sizeof(err),
+                         "guest %u ('%s') is on '%s': %s never destroyed it, or it was restored already; its archive '%s' stays on '%s', protected",
+                         (unsigned)pick->note.vmid, pick->note.name, alive.node, pick->note.id,
+                         pick->volid, c->archive_storage);
+                r = -EEXIST;
+        }
+        if (r >= 0) {
+                printf("%s is in no journal here; its archive '%s' on '%s' tells of it (reaped by the proxreapd of node %s)\n",
+                       pick->note.id, text_shown(pick->volid), c->archive_storage,
+                       pick->note.node[0] ? pick->note.node : "?");
+                r = saga_open(c, SAGA_CLI, &s, err, sizeof(err));
+        }
+        if (r >= 0)
+                r = saga_adopt(s, adopted_record(c, pick, config), err, sizeof(err));
         if (r < 0)
-                fprintf(stderr, "proxreap: %s\n", text_shown(err));
-        else
-                r = saga_adopt(s, adopted_record(c, api, pick));
+                fprintf(stderr, "proxreap: cannot restore %s from its archive: %s\n", pick->note.id,
+                        text_shown(err));
         saga_free(s);
         snprintf(id, size, "%s", pick->note.id);
+        free(config);
         free(v);
         return r < 0 ? 2 : 0;
 }
@@ -1085,13 +1049,17 @@ static int adopt_from_archive(const struct config *c, const struct cluster *api,
 static int archives_cmd(const struct config *c, const struct cluster *api, bool json)
 {
         struct found_archive *v = NULL;
-        ssize_t n = list_archives(c, api, &v);
+        char why[1024] = "";
+        ssize_t n = archives_list(c, api, &v, why, sizeof(why));
         struct journal *j = NULL;
         struct ops ops;
         json_t *a = json ? json_array() : NULL;
 
-        if (n < 0)
+        if (n < 0) {
+                fprintf(stderr, "proxreap: %s\n", text_shown(why));
+                json_decref(a);
                 return 1;
+        }
         if (open_journal(c, JOURNAL_READ, &ops, &j) < 0) {
                 free(v);
                 json_decref(a);
@@ -1160,7 +1128,7 @@ int cmd_archives(const struct config *c, struct pve *p, int argc, char **argv)
  * restore under way, resume it; NOT_IN_JOURNAL; else the exit status + 2.
  * The op's id goes to id. */
 static int read_op(const struct config *c, const struct cluster *api, const struct restore_args *a,
-                   char *id, size_t size, struct restore_plan *plan)
+                   char *id, size_t size, struct restore_plan *plan, char *why, size_t whysize)
 {
         struct journal *j = NULL;
         struct ops ops;
@@ -1181,10 +1149,21 @@ static int read_op(const struct config *c, const struct cluster *api, const stru
         } else if (op->state == OP_RESTORING) {
                 r = 1;
         } else if (op->state != OP_REAPED || !op->volid[0]) {
-                fprintf(stderr, "proxreap: %s is '%s', not reaped: there is nothing to restore%s\n",
-                        op->id, op_state_to_string(op->state),
-                        op->state == OP_ABORTED ? " (the guest was never destroyed)" : "");
-                r = 2 + 1;
+                /* Said only if no archive tells of a reap of it either (a
+                 * reap of another node, or records lost with damage). */
+                if (op->state == OP_REAPED)
+                        snprintf(why, whysize,
+                                 "%s is reaped, but the journal lost the records of its archive, and no archive on '%s' names it",
+                                 op->id, c->archive_storage ? c->archive_storage : "(none)");
+                else if (!op_state_terminal(op->state))
+                        snprintf(why, whysize,
+                                 "%s is a reap under way, at '%s': proxreapd finishes it (if the journal is damaged, stop proxreapd, run 'proxreap journal repair' and start it), then restore it",
+                                 op->id, op_state_to_string(op->state));
+                else
+                        snprintf(why, whysize, "%s is '%s', not reaped: there is nothing to restore%s",
+                                 op->id, op_state_to_string(op->state),
+                                 op->state == OP_ABORTED ? " (the guest was never destroyed)" : "");
+                r = NOT_IN_JOURNAL;
         } else {
                 r = plan_restore(api, &ops, op, a, plan);
                 r = r ? 2 + r : 0;
@@ -1200,18 +1179,23 @@ int cmd_restore(const struct config *c, struct pve *p, int argc, char **argv)
         struct notifier *notifier = NULL;
         struct restore_plan plan = { 0 };
         struct saga *s = NULL;
-        char err[1024] = "", id[OP_ID_MAX];
+        char err[1024] = "", id[OP_ID_MAX], why[1024] = "";
         int r;
 
         if (parse_restore(argc, argv, &a) < 0)
                 return 2;
-        r = read_op(c, &api, &a, id, sizeof(id), &plan);
+        r = read_op(c, &api, &a, id, sizeof(id), &plan, why, sizeof(why));
         if (r == NOT_IN_JOURNAL) {
-                /* No journal here holds it: its archive's notes may. */
-                r = adopt_from_archive(c, &api, a.id, id, sizeof(id));
+                /* No journal here holds a reap of it: its archive's notes may. */
+                r = adopt_from_archive(c, p, a.id, why[0] ? why : NULL, id, sizeof(id));
+                why[0] = '\0';
                 if (r == 0) {
                         a.id = id;
-                        r = read_op(c, &api, &a, id, sizeof(id), &plan);
+                        r = read_op(c, &api, &a, id, sizeof(id), &plan, why, sizeof(why));
+                        if (r == NOT_IN_JOURNAL) {
+                                fprintf(stderr, "proxreap: %s\n", text_shown(why));
+                                r = 2 + 1;
+                        }
                 } else
                         r = 2 + 1;
         }

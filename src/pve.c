@@ -28,6 +28,7 @@ struct pve {
         const char *auth_header;
         char *user;
         const char *password; /* the config's, borrowed */
+        char *self; /* whom Proxmox names as the user of our tasks */
         /* "Cookie: PVEAuthCookie=..." and the CSRF header, in memory out
          * of core dumps (secret_alloc, TICKET_MAX bytes each) */
         char *cookie_header;
@@ -49,6 +50,7 @@ struct pve *pve_free(struct pve *p)
         http_free(p->http);
         free(p->base_url);
         free(p->user);
+        free(p->self);
         secret_free(p->cookie_header, TICKET_MAX);
         secret_free(p->csrf_header, TICKET_MAX);
         pve_decoder_free(p->decoder);
@@ -58,6 +60,11 @@ struct pve *pve_free(struct pve *p)
 
 static int pve_init_auth(struct pve *p, const struct config *c)
 {
+        const char *self = c->token_id ? c->token_id : c->user;
+
+        p->self = strdup_or_null(self);
+        if (self && !p->self)
+                return -ENOMEM;
         if (c->token_id) {
                 /* PVEAPIToken=USER@REALM!TOKENID=SECRET; no CSRF with tokens. */
                 p->auth_header = c->auth_header ? c->auth_header : "Authorization: PVEAPIToken=";
@@ -535,4 +542,9 @@ int pve_get_resources(struct pve *p, pve_guest_fn fn, void *userdata,
         }
         http_response_clear(&resp);
         return r;
+}
+
+const char *pve_task_user(const struct pve *p)
+{
+        return p->self;
 }

@@ -95,8 +95,10 @@ int pve_upid_parse(const char *s, struct pve_upid *ret)
                 if (strspn(f[i], "0123456789abcdefABCDEF") != strlen(f[i]))
                         return -EINVAL;
         snprintf(u.node, sizeof(u.node), "%s", f[1]);
-        if (strlen(f[5]) >= sizeof(u.type) || strlen(f[6]) >= sizeof(u.id))
+        if (strlen(f[5]) >= sizeof(u.type) || strlen(f[6]) >= sizeof(u.id) ||
+            strlen(f[7]) >= sizeof(u.user))
                 return -EINVAL;
+        snprintf(u.user, sizeof(u.user), "%s", f[7]);
         snprintf(u.type, sizeof(u.type), "%s", f[5]);
         snprintf(u.id, sizeof(u.id), "%s", f[6]);
         u.starttime = strtoull(f[4], NULL, 16);
@@ -615,9 +617,13 @@ int pve_find_task(struct pve *p, const char *node, uint32_t vmid, const char *co
         }
         json_array_foreach(data, i, it) {
                 const char *upid = json_string_value(json_object_get(it, "upid"));
+                const char *self = pve_task_user(p);
                 struct pve_upid u;
 
+                /* Only a task of ours: an admin's own restore into the
+                 * same vmid, or their shutdown, is not the call we sent. */
                 if (!upid || pve_upid_parse(upid, &u) < 0 || !type_in(u.type, types) ||
+                    (self && strcmp(u.user, self) != 0) ||
                     u.starttime < since || (found && u.starttime < best_start) ||
                     (known && known(userdata, upid)))
                         continue;

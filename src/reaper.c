@@ -365,6 +365,7 @@ static int select_guest(struct reaper *r, struct observer *o, size_t i, const st
 {
         const struct guest *g = guest_table_at(observer_table(o), i);
         struct log_guest_ctx ctx = { .vmid = g->vmid, .node = g->node };
+        struct cluster api = cluster_of_pve(observer_pve(o));
         char ev[900], id[OP_ID_MAX];
         struct saga_live l;
         json_t *rec;
@@ -377,8 +378,13 @@ static int select_guest(struct reaper *r, struct observer *o, size_t i, const st
         if (e != 0)
                 return 0;
         g = guest_table_at(observer_table(o), i);
+        if (saga_next_id(r->saga, &api, id, sizeof(id), ev, sizeof(ev)) < 0) {
+                log_guest(LOG_WARNING, &ctx, "guest %u not selected: the ids in the archives' notes cannot be read: %s",
+                          (unsigned)g->vmid, ev);
+                saga_live_done(&l);
+                return 0;
+        }
         evidence(o, g, cy->now, ev, sizeof(ev));
-        saga_next_id(r->saga, id, sizeof(id));
         rec = selected_record(id, g, &l, ev, cy->now_s);
         saga_live_done(&l);
         e = saga_begin_reap(r->saga, rec, cy->now);

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "archives.h"
 #include "journal.h"
 #include "log.h"
 #include "util.h"
@@ -47,6 +48,7 @@ struct saga {
         struct saga_clock clock;
         int claim; /* the daemon's lifetime claim on the journal (-1: none) */
         unsigned damaged; /* damaged lines seen (and skipped) in the journal */
+        bool ids_reserved; /* the ids the archives' notes name are known */
         char last_refresh_error[512];
 };
 
@@ -82,11 +84,6 @@ static uint64_t mono(const struct saga *s)
 static int64_t epoch(const struct saga *s)
 {
         return s->clock.epoch(s->clock.userdata);
-}
-
-static const char *api_error(const struct cluster *api)
-{
-        return api->ops->error(api->impl);
 }
 
 static void op_ctx(const struct op *op, struct log_guest_ctx *ctx)
@@ -351,6 +348,16 @@ static int send_call(struct saga *s, const struct cluster *api, struct op *op,
         if (e < 0)
                 return e;
         e = record_step(s, op, "task", op->step, json_pack("{s:s}", "upid", upid));
+        if (e == 1 && q->kind == TASK_ARCHIVE) {
+                /* Called off while the call was on its way: the vzdump
+                 * would hold the guest's lock (and make an archive) for
+                 * nothing, and no record follows it. Stopped now. */
+                log_op(LOG_NOTICE, op, "%s: called off while its archive task started: stopping %s",
+                       op->id, upid);
+                if (api->ops->task_abort(api->impl, upid) < 0)
+                        log_op(LOG_WARNING, op, "%s: cannot stop task %s: %s", op->id, upid,
+                               api_error(api));
+        }
         if (e >= 0)
                 due_later(op, now);
         return e;
@@ -1595,9 +1602,25 @@ uint64_t saga_step(struct saga *s, const struct cluster *api, uint64_t now)
         return s->journal_error ? UINT64_MAX : next;
 }
 
-void saga_next_id(const struct saga *s, char *buf, size_t size)
+int saga_next_id(struct saga *s, const struct cluster *api, char *buf, size_t size, char *why,
+                 size_t whysize)
 {
+        struct found_archive *v = NULL;
+        ssize_t n = 0;
+
+        /* A journal lost and begun anew would count from 1 again, and give
+         * a new reap the id of one whose archive is still out there. */
+        if (!s->ids_reserved && s->c->archive_storage) {
+                n = archives_list(s->c, api, &v, why, whysize);
+                if (n < 0)
+                        return (int)n;
+                for (ssize_t i = 0; i < n; i++)
+                        ops_reserve_id(&s->ops, v[i].note.id);
+                free(v);
+        }
+        s->ids_reserved = true;
         ops_next_id(&s->ops, s->c->node_name, buf, size);
+        return 0;
 }
 
 int saga_begin_reap(struct saga *s, json_t *selected, uint64_t now)
@@ -1795,20 +1818,36 @@ int saga_run_task(struct saga *s, const struct cluster *api, const struct task_r
 
 /* --- a reap found by its archive --- */
 
-int saga_adopt(struct saga *s, json_t *adopted)
+int saga_adopt(struct saga *s, json_t *adopted, char *why, size_t size)
 {
         const char *id = json_string_value(json_object_get(adopted, "op"));
+        const char *volid = json_string_value(json_object_get(adopted, "volid"));
+        uint32_t vmid = (uint32_t)json_integer_value(json_object_get(adopted, "vmid"));
         char err[512] = "";
         int e = journal_hold(s->j, ops_apply, &s->ops, err, sizeof(err));
+        const struct op *op;
 
         if (e < 0) {
-                log_error("journal '%s': %s", journal_path(s->j), err);
+                snprintf(why, size, "journal '%s': %s", journal_path(s->j), err);
                 json_decref(adopted);
                 return e;
         }
-        if (!id || ops_find(&s->ops, id)) {
+        op = id ? ops_find(&s->ops, id) : NULL;
+        if (!id || !volid) {
+                snprintf(why, size, "not an archive's record");
+                json_decref(adopted);
+                e = -EINVAL;
+        } else if (op && op->vmid == vmid && strcmp(op->volid, volid) == 0) {
                 json_decref(adopted);
                 e = 1; /* another restore adopted it meanwhile */
+        } else if (op && !op_adoptable(op, vmid)) {
+                /* One id, two reaps: never the other one's guest. */
+                snprintf(why, size,
+                         "the journal's %s is guest %u ('%s') with archive '%s', not guest %u with archive '%s'",
+                         op->id, (unsigned)op->vmid, op->name, op->volid[0] ? op->volid : "-",
+                         (unsigned)vmid, volid);
+                json_decref(adopted);
+                e = -EEXIST;
         } else
                 e = append(s, adopted, "adopted");
         journal_release(s->j);
@@ -1954,7 +1993,9 @@ int saga_open(const struct config *c, enum saga_role role, struct saga **ret, ch
         }
         note_damage(s);
         if (s->ops.bad_records)
-                log_warning("journal '%s': %u record(s) not understood and ignored, first: %s",
+                log_warning(saga_damaged(s)
+                                    ? "journal '%s': %u more record(s) left aside, most likely of ops whose first records were in the damaged lines; first: %s"
+                                    : "journal '%s': %u record(s) not understood and ignored, first: %s",
                             c->journal_file, s->ops.bad_records, s->ops.first_bad);
         for (size_t i = 0; i < s->ops.n; i++) {
                 struct op *op = s->ops.v[i];

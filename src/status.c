@@ -596,16 +596,22 @@ static void print_reasons(FILE *f, json_t *reasons)
 void status_print_guests(FILE *f, json_t *guests)
 {
         size_t i;
+        int wide = 17; /* "insufficient-data"; status adds "(held)" and the like */
         json_t *g;
 
-        fprintf(f, "%-9s %-12s %-4s %-20s %-17s %7s %9s %7s  %s\n", "VMID", "NODE", "TYPE",
-                "NAME", "VERDICT", "CPU%", "MEM-MiB", "SAMPLES", "REASONS");
         json_array_foreach(guests, i, g) {
-                fprintf(f, "%-9lld %-12.12s %-4s %-20.20s %-17s %7.2f %9.1f %3lld/%-3lld  ",
+                size_t n = strlen(text_shown(json_string_value(json_object_get(g, "verdict"))));
+
+                wide = n > (size_t)wide && n < 64 ? (int)n : wide;
+        }
+        fprintf(f, "%-9s %-12s %-4s %-20s %-*s %7s %9s %7s  %s\n", "VMID", "NODE", "TYPE",
+                "NAME", wide, "VERDICT", "CPU%", "MEM-MiB", "SAMPLES", "REASONS");
+        json_array_foreach(guests, i, g) {
+                fprintf(f, "%-9lld %-12.12s %-4s %-20.20s %-*s %7.2f %9.1f %3lld/%-3lld  ",
                         (long long)json_integer_value(json_object_get(g, "vmid")),
                         text_shown(json_string_value(json_object_get(g, "node"))),
                         text_shown(json_string_value(json_object_get(g, "type"))),
-                        text_shown(json_string_value(json_object_get(g, "name"))),
+                        text_shown(json_string_value(json_object_get(g, "name"))), wide,
                         text_shown(json_string_value(json_object_get(g, "verdict"))),
                         json_real_value(json_object_get(g, "cpu_mean_percent")),
                         json_real_value(json_object_get(g, "mem_mean_mb")),

@@ -4,6 +4,7 @@ reloads and sd_notify."""
 import json
 import re
 import signal
+import time
 
 import pytest
 
@@ -57,8 +58,9 @@ def test_status_file_and_verdict_changes(lab):
                         all(g["coverage"] == 1.0 for g in s["guests"]), what="every guest idle, full window")
 
     # The document, field by field.
-    assert set(doc) == {"version", "mode", "pid", "updated", "interval_seconds", "window_seconds",
-                        "summary", "api", "guests"}
+    assert set(doc) == {"version", "mode", "pid", "updated", "updated_epoch", "interval_seconds",
+                        "window_seconds", "summary", "api", "reaper", "guests"}
+    assert abs(doc["updated_epoch"] - time.time()) < 60
     assert doc["version"] == VERSION
     assert doc["mode"] == "observe"
     assert doc["pid"] == d.pid

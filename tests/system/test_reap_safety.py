@@ -364,12 +364,12 @@ def test_unreadable_configuration_mid_saga_puts_the_guest_back(lab):
 
 def test_a_copy_with_our_notes_is_not_taken_for_the_archive(lab):
     """A newer protected archive with proxreap's notes appears while verify
-    runs: verify takes the one the vzdump task says it created."""
+    runs: verify takes the one the vzdump task says it created. (Every
+    listing waits a second: the copy is there when verify's is answered.)"""
     sim, cfg, d = start(lab, [guest(VM, "v", **IDLE)],
                         faults=[{"kind": "delay", "seconds": 1.0, "method": "GET",
-                                 "path": r"/storage/local/content$", "count": 1}])
-    wait_until(lambda: [f for f in sim.faults() if f["kind"] == "delay"][0]["hits"] == 1)
-    b = sim.history(event="backup", vmid=VM)[0]
+                                 "path": r"/storage/local/content$"}])
+    b = wait_until(lambda: (sim.history(event="backup", vmid=VM) or [None])[0], interval=0.01)
     sim.add_backup("local", vmid=VM, type="qemu", time=sim.time()["t"] + 5, compress="zstd",
                    protected=1, notes=b["notes"], size=1000)
     op = wait_op(lab, cfg, VM, {"reaped"})

@@ -505,14 +505,16 @@ def test_offline_commands_need_no_credential(lab):
     cfg = reap_config(lab, sim)
     d = lab.daemon(cfg)
     op = wait_op(lab, cfg, 101, {"reaped"})
-    d.stop()
     os.unlink(lab.token_file)
+    r = lab.cli("status", config=cfg)
+    assert r.returncode == 0 and "vm-idle" not in r.stderr, r.stderr
+    d.stop()
     r = lab.cli("journal", "list", config=cfg)
     assert r.returncode == 0 and op["id"] in r.stdout, r.stderr
     r = lab.cli("journal", "show", op["id"], config=cfg)
     assert r.returncode == 0, r.stderr
     r = lab.cli("status", config=cfg)
-    assert r.returncode == 0 and "vm-idle" not in r.stderr, r.stderr
+    assert r.returncode == 1 and r.stdout.startswith("proxreapd is NOT RUNNING"), r
     r = lab.cli("plan", config=cfg)
     assert r.returncode == 2
     assert "cannot read secret file '%s': No such file or directory" % lab.token_file in r.stderr

@@ -114,7 +114,7 @@ static void begin_reap(struct t *t, char *id, size_t size)
                                          &l),
                          0);
         assert_int_equal(l.v.kind, VERDICT_IDLE);
-        saga_next_id(t->s, id, size);
+        assert_int_equal(saga_next_id(t->s, &t->api, id, size, NULL, 0), 0);
         rec = op_record(id, "selected", fc_epoch(t->f));
         json_object_update_new(rec, json_pack("{s:I, s:s, s:s, s:s, s:s, s:o, s:o, s:s, s:I, s:I, s:f}",
                                               "vmid", (json_int_t)VMID, "type", "qemu", "node",

@@ -715,6 +715,8 @@ class Vzdump:
             task.log(t1, "INFO: starting kvm to execute backup task")
 
             def kvm_on(tt):
+                if not state["kvm_started"]:
+                    return      # the task was aborted (cleanup) before the kvm came up
                 g.start(tt)
                 g.runstate = "prelaunch"
                 cl.touch()
