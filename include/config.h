@@ -77,6 +77,7 @@ struct config {
 
         /* observe */
         uint64_t interval_usec;
+        uint64_t stale_after_usec; /* observe.stale_after: frozen data counts as missing */
         uint64_t window_usec;
         double min_coverage; /* 0 < x <= 1 */
         enum node_scope node_scope;

@@ -107,6 +107,21 @@ void observer_rejudge(struct observer *o, size_t i, uint64_t now_usec, struct ve
  * pve_api; the verdict is then left as it was. */
 int observer_read_conf(struct observer *o, size_t i, uint64_t now_usec, struct verdict *ret);
 
+/* The reads one poll may make beyond the poll itself: until deadline
+ * (monotonic), at least one. */
+struct api_budget {
+        uint64_t deadline;
+        unsigned done, deferred;
+};
+bool api_budget_take(struct api_budget *b);
+
+/* What the configuration of the guest at i says, read when it looks idle
+ * and was never read, or was read over an hour ago, or could not be read
+ * (a minute ago): status and mark mode show why an idle guest cannot be
+ * reaped. The guest's verdict kind, judged with it. */
+enum verdict_kind observer_judge_conf(struct observer *o, size_t i, struct api_budget *b,
+                                      uint64_t now);
+
 /* Bytes kept per guest between polls: the table and the statistics. */
 size_t observer_state_bytes(const struct observer *o);
 

@@ -49,6 +49,8 @@ enum reason_code {
         /* insufficient data */
         REASON_NO_DATA,
         REASON_STALE,
+        REASON_FROZEN,
+        REASON_CONF_UNREAD,
         REASON_UPTIME,
         REASON_COVERAGE,
         REASON_NO_RATES,
@@ -89,6 +91,8 @@ struct conf_facts {
         /* What a reap would not keep, and why: the first volume no archive
          * holds, or what a restore would lose; "" if nothing. */
         char unkept[256];
+        /* It could not be read (the server's words); "" if it was. */
+        char unread[200];
 };
 
 /* What policy needs to know about a guest right now. */
@@ -103,6 +107,7 @@ struct guest_facts {
         const char *tags;
         bool template;
         bool has_data; /* the last poll carried statistics for it */
+        bool frozen; /* ... copies of an old one (GUEST_FROZEN) */
         uint64_t uptime_s;
         const struct conf_facts *conf; /* NULL: its configuration was not read */
 };

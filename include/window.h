@@ -36,6 +36,7 @@ struct guest {
         uint64_t maxmem;
         uint64_t last_seq; /* last poll the guest appeared in */
         uint64_t counter_usec; /* when net/disk counters were last read */
+        uint64_t advance_usec; /* when uptime or a counter last moved (0: never seen) */
         uint64_t net_total, disk_total;
         const char *node, *name, *status, *lock, *hastate, *pool, *tags;
 };
@@ -44,6 +45,7 @@ enum {
         GUEST_TEMPLATE = 1u << 0,
         GUEST_HAS_DATA = 1u << 1, /* the last poll carried statistics */
         GUEST_HAS_COUNTERS = 1u << 2, /* net_total/disk_total are a valid baseline */
+        GUEST_FROZEN = 1u << 3, /* running, but uptime and counters stopped moving */
 };
 
 struct window_stats {
@@ -61,6 +63,10 @@ struct window_stats {
 
 /* expected_samples: how many samples one window holds (window / interval). */
 int guest_table_new(unsigned expected_samples, uint64_t window_usec, struct guest_table **ret);
+/* A running guest whose uptime and counters have not moved for longer
+ * than stale_usec is served from a stale cache (its node stopped
+ * updating): its samples count as missing (GUEST_FROZEN). 0: never. */
+void guest_table_set_stale_after(struct guest_table *t, uint64_t stale_usec);
 struct guest_table *guest_table_free(struct guest_table *t);
 
 /* One poll: begin, update every guest of the answer, end. Only a poll that

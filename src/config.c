@@ -886,6 +886,7 @@ static const struct key keys[] = {
 
         DUR("observe", "interval", interval_usec, 100 * USEC_PER_MSEC, USEC_PER_HOUR),
         DUR("observe", "window", window_usec, 100 * USEC_PER_MSEC, 30 * USEC_PER_DAY),
+        DUR("observe", "stale_after", stale_after_usec, 200 * USEC_PER_MSEC, USEC_PER_DAY),
         NUM("observe", "min_coverage", min_coverage, 0.0, true, 1.0),
         SPECIAL("observe", "nodes", nodes, parse_nodes),
         SPECIAL("observe", "node_name", node_name, parse_node_name),
@@ -1018,6 +1019,7 @@ static int set_defaults(struct config *c)
         c->max_response_bytes = (size_t)64 << 20;
         c->interval_usec = 10 * USEC_PER_SEC;
         c->window_usec = 10 * USEC_PER_MINUTE;
+        c->stale_after_usec = USEC_PER_MINUTE;
         c->min_coverage = 0.9;
         c->node_scope = NODE_SCOPE_LOCAL;
         c->observe_qemu = c->observe_lxc = true;
@@ -1203,6 +1205,12 @@ static void check_cross(struct loader *l)
                        "'observe.window' / 'observe.interval' gives %llu samples per guest, more than %d",
                        (unsigned long long)(c->window_usec / c->interval_usec),
                        CONFIG_MAX_WINDOW_SAMPLES);
+        /* Unset: a minute (six updates of pvestatd), or three polls. */
+        if (!config_lookup(&l->cf, "observe.stale_after") && c->stale_after_usec < 3 * c->interval_usec)
+                c->stale_after_usec = 3 * c->interval_usec;
+        else if (c->stale_after_usec < 2 * c->interval_usec)
+                report(l, setting_line(l, "observe.stale_after"),
+                       "'observe.stale_after' must be at least twice 'observe.interval'");
         if (!c->status_file || c->status_file[0] != '/')
                 report(l, setting_line(l, "status.file"), "'status.file' must be an absolute path");
         if (c->prometheus_file && c->prometheus_file[0] != '/')

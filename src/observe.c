@@ -45,6 +45,7 @@ static int observer_make_table(struct observer *o, const struct config *c)
 
         if (r < 0)
                 return r;
+        guest_table_set_stale_after(t, c->stale_after_usec);
         guest_table_free(o->table);
         o->table = t;
         o->stats_usec = 0;
@@ -101,6 +102,7 @@ int observer_set_config(struct observer *o, const struct config *c, struct pve *
         }
         if (made)
                 p = made;
+        guest_table_set_stale_after(o->table, c->stale_after_usec);
         pve_free(o->pve);
         o->pve = p;
         o->config = c;
@@ -261,15 +263,60 @@ int observer_read_conf(struct observer *o, size_t i, uint64_t now_usec, struct v
 {
         const struct guest *g = guest_table_at(o->table, i);
         struct guest_reading rd;
-        int r = guestconf_read(o->pve, (enum guest_type)g->type, g->node, g->vmid, &rd);
+        struct conf_facts unread = { 0 };
+        int r = guestconf_read(o->pve, (enum guest_type)g->type, g->node, g->vmid, &rd), e = r;
 
+        /* Unread, it is not idle: what it says could rule it out. */
         if (r < 0)
-                return r;
-        r = observer_set_conf(o, g->vmid, (enum guest_type)g->type, &rd.facts, now_usec);
-        guest_reading_done(&rd);
+                snprintf(unread.unread, sizeof(unread.unread), "%s", pve_error(o->pve));
+        r = observer_set_conf(o, g->vmid, (enum guest_type)g->type, e < 0 ? &unread : &rd.facts,
+                              now_usec);
+        if (e >= 0)
+                guest_reading_done(&rd);
         if (r >= 0)
                 observer_rejudge(o, i, now_usec, ret);
-        return r;
+        return e < 0 ? e : r;
+}
+
+#define CONF_TTL_USEC USEC_PER_HOUR
+#define CONF_RETRY_USEC USEC_PER_MINUTE
+
+bool api_budget_take(struct api_budget *b)
+{
+        if (b->done > 0 && now_monotonic_usec() >= b->deadline) {
+                b->deferred++;
+                return false;
+        }
+        b->done++;
+        return true;
+}
+
+enum verdict_kind observer_judge_conf(struct observer *o, size_t i, struct api_budget *b,
+                                      uint64_t now)
+{
+        const struct guest *g = guest_table_at(o->table, i);
+        /* The observer's: VERDICT_NONE before the first. */
+        enum verdict_kind k = (enum verdict_kind)g->verdict;
+        uint64_t read_usec = 0;
+        const struct conf_facts *f = observer_conf(o, g->vmid, (enum guest_type)g->type, &read_usec);
+        struct verdict v;
+        bool due;
+
+        if (k == VERDICT_ACTIVE && f) {
+                observer_forget_conf(o, g->vmid); /* read again when it is idle again */
+                return k;
+        }
+        if (f && f->unread[0])
+                due = now - read_usec >= CONF_RETRY_USEC;
+        else if (f)
+                due = now - read_usec >= CONF_TTL_USEC && k != VERDICT_INSUFFICIENT;
+        else
+                due = k == VERDICT_IDLE;
+        if (!due || !api_budget_take(b))
+                return k;
+        v.kind = k; /* judged again only if the facts (read, or unread) are kept */
+        (void)observer_read_conf(o, i, now, &v);
+        return v.kind;
 }
 
 static void evaluate(struct observer *o, uint64_t now_usec)

@@ -125,8 +125,14 @@ static void check_data(const struct config *c, const struct guest_facts *f,
 {
         struct reason *r;
 
-        if (!f->has_data)
+        if (f->frozen) {
+                r = add_reason(v, REASON_FROZEN);
+                r->limit = (double)c->stale_after_usec / 1e6;
+                r->text = f->node;
+        } else if (!f->has_data)
                 add_reason(v, REASON_NO_DATA)->text = f->status;
+        if (f->conf && f->conf->unread[0])
+                add_reason(v, REASON_CONF_UNREAD)->text = f->conf->unread;
         else if (s->newest_age_usec != UINT64_MAX &&
                  s->newest_age_usec >= STALE_INTERVALS * c->interval_usec) {
                 r = add_reason(v, REASON_STALE);
@@ -251,6 +257,7 @@ void guest_facts_from(const struct guest *g, struct guest_facts *ret)
                 .tags = g->tags,
                 .template = g->flags & GUEST_TEMPLATE,
                 .has_data = g->flags & GUEST_HAS_DATA,
+                .frozen = g->flags & GUEST_FROZEN,
                 .uptime_s = g->uptime_s,
         };
 }
@@ -276,7 +283,8 @@ const char *reason_code_to_string(enum reason_code c)
                 [REASON_TAG] = "tag",                 [REASON_NOT_INCLUDED] = "not-included",
                 [REASON_POOL] = "pool",               [REASON_VMID_RANGE] = "vmid-range",
                 [REASON_NODE_SCOPE] = "node-scope",   [REASON_TYPE_SCOPE] = "type-scope",
-                [REASON_NO_DATA] = "no-data",         [REASON_STALE] = "stale",
+                [REASON_NO_DATA] = "no-data",         [REASON_STALE] = "stale", [REASON_FROZEN] = "frozen",
+                [REASON_CONF_UNREAD] = "conf-unread",
                 [REASON_UPTIME] = "uptime",           [REASON_COVERAGE] = "coverage",
                 [REASON_NO_RATES] = "no-rates",       [REASON_CPU] = "cpu",
                 [REASON_MEM] = "mem",                 [REASON_CPU_SHARE] = "cpu-share",
@@ -430,6 +438,18 @@ void reason_format(const struct reason *r, char *buf, size_t size)
         case REASON_STALE:
                 snprintf(buf, size, "stale data: newest sample %.1fs old", r->value);
                 break;
+        case REASON_CONF_UNREAD:
+                format_quoted("its configuration cannot be read (", t, ")", buf, size);
+                break;
+        case REASON_FROZEN: {
+                char pre[160];
+
+                snprintf(pre, sizeof(pre),
+                         "frozen data: uptime and counters unchanged for over %gs (observe.stale_after): is pvestatd running on node '",
+                         r->limit);
+                format_quoted(pre, t, "'?", buf, size);
+                break;
+        }
         case REASON_UPTIME:
                 snprintf(buf, size, "uptime %.0fs shorter than the %gs window", r->value, r->limit);
                 break;

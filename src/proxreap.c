@@ -252,8 +252,9 @@ static int plan_observe(struct observer *o, const struct config *c, uint64_t *re
 }
 
 /* What the configuration of every idle guest says: an idle guest an
- * archive would not hold whole is excluded, with the reason (the daemon
- * judges it the same way before it marks or reaps). */
+ * archive would not hold whole is excluded, with the reason, and one whose
+ * configuration cannot be read is not idle (the daemon judges them the
+ * same way in every mode). */
 static int plan_read_confs(struct observer *o, uint64_t now)
 {
         const struct guest_table *t = observer_table(o);
@@ -262,9 +263,8 @@ static int plan_read_confs(struct observer *o, uint64_t now)
 
         for (size_t i = 0; i < guest_table_count(t); i++) {
                 observer_judge_at(o, i, now, &v, &s);
-                if (v.kind == VERDICT_IDLE && observer_read_conf(o, i, now, &v) < 0)
-                        fprintf(stderr, "proxreap: warning: guest %u: %s\n",
-                                (unsigned)guest_table_at(t, i)->vmid, text_shown(observer_error(o)));
+                if (v.kind == VERDICT_IDLE)
+                        (void)observer_read_conf(o, i, now, &v); /* a failure is its reason */
         }
         return 0;
 }

@@ -21,7 +21,6 @@
 /* How long what an idle guest's configuration said is trusted for the
  * verdicts of status and mark mode; selection and every step read it
  * again anyway. */
-#define CONF_TTL_USEC USEC_PER_HOUR
 
 /* A guest mark mode or the grace period has tagged. */
 struct mark {
@@ -194,7 +193,48 @@ static unsigned reaps_last_hour(const struct reaper *r, int64_t now_s)
         return n;
 }
 
-/* rrddata veto: was the guest busy during reap.history by the idle rules? */
+/* The highest row average over reap.history of each idle rule's signal,
+ * and how many rows carried them. */
+struct history_peaks {
+        double cpu, mem, net, disk; /* %, MiB, kbit/s, kbit/s */
+        unsigned rows, with_data;
+};
+
+static double row_num(json_t *row, const char *key)
+{
+        json_t *v = json_object_get(row, key);
+
+        return json_is_number(v) ? json_number_value(v) : -1.0;
+}
+
+static void history_peaks(json_t *data, int64_t since, struct history_peaks *p)
+{
+        json_t *it;
+        size_t i;
+
+        *p = (struct history_peaks){ 0 };
+        json_array_foreach(data, i, it) {
+                double cpu = row_num(it, "cpu"), mem = row_num(it, "mem");
+                double net = row_num(it, "netin") + row_num(it, "netout");
+                double disk = row_num(it, "diskread") + row_num(it, "diskwrite");
+
+                if (row_num(it, "time") < (double)since)
+                        continue;
+                p->rows++; /* a row of the horizon: running or not */
+                if (cpu < 0 || mem < 0)
+                        continue; /* stopped, or unknown then */
+                p->with_data++;
+                p->cpu = cpu * 100.0 > p->cpu ? cpu * 100.0 : p->cpu;
+                p->mem = mem / 1048576.0 > p->mem ? mem / 1048576.0 : p->mem;
+                /* bytes per second, in and out (-2: neither given) */
+                p->net = net * 8 / 1000 > p->net ? net * 8 / 1000 : p->net;
+                p->disk = disk * 8 / 1000 > p->disk ? disk * 8 / 1000 : p->disk;
+        }
+}
+
+/* rrddata veto: was the guest busy during reap.history by any idle rule
+ * (cpu, mem, and net and disk where those rules are set), or does its
+ * history cover too little of it (min_coverage of the rows)? */
 static int history_busy(struct reaper *r, struct pve *p, const struct guest *g, int64_t now_s,
                         char *why, size_t size)
 {
@@ -203,38 +243,36 @@ static int history_busy(struct reaper *r, struct pve *p, const struct guest *g, 
         uint64_t day = USEC_PER_DAY / USEC_PER_SEC;
         const char *tf = h <= 3600 ? "hour" : h <= day ? "day" : h <= 7 * day ? "week"
                                                       : h <= 31 * day ? "month" : "year";
-        int64_t since = now_s - (int64_t)h;
-        double cpu = 0, mem = 0;
-        unsigned rows = 0;
-        json_t *data = NULL, *it;
-        size_t i;
+        struct history_peaks k;
+        json_t *data = NULL;
         int e;
 
         e = pve_rrddata(p, (enum guest_type)g->type, g->node, g->vmid, tf, &data);
         if (e < 0)
                 return e;
-        json_array_foreach(data, i, it) {
-                json_t *t = json_object_get(it, "time"), *cv = json_object_get(it, "cpu"),
-                       *mv = json_object_get(it, "mem");
-
-                if (!json_is_number(t) || json_number_value(t) < (double)since ||
-                    !json_is_number(cv) || !json_is_number(mv))
-                        continue;
-                rows++;
-                if (json_number_value(cv) * 100.0 > cpu)
-                        cpu = json_number_value(cv) * 100.0;
-                if (json_number_value(mv) / 1048576.0 > mem)
-                        mem = json_number_value(mv) / 1048576.0;
-        }
+        history_peaks(data, now_s - (int64_t)h, &k);
         json_decref(data);
-        if (cpu >= c->cpu_percent)
-                snprintf(why, size, "busy in the last %s by its history (cpu average up to %.2f%% >= %g%%)",
-                         tf, cpu, c->cpu_percent);
-        else if (mem >= c->mem_mb)
-                snprintf(why, size, "busy in the last %s by its history (mem up to %.0f MiB >= %g MiB)",
-                         tf, mem, c->mem_mb);
-        else if (rows == 0)
+        if (k.with_data == 0)
                 snprintf(why, size, "it has no history for the last %s", tf);
+        else if ((double)k.with_data < c->min_coverage * (double)k.rows)
+                snprintf(why, size,
+                         "its history covers too little of the last %s (%u of %u rows, %.0f%% < %g%%)",
+                         tf, k.with_data, k.rows, 100.0 * k.with_data / k.rows,
+                         100.0 * c->min_coverage);
+        else if (k.cpu >= c->cpu_percent)
+                snprintf(why, size, "busy in the last %s by its history (cpu average up to %.2f%% >= %g%%)",
+                         tf, k.cpu, c->cpu_percent);
+        else if (k.mem >= c->mem_mb)
+                snprintf(why, size, "busy in the last %s by its history (mem up to %.0f MiB >= %g MiB)",
+                         tf, k.mem, c->mem_mb);
+        else if (c->net_kbps > 0 && k.net >= c->net_kbps)
+                snprintf(why, size,
+                         "busy in the last %s by its history (network up to %.1f kbit/s >= %g kbit/s)",
+                         tf, k.net, c->net_kbps);
+        else if (c->disk_kbps > 0 && k.disk >= c->disk_kbps)
+                snprintf(why, size,
+                         "busy in the last %s by its history (disk up to %.1f kbit/s >= %g kbit/s)",
+                         tf, k.disk, c->disk_kbps);
         else
                 return 0;
         return 1;
@@ -314,10 +352,6 @@ static json_t *selected_record(const char *id, const struct guest *g, const stru
  * interval on it, and always does one piece: the rest waits for the next
  * poll, so a large fleet never holds up polls or the watchdog, and the
  * work still finishes. */
-struct api_budget {
-        uint64_t deadline;
-        unsigned done, deferred;
-};
 
 struct cycle {
         struct api_budget budget;
@@ -398,16 +432,6 @@ static int select_guest(struct reaper *r, struct observer *o, size_t i, const st
 }
 
 
-static bool budget_take(struct api_budget *b)
-{
-        if (b->done > 0 && now_monotonic_usec() >= b->deadline) {
-                b->deferred++;
-                return false;
-        }
-        b->done++;
-        return true;
-}
-
 static enum verdict_kind verdict_of(const struct guest *g)
 {
         /* The observer's: VERDICT_NONE before the first. */
@@ -445,34 +469,6 @@ static void judge_breaker(struct reaper *r, const struct guest_table *t)
         snprintf(r->breaker, sizeof(r->breaker), "%s", msg);
 }
 
-/* What the configuration of the guest at i says, read again when it was
- * never read (it looks idle) or is older than CONF_TTL_USEC: status and
- * mark mode then show why an idle guest cannot be reaped. Returns the
- * guest's verdict kind, judged with it. */
-static enum verdict_kind judge_conf(struct observer *o, size_t i, struct api_budget *b,
-                                    uint64_t now)
-{
-        const struct guest *g = guest_table_at(observer_table(o), i);
-        enum verdict_kind k = verdict_of(g);
-        uint64_t read_usec = 0;
-        bool known = observer_conf(o, g->vmid, (enum guest_type)g->type, &read_usec) != NULL;
-        struct verdict v;
-        bool due;
-
-        if (k == VERDICT_ACTIVE && known) {
-                observer_forget_conf(o, g->vmid); /* read again when it is idle again */
-                return k;
-        }
-        if (known)
-                due = now - read_usec >= CONF_TTL_USEC && k != VERDICT_INSUFFICIENT;
-        else
-                due = k == VERDICT_IDLE;
-        if (!due || !budget_take(b))
-                return k;
-        /* On failure the poll's verdict stands; selection reads again. */
-        return observer_read_conf(o, i, now, &v) < 0 ? k : v.kind;
-}
-
 /* Reasons that come from the guest's configuration. */
 static bool excluded_by_conf(const struct observer *o, size_t i, uint64_t now)
 {
@@ -500,7 +496,7 @@ static void unmark(struct reaper *r, struct observer *o, size_t i, enum verdict_
         if ((k != VERDICT_ACTIVE && !conf) ||
             hold_of(r, g->vmid, g->node, cy->now_s) == HOLD_IN_FLIGHT)
                 return;
-        if (tagged && budget_take(&cy->budget))
+        if (tagged && api_budget_take(&cy->budget))
                 log_tag_change(g, k == VERDICT_ACTIVE ? "unmarked (active again)"
                                                       : "unmarked (its configuration rules it out)",
                                set_tag(observer_pve(o), g, TAG_IDLE, false), observer_pve(o));
@@ -533,7 +529,7 @@ static bool marked_long_enough(struct reaper *r, struct observer *o, const struc
                 m->cancelled = true;
                 return false;
         }
-        if (!budget_take(&cy->budget))
+        if (!api_budget_take(&cy->budget))
                 return false;
         e = set_tag(observer_pve(o), g, TAG_IDLE, true);
         log_tag_change(g, "marked idle", e, observer_pve(o));
@@ -546,7 +542,7 @@ static void cycle_guest(struct reaper *r, struct observer *o, size_t i, struct c
 {
         const struct config *c = r->c;
         const struct guest *g = guest_table_at(observer_table(o), i);
-        enum verdict_kind k = judge_conf(o, i, &cy->budget, cy->now);
+        enum verdict_kind k = observer_judge_conf(o, i, &cy->budget, cy->now);
         enum hold h;
 
         if (k != VERDICT_IDLE) {

@@ -147,6 +147,7 @@ struct guest_table {
         unsigned expected; /* samples per full window */
         unsigned cap; /* ring slots: expected + 1, so a late poll never evicts a sample still inside */
         uint64_t window_usec;
+        uint64_t stale_usec; /* see guest_table_set_stale_after() */
         uint64_t seq; /* polls begun; slot = seq % cap */
         uint64_t *poll_usec; /* time of each poll, by slot */
         uint64_t *poll_seq; /* which poll each slot holds now */
@@ -231,6 +232,11 @@ int guest_table_new(unsigned expected_samples, uint64_t window_usec, struct gues
         }
         *ret = t;
         return 0;
+}
+
+void guest_table_set_stale_after(struct guest_table *t, uint64_t stale_usec)
+{
+        t->stale_usec = stale_usec;
 }
 
 static void guest_release(struct guest_table *t, struct guest *g)
@@ -467,6 +473,31 @@ static void record_rates(const struct guest_table *t, struct guest *g, const str
                 g->flags &= (uint8_t)~GUEST_HAS_COUNTERS;
 }
 
+/* The entry moved since the last poll: a running guest's uptime advances
+ * with every update of pvestatd (about every 10 s), its counters with any
+ * traffic. Proxmox keeps serving the last entry of a node that stopped
+ * updating (for up to 5 minutes), uptime and counters included: such
+ * samples are copies of one old one, and count as missing. */
+static bool frozen(const struct guest_table *t, struct guest *g, const struct pve_guest *p,
+                   uint64_t now, bool restarted)
+{
+        bool counters = (p->present & (PVE_HAS_NET | PVE_HAS_DISKIO)) ==
+                        (PVE_HAS_NET | PVE_HAS_DISKIO);
+        bool moved = g->advance_usec == 0 || restarted || p->uptime != g->uptime_s ||
+                     (counters && (g->flags & GUEST_HAS_COUNTERS) &&
+                      (p->netin + p->netout != g->net_total ||
+                       p->diskread + p->diskwrite != g->disk_total));
+
+        if (moved || p->uptime == 0) {
+                g->advance_usec = now;
+                g->flags &= (uint8_t)~GUEST_FROZEN;
+                return false;
+        }
+        if (t->stale_usec && now - g->advance_usec > t->stale_usec)
+                g->flags |= GUEST_FROZEN;
+        return g->flags & GUEST_FROZEN;
+}
+
 static void record_sample(struct guest_table *t, struct guest *g, const struct pve_guest *p)
 {
         size_t slot = t->seq % t->cap;
@@ -483,9 +514,12 @@ static void record_sample(struct guest_table *t, struct guest *g, const struct p
 
         bits[slot / 64] &= ~(UINT64_C(1) << (slot % 64));
         if (!stats) {
-                g->flags &= (uint8_t)~GUEST_HAS_DATA;
+                g->flags &= (uint8_t)~(GUEST_HAS_DATA | GUEST_FROZEN);
+                g->advance_usec = 0;
                 return;
         }
+        if (!again && frozen(t, g, p, t->poll_usec[slot], restarted))
+                return;
         g_cpu(t, g)[slot] = cpu >= 65535.0 ? 65535 : (uint16_t)lround(cpu);
         g_mem(t, g)[slot] = p->mem / 1024 >= UINT32_MAX ? UINT32_MAX : (uint32_t)(p->mem / 1024);
         if (!again)

@@ -206,6 +206,64 @@ def test_outage_makes_guests_stale(lab):
         assert m and float(m.group(1)) >= 1.0, g["reasons"]
 
 
+def test_frozen_data_is_missing_data(lab):
+    """A node stops updating: Proxmox keeps serving the guests' last entry,
+    uptime and counters included. Copies of one old sample never make a
+    guest idle: once uptime and counters have not moved for
+    observe.stale_after, the guest is insufficient-data ('frozen data'),
+    and idle again only after a whole window of live samples."""
+    sim = lab.sim([guest(100, "idle1"), guest(101, "busy", cpu=0.5, mem_mb=3000)])
+    conf = lab.config(sim, observe={"stale_after": "2s"})
+    d = lab.daemon(conf)
+    d.wait_status(lambda s: verdicts(s) == {100: "idle", 101: "active"}, what="idle and active")
+    # 101 goes quiet right when its node freezes: its frozen copies show
+    # the busy numbers, but a fleet whose real load changed is the point.
+    sim.event(100, "freeze", duration=6)
+    sim.event(101, "freeze", duration=6)
+    doc = d.wait_status(lambda s: verdicts(s) == {100: "insufficient-data", 101: "insufficient-data"},
+                        what="both frozen")
+    for g in doc["guests"]:
+        assert g["reasons"][0] == ("frozen data: uptime and counters unchanged for over 2s "
+                                   "(observe.stale_after): is pvestatd running on node 'pve1'?"), g
+    # Never idle while frozen; idle again once live data fills a window.
+    seen = []
+
+    def back():
+        s = d.status()
+        seen.append(s)
+        return s if verdicts(s).get(100) == "idle" else None
+    wait_until(back, timeout=30, message="guest 100 idle again")
+    frozen = [s for s in seen if any(r.startswith("frozen data") for g in s["guests"]
+                                     for r in g["reasons"]) and "idle" in verdicts(s).values()]
+    assert not frozen, frozen[:1]
+
+
+def test_one_verdict_in_status_and_plan(lab):
+    """A protected guest, and one whose configuration cannot be read, are
+    never 'idle': not in the status of a daemon in mark mode, not in plan."""
+    sim = lab.sim([guest(100, "protected", protection=1), guest(101, "unreadable"),
+                   guest(102, "idle")])
+    sim.fault(kind="status", code=500, path="^/nodes/pve1/qemu/101/config$",
+              message="got timeout")
+    conf = lab.config(sim, reap={"mode": "mark", "breaker_percent": 100})
+    d = lab.daemon(conf)
+    doc = d.wait_status(lambda s: verdicts(s).get(102) == "idle" and
+                        verdicts(s).get(100) == "excluded" and
+                        verdicts(s).get(101) == "insufficient-data", what="one verdict each")
+    g = by_vmid(doc)
+    assert g[100]["reasons"] == ["protected (protection=1)"], g[100]
+    assert g[101]["reasons"][0].startswith("its configuration cannot be read (GET /nodes/pve1/qemu/"
+                                           "101/config"), g[101]
+    assert g[101]["reasons"][0].endswith("HTTP 500 got timeout)"), g[101]
+    assert d.stop() == 0
+    r = lab.cli("plan", "--json", config=conf)
+    assert r.returncode == 0, r.stderr
+    p = {x["vmid"]: x for x in json.loads(r.stdout)}
+    assert {v: p[v]["verdict"] for v in p} == {100: "excluded", 101: "insufficient-data",
+                                               102: "idle"}, p
+    assert p[100]["reasons"] == g[100]["reasons"], p[100]
+
+
 def test_transient_error_is_retried(lab):
     """One 503 is absorbed by a retry (api.retries defaults to 2)."""
     sim = lab.sim([guest(100, "idle1")])

@@ -399,3 +399,37 @@ def test_journal_verify_and_damaged_journal_stops_daemon(lab):
     healthy(d3)
     assert d3.stop() == 0
     assert open(path, "rb").read() == bytes(data), "a damaged journal is never truncated"
+
+
+def test_history_veto_by_every_idle_rule(lab):
+    """reap.history reads the RRD over the horizon and refuses a guest that
+    was busy then by any idle rule: network and disk too where those rules
+    are set, not only CPU and memory; and one whose history covers too
+    little of the horizon. An idle history passes."""
+    quiet = {"kind": "constant", "cpu": 0.01, "mem_mb": 200}
+    guests = [
+        guest(601, "replica", history=[{"until": -1200, "workload": dict(quiet, net_kbps=5000)}],
+              **IDLE),
+        guest(602, "backup-target", history=[{"until": -1200, "workload": dict(quiet, disk_kbps=90000)}],
+              **IDLE),
+        guest(603, "nightly", history=[{"until": -1200, "workload": dict(quiet, cpu=0.5)}], **IDLE),
+        guest(604, "young", uptime=1200, **IDLE),
+        guest(605, "abandoned", **IDLE),
+    ]
+    sim = sim_of(lab, guests)
+    cfg = lab.config(sim, observe=OBSERVE, idle={"net_kbps": 100, "disk_kbps": 8000},
+                     reap=dict(REAP, history="1h", max_per_cycle=5))
+    d = lab.daemon(cfg)
+    wait_op(lab, cfg, 605, {"reaped"})
+    # (net_kbps and disk_kbps of the simulator apply to in and out, read
+    # and write each: the RRD's sums are twice them)
+    for vmid, why in ((601, r"network up to 10000\.0 kbit/s >= 100 kbit/s"),
+                      (602, r"disk up to 180000\.0 kbit/s >= 8000 kbit/s"),
+                      (603, r"cpu average up to 50\.00% >= 5%"),
+                      (604, r"its history covers too little of the last hour \(\d+ of \d+ rows")):
+        d.wait_log(r"idle guest %d \('[a-z-]+'\) not reaped: (busy in the last hour by its history \()?%s"
+                   % (vmid, why))
+    healthy(d, more=5)
+    assert d.stop() == 0
+    assert [v for v in (601, 602, 603, 604) if ops_by_vmid(lab, cfg, v)] == []
+    check_invariants(lab, sim, cfg)

@@ -545,6 +545,26 @@ static void test_window_vs_interval(void **state)
                      "'observe.window' / 'observe.interval' gives 36000 samples per guest, more than 4096");
 }
 
+/* observe.stale_after: a minute, or three polls when they are longer;
+ * given, at least two polls. */
+static void test_stale_after(void **state)
+{
+        struct loaded l;
+
+        (void)state;
+        load_ok(API, &l);
+        assert_true(l.c->stale_after_usec == USEC_PER_MINUTE);
+        loaded_done(&l);
+        load_ok(API "observe = {\n        interval = \"40s\";\n        window = \"20m\";\n};\n", &l);
+        assert_true(l.c->stale_after_usec == 120 * USEC_PER_SEC);
+        loaded_done(&l);
+        expect_error(API "observe = {\n"
+                         "        interval = \"10s\";\n"
+                         "        stale_after = \"15s\";\n"
+                         "};\n",
+                     "stale_after", "'observe.stale_after' must be at least twice 'observe.interval'");
+}
+
 static void test_window_vs_interval_default_window(void **state)
 {
         (void)state;
@@ -1408,6 +1428,7 @@ int main(void)
                 cmocka_unit_test(test_duration_out_of_range),
                 cmocka_unit_test(test_duration_bounds_accepted),
                 cmocka_unit_test(test_window_vs_interval),
+                cmocka_unit_test(test_stale_after),
                 cmocka_unit_test(test_window_vs_interval_default_window),
                 cmocka_unit_test(test_token_file_missing),
                 cmocka_unit_test(test_token_file_readable_by_others),

@@ -834,6 +834,46 @@ static void test_rate_monotonic_and_saturating(void **state)
 
 /* --- memory per guest --- */
 
+/* A node that stopped updating: the same entry again and again, uptime
+ * and counters included. Once nothing moved for longer than stale_after,
+ * its samples are missing (the guest frozen); the first sample that moves
+ * counts again. Moving uptime alone, or counters alone, is alive. */
+static void test_frozen_entries_count_as_missing(void **state)
+{
+        struct guest_table *t = *state;
+        struct pve_guest g = guest(100, "pve1", 0.01, 200 * MIB);
+        const struct guest *gg;
+        struct window_stats s;
+
+        guest_table_set_stale_after(t, 250 * USEC_PER_MSEC);
+        with_counters(&g, 1000, 1000, 5000, 5000);
+        for (unsigned k = 1; k <= 8; k++)
+                poll_complete(t, k, &g, 1); /* frozen from the start: copies */
+        gg = guest_table_find(t, 100);
+        assert_true(gg->flags & GUEST_FROZEN);
+        /* Polls 1-3 moved nothing for at most 250 ms (0, 100, 200 ms): kept. */
+        s = stats_at(t, 100, at(8));
+        assert_int_equal(s.samples, 3);
+        assert_true(s.newest_age_usec == 5 * STEP_USEC);
+        /* Uptime moves (pvestatd is back): alive, and its samples count. */
+        g.uptime += 10;
+        poll_complete(t, 9, &g, 1);
+        assert_false(guest_table_find(t, 100)->flags & GUEST_FROZEN);
+        assert_int_equal(stats_at(t, 100, at(9)).samples, 4);
+        /* Uptime stuck (a coarse clock) but counters move: alive. */
+        for (unsigned k = 10; k <= 14; k++) {
+                g.netin += 100;
+                poll_complete(t, k, &g, 1);
+        }
+        assert_false(guest_table_find(t, 100)->flags & GUEST_FROZEN);
+        assert_int_equal(stats_at(t, 100, at(14)).samples, 6); /* 9-14; 5-8 were frozen */
+        /* stale_after 0: never frozen. */
+        guest_table_set_stale_after(t, 0);
+        for (unsigned k = 15; k <= 20; k++)
+                poll_complete(t, k, &g, 1);
+        assert_false(guest_table_find(t, 100)->flags & GUEST_FROZEN);
+}
+
 static void test_memory_per_guest(void **state)
 {
         enum { N = 10000 };
@@ -895,6 +935,7 @@ int main(void)
                 cmocka_unit_test(test_rate_small_values_exact),
                 cmocka_unit_test(test_rate_round_trip),
                 cmocka_unit_test(test_rate_monotonic_and_saturating),
+                T(test_frozen_entries_count_as_missing),
                 T60(test_memory_per_guest),
         };
 

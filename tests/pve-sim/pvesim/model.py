@@ -140,7 +140,7 @@ def _uuid(vmid, salt, gen=0):
 class Guest:
     __slots__ = ("vmid", "type", "node", "name", "tags", "pool", "template", "lock", "hastate",
                  "protection", "description", "onboot", "maxcpu", "maxmem", "maxdisk", "disk_used",
-                 "maxswap", "runstate", "segments", "unknown", "deleted", "wl", "extra_config",
+                 "maxswap", "runstate", "segments", "unknown", "frozen", "deleted", "wl", "extra_config",
                  "snapshots", "disk_storage", "ctime", "wl_kind", "parent", "acpi", "disk_format",
                  "can_snapshot", "start_warnings", "ha_state", "created_t", "deleted_t", "empty",
                  "wl_spec", "snap_order", "res_frag", "gen", "pending", "volume_used")
@@ -201,6 +201,10 @@ class Guest:
         self.res_frag = None     # rendered /cluster/resources entry (Cluster._vm_fragments)
         self.segments = []       # [start, end or None] of QEMU/LXC process lifetimes
         self.unknown = []        # [from, to) windows served as stale RRD entries
+        # (from, to, k): /cluster/resources keeps serving sample k, uptime
+        # and counters included, as Proxmox does for a node whose pvestatd
+        # stopped updating (until it drops the entry after 5 minutes)
+        self.frozen = None
         self.deleted = False
         status = spec.get("status", "running")
         self.runstate = "running"
@@ -1091,6 +1095,9 @@ class Cluster:
             dur = float(ev.get("duration", 1e18))
             g.unknown.append([t, t + dur])
             self._unknown_guests.add(g.vmid)
+        elif action == "freeze":
+            dur = float(ev.get("duration", 300.0))
+            g.frozen = (t, t + dur, math.floor(t / self.period))
         elif action == "lock":
             g.lock = ev.get("value", "backup")
         elif action == "unlock":
@@ -1262,21 +1269,26 @@ class Cluster:
         for g in guests:
             unk = g.vmid in unknown
             skey = _state_key(g, unk, pve9)
+            kk, tkk = k, tk
+            fr = g.frozen
+            if fr is not None and fr[0] <= tk < fr[1]:
+                kk = fr[2]
+                tkk = kk * period
             f = g.res_frag
             if f is not None:
-                if f.skey == skey and (f.static or f.k == k):
+                if f.skey == skey and (f.static or f.k == kk):
                     append(f.text)
                     continue
                 a = f.ahead
-                if a is not None and a[0] == k and a[1] == skey:
+                if a is not None and a[0] == kk and a[1] == skey:
                     f.skey, f.k, f.static, f.text, f.stats = skey, k, a[2], a[3], a[4]
                     f.ahead = None
                     append(f.text)
                     continue
             else:
                 f = g.res_frag = _ResFrag(skey)
-            f.static, f.text, f.stats = _render_entry(g, f, skey, unk, tk, period, pve9, pn_memo)
-            f.skey, f.k = skey, k
+            f.static, f.text, f.stats = _render_entry(g, f, skey, unk, tkk, period, pve9, pn_memo)
+            f.skey, f.k = skey, kk
             append(f.text)
         self._cache[ck] = out
         return out
