@@ -29,10 +29,21 @@ struct mark {
         bool cancelled; /* an operator removed our tag: leave it alone */
 };
 
+/* What reap.history said of a guest, until it is read again (the RRD's
+ * rows of a week or more are 30 minutes apart). */
+struct history_seen {
+        uint32_t vmid;
+        uint64_t until_usec;
+        char why[240]; /* "": it passed */
+};
+
+#define HISTORY_TTL_USEC (30 * USEC_PER_MINUTE)
+
 struct reaper {
         const struct config *c;
         struct saga *saga; /* the journal and every reap under way */
         struct vmid_map marks; /* struct mark */
+        struct vmid_map history; /* struct history_seen */
         /* The observer of the last cycle: what the saga asks of the polls
          * (where a guest is, its pool, whether a poll came after a step). */
         const struct observer *observer;
@@ -278,6 +289,29 @@ static int history_busy(struct reaper *r, struct pve *p, const struct guest *g, 
         return 1;
 }
 
+/* history_busy(), read at most once per HISTORY_TTL_USEC per guest: marking
+ * and selection ask the same question at every poll. */
+static int history_veto(struct reaper *r, struct pve *p, const struct guest *g, uint64_t now,
+                        int64_t now_s, char *why, size_t size)
+{
+        struct history_seen *h = vmid_map_find(&r->history, g->vmid);
+        int e;
+
+        if (h && now < h->until_usec) {
+                snprintf(why, size, "%s", h->why);
+                return why[0] ? 1 : 0;
+        }
+        why[0] = '\0';
+        e = history_busy(r, p, g, now_s, why, size);
+        if (e < 0)
+                return e;
+        if (h || (h = vmid_map_add(&r->history, g->vmid))) {
+                h->until_usec = now + HISTORY_TTL_USEC;
+                snprintf(h->why, sizeof(h->why), "%s", e > 0 ? why : "");
+        }
+        return e;
+}
+
 static void evidence(const struct observer *o, const struct guest *g, uint64_t now, char *buf,
                      size_t size)
 {
@@ -383,7 +417,8 @@ static int selectable(struct reaper *r, struct observer *o, size_t i, const stru
                 observer_rejudge(o, i, cy->now, &v);
         if (l->v.kind != VERDICT_IDLE)
                 verdict_format(&l->v, why, sizeof(why));
-        else if (r->c->history_usec && history_busy(r, p, g, cy->now_s, why, sizeof(why)) < 0)
+        else if (r->c->history_usec &&
+                 history_veto(r, p, g, cy->now, cy->now_s, why, sizeof(why)) < 0)
                 snprintf(why, sizeof(why), "its history cannot be read (%s)", pve_error(p));
         if (!why[0] && archive_room(r, p, g, &l->st, why, sizeof(why)) < 0)
                 snprintf(why, sizeof(why), "%s", pve_error(p));
@@ -531,6 +566,17 @@ static bool marked_long_enough(struct reaper *r, struct observer *o, const struc
         }
         if (!api_budget_take(&cy->budget))
                 return false;
+        /* Mark only what the reaper would take: its history too. */
+        if (c->history_usec) {
+                char why[300];
+
+                e = history_veto(r, observer_pve(o), g, cy->now, cy->now_s, why, sizeof(why));
+                if (e > 0)
+                        log_guest(LOG_INFO, &ctx, "idle guest %u ('%s') not marked: %s",
+                                  (unsigned)g->vmid, g->name ? g->name : "", why);
+                if (e != 0)
+                        return false;
+        }
         e = set_tag(observer_pve(o), g, TAG_IDLE, true);
         log_tag_change(g, "marked idle", e, observer_pve(o));
         if (e >= 0 && mark_add(r, g->vmid, cy->now))
@@ -619,6 +665,7 @@ int reaper_new(const struct config *c, struct reaper **ret, char *err, size_t er
                 return -ENOMEM;
         r->c = c;
         r->marks = (struct vmid_map)VMID_MAP_INIT(struct mark);
+        r->history = (struct vmid_map)VMID_MAP_INIT(struct history_seen);
         e = saga_open(c, SAGA_DAEMON, &r->saga, err, errsz);
         if (e < 0) {
                 reaper_free(r);
@@ -636,6 +683,7 @@ struct reaper *reaper_free(struct reaper *r)
                 return NULL;
         saga_free(r->saga);
         vmid_map_free(&r->marks);
+        vmid_map_free(&r->history);
         free(r);
         return NULL;
 }

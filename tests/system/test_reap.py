@@ -433,3 +433,21 @@ def test_history_veto_by_every_idle_rule(lab):
     assert d.stop() == 0
     assert [v for v in (601, 602, 603, 604) if ops_by_vmid(lab, cfg, v)] == []
     check_invariants(lab, sim, cfg)
+
+
+def test_mark_mode_marks_only_what_the_history_allows(lab):
+    """Mark mode tags only what the reaper would take: a guest whose
+    history refuses it is never tagged, and its RRD is read once, not at
+    every poll."""
+    busy_past = [{"until": -1200, "workload": {"kind": "constant", "cpu": 0.5, "mem_mb": 200}}]
+    sim = sim_of(lab, [guest(701, "nightly", history=busy_past, **IDLE), guest(702, "abandoned", **IDLE)])
+    cfg = lab.config(sim, observe=OBSERVE, reap={"mode": "mark", "breaker_percent": 100, "history": "1h"})
+    d = lab.daemon(cfg)
+    wait_until(lambda: "proxreap-idle" in (sim.guest(702).get("tags") or ""), timeout=30)
+    d.wait_log(r"idle guest 701 \('nightly'\) not marked: busy in the last hour by its history "
+               r"\(cpu average up to 50\.00% >= 5%\)")
+    healthy(d, more=20)
+    assert d.stop() == 0
+    assert "proxreap-idle" not in (sim.guest(701).get("tags") or "")
+    rrd = [r for r in sim.requests() if r["path"].endswith("/701/rrddata")]
+    assert len(rrd) == 1, rrd
