@@ -61,7 +61,7 @@ endif
 ALL_CFLAGS   = $(WARNINGS) $(CFLAGS) $(BUILD_CFLAGS) -Iinclude -DPROXREAP_VERSION='"$(VERSION)"' -D_GNU_SOURCE \
                -D_FORTIFY_SOURCE=2 -fstack-protector-strong -pthread $(PKG_CFLAGS) -MMD -MP
 
-MODULES      = util log config http pve pve_decode window policy observe status pve_api statedir journal ops guestconf preflight cluster saga reaper notify vmidmap archives
+MODULES      = util log config http pve pve_decode window policy observe status pve_api statedir journal ops guestconf preflight cluster saga reaper notify vmidmap archives history
 LIB_OBJS     = $(MODULES:%=$(BUILD)/src/%.o)
 LIB          = $(BUILD)/libproxreap.a
 BINS         = $(BUILD)/proxreapd $(BUILD)/proxreap

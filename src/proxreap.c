@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "history.h"
 #include "log.h"
 #include "observe.h"
 #include "preflight.h"
@@ -290,15 +291,177 @@ static int plan_print(struct observer *o, uint64_t now, bool json)
         return 0;
 }
 
+/* --- plan --history: every guest judged now, by its RRD --- */
+
+static const char *jstr(json_t *o, const char *key);
+
+/* A guest's history verdict, as JSON: what each rule says over it. */
+static json_t *history_guest_json(const struct guest *g, const char *verdict,
+                                  const struct history_peaks *k, json_t *reasons)
+{
+        json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:s, s:o}", "vmid", (json_int_t)g->vmid,
+                              "node", g->node ? g->node : "", "type",
+                              guest_type_to_string((enum guest_type)g->type), "name",
+                              g->name ? g->name : "", "verdict", verdict, "reasons", reasons);
+
+        if (o && k)
+                json_object_set_new(o, "history",
+                                    json_pack("{s:s, s:f, s:f, s:f, s:f, s:I, s:I}", "timeframe",
+                                              k->timeframe, "cpu_max_percent", k->cpu,
+                                              "mem_max_mb", k->mem, "net_max_kbps", k->net,
+                                              "disk_max_kbps", k->disk, "rows",
+                                              (json_int_t)k->rows, "rows_with_data",
+                                              (json_int_t)k->with_data));
+        return o;
+}
+
+static json_t *reasons_json(const struct verdict *v)
+{
+        json_t *a = json_array();
+        char line[512];
+
+        for (unsigned k = 0; k < v->n_reasons; k++) {
+                reason_format(&v->reasons[k], line, sizeof(line));
+                json_array_append_new(a, json_string(line));
+        }
+        return a;
+}
+
+/* One guest: excluded by a rule (as the window says), else judged by its
+ * history, and an idle one by its configuration too. */
+static json_t *plan_history_guest(struct observer *o, size_t i, uint64_t horizon_s,
+                                  uint64_t now)
+{
+        const struct guest *g = guest_table_at(observer_table(o), i);
+        struct history_peaks k;
+        struct history_verdict hv;
+        struct window_stats s;
+        struct verdict v;
+        json_t *reasons;
+
+        observer_judge_at(o, i, now, &v, &s);
+        if (v.kind == VERDICT_EXCLUDED)
+                return history_guest_json(g, "excluded", NULL, reasons_json(&v));
+        if (history_read(observer_pve(o), (enum guest_type)g->type, g->node, g->vmid, horizon_s,
+                         now_epoch(), &k) < 0)
+                return history_guest_json(g, "insufficient-data", NULL,
+                                          json_pack("[s]", observer_error(o)));
+        history_decide(observer_config(o), &k, &hv);
+        /* What its configuration says (the window of one poll aside). */
+        if (hv.kind == VERDICT_IDLE && observer_read_conf(o, i, now, &v) < 0)
+                return history_guest_json(g, "insufficient-data", &k,
+                                          json_pack("[s+s]", "its configuration cannot be read: ",
+                                                    observer_error(o)));
+        if (hv.kind == VERDICT_IDLE && v.kind == VERDICT_EXCLUDED)
+                return history_guest_json(g, "excluded", &k, reasons_json(&v));
+        reasons = json_array();
+        for (unsigned n = 0; n < hv.n_reasons; n++)
+                json_array_append_new(reasons, json_string(hv.reasons[n]));
+        return history_guest_json(g, verdict_to_string(hv.kind), &k, reasons);
+}
+
+static void plan_history_print(json_t *guests, uint64_t horizon_s)
+{
+        char h[32];
+        json_t *g, *it, *k;
+        size_t i, n;
+
+        format_duration(horizon_s * USEC_PER_SEC, h, sizeof(h));
+        printf("judged by the RRD over the last %s (the highest row average of each rule)\n\n", h);
+        printf("%-9s %-12s %-4s %-20s %-17s %7s %9s %9s %9s %9s  %s\n", "VMID", "NODE", "TYPE",
+               "NAME", "VERDICT", "CPU%MAX", "MEM-MAX", "NET-MAX", "DISK-MAX", "ROWS", "REASONS");
+        json_array_foreach(guests, i, g) {
+                char rows[24] = "-";
+
+                k = json_object_get(g, "history");
+                if (k)
+                        snprintf(rows, sizeof(rows), "%lld/%lld",
+                                 (long long)json_integer_value(json_object_get(k, "rows_with_data")),
+                                 (long long)json_integer_value(json_object_get(k, "rows")));
+                printf("%-9lld %-12.12s %-4s %-20.20s %-17s ",
+                       (long long)json_integer_value(json_object_get(g, "vmid")), jstr(g, "node"),
+                       jstr(g, "type"), jstr(g, "name"), jstr(g, "verdict"));
+                if (k)
+                        printf("%7.2f %9.0f %9.1f %9.1f %9s  ",
+                               json_real_value(json_object_get(k, "cpu_max_percent")),
+                               json_real_value(json_object_get(k, "mem_max_mb")),
+                               json_real_value(json_object_get(k, "net_max_kbps")),
+                               json_real_value(json_object_get(k, "disk_max_kbps")), rows);
+                else
+                        printf("%7s %9s %9s %9s %9s  ", "-", "-", "-", "-", rows);
+                json_array_foreach(json_object_get(g, "reasons"), n, it)
+                        printf("%s%s", n ? ", " : "", text_shown(json_string_value(it)));
+                putchar('\n');
+        }
+}
+
+/* One poll for the guests, then each judged by its RRD over horizon_s:
+ * the answer the history veto gives, now, without a window's wait. */
+static int plan_history(struct observer *o, uint64_t horizon_s, bool json)
+{
+        uint64_t now = now_monotonic_usec();
+        json_t *guests = json_array();
+        int r = observer_poll(o, now);
+
+        if (r < 0) {
+                fprintf(stderr, "proxreap: %s\n", text_shown(observer_error(o)));
+                json_decref(guests);
+                return r;
+        }
+        for (size_t i = 0; i < guest_table_count(observer_table(o)); i++)
+                json_array_append_new(guests, plan_history_guest(o, i, horizon_s, now));
+        if (json) {
+                json_dumpf(guests, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
+                fputc('\n', stdout);
+        } else
+                plan_history_print(guests, horizon_s);
+        json_decref(guests);
+        return 0;
+}
+
+static int parse_plan(int argc, char **argv, bool *json, uint64_t *history_usec)
+{
+        const struct option opts[] = {
+                { "json", no_argument, NULL, 'j' },
+                { "history", required_argument, NULL, 'H' },
+                {},
+        };
+        int c;
+
+        optind = 1;
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, "+", opts, NULL)) >= 0) {
+                if (c == 'j')
+                        *json = true;
+                else if (c == 'H' && (parse_duration(optarg, history_usec) < 0 ||
+                                      *history_usec < USEC_PER_HOUR ||
+                                      *history_usec > 365 * USEC_PER_DAY)) {
+                        fprintf(stderr, "proxreap plan: --history '%s' is not a duration from 1h to 365d (like \"7d\")\n",
+                                text_shown(optarg));
+                        return -EINVAL;
+                } else if (c != 'H') {
+                        fprintf(stderr, "proxreap plan: unrecognized option '%s'\n", argv[optind - 1]);
+                        command_help(stderr, find_command("plan"));
+                        return -EINVAL;
+                }
+        }
+        if (optind < argc) {
+                fprintf(stderr, "proxreap plan: unexpected argument '%s'\n", argv[optind]);
+                command_help(stderr, find_command("plan"));
+                return -EINVAL;
+        }
+        return 1;
+}
+
 static int cmd_plan(int argc, char **argv)
 {
         struct observer *o = NULL;
         struct config *c = NULL;
         bool json = false;
-        uint64_t end = 0;
+        uint64_t end = 0, history = 0;
         int r;
 
-        r = parse_json_flag(argc, argv, &json);
+        r = parse_plan(argc, argv, &json, &history);
         if (r <= 0)
                 return EXIT_USAGE;
         if (load_config(&c) < 0)
@@ -307,7 +470,9 @@ static int cmd_plan(int argc, char **argv)
         r = observer_new(c, false, &o);
         if (r < 0)
                 fprintf(stderr, "proxreap: cannot start: %s\n", strerror(-r));
-        else if ((r = plan_probe(o)) >= 0 && (r = plan_observe(o, c, &end)) >= 0 &&
+        else if ((r = plan_probe(o)) >= 0 && history)
+                r = plan_history(o, history / USEC_PER_SEC, json);
+        else if (r >= 0 && (r = plan_observe(o, c, &end)) >= 0 &&
                  (r = plan_read_confs(o, end)) >= 0)
                 r = plan_print(o, end, json);
         observer_free(o);
@@ -613,9 +778,14 @@ static const struct command commands[] = {
           "             the node name, the archive storage and the privileges the mode\n"
           "             needs; each failure comes with its fix (exit 1 on a failure)\n",
           cmd_check_config },
-        { "plan", "plan [--json]",
+        { "plan", "plan [--history DUR] [--json]",
           "Observe one full window now and print every guest's verdict, with its numbers and reasons.",
-          "\n  --json     print the guests as JSON\n", cmd_plan },
+          "\n  --history DUR\n"
+          "             judge every guest at once by its Proxmox VE RRD over DUR (1h to\n"
+          "             365d, like \"7d\"): the highest row average of each idle rule,\n"
+          "             as the history veto (reap.history) sees it; no window's wait\n"
+          "  --json     print the guests as JSON\n",
+          cmd_plan },
         { "status", "status [--json]", "Show what the running proxreapd sees.",
           "\n  --json     print the status document as JSON\n", cmd_status },
         { "journal", "journal list [--vmid N] [--name NAME] [--json] | show ID [--json] | verify | repair",

@@ -10,6 +10,7 @@
 
 #include "cluster.h"
 #include "guestconf.h"
+#include "history.h"
 #include "journal.h"
 #include "log.h"
 #include "pve_api.h"
@@ -204,88 +205,26 @@ static unsigned reaps_last_hour(const struct reaper *r, int64_t now_s)
         return n;
 }
 
-/* The highest row average over reap.history of each idle rule's signal,
- * and how many rows carried them. */
-struct history_peaks {
-        double cpu, mem, net, disk; /* %, MiB, kbit/s, kbit/s */
-        unsigned rows, with_data;
-};
-
-static double row_num(json_t *row, const char *key)
-{
-        json_t *v = json_object_get(row, key);
-
-        return json_is_number(v) ? json_number_value(v) : -1.0;
-}
-
-static void history_peaks(json_t *data, int64_t since, struct history_peaks *p)
-{
-        json_t *it;
-        size_t i;
-
-        *p = (struct history_peaks){ 0 };
-        json_array_foreach(data, i, it) {
-                double cpu = row_num(it, "cpu"), mem = row_num(it, "mem");
-                double net = row_num(it, "netin") + row_num(it, "netout");
-                double disk = row_num(it, "diskread") + row_num(it, "diskwrite");
-
-                if (row_num(it, "time") < (double)since)
-                        continue;
-                p->rows++; /* a row of the horizon: running or not */
-                if (cpu < 0 || mem < 0)
-                        continue; /* stopped, or unknown then */
-                p->with_data++;
-                p->cpu = cpu * 100.0 > p->cpu ? cpu * 100.0 : p->cpu;
-                p->mem = mem / 1048576.0 > p->mem ? mem / 1048576.0 : p->mem;
-                /* bytes per second, in and out (-2: neither given) */
-                p->net = net * 8 / 1000 > p->net ? net * 8 / 1000 : p->net;
-                p->disk = disk * 8 / 1000 > p->disk ? disk * 8 / 1000 : p->disk;
-        }
-}
-
-/* rrddata veto: was the guest busy during reap.history by any idle rule
- * (cpu, mem, and net and disk where those rules are set), or does its
- * history cover too little of it (min_coverage of the rows)? */
+/* rrddata veto: was the guest busy during reap.history by any idle rule,
+ * or does its history cover too little of it? 1 (why), 0, or < 0. */
 static int history_busy(struct reaper *r, struct pve *p, const struct guest *g, int64_t now_s,
                         char *why, size_t size)
 {
-        const struct config *c = r->c;
-        uint64_t h = c->history_usec / USEC_PER_SEC;
-        uint64_t day = USEC_PER_DAY / USEC_PER_SEC;
-        const char *tf = h <= 3600 ? "hour" : h <= day ? "day" : h <= 7 * day ? "week"
-                                                      : h <= 31 * day ? "month" : "year";
         struct history_peaks k;
-        json_t *data = NULL;
-        int e;
+        struct history_verdict v;
+        int e = history_read(p, (enum guest_type)g->type, g->node, g->vmid,
+                             r->c->history_usec / USEC_PER_SEC, now_s, &k);
 
-        e = pve_rrddata(p, (enum guest_type)g->type, g->node, g->vmid, tf, &data);
         if (e < 0)
                 return e;
-        history_peaks(data, now_s - (int64_t)h, &k);
-        json_decref(data);
-        if (k.with_data == 0)
-                snprintf(why, size, "it has no history for the last %s", tf);
-        else if ((double)k.with_data < c->min_coverage * (double)k.rows)
-                snprintf(why, size,
-                         "its history covers too little of the last %s (%u of %u rows, %.0f%% < %g%%)",
-                         tf, k.with_data, k.rows, 100.0 * k.with_data / k.rows,
-                         100.0 * c->min_coverage);
-        else if (k.cpu >= c->cpu_percent)
-                snprintf(why, size, "busy in the last %s by its history (cpu average up to %.2f%% >= %g%%)",
-                         tf, k.cpu, c->cpu_percent);
-        else if (k.mem >= c->mem_mb)
-                snprintf(why, size, "busy in the last %s by its history (mem up to %.0f MiB >= %g MiB)",
-                         tf, k.mem, c->mem_mb);
-        else if (c->net_kbps > 0 && k.net >= c->net_kbps)
-                snprintf(why, size,
-                         "busy in the last %s by its history (network up to %.1f kbit/s >= %g kbit/s)",
-                         tf, k.net, c->net_kbps);
-        else if (c->disk_kbps > 0 && k.disk >= c->disk_kbps)
-                snprintf(why, size,
-                         "busy in the last %s by its history (disk up to %.1f kbit/s >= %g kbit/s)",
-                         tf, k.disk, c->disk_kbps);
-        else
+        history_decide(r->c, &k, &v);
+        if (v.kind == VERDICT_IDLE)
                 return 0;
+        if (v.kind == VERDICT_ACTIVE)
+                snprintf(why, size, "busy in the last %s by its history (%s)", k.timeframe,
+                         v.reasons[0]);
+        else
+                snprintf(why, size, "%s", v.reasons[0]);
         return 1;
 }
 

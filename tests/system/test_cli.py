@@ -52,7 +52,7 @@ def test_proxreap_help(opt):
     r = run(PROXREAP, opt)
     assert r.returncode == 0
     assert r.stdout.startswith("usage: proxreap [-c FILE] COMMAND [OPTIONS]\n")
-    for c in ("check-config", "plan [--json]", "status [--json]"):
+    for c in ("check-config", "plan [--history DUR] [--json]", "status [--json]"):
         assert c in r.stdout
     assert r.stderr == ""
 

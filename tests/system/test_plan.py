@@ -359,3 +359,47 @@ def test_names_survive_json_output_exactly(lab):
     d = lab.daemon(config)
     doc = d.wait_status(lambda doc: len(doc["guests"]) == len(ODD_NAMES))
     assert {g["vmid"]: g["name"] for g in doc["guests"]} == ODD_NAMES
+
+
+def test_plan_history_judges_every_guest_at_once(lab):
+    """plan --history DUR: one poll, then each guest judged by its RRD over
+    DUR by every idle rule (what the history veto says), with the numbers;
+    rules first, then the configuration of the idle ones."""
+    import json
+    quiet = {"kind": "constant", "cpu": 0.01, "mem_mb": 200}
+    sim = lab.sim([
+        guest(601, "replica", cpu=0.01, mem_mb=200,
+              history=[{"until": -1200, "workload": dict(quiet, net_kbps=5000)}]),
+        guest(603, "nightly", cpu=0.01, mem_mb=200,
+              history=[{"until": -1200, "workload": dict(quiet, cpu=0.5)}]),
+        guest(604, "young", cpu=0.01, mem_mb=200, uptime=1200),
+        guest(605, "abandoned", cpu=0.01, mem_mb=200),
+        guest(606, "protected", cpu=0.01, mem_mb=200, protection=1),
+        guest(607, "keep", cpu=0.01, mem_mb=200, tags="proxreap-keep"),
+    ])
+    cfg = lab.config(sim, idle={"net_kbps": 100})
+    r = lab.cli("plan", "--history", "1h", "--json", config=cfg)
+    assert r.returncode == 0, r.stderr
+    got = {g["vmid"]: g for g in json.loads(r.stdout)}
+    assert {v: g["verdict"] for v, g in got.items()} == {
+        601: "active", 603: "active", 604: "insufficient-data", 605: "idle", 606: "excluded",
+        607: "excluded"}, got
+    assert got[601]["reasons"][0] == "network up to 10000.0 kbit/s >= 100 kbit/s", got[601]
+    assert got[603]["reasons"][0] == "cpu average up to 50.00% >= 5%", got[603]
+    assert got[604]["reasons"][0].startswith("its history covers too little of the last hour"), got[604]
+    assert got[605]["reasons"] == ["cpu average up to 1.00% < 5%", "mem up to 200 MiB < 1024 MiB",
+                                   "network up to 0.0 kbit/s < 100 kbit/s"], got[605]
+    h = got[605]["history"]
+    assert h["timeframe"] == "hour" and h["rows"] >= 59 and h["rows_with_data"] == h["rows"], h
+    assert got[606]["reasons"] == ["protected (protection=1)"], got[606]
+    assert got[607]["reasons"] == ["opt-out tag 'proxreap-keep'"], got[607]
+    # One poll: no window's wait.
+    assert len([x for x in sim.requests() if x["path"] == "/cluster/resources"]) == 1
+    r = lab.cli("plan", "--history", "1h", config=cfg)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "judged by the RRD over the last 1h (the highest row average of each rule)", lines
+    row = [x for x in lines if x.startswith("601 ")][0]
+    assert re.search(r"\bactive\b.* 10000\.0 .*network up to 10000\.0 kbit/s >= 100 kbit/s", row), row
+    r = lab.cli("plan", "--history", "5m", config=cfg)
+    assert r.returncode == 2 and "--history '5m' is not a duration from 1h to 365d" in r.stderr, r

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "history.h"
 #include "policy.h"
 #include "testutil.h"
 #include "util.h"
@@ -1121,12 +1122,53 @@ static void test_from_table(void **state)
         config_free(c);
 }
 
+/* The history verdict: each rule's peak against its limit (strictly
+ * below holds), net and disk only where set, too little history first. */
+static void test_history_decide(void **state)
+{
+        struct config *c = load_config("idle = {\n        net_kbps = 100;\n};\n");
+        struct history_peaks k = { .cpu = 4.99, .mem = 1023, .net = 99.9, .disk = 1e6, .rows = 60,
+                                   .with_data = 60, .timeframe = "hour" };
+        struct history_verdict v;
+
+        (void)state;
+        history_decide(c, &k, &v);
+        assert_int_equal(v.kind, VERDICT_IDLE);
+        assert_int_equal(v.n_reasons, 3); /* no disk rule: disk is not judged */
+        assert_string_equal(v.reasons[0], "cpu average up to 4.99% < 5%");
+        assert_string_equal(v.reasons[1], "mem up to 1023 MiB < 1024 MiB");
+        assert_string_equal(v.reasons[2], "network up to 99.9 kbit/s < 100 kbit/s");
+        k.net = 100;
+        k.cpu = 5;
+        history_decide(c, &k, &v);
+        assert_int_equal(v.kind, VERDICT_ACTIVE);
+        assert_string_equal(v.reasons[0], "cpu average up to 5.00% >= 5%");
+        assert_string_equal(v.reasons[1], "network up to 100.0 kbit/s >= 100 kbit/s");
+        assert_string_equal(v.reasons[2], "mem up to 1023 MiB < 1024 MiB");
+        k.with_data = 53; /* 88 % < 90 % */
+        history_decide(c, &k, &v);
+        assert_int_equal(v.kind, VERDICT_INSUFFICIENT);
+        assert_string_equal(v.reasons[0],
+                            "its history covers too little of the last hour (53 of 60 rows, 88% < 90%)");
+        assert_string_equal(v.reasons[1], "cpu average up to 5.00% >= 5%");
+        k.with_data = 0;
+        history_decide(c, &k, &v);
+        assert_int_equal(v.kind, VERDICT_INSUFFICIENT);
+        assert_int_equal(v.n_reasons, 1);
+        assert_string_equal(v.reasons[0], "it has no history for the last hour");
+        assert_string_equal(history_timeframe(3600), "hour");
+        assert_string_equal(history_timeframe(3601), "day");
+        assert_string_equal(history_timeframe(8 * 86400), "month");
+        config_free(c);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
 {
         const struct CMUnitTest tests[] = {
                 T(test_idle),
+                T(test_history_decide),
                 T(test_active),
                 T(test_thresholds_are_strict),
                 T(test_thresholds_follow_config),

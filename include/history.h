@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/*
+ * history: a guest judged by the idle rules over a long horizon, from
+ * Proxmox VE's own RRD (rrddata): the reaper's history veto, mark mode's
+ * and `proxreap plan --history`'s one answer.
+ */
+#ifndef PROXREAP_HISTORY_H
+#define PROXREAP_HISTORY_H
+
+#include <stdint.h>
+
+#include "config.h"
+#include "policy.h"
+#include "pve.h"
+
+/* The highest row average of each idle rule's signal over the horizon,
+ * and how many of the horizon's rows carried them. */
+struct history_peaks {
+        double cpu, mem, net, disk; /* %, MiB, kbit/s (in + out), kbit/s (read + write) */
+        unsigned rows, with_data;
+        const char *timeframe; /* the RRD's: hour, day, week, month, year */
+};
+
+#define HISTORY_MAX_REASONS 6
+
+struct history_verdict {
+        /* VERDICT_IDLE: every rule holds; VERDICT_ACTIVE: one does not;
+         * VERDICT_INSUFFICIENT: no history, or too little of it. */
+        enum verdict_kind kind;
+        unsigned n_reasons;
+        char reasons[HISTORY_MAX_REASONS][160]; /* the failing or thin ones first */
+};
+
+/* The RRD timeframe that holds horizon_s seconds. */
+const char *history_timeframe(uint64_t horizon_s);
+/* Reads the guest's rrddata (AVERAGE) and its peaks over the horizon
+ * ending at now_s. Errors as pve_api. */
+int history_read(struct pve *p, enum guest_type t, const char *node, uint32_t vmid,
+                 uint64_t horizon_s, int64_t now_s, struct history_peaks *ret);
+/* The verdict of the idle rules of c (cpu, mem; net and disk where set)
+ * and of observe.min_coverage on the peaks. */
+void history_decide(const struct config *c, const struct history_peaks *k,
+                    struct history_verdict *ret);
+
+#endif
