@@ -897,7 +897,7 @@ static int archive_trusted(const struct cluster *api, const struct found_archive
 {
         struct guest_conf g;
         const char *name;
-        char err[256];
+        char err[256], unnamed[32];
         bool lxc = strstr(a->volid, "/vzdump-lxc-") != NULL;
         int r;
 
@@ -924,10 +924,16 @@ static int archive_trusted(const struct cluster *api, const struct found_archive
                 return -EBADMSG;
         }
         name = guestconf_field(&g, a->note.type == GUEST_LXC ? "hostname" : "name");
-        r = strcmp(name ? name : "", a->note.name) == 0 ? 0 : -EPERM;
+        if (!name) {
+                /* Unnamed: Proxmox VE shows "VM 104" or "CT104". */
+                snprintf(unnamed, sizeof(unnamed), a->note.type == GUEST_LXC ? "CT%u" : "VM %u",
+                         (unsigned)a->note.vmid);
+                name = a->note.name[0] ? unnamed : "";
+        }
+        r = strcmp(name, a->note.name) == 0 ? 0 : -EPERM;
         if (r < 0)
                 snprintf(why, size, "archive '%s' holds guest '%s', not '%s' as its notes say",
-                         a->volid, name ? name : "", a->note.name);
+                         a->volid, name, a->note.name);
         guestconf_done(&g);
         return r;
 }

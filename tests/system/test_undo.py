@@ -358,3 +358,19 @@ def test_status_shows_marks_and_the_end_of_their_grace(lab):
     assert ends - since == 7200, out
     assert d.stop() == 0
     assert ops_by_vmid(lab, cfg, 501) == []
+
+
+def test_an_unnamed_guest_is_restored_from_its_archive(lab):
+    """A guest without a name (Proxmox VE shows 'VM 108' and 'CT109'): its
+    archive's notes say so, its configuration has no name; it is still
+    found and restored when the journal is lost."""
+    sim = sim_of(lab, [guest(108, None, **IDLE), guest(109, None, type="lxc", **IDLE)])
+    cfg = reap_config(lab, sim, max_per_cycle=2)
+    d = lab.daemon(cfg)
+    ops = {v: wait_op(lab, cfg, v, {"reaped"}) for v in (108, 109)}
+    assert d.stop() == 0
+    os.unlink(os.path.join(lab.dir, "journal"))
+    r = lab.cli("restore", "108", "--yes", config=cfg)
+    assert r.returncode == 0 and "%s restored as guest 108" % ops[108]["id"] in r.stdout, r
+    r = lab.cli("restore", "CT109", "--storage", "local-lvm", "--yes", config=cfg)
+    assert r.returncode == 0 and "%s restored as guest 109" % ops[109]["id"] in r.stdout, r
