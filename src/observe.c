@@ -268,7 +268,8 @@ int observer_read_conf(struct observer *o, size_t i, uint64_t now_usec, struct v
 
         /* Unread, it is not idle: what it says could rule it out. */
         if (r < 0)
-                snprintf(unread.unread, sizeof(unread.unread), "%s", pve_error(o->pve));
+                snprintf(unread.unread, sizeof(unread.unread), "%s",
+                         pve_error(o->pve)[0] ? pve_error(o->pve) : strerror(-r));
         r = observer_set_conf(o, g->vmid, (enum guest_type)g->type, e < 0 ? &unread : &rd.facts,
                               now_usec);
         if (e >= 0)
@@ -299,6 +300,7 @@ enum verdict_kind observer_judge_conf(struct observer *o, size_t i, struct api_b
         enum verdict_kind k = (enum verdict_kind)g->verdict;
         uint64_t read_usec = 0;
         const struct conf_facts *f = observer_conf(o, g->vmid, (enum guest_type)g->type, &read_usec);
+        struct window_stats s;
         struct verdict v;
         bool due;
 
@@ -306,14 +308,27 @@ enum verdict_kind observer_judge_conf(struct observer *o, size_t i, struct api_b
                 observer_forget_conf(o, g->vmid); /* read again when it is idle again */
                 return k;
         }
-        if (f && f->unread[0])
-                due = now - read_usec >= CONF_RETRY_USEC;
-        else if (f)
+        if (f && f->unread[0]) {
+                /* Judged without it: read again only if that is idle. */
+                if (now - read_usec < CONF_RETRY_USEC)
+                        return k;
+                observer_forget_conf(o, g->vmid);
+                observer_judge_at(o, i, now, &v, &s);
+                if (v.kind != VERDICT_IDLE) {
+                        observer_rejudge(o, i, now, &v);
+                        return v.kind;
+                }
+                due = true;
+        } else if (f)
                 due = now - read_usec >= CONF_TTL_USEC && k != VERDICT_INSUFFICIENT;
         else
                 due = k == VERDICT_IDLE;
-        if (!due || !api_budget_take(b))
+        if (!due)
                 return k;
+        /* No room in this poll: an idle guest whose configuration was
+         * never read is not idle yet (mark mode must not tag it). */
+        if (!api_budget_take(b))
+                return !f && k == VERDICT_IDLE ? VERDICT_INSUFFICIENT : k;
         v.kind = k; /* judged again only if the facts (read, or unread) are kept */
         (void)observer_read_conf(o, i, now, &v);
         return v.kind;

@@ -131,13 +131,13 @@ static void check_data(const struct config *c, const struct guest_facts *f,
                 r->text = f->node;
         } else if (!f->has_data)
                 add_reason(v, REASON_NO_DATA)->text = f->status;
-        if (f->conf && f->conf->unread[0])
-                add_reason(v, REASON_CONF_UNREAD)->text = f->conf->unread;
         else if (s->newest_age_usec != UINT64_MAX &&
                  s->newest_age_usec >= STALE_INTERVALS * c->interval_usec) {
                 r = add_reason(v, REASON_STALE);
                 r->value = (double)s->newest_age_usec / 1e6;
         }
+        if (f->conf && f->conf->unread[0])
+                add_reason(v, REASON_CONF_UNREAD)->text = f->conf->unread;
         /* Compared in microseconds: a 1.5 s window needs 2 s of uptime. */
         if (f->uptime_s * USEC_PER_SEC < c->window_usec || f->uptime_s == 0) {
                 r = add_reason(v, REASON_UPTIME);

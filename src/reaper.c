@@ -30,8 +30,8 @@ struct mark {
         bool cancelled; /* an operator removed our tag: leave it alone */
 };
 
-/* What reap.history said of a guest, until it is read again (the RRD's
- * rows of a week or more are 30 minutes apart). */
+/* What reap.history said of a guest for mark mode, until it is read again
+ * or the guest stops looking idle. Selection always reads it afresh. */
 struct history_seen {
         uint32_t vmid;
         uint64_t until_usec;
@@ -39,6 +39,7 @@ struct history_seen {
 };
 
 #define HISTORY_TTL_USEC (30 * USEC_PER_MINUTE)
+#define HISTORY_RETRY_USEC USEC_PER_MINUTE /* after a failed read */
 
 struct reaper {
         const struct config *c;
@@ -228,29 +229,6 @@ static int history_busy(struct reaper *r, struct pve *p, const struct guest *g, 
         return 1;
 }
 
-/* history_busy(), read at most once per HISTORY_TTL_USEC per guest: marking
- * and selection ask the same question at every poll. */
-static int history_veto(struct reaper *r, struct pve *p, const struct guest *g, uint64_t now,
-                        int64_t now_s, char *why, size_t size)
-{
-        struct history_seen *h = vmid_map_find(&r->history, g->vmid);
-        int e;
-
-        if (h && now < h->until_usec) {
-                snprintf(why, size, "%s", h->why);
-                return why[0] ? 1 : 0;
-        }
-        why[0] = '\0';
-        e = history_busy(r, p, g, now_s, why, size);
-        if (e < 0)
-                return e;
-        if (h || (h = vmid_map_add(&r->history, g->vmid))) {
-                h->until_usec = now + HISTORY_TTL_USEC;
-                snprintf(h->why, sizeof(h->why), "%s", e > 0 ? why : "");
-        }
-        return e;
-}
-
 static void evidence(const struct observer *o, const struct guest *g, uint64_t now, char *buf,
                      size_t size)
 {
@@ -356,8 +334,7 @@ static int selectable(struct reaper *r, struct observer *o, size_t i, const stru
                 observer_rejudge(o, i, cy->now, &v);
         if (l->v.kind != VERDICT_IDLE)
                 verdict_format(&l->v, why, sizeof(why));
-        else if (r->c->history_usec &&
-                 history_veto(r, p, g, cy->now, cy->now_s, why, sizeof(why)) < 0)
+        else if (r->c->history_usec && history_busy(r, p, g, cy->now_s, why, sizeof(why)) < 0)
                 snprintf(why, sizeof(why), "its history cannot be read (%s)", pve_error(p));
         if (!why[0] && archive_room(r, p, g, &l->st, why, sizeof(why)) < 0)
                 snprintf(why, sizeof(why), "%s", pve_error(p));
@@ -479,6 +456,36 @@ static void unmark(struct reaper *r, struct observer *o, size_t i, enum verdict_
 
 /* Mark mode and the grace period: true when the guest may be selected
  * now (reap mode, marked for the whole grace period). */
+/* Mark mode's history_busy(): read at most once per HISTORY_TTL_USEC per
+ * guest while it looks idle (HISTORY_RETRY_USEC after a failure, which
+ * refuses). 1 or 0, and *fresh when it was read now (and takes budget). */
+static int history_for_mark(struct reaper *r, struct pve *p, const struct guest *g,
+                            struct cycle *cy, char *why, size_t size, bool *fresh)
+{
+        struct history_seen *h = vmid_map_find(&r->history, g->vmid);
+        int e;
+
+        *fresh = false;
+        if (h && cy->now < h->until_usec) {
+                snprintf(why, size, "%s", h->why);
+                return why[0] ? 1 : 0;
+        }
+        if (!api_budget_take(&cy->budget)) {
+                snprintf(why, size, "its history is read in a later poll");
+                return 1;
+        }
+        *fresh = true;
+        why[0] = '\0';
+        e = history_busy(r, p, g, cy->now_s, why, size);
+        if (e < 0)
+                snprintf(why, size, "its history cannot be read (%s)", pve_error(p));
+        if (h || (h = vmid_map_add(&r->history, g->vmid))) {
+                h->until_usec = cy->now + (e < 0 ? HISTORY_RETRY_USEC : HISTORY_TTL_USEC);
+                snprintf(h->why, sizeof(h->why), "%s", e != 0 ? why : "");
+        }
+        return e != 0;
+}
+
 static bool marked_long_enough(struct reaper *r, struct observer *o, const struct guest *g,
                                struct cycle *cy)
 {
@@ -503,19 +510,20 @@ static bool marked_long_enough(struct reaper *r, struct observer *o, const struc
                 m->cancelled = true;
                 return false;
         }
-        if (!api_budget_take(&cy->budget))
-                return false;
         /* Mark only what the reaper would take: its history too. */
         if (c->history_usec) {
                 char why[300];
+                bool fresh;
 
-                e = history_veto(r, observer_pve(o), g, cy->now, cy->now_s, why, sizeof(why));
-                if (e > 0)
-                        log_guest(LOG_INFO, &ctx, "idle guest %u ('%s') not marked: %s",
-                                  (unsigned)g->vmid, g->name ? g->name : "", why);
-                if (e != 0)
+                if (history_for_mark(r, observer_pve(o), g, cy, why, sizeof(why), &fresh)) {
+                        if (fresh)
+                                log_guest(LOG_INFO, &ctx, "idle guest %u ('%s') not marked: %s",
+                                          (unsigned)g->vmid, g->name ? g->name : "", why);
                         return false;
+                }
         }
+        if (!api_budget_take(&cy->budget))
+                return false;
         e = set_tag(observer_pve(o), g, TAG_IDLE, true);
         log_tag_change(g, "marked idle", e, observer_pve(o));
         if (e >= 0 && mark_add(r, g->vmid, cy->now))
@@ -531,6 +539,7 @@ static void cycle_guest(struct reaper *r, struct observer *o, size_t i, struct c
         enum hold h;
 
         if (k != VERDICT_IDLE) {
+                vmid_map_drop(&r->history, g->vmid); /* read again when idle again */
                 unmark(r, o, i, k, cy);
                 return;
         }
@@ -631,6 +640,8 @@ void reaper_set_config(struct reaper *r, const struct config *c)
 {
         r->c = c;
         saga_set_config(r->saga, c);
+        /* Answers judged by the old thresholds and horizon. */
+        vmid_map_free(&r->history);
 }
 
 void reaper_set_notifier(struct reaper *r, struct notifier *n)

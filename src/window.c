@@ -489,12 +489,24 @@ static bool frozen(const struct guest_table *t, struct guest *g, const struct pv
                        p->diskread + p->diskwrite != g->disk_total));
 
         if (moved || p->uptime == 0) {
+                /* Thawed: its window held copies of one sample; a whole
+                 * window of live ones is needed again. */
+                if (g->flags & GUEST_FROZEN)
+                        clear_window(t, g);
                 g->advance_usec = now;
                 g->flags &= (uint8_t)~GUEST_FROZEN;
                 return false;
         }
-        if (t->stale_usec && now - g->advance_usec > t->stale_usec)
+        if (t->stale_usec && now - g->advance_usec > t->stale_usec) {
+                /* The copies taken since it last moved count as missing. */
+                uint64_t *bits = g_bits(g);
+
+                for (size_t s = 0; !(g->flags & GUEST_FROZEN) && s < t->cap; s++)
+                        if (t->poll_usec[s] > g->advance_usec)
+                                bits[s / 64] &= ~(UINT64_C(1) << (s % 64));
                 g->flags |= GUEST_FROZEN;
+        } else
+                g->flags &= (uint8_t)~GUEST_FROZEN; /* stale_after raised by a reload */
         return g->flags & GUEST_FROZEN;
 }
 

@@ -836,8 +836,9 @@ static void test_rate_monotonic_and_saturating(void **state)
 
 /* A node that stopped updating: the same entry again and again, uptime
  * and counters included. Once nothing moved for longer than stale_after,
- * its samples are missing (the guest frozen); the first sample that moves
- * counts again. Moving uptime alone, or counters alone, is alive. */
+ * its samples are missing (the guest frozen), the copies taken since it
+ * last moved too; once it moves again, its window starts over. Moving
+ * uptime alone, or counters alone, is alive. */
 static void test_frozen_entries_count_as_missing(void **state)
 {
         struct guest_table *t = *state;
@@ -851,25 +852,32 @@ static void test_frozen_entries_count_as_missing(void **state)
                 poll_complete(t, k, &g, 1); /* frozen from the start: copies */
         gg = guest_table_find(t, 100);
         assert_true(gg->flags & GUEST_FROZEN);
-        /* Polls 1-3 moved nothing for at most 250 ms (0, 100, 200 ms): kept. */
+        /* Only poll 1 moved (it was the first); 2-8 were copies of it. */
         s = stats_at(t, 100, at(8));
-        assert_int_equal(s.samples, 3);
-        assert_true(s.newest_age_usec == 5 * STEP_USEC);
-        /* Uptime moves (pvestatd is back): alive, and its samples count. */
+        assert_int_equal(s.samples, 1);
+        assert_true(s.newest_age_usec == 7 * STEP_USEC);
+        /* Uptime moves (pvestatd is back): alive, its window starts over. */
         g.uptime += 10;
         poll_complete(t, 9, &g, 1);
         assert_false(guest_table_find(t, 100)->flags & GUEST_FROZEN);
-        assert_int_equal(stats_at(t, 100, at(9)).samples, 4);
+        assert_int_equal(stats_at(t, 100, at(9)).samples, 1);
         /* Uptime stuck (a coarse clock) but counters move: alive. */
         for (unsigned k = 10; k <= 14; k++) {
                 g.netin += 100;
                 poll_complete(t, k, &g, 1);
         }
         assert_false(guest_table_find(t, 100)->flags & GUEST_FROZEN);
-        assert_int_equal(stats_at(t, 100, at(14)).samples, 6); /* 9-14; 5-8 were frozen */
+        assert_int_equal(stats_at(t, 100, at(14)).samples, 6); /* 9-14 */
+        /* Frozen again; then stale_after raised (a reload): no longer. */
+        for (unsigned k = 15; k <= 20; k++)
+                poll_complete(t, k, &g, 1);
+        assert_true(guest_table_find(t, 100)->flags & GUEST_FROZEN);
+        guest_table_set_stale_after(t, 10 * USEC_PER_SEC);
+        poll_complete(t, 21, &g, 1);
+        assert_false(guest_table_find(t, 100)->flags & GUEST_FROZEN);
         /* stale_after 0: never frozen. */
         guest_table_set_stale_after(t, 0);
-        for (unsigned k = 15; k <= 20; k++)
+        for (unsigned k = 22; k <= 30; k++)
                 poll_complete(t, k, &g, 1);
         assert_false(guest_table_find(t, 100)->flags & GUEST_FROZEN);
 }

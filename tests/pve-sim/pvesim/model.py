@@ -1281,7 +1281,7 @@ class Cluster:
                     continue
                 a = f.ahead
                 if a is not None and a[0] == kk and a[1] == skey:
-                    f.skey, f.k, f.static, f.text, f.stats = skey, k, a[2], a[3], a[4]
+                    f.skey, f.k, f.static, f.text, f.stats = skey, kk, a[2], a[3], a[4]
                     f.ahead = None
                     append(f.text)
                     continue
