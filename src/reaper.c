@@ -35,7 +35,7 @@ struct mark {
 struct history_seen {
         uint32_t vmid;
         uint64_t until_usec;
-        char why[240]; /* "": it passed */
+        char why[300]; /* "": it passed */
 };
 
 #define HISTORY_TTL_USEC (30 * USEC_PER_MINUTE)
