@@ -1133,6 +1133,30 @@ int cmd_archives(const struct config *c, struct pve *p, int argc, char **argv)
  * does not exist writes, and creates, nothing). 0: plan a restore; 1: a
  * restore under way, resume it; NOT_IN_JOURNAL; else the exit status + 2.
  * The op's id goes to id. */
+/* The plan failed (its vmid taken, say): another proxreap may have begun
+ * restoring the op since the journal was read. Then that is the answer
+ * (1: under way, say so; 2: restored already), else r. */
+static int planned_meanwhile(const struct config *c, const char *id, int r)
+{
+        struct journal *j = NULL;
+        struct ops ops;
+        const struct op *op;
+
+        if (open_journal(c, JOURNAL_READ, &ops, &j) < 0)
+                return r;
+        journal_close(j);
+        op = ops_find(&ops, id);
+        if (op && op->state == OP_RESTORING) {
+                fprintf(stderr, "proxreap: %s was taken up by another restore meanwhile\n", id);
+                r = 1;
+        } else if (op && op->state == OP_RESTORED) {
+                print_restored(op);
+                r = 2 + 0;
+        }
+        ops_clear(&ops);
+        return r;
+}
+
 static int read_op(const struct config *c, const struct cluster *api, const struct restore_args *a,
                    char *id, size_t size, struct restore_plan *plan, char *why, size_t whysize)
 {
@@ -1172,7 +1196,7 @@ static int read_op(const struct config *c, const struct cluster *api, const stru
                 r = NOT_IN_JOURNAL;
         } else {
                 r = plan_restore(api, &ops, op, a, plan);
-                r = r ? 2 + r : 0;
+                r = r ? planned_meanwhile(c, op->id, 2 + r) : 0;
         }
         ops_clear(&ops);
         return r;
