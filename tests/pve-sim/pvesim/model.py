@@ -31,7 +31,13 @@ from .guestconf import (apply_pending, backup_volumes, format_size, parse_pendin
 from .perl import perl_num
 from .storage import Storage, Volume
 from .tasks import DEFAULT_DURATIONS, Task, Timer, make_upid, parse_upid  # noqa: F401 (re-exported)
-from .workload import MIB, make_history_workload, make_workload, unit_noise
+from .workload import MIB, Piecewise, make_history_workload, make_workload, unit_noise
+
+# A running guest was started this long before the sim began, unless its
+# scenario says "uptime": a month, so that its RRD covers the history veto's
+# horizon (reap.history, 8 days by default in mark and reap mode).
+DEFAULT_UPTIME = 30 * 86400
+
 
 GIB = 1024 * MIB
 
@@ -215,7 +221,7 @@ class Guest:
             if self.type == "lxc" and status != "running":
                 raise ValueError("guest %d: lxc status must be running or stopped" % self.vmid)
             self.runstate = status
-            self.segments.append([-float(spec.get("uptime", 86400)), None])
+            self.segments.append([-float(spec.get("uptime", DEFAULT_UPTIME)), None])
         for sn in spec.get("snapshots") or []:
             if isinstance(sn, str):
                 sn = {"name": sn}
@@ -1102,6 +1108,11 @@ class Cluster:
             g.lock = ev.get("value", "backup")
         elif action == "unlock":
             g.lock = None
+        elif action == "set" and ev.get("field") == "workload":
+            # from now on: the past (its RRD rows, its counters) keeps
+            # the workload it had
+            g.wl = Piecewise([(t, g.wl)], make_workload(ev.get("value")))
+            g.wl_kind = g.wl.kind
         elif action == "set":
             self._set_field(g, ev.get("field"), ev.get("value"))
         elif action in ("pause", "resume"):

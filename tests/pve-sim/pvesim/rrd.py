@@ -79,8 +79,10 @@ def _row(g, a, b, cf, pve9):
         step = (y - x) / n
         for k in range(n):
             p, q = x + k * step, x + (k + 1) * step
-            cpu_vals.append(wl.cpu_avg(p, q))
             mem_vals.append(min(g.maxmem, wl.mem(q)))
+            if cf != "MAX":
+                continue  # AVERAGE: cpu and rates come from the totals
+            cpu_vals.append(wl.cpu_avg(p, q))
             d0 = wl.counters(s, p)
             d1 = wl.counters(s, q)
             rate_vals.append([(d1[i] - d0[i]) / step for i in range(4)])
