@@ -23,6 +23,15 @@
 /* The opt-out tag: always in select.exclude_tags, whatever the file says. */
 #define CONFIG_KEEP_TAG "proxreap-keep"
 
+/* reap.history_statistic: over the RRD's row averages. */
+#define HISTORY_MAX 0
+#define HISTORY_MEAN (-1)
+/* reap.history when unset, in mark and reap mode */
+#define CONFIG_HISTORY_DEFAULT (UINT64_C(8) * 86400 * 1000000)
+/* idle.net_kbps and idle.disk_kbps when unset, in mark and reap mode */
+#define CONFIG_REAP_NET_KBPS 20.0
+#define CONFIG_REAP_DISK_KBPS 1000.0
+
 enum reap_mode {
         REAP_MODE_OBSERVE,
         REAP_MODE_MARK,
@@ -105,10 +114,12 @@ struct config {
         uint64_t grace_usec; /* 0: act on the first idle window */
         unsigned max_per_cycle;
         unsigned max_per_hour;
-        double breaker_percent;
+        double breaker_jump; /* points the idle share may rise within an hour */
+        double breaker_broken; /* share of running guests with broken-looking data */
         uint64_t cooldown_usec; /* after a restore */
         uint64_t retry_after_usec; /* after a failed attempt */
         uint64_t history_usec; /* 0: no rrddata veto */
+        int history_statistic; /* HISTORY_MAX, HISTORY_MEAN or a percentile (1..99) */
         char *archive_storage; /* required in reap mode */
         char *compress; /* vzdump compress: "zstd", "gzip", "lzo" or "0" */
         uint64_t shutdown_timeout_usec;

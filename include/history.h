@@ -13,12 +13,15 @@
 #include "policy.h"
 #include "pve.h"
 
-/* The highest row average of each idle rule's signal over the horizon,
+/* Each idle rule's signal over the horizon, by reap.history_statistic
+ * over the RRD's row averages (the highest, their mean, or a percentile),
  * and how many of the horizon's rows carried them. */
 struct history_peaks {
         double cpu, mem, net, disk; /* %, MiB, kbit/s (in + out), kbit/s (read + write) */
         unsigned rows, with_data;
-        const char *timeframe; /* the RRD's: hour, day, week, month, year */
+        const char *timeframe; /* the RRD's read: hour, day, week, month, year */
+        char horizon[16]; /* "8d" */
+        char statistic[8]; /* "max", "mean", "p95" */
 };
 
 #define HISTORY_MAX_REASONS 6
@@ -31,12 +34,18 @@ struct history_verdict {
         char reasons[HISTORY_MAX_REASONS][160]; /* the failing or thin ones first */
 };
 
-/* The RRD timeframe that holds horizon_s seconds. */
+/* The finest RRD timeframe that may hold horizon_s seconds (on Proxmox VE
+ * 8 or 9: history_read() goes on to a coarser one when it does not). */
 const char *history_timeframe(uint64_t horizon_s);
-/* Reads the guest's rrddata (AVERAGE) and its peaks over the horizon
- * ending at now_s. Errors as pve_api. */
-int history_read(struct pve *p, enum guest_type t, const char *node, uint32_t vmid,
-                 uint64_t horizon_s, int64_t now_s, struct history_peaks *ret);
+/* reap.history_statistic as text: "max", "mean" or "p95". */
+void history_statistic_name(int statistic, char *buf, size_t size);
+/* Reads the guest's rrddata (AVERAGE) over the horizon ending at now_s and
+ * each rule's statistic (c->history_statistic). Errors as pve_api. */
+int history_read(struct pve *p, const struct config *c, enum guest_type t, const char *node,
+                 uint32_t vmid, uint64_t horizon_s, int64_t now_s, struct history_peaks *ret);
+/* The statistic (HISTORY_MAX, HISTORY_MEAN or a percentile 1..99) of n
+ * values; sorts v. */
+double history_statistic(double *v, size_t n, int statistic);
 /* The verdict of the idle rules of c (cpu, mem; net and disk where set)
  * and of observe.min_coverage on the peaks. */
 void history_decide(const struct config *c, const struct history_peaks *k,

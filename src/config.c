@@ -724,6 +724,32 @@ static int parse_compress(struct loader *l, const config_setting_t *s, const str
         return -EINVAL;
 }
 
+/* reap.history_statistic: "max", "mean" or "p1".."p99". */
+static int parse_statistic(struct loader *l, const config_setting_t *s, const struct key *k)
+{
+        const char *v = NULL;
+        int *f = field_ptr(l, k);
+        char *end;
+        long n;
+
+        if (get_string(l, s, l->key, &v) < 0)
+                return -EINVAL;
+        if (strcmp(v, "max") == 0 || strcmp(v, "mean") == 0) {
+                *f = v[1] == 'a' ? HISTORY_MAX : HISTORY_MEAN;
+                return 0;
+        }
+        errno = 0;
+        n = v[0] == 'p' && isdigit((unsigned char)v[1]) ? strtol(v + 1, &end, 10) : 0;
+        if (errno == 0 && n >= 1 && n <= 99 && *end == '\0') {
+                *f = (int)n;
+                return 0;
+        }
+        report(l, line_of(s),
+               "'%s' = '%s' must be \"max\", \"mean\" or a percentile from \"p1\" to \"p99\"",
+               l->key, v);
+        return -EINVAL;
+}
+
 static const char *const notify_event_names[] = { "mark", "reap", "abort", "restore" };
 
 const char *notify_event_to_string(enum notify_event e)
@@ -908,10 +934,12 @@ static const struct key keys[] = {
         DUR("reap", "grace", grace_usec, 0, 365 * USEC_PER_DAY),
         COUNT("reap", "max_per_cycle", max_per_cycle, 1, 1000),
         COUNT("reap", "max_per_hour", max_per_hour, 1, 100000),
-        NUM("reap", "breaker_percent", breaker_percent, 0.0, true, 100.0),
+        NUM("reap", "breaker_jump", breaker_jump, 0.0, true, 100.0),
+        NUM("reap", "breaker_broken", breaker_broken, 0.0, true, 100.0),
         DUR("reap", "cooldown", cooldown_usec, 0, 365 * USEC_PER_DAY),
         DUR("reap", "retry_after", retry_after_usec, 0, 365 * USEC_PER_DAY),
         DUR("reap", "history", history_usec, 0, 365 * USEC_PER_DAY),
+        SPECIAL("reap", "history_statistic", history_statistic, parse_statistic),
         SPECIAL("reap", "archive_storage", archive_storage, parse_storage),
         SPECIAL("reap", "compress", compress, parse_compress),
         DUR("reap", "shutdown_timeout", shutdown_timeout_usec, USEC_PER_SEC, USEC_PER_HOUR),
@@ -976,6 +1004,11 @@ static void parse_group(struct loader *l, const config_setting_t *g)
                 const struct key *k = find_key(gname, config_setting_name(s));
 
                 snprintf(l->key, sizeof(l->key), "%s.%s", gname, config_setting_name(s));
+                if (!k && strcmp(l->key, "reap.breaker_percent") == 0) {
+                        report(l, line_of(s),
+                               "'reap.breaker_percent' is gone: the breaker opens on a jump of the idle share ('reap.breaker_jump') or on broken-looking data ('reap.breaker_broken'), not on many idle guests");
+                        continue;
+                }
                 if (!k) {
                         report(l, line_of(s), "unknown key '%s.%s'", gname,
                                config_setting_name(s));
@@ -1034,7 +1067,8 @@ static int set_defaults(struct config *c)
         c->mode = REAP_MODE_OBSERVE;
         c->max_per_cycle = 1;
         c->max_per_hour = 10;
-        c->breaker_percent = 50.0;
+        c->breaker_jump = 30.0;
+        c->breaker_broken = 20.0;
         c->cooldown_usec = 24 * USEC_PER_HOUR;
         c->retry_after_usec = 24 * USEC_PER_HOUR;
         c->compress = strdup("zstd");
@@ -1226,6 +1260,18 @@ static void check_cross(struct loader *l)
             !config_lookup(&l->cf, "reap.archive_storage"))
                 report(l, setting_line(l, "reap.mode"),
                        "'reap.mode' = \"reap\" needs 'reap.archive_storage' (where the archives go)");
+        /* Unset, in mark and reap mode: the history over the last 8 days
+         * (a weekly job shows in it, whatever the day of the week), and
+         * network and disk rules: a service with traffic but little CPU
+         * is in use (docs/design-decisions.md, the labelled fleet). */
+        if (c->mode != REAP_MODE_OBSERVE) {
+                if (!config_lookup(&l->cf, "reap.history"))
+                        c->history_usec = CONFIG_HISTORY_DEFAULT;
+                if (!config_lookup(&l->cf, "idle.net_kbps"))
+                        c->net_kbps = CONFIG_REAP_NET_KBPS;
+                if (!config_lookup(&l->cf, "idle.disk_kbps"))
+                        c->disk_kbps = CONFIG_REAP_DISK_KBPS;
+        }
         if (c->history_usec > 0 && c->history_usec < USEC_PER_HOUR)
                 report(l, setting_line(l, "reap.history"),
                        "'reap.history' must be \"0\" (off) or at least \"1h\" (Proxmox keeps minute averages for the last hour)");

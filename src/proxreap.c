@@ -270,15 +270,64 @@ static int plan_read_confs(struct observer *o, uint64_t now)
         return 0;
 }
 
+/* In mark and reap mode, what the reaper would say of an idle guest: its
+ * history too (reap.history). The guest's verdict and first reason are
+ * the history's when it refuses. */
+static unsigned plan_apply_history(struct observer *o, json_t *guests)
+{
+        const struct config *c = observer_config(o);
+        int64_t now_s = now_epoch();
+        unsigned held = 0;
+        json_t *g;
+        size_t i;
+
+        if (!c->history_usec)
+                return 0;
+        json_array_foreach(guests, i, g) {
+                const struct guest *t =
+                        guest_table_find(observer_table(o),
+                                         (uint32_t)json_integer_value(json_object_get(g, "vmid")));
+                struct history_peaks k;
+                struct history_verdict hv;
+                char why[300];
+
+                const char *verdict = json_string_value(json_object_get(g, "verdict"));
+
+                if (!t || !verdict || strcmp(verdict, "idle") != 0)
+                        continue;
+                if (history_read(observer_pve(o), c, (enum guest_type)t->type, t->node, t->vmid,
+                                 c->history_usec / USEC_PER_SEC, now_s, &k) < 0) {
+                        hv.kind = VERDICT_INSUFFICIENT;
+                        snprintf(why, sizeof(why), "its history cannot be read (%s)",
+                                 observer_error(o));
+                } else {
+                        history_decide(c, &k, &hv);
+                        if (hv.kind == VERDICT_IDLE)
+                                continue;
+                        if (hv.kind == VERDICT_ACTIVE)
+                                snprintf(why, sizeof(why), "busy in the last %s by its history (%s)",
+                                         k.horizon, hv.reasons[0]);
+                        else
+                                snprintf(why, sizeof(why), "%s", hv.reasons[0]);
+                }
+                json_object_set_new(g, "verdict", json_string(verdict_to_string(hv.kind)));
+                json_array_insert_new(json_object_get(g, "reasons"), 0, json_string(why));
+                held++;
+        }
+        return held;
+}
+
 static int plan_print(struct observer *o, uint64_t now, bool json)
 {
         json_t *guests = status_guests_json(o, now);
-        char line[256];
+        char line[256], h[32];
+        unsigned held;
 
         if (!guests) {
                 fprintf(stderr, "proxreap: out of memory\n");
                 return 1;
         }
+        held = plan_apply_history(o, guests);
         if (json) {
                 json_dumpf(guests, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
                 fputc('\n', stdout);
@@ -286,6 +335,10 @@ static int plan_print(struct observer *o, uint64_t now, bool json)
                 status_print_guests(stdout, guests);
                 status_line(observer_summary(o), line, sizeof(line));
                 printf("\n%s\n", line);
+                format_duration(observer_config(o)->history_usec, h, sizeof(h));
+                if (held)
+                        printf("%u of the idle guests not idle by their history over the last %s (reap.history)\n",
+                               held, h);
         }
         json_decref(guests);
         return 0;
@@ -294,6 +347,7 @@ static int plan_print(struct observer *o, uint64_t now, bool json)
 /* --- plan --history: every guest judged now, by its RRD --- */
 
 static const char *jstr(json_t *o, const char *key);
+static int64_t jint(json_t *o, const char *key);
 
 /* A guest's history verdict, as JSON: what each rule says over it. */
 static json_t *history_guest_json(const struct guest *g, const char *verdict,
@@ -306,10 +360,11 @@ static json_t *history_guest_json(const struct guest *g, const char *verdict,
 
         if (o && k)
                 json_object_set_new(o, "history",
-                                    json_pack("{s:s, s:f, s:f, s:f, s:f, s:I, s:I}", "timeframe",
-                                              k->timeframe, "cpu_max_percent", k->cpu,
-                                              "mem_max_mb", k->mem, "net_max_kbps", k->net,
-                                              "disk_max_kbps", k->disk, "rows",
+                                    json_pack("{s:s, s:s, s:f, s:f, s:f, s:f, s:I, s:I}",
+                                              "timeframe", k->timeframe, "statistic",
+                                              k->statistic, "cpu_percent", k->cpu, "mem_mb",
+                                              k->mem, "net_kbps", k->net, "disk_kbps", k->disk,
+                                              "rows",
                                               (json_int_t)k->rows, "rows_with_data",
                                               (json_int_t)k->with_data));
         return o;
@@ -327,11 +382,25 @@ static json_t *reasons_json(const struct verdict *v)
         return a;
 }
 
+/* The rules the history veto judges by: reap mode's, also when the file
+ * is in observe mode (its network and disk rules, where unset). */
+static struct config history_rules_of(const struct config *c)
+{
+        struct config h = *c; /* a shallow copy: only its numbers are read */
+
+        if (h.mode == REAP_MODE_OBSERVE && h.net_kbps < 0)
+                h.net_kbps = CONFIG_REAP_NET_KBPS;
+        if (h.mode == REAP_MODE_OBSERVE && h.disk_kbps < 0)
+                h.disk_kbps = CONFIG_REAP_DISK_KBPS;
+        return h;
+}
+
 /* One guest: excluded by a rule (as the window says), else judged by its
  * history, and an idle one by its configuration too. */
 static json_t *plan_history_guest(struct observer *o, size_t i, uint64_t horizon_s,
                                   uint64_t now)
 {
+        const struct config rules = history_rules_of(observer_config(o));
         const struct guest *g = guest_table_at(observer_table(o), i);
         struct history_peaks k;
         struct history_verdict hv;
@@ -342,11 +411,11 @@ static json_t *plan_history_guest(struct observer *o, size_t i, uint64_t horizon
         observer_judge_at(o, i, now, &v, &s);
         if (v.kind == VERDICT_EXCLUDED)
                 return history_guest_json(g, "excluded", NULL, reasons_json(&v));
-        if (history_read(observer_pve(o), (enum guest_type)g->type, g->node, g->vmid, horizon_s,
-                         now_epoch(), &k) < 0)
+        if (history_read(observer_pve(o), &rules, (enum guest_type)g->type, g->node,
+                         g->vmid, horizon_s, now_epoch(), &k) < 0)
                 return history_guest_json(g, "insufficient-data", NULL,
                                           json_pack("[s]", observer_error(o)));
-        history_decide(observer_config(o), &k, &hv);
+        history_decide(&rules, &k, &hv);
         /* What its configuration says (the window of one poll aside). */
         if (hv.kind == VERDICT_IDLE && observer_read_conf(o, i, now, &v) < 0)
                 return history_guest_json(g, "insufficient-data", &k,
@@ -360,16 +429,70 @@ static json_t *plan_history_guest(struct observer *o, size_t i, uint64_t horizon
         return history_guest_json(g, verdict_to_string(hv.kind), &k, reasons);
 }
 
-static void plan_history_print(json_t *guests, uint64_t horizon_s)
+/* The idle rules as plan --history shows them: key, history field,
+ * column, and the limit (< 0: the rule is off). */
+struct history_rule {
+        const char *key, *field, *column;
+        double limit;
+};
+
+static void history_rules(const struct config *c, struct history_rule r[4])
 {
-        char h[32];
+        r[0] = (struct history_rule){ "idle.cpu_percent", "cpu_percent", "CPU%", c->cpu_percent };
+        r[1] = (struct history_rule){ "idle.mem_mb", "mem_mb", "MEM-MB", c->mem_mb };
+        r[2] = (struct history_rule){ "idle.net_kbps", "net_kbps", "NET-KBPS", c->net_kbps };
+        r[3] = (struct history_rule){ "idle.disk_kbps", "disk_kbps", "DISK-KBPS", c->disk_kbps };
+}
+
+/* What one threshold changes: each guest its history holds back by one
+ * rule alone, and the limit above which it would be idle. */
+static void plan_history_flips(json_t *guests, const struct config *c)
+{
+        struct history_rule r[4];
+        json_t *g;
+        size_t i;
+        bool any = false;
+
+        history_rules(c, r);
+        json_array_foreach(guests, i, g) {
+                json_t *k = json_object_get(g, "history");
+                unsigned failing = 0, which = 0;
+                double v = 0;
+
+                if (!k || strcmp(jstr(g, "verdict"), "active") != 0)
+                        continue;
+                for (unsigned n = 0; n < 4; n++)
+                        if (r[n].limit > 0 &&
+                            json_real_value(json_object_get(k, r[n].field)) >= r[n].limit) {
+                                failing++;
+                                which = n;
+                        }
+                if (failing != 1)
+                        continue;
+                v = json_real_value(json_object_get(k, r[which].field));
+                if (!any)
+                        printf("\nwhat one threshold changes (guests held back by one rule alone):\n");
+                any = true;
+                printf("  %s above %.2f would make %lld ('%s') idle by its history\n", r[which].key,
+                       v, (long long)jint(g, "vmid"), jstr(g, "name"));
+        }
+}
+
+static void plan_history_print(json_t *guests, uint64_t horizon_s, const struct config *c)
+{
+        struct history_rule r[4];
+        char h[32], stat[8];
         json_t *g, *it, *k;
         size_t i, n;
 
+        history_rules(c, r);
         format_duration(horizon_s * USEC_PER_SEC, h, sizeof(h));
-        printf("judged by the RRD over the last %s (the highest row average of each rule)\n\n", h);
+        history_statistic_name(c->history_statistic, stat, sizeof(stat));
+        printf("judged by the RRD over the last %s (%s of each rule's row averages)\n\n", h,
+               strcmp(stat, "max") == 0 ? "the highest" : strcmp(stat, "mean") == 0 ? "the mean" : stat);
         printf("%-9s %-12s %-4s %-20s %-17s %7s %9s %9s %9s %9s  %s\n", "VMID", "NODE", "TYPE",
-               "NAME", "VERDICT", "CPU%MAX", "MEM-MAX", "NET-MAX", "DISK-MAX", "ROWS", "REASONS");
+               "NAME", "VERDICT", r[0].column, r[1].column, r[2].column, r[3].column, "ROWS",
+               "REASONS");
         json_array_foreach(guests, i, g) {
                 char rows[24] = "-";
 
@@ -378,21 +501,21 @@ static void plan_history_print(json_t *guests, uint64_t horizon_s)
                         snprintf(rows, sizeof(rows), "%lld/%lld",
                                  (long long)json_integer_value(json_object_get(k, "rows_with_data")),
                                  (long long)json_integer_value(json_object_get(k, "rows")));
-                printf("%-9lld %-12.12s %-4s %-20.20s %-17s ",
-                       (long long)json_integer_value(json_object_get(g, "vmid")), jstr(g, "node"),
-                       jstr(g, "type"), jstr(g, "name"), jstr(g, "verdict"));
+                printf("%-9lld %-12.12s %-4s %-20.20s %-17s ", (long long)jint(g, "vmid"),
+                       jstr(g, "node"), jstr(g, "type"), jstr(g, "name"), jstr(g, "verdict"));
                 if (k)
                         printf("%7.2f %9.0f %9.1f %9.1f %9s  ",
-                               json_real_value(json_object_get(k, "cpu_max_percent")),
-                               json_real_value(json_object_get(k, "mem_max_mb")),
-                               json_real_value(json_object_get(k, "net_max_kbps")),
-                               json_real_value(json_object_get(k, "disk_max_kbps")), rows);
+                               json_real_value(json_object_get(k, r[0].field)),
+                               json_real_value(json_object_get(k, r[1].field)),
+                               json_real_value(json_object_get(k, r[2].field)),
+                               json_real_value(json_object_get(k, r[3].field)), rows);
                 else
                         printf("%7s %9s %9s %9s %9s  ", "-", "-", "-", "-", rows);
                 json_array_foreach(json_object_get(g, "reasons"), n, it)
                         printf("%s%s", n ? ", " : "", text_shown(json_string_value(it)));
                 putchar('\n');
         }
+        plan_history_flips(guests, c);
 }
 
 /* One poll for the guests, then each judged by its RRD over horizon_s:
@@ -413,8 +536,11 @@ static int plan_history(struct observer *o, uint64_t horizon_s, bool json)
         if (json) {
                 json_dumpf(guests, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
                 fputc('\n', stdout);
-        } else
-                plan_history_print(guests, horizon_s);
+        } else {
+                const struct config rules = history_rules_of(observer_config(o));
+
+                plan_history_print(guests, horizon_s, &rules);
+        }
         json_decref(guests);
         return 0;
 }
@@ -782,8 +908,9 @@ static const struct command commands[] = {
           "Observe one full window now and print every guest's verdict, with its numbers and reasons.",
           "\n  --history DUR\n"
           "             judge every guest at once by its Proxmox VE RRD over DUR (1h to\n"
-          "             365d, like \"7d\"): the highest row average of each idle rule,\n"
-          "             as the history veto (reap.history) sees it; no window's wait\n"
+          "             365d, like \"8d\"): each idle rule by reap.history_statistic\n"
+          "             over the RRD's rows, as the history veto (reap.history) sees\n"
+          "             it, and which one threshold would change a verdict; no wait\n"
           "  --json     print the guests as JSON\n",
           cmd_plan },
         { "status", "status [--json]", "Show what the running proxreapd sees.",

@@ -35,10 +35,14 @@ struct mark {
 struct history_seen {
         uint32_t vmid;
         uint64_t until_usec;
+        uint64_t read_usec;
+        int result; /* history_for_mark()'s */
         char why[300]; /* "": it passed */
 };
 
 #define HISTORY_TTL_USEC (30 * USEC_PER_MINUTE)
+#define BREAKER_SLOTS 61
+#define BREAKER_MIN_GUESTS 3
 #define HISTORY_RETRY_USEC USEC_PER_MINUTE /* after a failed read */
 
 struct reaper {
@@ -51,6 +55,13 @@ struct reaper {
         const struct observer *observer;
         bool breaker_open;
         char breaker[256];
+        /* the idle share, at most once a minute over the last hour */
+        struct share_seen {
+                uint64_t at_usec;
+                double share;
+                unsigned idle;
+        } shares[BREAKER_SLOTS];
+        unsigned share_head, n_shares;
         struct notifier *notifier;
 };
 
@@ -213,8 +224,12 @@ static int history_busy(struct reaper *r, struct pve *p, const struct guest *g, 
 {
         struct history_peaks k;
         struct history_verdict v;
-        int e = history_read(p, (enum guest_type)g->type, g->node, g->vmid,
-                             r->c->history_usec / USEC_PER_SEC, now_s, &k);
+        /* Over the grace period at least: its evidence judges the mark. */
+        uint64_t horizon = r->c->mode == REAP_MODE_REAP && r->c->grace_usec > r->c->history_usec
+                                   ? r->c->grace_usec
+                                   : r->c->history_usec;
+        int e = history_read(p, r->c, (enum guest_type)g->type, g->node, g->vmid,
+                             horizon / USEC_PER_SEC, now_s, &k);
 
         if (e < 0)
                 return e;
@@ -222,7 +237,7 @@ static int history_busy(struct reaper *r, struct pve *p, const struct guest *g, 
         if (v.kind == VERDICT_IDLE)
                 return 0;
         if (v.kind == VERDICT_ACTIVE)
-                snprintf(why, size, "busy in the last %s by its history (%s)", k.timeframe,
+                snprintf(why, size, "busy in the last %s by its history (%s)", k.horizon,
                          v.reasons[0]);
         else
                 snprintf(why, size, "%s", v.reasons[0]);
@@ -389,32 +404,93 @@ static enum verdict_kind verdict_of(const struct guest *g)
         return (enum verdict_kind)g->verdict;
 }
 
-/* When too many eligible guests look idle at once, the numbers are more
- * likely broken than the fleet idle: act on none. */
-static void judge_breaker(struct reaper *r, const struct guest_table *t)
+/* The circuit breaker tells broken numbers from an idle fleet: most
+ * guests idle is normal (the end of a semester, a holiday), and marking
+ * and observing go on whatever it says. It stops selection on the signs
+ * of broken data: the idle share jumping (by reap.breaker_jump points
+ * above its lowest of the last hour), or many running guests whose data
+ * froze or whose CPU reads exactly zero for a whole window
+ * (reap.breaker_broken percent). Each needs BREAKER_MIN_GUESTS guests, so
+ * that one guest of a small fleet never trips it. */
+static void share_record(struct reaper *r, size_t idle, size_t eligible, uint64_t now)
+{
+        struct share_seen *last = r->n_shares ? &r->shares[(r->share_head + BREAKER_SLOTS - 1) % BREAKER_SLOTS] : NULL;
+
+        if (eligible == 0 || (last && now - last->at_usec < USEC_PER_MINUTE))
+                return;
+        r->shares[r->share_head] = (struct share_seen){ now, (double)idle / (double)eligible,
+                                                       (unsigned)idle };
+        r->share_head = (r->share_head + 1) % BREAKER_SLOTS;
+        if (r->n_shares < BREAKER_SLOTS)
+                r->n_shares++;
+}
+
+/* The lowest idle share of the last hour (and its idle count); false
+ * when none was recorded. */
+static bool share_low(const struct reaper *r, uint64_t now, struct share_seen *low)
+{
+        bool any = false;
+
+        for (unsigned i = 0; i < r->n_shares; i++) {
+                const struct share_seen *s = &r->shares[i];
+
+                if (now - s->at_usec > USEC_PER_HOUR)
+                        continue;
+                if (!any || s->share < low->share)
+                        *low = *s;
+                any = true;
+        }
+        return any;
+}
+
+static void judge_breaker(struct reaper *r, const struct observer *o, uint64_t now)
 {
         const struct config *c = r->c;
-        size_t n = guest_table_count(t), eligible = 0, idle = 0;
-        char msg[256];
+        const struct guest_table *t = observer_table(o);
+        size_t n = guest_table_count(t), eligible = 0, idle = 0, running = 0, broken = 0;
+        struct share_seen low = { 0 };
+        char msg[256] = "";
 
         for (size_t i = 0; i < n; i++) {
-                enum verdict_kind k = verdict_of(guest_table_at(t, i));
+                const struct guest *g = guest_table_at(t, i);
+                enum verdict_kind k = verdict_of(g);
 
                 eligible += k == VERDICT_IDLE || k == VERDICT_ACTIVE;
                 idle += k == VERDICT_IDLE;
+                if (!g->status || strcmp(g->status, "running") != 0)
+                        continue;
+                running++;
+                if (g->flags & GUEST_FROZEN)
+                        broken++;
+                else if (k == VERDICT_IDLE) {
+                        struct window_stats s;
+                        struct verdict v;
+
+                        observer_judge_at(o, i, now, &v, &s);
+                        broken += s.samples > 0 && s.cpu_mean_percent == 0.0;
+                }
         }
-        r->breaker_open = eligible > 0 &&
-                          (double)idle * 100.0 > c->breaker_percent * (double)eligible;
+        if (broken >= BREAKER_MIN_GUESTS &&
+            (double)broken * 100.0 > c->breaker_broken * (double)running)
+                snprintf(msg, sizeof(msg),
+                         "circuit breaker open: %zu of %zu running guests show frozen data or no CPU at all (more than %g%%), reaping none",
+                         broken, running, c->breaker_broken);
+        else if (eligible > 0 && share_low(r, now, &low) &&
+                 idle >= low.idle + BREAKER_MIN_GUESTS &&
+                 100.0 * ((double)idle / (double)eligible - low.share) > c->breaker_jump)
+                snprintf(msg, sizeof(msg),
+                         "circuit breaker open: the idle share jumped from %.0f%% to %.0f%% (%zu of %zu eligible guests) within the hour (more than %g points), reaping none",
+                         100.0 * low.share, 100.0 * (double)idle / (double)eligible, idle, eligible,
+                         c->breaker_jump);
+        share_record(r, idle, eligible, now);
+        r->breaker_open = msg[0] != '\0';
         if (!r->breaker_open) {
                 if (r->breaker[0])
-                        log_notice("circuit breaker closed: %zu of %zu eligible guests idle", idle,
-                                   eligible);
+                        log_notice("circuit breaker closed: %zu of %zu eligible guests idle, %zu of %zu running guests with broken-looking data",
+                                   idle, eligible, broken, running);
                 r->breaker[0] = '\0';
                 return;
         }
-        snprintf(msg, sizeof(msg),
-                 "circuit breaker open: %zu of %zu eligible guests look idle (%.0f%% > %g%%), acting on none",
-                 idle, eligible, 100.0 * (double)idle / (double)eligible, c->breaker_percent);
         if (strcmp(msg, r->breaker) != 0)
                 log_warning("%s", msg);
         snprintf(r->breaker, sizeof(r->breaker), "%s", msg);
@@ -434,31 +510,57 @@ static bool excluded_by_conf(const struct observer *o, size_t i, uint64_t now)
 }
 
 
-/* A guest that is not idle: a mark of ours goes when it is active again or
- * its configuration rules it out (mark only what would be reaped). Never
- * while a reap of it runs: a tag change there would change its digest. */
+static int history_for_mark(struct reaper *r, struct pve *p, const struct guest *g,
+                            struct cycle *cy, char *why, size_t size, bool *fresh);
+
+/* A guest that is not idle: a mark of ours goes when its configuration
+ * rules it out (mark only what would be reaped), or when it is active
+ * again by the evidence: one active window is not enough where its
+ * history (reap.history) judges the grace period, only that history
+ * turning busy is. Never while a reap of it runs: a tag change there
+ * would change its digest. */
 static void unmark(struct reaper *r, struct observer *o, size_t i, enum verdict_kind k,
                    struct cycle *cy)
 {
         const struct guest *g = guest_table_at(observer_table(o), i);
         bool tagged = g->tags && tags_contain(g->tags, TAG_IDLE);
         bool conf = k == VERDICT_EXCLUDED && tagged && excluded_by_conf(o, i, cy->now);
+        char why[300] = "", what[400];
+        bool fresh;
 
         if ((k != VERDICT_ACTIVE && !conf) ||
             hold_of(r, g->vmid, g->node, cy->now_s) == HOLD_IN_FLIGHT)
                 return;
+        if (!conf && tagged && r->c->history_usec) {
+                /* Marked and active: its history is asked again every
+                 * minute (or window) until it says busy or idle again. */
+                struct history_seen *h = vmid_map_find(&r->history, g->vmid);
+                uint64_t again = r->c->window_usec < HISTORY_RETRY_USEC ? r->c->window_usec
+                                                                        : HISTORY_RETRY_USEC;
+
+                if (h && cy->now - h->read_usec >= again)
+                        h->until_usec = 0;
+                if (history_for_mark(r, observer_pve(o), g, cy, why, sizeof(why), &fresh) != 1)
+                        return; /* its history still says idle, or it was not read */
+        }
+        if (!conf && !tagged)
+                vmid_map_drop(&r->history, g->vmid); /* read again when idle again */
+        snprintf(what, sizeof(what), "unmarked (%s%s%s)",
+                 conf ? "its configuration rules it out" : "active again", why[0] ? ": " : "",
+                 why);
         if (tagged && api_budget_take(&cy->budget))
-                log_tag_change(g, k == VERDICT_ACTIVE ? "unmarked (active again)"
-                                                      : "unmarked (its configuration rules it out)",
-                               set_tag(observer_pve(o), g, TAG_IDLE, false), observer_pve(o));
+                log_tag_change(g, what, set_tag(observer_pve(o), g, TAG_IDLE, false),
+                               observer_pve(o));
         mark_drop(r, g->vmid);
 }
 
 /* Mark mode and the grace period: true when the guest may be selected
  * now (reap mode, marked for the whole grace period). */
 /* Mark mode's history_busy(): read at most once per HISTORY_TTL_USEC per
- * guest while it looks idle (HISTORY_RETRY_USEC after a failure, which
- * refuses). 1 or 0, and *fresh when it was read now (and takes budget). */
+ * guest while it looks idle or is marked (HISTORY_RETRY_USEC after a
+ * failure, which refuses). 1: busy or too little history (why), 0: idle
+ * by it, -EAGAIN: read in a later poll (no budget left), < 0: the read
+ * failed (why); *fresh when it was read now (and took budget). */
 static int history_for_mark(struct reaper *r, struct pve *p, const struct guest *g,
                             struct cycle *cy, char *why, size_t size, bool *fresh)
 {
@@ -468,11 +570,11 @@ static int history_for_mark(struct reaper *r, struct pve *p, const struct guest 
         *fresh = false;
         if (h && cy->now < h->until_usec) {
                 snprintf(why, size, "%s", h->why);
-                return why[0] ? 1 : 0;
+                return h->result;
         }
         if (!api_budget_take(&cy->budget)) {
                 snprintf(why, size, "its history is read in a later poll");
-                return 1;
+                return -EAGAIN;
         }
         *fresh = true;
         why[0] = '\0';
@@ -481,9 +583,11 @@ static int history_for_mark(struct reaper *r, struct pve *p, const struct guest 
                 snprintf(why, size, "its history cannot be read (%s)", pve_error(p));
         if (h || (h = vmid_map_add(&r->history, g->vmid))) {
                 h->until_usec = cy->now + (e < 0 ? HISTORY_RETRY_USEC : HISTORY_TTL_USEC);
+                h->read_usec = cy->now;
+                h->result = e;
                 snprintf(h->why, sizeof(h->why), "%s", e != 0 ? why : "");
         }
-        return e != 0;
+        return e;
 }
 
 static bool marked_long_enough(struct reaper *r, struct observer *o, const struct guest *g,
@@ -515,7 +619,7 @@ static bool marked_long_enough(struct reaper *r, struct observer *o, const struc
                 char why[300];
                 bool fresh;
 
-                if (history_for_mark(r, observer_pve(o), g, cy, why, sizeof(why), &fresh)) {
+                if (history_for_mark(r, observer_pve(o), g, cy, why, sizeof(why), &fresh) != 0) {
                         if (fresh)
                                 log_guest(LOG_INFO, &ctx, "idle guest %u ('%s') not marked: %s",
                                           (unsigned)g->vmid, g->name ? g->name : "", why);
@@ -539,16 +643,16 @@ static void cycle_guest(struct reaper *r, struct observer *o, size_t i, struct c
         enum hold h;
 
         if (k != VERDICT_IDLE) {
-                vmid_map_drop(&r->history, g->vmid); /* read again when idle again */
                 unmark(r, o, i, k, cy);
                 return;
         }
         h = hold_of(r, g->vmid, g->node, cy->now_s);
-        if (r->breaker_open || (h != HOLD_NONE && h != HOLD_NODE_BUSY))
+        if (h != HOLD_NONE && h != HOLD_NODE_BUSY)
                 return;
         if ((c->mode == REAP_MODE_MARK || c->grace_usec > 0) && !marked_long_enough(r, o, g, cy))
                 return;
-        if (c->mode != REAP_MODE_REAP || h != HOLD_NONE || cy->started >= c->max_per_cycle ||
+        if (c->mode != REAP_MODE_REAP || r->breaker_open || h != HOLD_NONE ||
+            cy->started >= c->max_per_cycle ||
             cy->hour >= c->max_per_hour)
                 return;
         if (select_guest(r, o, i, cy) > 0) {
@@ -575,7 +679,7 @@ void reaper_cycle(struct reaper *r, struct observer *o, uint64_t now)
         /* A damaged journal: observing only, until it is repaired. */
         if (c->mode == REAP_MODE_OBSERVE || saga_damaged(r->saga))
                 return;
-        judge_breaker(r, observer_table(o));
+        judge_breaker(r, o, now);
         cy.hour = reaps_last_hour(r, cy.now_s);
         for (size_t i = 0; i < guest_table_count(observer_table(o)) && !journal_error(r); i++)
                 cycle_guest(r, o, i, &cy);

@@ -42,7 +42,7 @@ FAST = {"qmshutdown": 0.3, "vzshutdown": 0.3, "qmsnapshot": 0.2, "vzsnapshot": 0
         "vzdump": 0.4, "qmdestroy": 0.2, "vzdestroy": 0.2, "qmstart": 0.2, "vzstart": 0.2,
         "qmrestore": 0.3, "vzrestore": 0.3, "hastop": 0.2, "hastart": 0.2}
 OBSERVE = {"interval": "100ms", "window": "500ms", "nodes": "all", "node_name": "pve1"}
-REAP = {"mode": "reap", "archive_storage": "local", "breaker_percent": 100, "max_per_cycle": 4,
+REAP = {"mode": "reap", "archive_storage": "local", "breaker_jump": 100, "max_per_cycle": 4,
         "max_per_hour": 1000, "retry_after": "1h"}
 IDLE = dict(cpu=0.01, mem_mb=200)
 BUSY = dict(cpu=0.5, mem_mb=3000)

@@ -241,7 +241,7 @@ def test_one_verdict_in_status_and_plan(lab):
                    guest(102, "idle")])
     sim.fault(kind="status", code=500, path="^/nodes/pve1/qemu/101/config$",
               message="got timeout")
-    conf = lab.config(sim, reap={"mode": "mark", "breaker_percent": 100})
+    conf = lab.config(sim, reap={"mode": "mark", "breaker_jump": 100})
     d = lab.daemon(conf)
     doc = d.wait_status(lambda s: verdicts(s).get(102) == "idle" and
                         verdicts(s).get(100) == "excluded" and

@@ -18,8 +18,9 @@ def tagged(sim):
 def test_slow_tag_changes_are_spread_over_polls(lab):
     sim = lab.sim([guest(v, "idle-%d" % v, cpu=0.01, mem_mb=200) for v in range(501, 501 + N)])
     # Every config read takes 150 ms: more than the 100 ms a poll may spend.
+    # (No history: a busy window unmarks at once.)
     sim.fault(kind="delay", seconds=0.15, path="/config$", method="GET")
-    cfg = lab.config(sim, observe=OBSERVE, reap={"mode": "mark", "breaker_percent": 100})
+    cfg = lab.config(sim, observe=OBSERVE, reap={"mode": "mark", "breaker_jump": 100, "history": "0"})
     d = lab.daemon(cfg)
     wait_until(lambda: tagged(sim), timeout=30, message="a first mark")
     # While marking, the polls go on at their interval: one tag change per

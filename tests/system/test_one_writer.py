@@ -74,7 +74,7 @@ def test_two_restores_at_once_create_one_guest(lab):
 def node_config(lab, sim, node):
     observe = dict(OBSERVE, nodes="local", node_name=node)
     return lab.config(sim, name="%s.conf" % node, observe=observe,
-                      reap={"mode": "reap", "archive_storage": "nfs-bk", "breaker_percent": 100,
+                      reap={"mode": "reap", "archive_storage": "nfs-bk", "breaker_jump": 100,
                             "journal": os.path.join(lab.dir, "journal-%s" % node)})
 
 

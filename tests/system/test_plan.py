@@ -93,7 +93,7 @@ def test_mixed_fleet_verdicts_and_reasons(lab):
     assert type(g["samples"]) is int and g["samples"] == WINDOW_SAMPLES
     assert type(g["expected_samples"]) is int and g["expected_samples"] == WINDOW_SAMPLES
     assert g["coverage"] == 1.0
-    assert type(g["uptime"]) is int and 86400 <= g["uptime"] < 86400 + 120
+    assert type(g["uptime"]) is int and 30 * 86400 <= g["uptime"] < 30 * 86400 + 120
 
     ct = plan[101]
     assert (ct["type"], ct["name"], ct["node"]) == ("lxc", "idle-ct", "pve1")
@@ -386,9 +386,11 @@ def test_plan_history_judges_every_guest_at_once(lab):
         607: "excluded"}, got
     assert got[601]["reasons"][0] == "network up to 10000.0 kbit/s >= 100 kbit/s", got[601]
     assert got[603]["reasons"][0] == "cpu average up to 50.00% >= 5%", got[603]
-    assert got[604]["reasons"][0].startswith("its history covers too little of the last hour"), got[604]
+    assert got[604]["reasons"][0].startswith("its history covers too little of the last 1h"), got[604]
+    # observe mode's file: judged by reap mode's rules (disk at its default)
     assert got[605]["reasons"] == ["cpu average up to 1.00% < 5%", "mem up to 200 MiB < 1024 MiB",
-                                   "network up to 0.0 kbit/s < 100 kbit/s"], got[605]
+                                   "network up to 0.0 kbit/s < 100 kbit/s",
+                                   "disk up to 0.0 kbit/s < 1000 kbit/s"], got[605]
     h = got[605]["history"]
     assert h["timeframe"] == "hour" and h["rows"] >= 59 and h["rows_with_data"] == h["rows"], h
     assert got[606]["reasons"] == ["protected (protection=1)"], got[606]
@@ -398,8 +400,25 @@ def test_plan_history_judges_every_guest_at_once(lab):
     r = lab.cli("plan", "--history", "1h", config=cfg)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert lines[0] == "judged by the RRD over the last 1h (the highest row average of each rule)", lines
+    assert lines[0] == "judged by the RRD over the last 1h (the highest of each rule's row averages)", lines
     row = [x for x in lines if x.startswith("601 ")][0]
     assert re.search(r"\bactive\b.* 10000\.0 .*network up to 10000\.0 kbit/s >= 100 kbit/s", row), row
+    # what one threshold would change
+    at = lines.index("what one threshold changes (guests held back by one rule alone):")
+    assert lines[at + 1:] == [
+        "  idle.net_kbps above 10000.00 would make 601 ('replica') idle by its history",
+        "  idle.cpu_percent above 50.00 would make 603 ('nightly') idle by its history"], lines
+    # plan in mark mode: the reaper's answer, its history included
+    cfg2 = lab.config(sim, name="mark.conf", idle={"net_kbps": 100},
+                      reap={"mode": "mark", "history": "1h"})
+    r = lab.cli("plan", "--json", config=cfg2)
+    assert r.returncode == 0, r.stderr
+    got = {g["vmid"]: g for g in json.loads(r.stdout)}
+    assert got[603]["verdict"] == "active", got[603]
+    assert got[603]["reasons"][0] == "busy in the last 1h by its history (cpu average up to 50.00% >= 5%)"
+    assert got[604]["verdict"] == "insufficient-data", got[604]
+    assert got[605]["verdict"] == "idle", got[605]
+    r = lab.cli("plan", config=cfg2)
+    assert "3 of the idle guests not idle by their history over the last 1h (reap.history)" in r.stdout, r.stdout
     r = lab.cli("plan", "--history", "5m", config=cfg)
     assert r.returncode == 2 and "--history '5m' is not a duration from 1h to 365d" in r.stderr, r

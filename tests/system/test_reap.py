@@ -10,6 +10,7 @@ terminal or resumable.
 
 import json
 import os
+import re
 import subprocess
 
 import pytest
@@ -20,7 +21,7 @@ FAST = {"qmshutdown": 0.3, "vzshutdown": 0.3, "qmsnapshot": 0.2, "vzsnapshot": 0
         "vzdump": 0.4, "qmdestroy": 0.2, "vzdestroy": 0.2, "qmstart": 0.2, "vzstart": 0.2,
         "qmrestore": 0.3, "vzrestore": 0.3, "hastop": 0.2, "hastart": 0.2}
 
-REAP = {"mode": "reap", "archive_storage": "local", "breaker_percent": 100}
+REAP = {"mode": "reap", "archive_storage": "local", "breaker_jump": 100}
 OBSERVE = {"interval": "100ms", "window": "1s", "nodes": "all", "node_name": "pve1"}
 
 IDLE = dict(cpu=0.01, mem_mb=200)
@@ -153,42 +154,70 @@ def test_nothing_sent_for_guests_that_must_not_be_touched(lab):
     assert ops(lab, cfg) == {}
 
 
-def test_breaker_and_per_cycle_limit(lab):
-    guests = [guest(300 + i, "idle%d" % i, **IDLE) for i in range(4)] + [guest(310, "busy", cpu=0.5, mem_mb=3000)]
-    sim = sim_of(lab, guests)
-    # 4 of 5 idle = 80 % > 50 %: act on none and say why.
-    cfg = reap_config(lab, sim, breaker_percent=50)
+def test_breaker_opens_on_broken_data_not_on_an_idle_fleet(lab):
+    """Most guests idle is normal (the end of a semester): reaped, within
+    the limits. Running guests whose CPU reads exactly zero for a whole
+    window are broken data: no reap, said why; marking goes on."""
+    zero = [guest(300 + i, "zero%d" % i, cpu=0.0, mem_mb=200) for i in range(4)]
+    sim = sim_of(lab, zero + [guest(310, "busy", cpu=0.5, mem_mb=3000)])
+    cfg = reap_config(lab, sim, breaker_jump=30, grace="1h")
     d = lab.daemon(cfg)
-    d.wait_log("circuit breaker open: 4 of 5 eligible guests look idle")
-    healthy(d, more=15)                     # polls after the breaker opened, not since the start
-    assert writes(sim) == []
+    d.wait_log(re.escape("circuit breaker open: 4 of 5 running guests show frozen data or no CPU at all (more than 20%), reaping none"))
+    # the marks of the grace period go on: only reaping stops
+    wait_until(lambda: all("proxreap-idle" in (sim.guest(300 + i).get("tags") or "") for i in range(4)),
+               timeout=30)
     r = lab.cli("status", config=cfg)
-    assert "\nreaper: BREAKER OPEN: 4 of 5 eligible guests look idle" in r.stdout, r.stdout
+    assert "\nreaper: BREAKER OPEN: 4 of 5 running guests show frozen data" in r.stdout, r.stdout
     d.stop()
-    # With the breaker wide open, one reap per cycle and one per node at a time.
-    cfg2 = reap_config(lab, sim, name="p2.conf", breaker_percent=100, max_per_cycle=1, max_per_hour=2)
+    assert [w for w in writes(sim) if "/config" not in w] == [], writes(sim)
+    # 4 of 5 idle, by real numbers: reaped, one per cycle, max_per_hour.
+    sim2 = sim_of(lab, [guest(320 + i, "idle%d" % i, **IDLE) for i in range(4)]
+                  + [guest(330, "busy", cpu=0.5, mem_mb=3000)])
+    cfg2 = reap_config(lab, sim2, name="p2.conf", breaker_jump=30, max_per_cycle=1, max_per_hour=2)
     d2 = lab.daemon(cfg2)
     wait_until(lambda: len([o for o in ops(lab, cfg2).values() if o["state"] == "reaped"]) == 2,
                timeout=60, interval=0.2)
     healthy(d2, more=20)                    # room for a third one, which must not come
     d2.stop()
+    assert "circuit breaker open" not in d2.log()
     assert len(ops(lab, cfg2)) == 2, "max_per_hour = 2"
-    starts = [o["when"] for o in ops(lab, cfg2).values()]
-    assert len(starts) == 2
-    check_invariants(lab, sim, cfg2)
+    check_invariants(lab, sim2, cfg2)
+
+
+def test_breaker_opens_on_a_jump_of_the_idle_share(lab):
+    """Four guests turn idle at once (their numbers broke, say): the idle
+    share jumps from none of 6 to 4 of 6 within the hour: no reap."""
+    busy = {"kind": "constant", "cpu": 0.5, "mem_mb": 3000}
+    sim = sim_of(lab, [guest(340 + i, "turns%d" % i, history=[{"until": 4, "workload": busy}], **IDLE)
+                       for i in range(4)]
+                 + [guest(350 + i, "busy%d" % i, cpu=0.5, mem_mb=3000) for i in range(2)])
+    cfg = reap_config(lab, sim, breaker_jump=30, history="0")
+    d = lab.daemon(cfg)
+    d.wait_log(re.escape("circuit breaker open: the idle share jumped from 0% to 67% (4 of 6 eligible guests) within the hour (more than 30 points), reaping none"))
+    healthy(d, more=10)
+    d.stop()
+    assert ops(lab, cfg) == {}
+    assert [w for w in writes(sim) if "/config" not in w] == [], writes(sim)
 
 
 def test_mark_mode_tags_and_untags(lab):
     sim = sim_of(lab, [guest(401, "idle", tags="web;prod", **IDLE)])
-    cfg = lab.config(sim, observe=OBSERVE, reap={"mode": "mark", "breaker_percent": 100})
+    cfg = lab.config(sim, observe=OBSERVE, reap={"mode": "mark", "breaker_jump": 100, "history": "1h"})
     d = lab.daemon(cfg)
     wait_until(lambda: "proxreap-idle" in (sim.guest(401).get("tags") or ""), timeout=30)
     # Every other tag kept (Proxmox itself sorts the list by default).
     assert set(sim.guest(401)["tags"].split(";")) == {"web", "prod", "proxreap-idle"}
     puts = [r for r in sim.requests() if r["method"] == "PUT"]
     assert puts and all(r["body"].get("digest") for r in puts)
-    # It turns busy: one active window unmarks it, other tags kept.
+    # It turns busy: one active window is not evidence enough while its
+    # history (the RRD, whose newest row is a minute old) still says idle.
     sim.event(401, "set", field="workload", value={"kind": "constant", "cpu": 0.5, "mem_mb": 3000})
+    d.wait_log(r"guest 401 \('idle', qemu on 'pve1'\) is now active")
+    healthy(d, more=20)
+    assert "proxreap-idle" in sim.guest(401)["tags"]
+    # Busy for minutes, by its history too: unmarked, other tags kept.
+    sim.advance(180)
+    d.wait_log(r"unmarked \(active again: busy in the last 1h by its history \(cpu average up to 50\.00% >= 5%")
     wait_until(lambda: "proxreap-idle" not in (sim.guest(401).get("tags") or ""), timeout=30)
     assert set(sim.guest(401)["tags"].split(";")) == {"web", "prod"}
     d.stop()
@@ -426,8 +455,8 @@ def test_history_veto_by_every_idle_rule(lab):
     for vmid, why in ((601, r"network up to 10000\.0 kbit/s >= 100 kbit/s"),
                       (602, r"disk up to 180000\.0 kbit/s >= 8000 kbit/s"),
                       (603, r"cpu average up to 50\.00% >= 5%"),
-                      (604, r"its history covers too little of the last hour \(\d+ of \d+ rows")):
-        d.wait_log(r"idle guest %d \('[a-z-]+'\) not reaped: (busy in the last hour by its history \()?%s"
+                      (604, r"its history covers too little of the last 1h \(\d+ of \d+ rows")):
+        d.wait_log(r"idle guest %d \('[a-z-]+'\) not reaped: (busy in the last 1h by its history \()?%s"
                    % (vmid, why))
     healthy(d, more=5)
     assert d.stop() == 0
@@ -441,10 +470,10 @@ def test_mark_mode_marks_only_what_the_history_allows(lab):
     every poll."""
     busy_past = [{"until": -1200, "workload": {"kind": "constant", "cpu": 0.5, "mem_mb": 200}}]
     sim = sim_of(lab, [guest(701, "nightly", history=busy_past, **IDLE), guest(702, "abandoned", **IDLE)])
-    cfg = lab.config(sim, observe=OBSERVE, reap={"mode": "mark", "breaker_percent": 100, "history": "1h"})
+    cfg = lab.config(sim, observe=OBSERVE, reap={"mode": "mark", "breaker_jump": 100, "history": "1h"})
     d = lab.daemon(cfg)
     wait_until(lambda: "proxreap-idle" in (sim.guest(702).get("tags") or ""), timeout=30)
-    d.wait_log(r"idle guest 701 \('nightly'\) not marked: busy in the last hour by its history "
+    d.wait_log(r"idle guest 701 \('nightly'\) not marked: busy in the last 1h by its history "
                r"\(cpu average up to 50\.00% >= 5%\)")
     healthy(d, more=20)
     assert d.stop() == 0

@@ -111,7 +111,7 @@ def test_mark_mode_marks_only_what_would_be_reaped(lab):
     tagged = guest(203, "was-marked", **IDLE, tags="proxreap-idle",
                    config={"unused0": "local-lvm:vm-203-disk-7"})
     sim = sim_of(lab, [bad, ok, tagged])
-    cfg = lab.config(sim, observe=OBSERVE, reap={"mode": "mark", "breaker_percent": 100})
+    cfg = lab.config(sim, observe=OBSERVE, reap={"mode": "mark", "breaker_jump": 100})
     d = lab.daemon(cfg)
     wait_until(lambda: "proxreap-idle" in (sim.guest(202)["tags"] or ""), message="202 marked")
     d.wait_log(r"unmarked \(its configuration rules it out\) guest 203")

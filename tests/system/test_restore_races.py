@@ -564,7 +564,7 @@ def _rewrite_journal(path, old, new):
 
 
 def test_old_format_ids(lab):
-    sim = sim_of(lab, [guest(1001, "one", **IDLE), guest(1002, "two", cpu=0.6, mem_mb=3000)],
+    sim = sim_of(lab, [guest(1001, "one", **IDLE), guest(1002, "two", tags="proxreap-keep", **IDLE)],
                  task_durations=SLOW_RESTORE)
     cfg = reap_config(lab, sim)
     d = lab.daemon(cfg)
@@ -579,7 +579,7 @@ def test_old_format_ids(lab):
     print(verify(lab, cfg))
     # The daemon goes on numbering; the next reap gets R-pve1-000002.
     d = lab.daemon(cfg)
-    sim.event(1002, "set", field="workload", value={"kind": "constant", "cpu": 0.01, "mem_mb": 200})
+    sim.event(1002, "set", field="tags", value="")
     op2 = wait_op(lab, cfg, 1002, {"reaped"})
     print("second op id", op2["id"])
     r = run(lab, cfg, "restore", "R-000001", "--yes")

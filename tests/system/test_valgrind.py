@@ -29,7 +29,7 @@ def test_daemon_reap_under_memcheck(lab):
     sim = lab.sim([guest(301, "victim", cpu=0.01, mem_mb=200),
                    guest(302, "busy", cpu=0.6, mem_mb=3000)], task_durations=FAST)
     cfg = lab.config(sim, observe={"interval": "500ms", "window": "2s", "nodes": "all", "node_name": "pve1"},
-                     reap={"mode": "reap", "archive_storage": "local", "breaker_percent": 100},
+                     reap={"mode": "reap", "archive_storage": "local", "breaker_jump": 100},
                      status={"prometheus_file": os.path.join(lab.dir, "proxreap.prom")})
     vlog = os.path.join(lab.dir, "valgrind.log")
     d = lab.daemon(cfg, wrap=["valgrind", "--quiet", "--log-file=" + vlog, "--error-exitcode=99",

@@ -1000,8 +1000,9 @@ static void test_reap_keys(void **state)
         (void)state;
         load_ok(API "reap = {\n  mode = \"reap\";\n  archive_storage = \"pbs-1\";\n"
                     "  grace = \"2h\";\n  max_per_cycle = 3;\n  max_per_hour = 20;\n"
-                    "  breaker_percent = 25;\n  cooldown = \"7d\";\n  retry_after = \"1h\";\n"
-                    "  history = \"7d\";\n  compress = \"none\";\n  shutdown_timeout = \"60s\";\n"
+                    "  breaker_jump = 25;\n  breaker_broken = 10;\n  cooldown = \"7d\";\n"
+                    "  retry_after = \"1h\";\n  history = \"7d\";\n  history_statistic = \"p95\";\n"
+                    "  compress = \"none\";\n  shutdown_timeout = \"60s\";\n"
                     "  force_stop = false;\n  snapshot = false;\n  task_timeout = \"2h\";\n"
                     "  journal = \"/tmp/j\";\n};\n",
                 &l);
@@ -1010,7 +1011,8 @@ static void test_reap_keys(void **state)
         assert_true(l.c->grace_usec == 2 * USEC_PER_HOUR);
         assert_int_equal(l.c->max_per_cycle, 3);
         assert_int_equal(l.c->max_per_hour, 20);
-        assert_true(l.c->breaker_percent == 25.0);
+        assert_true(l.c->breaker_jump == 25.0 && l.c->breaker_broken == 10.0);
+        assert_int_equal(l.c->history_statistic, 95);
         assert_true(l.c->cooldown_usec == 7 * USEC_PER_DAY);
         assert_true(l.c->retry_after_usec == USEC_PER_HOUR);
         assert_true(l.c->history_usec == 7 * USEC_PER_DAY);
@@ -1025,10 +1027,12 @@ static void test_reap_keys(void **state)
         load_ok(API, &l);
         assert_int_equal(l.c->max_per_cycle, 1);
         assert_int_equal(l.c->max_per_hour, 10);
-        assert_true(l.c->breaker_percent == 50.0);
+        assert_true(l.c->breaker_jump == 30.0 && l.c->breaker_broken == 20.0);
         assert_true(l.c->cooldown_usec == 24 * USEC_PER_HOUR);
         assert_true(l.c->retry_after_usec == 24 * USEC_PER_HOUR);
+        /* observe mode: no history veto; mark and reap mode: 8 days */
         assert_true(l.c->grace_usec == 0 && l.c->history_usec == 0);
+        assert_int_equal(l.c->history_statistic, HISTORY_MAX);
         assert_string_equal(l.c->compress, "zstd");
         assert_true(l.c->shutdown_timeout_usec == 180 * USEC_PER_SEC);
         assert_true(l.c->force_stop && l.c->snapshot);
@@ -1048,8 +1052,21 @@ static void test_reap_keys(void **state)
                      "'reap.history' must be \"0\" (off) or at least \"1h\" (Proxmox keeps minute averages for the last hour)");
         expect_error(API "reap = {\n  journal = \"journal\";\n};\n", "journal",
                      "'reap.journal' must be an absolute path");
-        expect_error(API "reap = {\n  breaker_percent = 0;\n};\n", "breaker_percent",
-                     "'reap.breaker_percent' = 0 is out of range (more than 0 and at most 100)");
+        expect_error(API "reap = {\n  breaker_jump = 0;\n};\n", "breaker_jump",
+                     "'reap.breaker_jump' = 0 is out of range (more than 0 and at most 100)");
+        expect_error(API "reap = {\n  breaker_percent = 50;\n};\n", "breaker_percent",
+                     "'reap.breaker_percent' is gone: the breaker opens on a jump of the idle share ('reap.breaker_jump') or on broken-looking data ('reap.breaker_broken'), not on many idle guests");
+        expect_error(API "reap = {\n  history_statistic = \"p100\";\n};\n", "history_statistic",
+                     "'reap.history_statistic' = 'p100' must be \"max\", \"mean\" or a percentile from \"p1\" to \"p99\"");
+        expect_error(API "reap = {\n  history_statistic = \"median\";\n};\n", "history_statistic",
+                     "'reap.history_statistic' = 'median' must be \"max\", \"mean\" or a percentile from \"p1\" to \"p99\"");
+        load_ok(API "reap = {\n  mode = \"mark\";\n  history_statistic = \"mean\";\n};\n", &l);
+        assert_true(l.c->history_usec == 8 * USEC_PER_DAY);
+        assert_int_equal(l.c->history_statistic, HISTORY_MEAN);
+        loaded_done(&l);
+        load_ok(API "reap = {\n  mode = \"mark\";\n  history = \"0\";\n};\n", &l);
+        assert_true(l.c->history_usec == 0);
+        loaded_done(&l);
 }
 
 static void test_status_file(void **state)

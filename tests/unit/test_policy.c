@@ -1128,7 +1128,9 @@ static void test_history_decide(void **state)
 {
         struct config *c = load_config("idle = {\n        net_kbps = 100;\n};\n");
         struct history_peaks k = { .cpu = 4.99, .mem = 1023, .net = 99.9, .disk = 1e6, .rows = 60,
-                                   .with_data = 60, .timeframe = "hour" };
+                                   .with_data = 60, .timeframe = "hour", .horizon = "1h",
+                                   .statistic = "max" };
+        double v5[] = { 3, 1, 5, 2, 4 }, v20[20];
         struct history_verdict v;
 
         (void)state;
@@ -1149,16 +1151,35 @@ static void test_history_decide(void **state)
         history_decide(c, &k, &v);
         assert_int_equal(v.kind, VERDICT_INSUFFICIENT);
         assert_string_equal(v.reasons[0],
-                            "its history covers too little of the last hour (53 of 60 rows, 88% < 90%)");
+                            "its history covers too little of the last 1h (53 of 60 rows, 88% < 90%)");
         assert_string_equal(v.reasons[1], "cpu average up to 5.00% >= 5%");
         k.with_data = 0;
         history_decide(c, &k, &v);
         assert_int_equal(v.kind, VERDICT_INSUFFICIENT);
         assert_int_equal(v.n_reasons, 1);
-        assert_string_equal(v.reasons[0], "it has no history for the last hour");
+        assert_string_equal(v.reasons[0], "it has no history for the last 1h");
+        /* another statistic names itself */
+        k = (struct history_peaks){ .cpu = 6, .mem = 10, .rows = 10, .with_data = 10,
+                                    .horizon = "8d", .statistic = "p95" };
+        history_decide(c, &k, &v);
+        assert_string_equal(v.reasons[0], "cpu p95 6.00% >= 5%");
+        assert_string_equal(v.reasons[1], "mem p95 10 MiB < 1024 MiB");
+        /* the finest timeframe that may hold a horizon on PVE 8 or 9 */
         assert_string_equal(history_timeframe(3600), "hour");
-        assert_string_equal(history_timeframe(3601), "day");
-        assert_string_equal(history_timeframe(8 * 86400), "month");
+        assert_string_equal(history_timeframe(4201), "day");
+        assert_string_equal(history_timeframe(8 * 86400), "week");
+        assert_string_equal(history_timeframe(9 * 86400), "month");
+        assert_string_equal(history_timeframe(40 * 86400), "year");
+        /* statistics: max, mean, nearest-rank percentiles */
+        assert_true(history_statistic(v5, 5, HISTORY_MAX) == 5);
+        assert_true(history_statistic(v5, 5, HISTORY_MEAN) == 3);
+        assert_true(history_statistic(v5, 5, 50) == 3);
+        assert_true(history_statistic(v5, 5, 1) == 1);
+        for (int i = 0; i < 20; i++)
+                v20[i] = 20 - i; /* 20 .. 1 */
+        assert_true(history_statistic(v20, 20, 95) == 19); /* one row of 20 may exceed */
+        assert_true(history_statistic(v20, 20, 90) == 18);
+        assert_true(history_statistic(v20, 0, 90) == 0);
         config_free(c);
 }
 
