@@ -120,7 +120,7 @@ SYSTEM_SKIP ?=
 # the daemons under the unit's restrictions (tests/sandbox/proxreap-sandbox).
 check:
 	$(MAKE) deb
-	$(MAKE) check-trixie
+	$(MAKE) BUILD=$(TEST_BUILD) TEST_HOOKS=1 check-trixie
 	$(MAKE) lint
 	$(MAKE) BUILD=$(TEST_BUILD) TEST_HOOKS=1 check-unit check-valgrind
 	$(MAKE) check-fuzz
@@ -268,8 +268,9 @@ deb-trixie:
 # its DEVELOPER build and unit tests in the build root, then
 # tests/system/test_package.py for release trixie (the package installed with
 # apt into a clean Debian 13 root, the README demo run with its binaries,
-# the unit checked by Debian 13's systemd-analyze).
-check-trixie:
+# the unit checked by Debian 13's systemd-analyze). The host's build is for
+# test_package's comparison with `make install`.
+check-trixie: $(BINS)
 	$(MAKE) deb-trixie TRIXIE_UNIT_TESTS=1
 	PROXREAP_RELEASE=trixie PROXREAP_BUILD=$(abspath $(BUILD)) PROXREAP_ROOTS=$(abspath $(ROOTS_DIR)) \
 		$(PYTHON) -m pytest -q -p no:cacheprovider tests/system/test_package.py
