@@ -12,10 +12,16 @@
 #   make SANITIZE=address,undefined BUILD=build-asan ...
 #   make install DESTDIR=... PREFIX=...
 #   make uninstall DESTDIR=... PREFIX=...  (keeps the configuration and the journal)
-#   make deb                  Debian package in build-deb/, checked by lintian
+#   make deb                  Debian package for this host's release (Debian 12:
+#                             0.2.0-1~deb12u1) in build-deb/, checked by lintian
+#   make deb-trixie           Debian 13 package (0.2.0-1~deb13u1) in build-deb/trixie/,
+#                             built and lintian-checked in a Debian 13 root (mmdebstrap)
+#   make check-trixie         deb-trixie, plus in that root the DEVELOPER build with
+#                             GCC 14 and the unit tests; then the package installed
+#                             into a clean Debian 13 root and tried there
 #   make bench                the benchmark (bench/bench.py): results in build-bench/
 
-VERSION      = 0.1.0
+VERSION      = 0.2.0
 
 PREFIX      ?= /usr
 SBINDIR     ?= $(PREFIX)/sbin
@@ -24,9 +30,10 @@ DATADIR     ?= $(PREFIX)/share
 MANDIR      ?= $(DATADIR)/man
 DOCDIR      ?= $(DATADIR)/doc/proxreap
 BASHCOMPDIR ?= $(DATADIR)/bash-completion/completions
-# Where systemd looks, whatever PREFIX is (Debian 12 still ships units in
-# /lib; dh_installsystemd only looks there in debhelper 13.11).
-UNITDIR     ?= /lib/systemd/system
+# Where systemd looks, whatever PREFIX is, as systemd.pc says: /lib on
+# Debian 12 (dh_installsystemd of debhelper 13.11 only looks there),
+# /usr/lib on Debian 13 (its lintian refuses units in /lib).
+UNITDIR     ?= $(shell $(PKG_CONFIG) --variable=systemdsystemunitdir systemd 2>/dev/null || echo /lib/systemd/system)
 SYSUSERSDIR ?= /usr/lib/sysusers.d
 TMPFILESDIR ?= /usr/lib/tmpfiles.d
 DESTDIR     ?=
@@ -113,6 +120,7 @@ SYSTEM_SKIP ?=
 # the daemons under the unit's restrictions (tests/sandbox/proxreap-sandbox).
 check:
 	$(MAKE) deb
+	$(MAKE) BUILD=$(TEST_BUILD) TEST_HOOKS=1 check-trixie
 	$(MAKE) lint
 	$(MAKE) BUILD=$(TEST_BUILD) TEST_HOOKS=1 check-unit check-valgrind
 	$(MAKE) check-fuzz
@@ -209,27 +217,66 @@ uninstall:
 # or, outside a git checkout, the tree without build outputs. The build runs
 # in a clean environment: the variables of this make (DEVELOPER, BUILD,
 # TEST_HOOKS, SANITIZE, CFLAGS from check-asan...) must not reach the
-# package build, which uses dpkg-buildflags.
+# package build, which uses dpkg-buildflags. packaging/deb-build gives the
+# package the version of its release (0.2.0-1~deb12u1 on Debian 12) and
+# runs lintian. Each target removes only its own results: build-deb/trixie/
+# outlives `make deb` and the other way round.
 DEB_DIR     ?= build-deb
 DEB_SRC      = $(DEB_DIR)/proxreap-$(VERSION)
-deb:
-	rm -rf $(DEB_DIR)
-	mkdir -p $(DEB_SRC)
-	test "$$(dpkg-parsechangelog -l debian/changelog -S Version)" = "$(VERSION)" || \
-		{ echo "debian/changelog is not at version $(VERSION) (Makefile VERSION)" >&2; exit 1; }
+DEB_ENV      = PATH="$$PATH" HOME="$$HOME" $${DEB_BUILD_OPTIONS:+"DEB_BUILD_OPTIONS=$$DEB_BUILD_OPTIONS"}
+define copy_tree
+	mkdir -p $(1)
+	test "$$(dpkg-parsechangelog -l debian/changelog -S Version | sed 's/-[^-]*$$//')" = "$(VERSION)" || \
+		{ echo "debian/changelog is not at version $(VERSION)-N (Makefile VERSION)" >&2; exit 1; }
 	if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
 		git ls-files -z --cached --others --exclude-standard | \
 			tar --null --verbatim-files-from --ignore-failed-read -T - -cf -; \
 	else \
 		tar --exclude=./.git --exclude='./build*' --exclude=__pycache__ -cf - .; \
-	fi | tar -xf - -C $(DEB_SRC)
-	cd $(DEB_SRC) && env -i PATH="$$PATH" HOME="$$HOME" \
-		$${DEB_BUILD_OPTIONS:+"DEB_BUILD_OPTIONS=$$DEB_BUILD_OPTIONS"} \
-		dpkg-buildpackage -us -uc -b -Jauto
-	lintian --fail-on error,warning $(DEB_DIR)/proxreap_$(VERSION)_*.changes
+	fi | tar -xf - -C $(1)
+endef
+deb:
+	rm -rf $(DEB_SRC) $(DEB_DIR)/proxreap_* $(DEB_DIR)/proxreap-dbgsym_*
+	$(call copy_tree,$(DEB_SRC))
+	cd $(DEB_SRC) && env -i $(DEB_ENV) packaging/deb-build
+
+# The Debian 13 package (Proxmox VE 9), built on any Debian machine as root:
+# in a Debian 13 root made by mmdebstrap from the Debian mirror this host's
+# apt uses (packaging/debian-root), with the build dependencies of
+# debian/control, lintian, and systemd for its systemd-analyze. The root's
+# tarball is cached in $(ROOTS_DIR) (reused while its package list is the
+# same); the unpacked root is removed after each build. Results in
+# $(TRIXIE_DIR). TRIXIE_UNIT_TESTS=1 also builds the tree with this make's
+# DEVELOPER (GCC 14, -Werror) and runs the unit tests in that root, against
+# Debian 13's libraries (libconfig 1.7).
+ROOTS_DIR   ?= build-roots
+TRIXIE_DIR   = $(DEB_DIR)/trixie
+TRIXIE_ROOT_PKGS = build-essential lintian systemd
+TRIXIE_UNIT_TESTS ?= 0
+deb-trixie:
+	rm -rf $(TRIXIE_DIR)
+	$(call copy_tree,$(TRIXIE_DIR)/proxreap-$(VERSION))
+	tarball=$$(packaging/debian-root tarball trixie apt $(ROOTS_DIR) --build-deps debian/control \
+			$(TRIXIE_ROOT_PKGS)) && \
+		packaging/debian-root run "$$tarball" $(TRIXIE_DIR)/root packaging/release-build \
+			$(TRIXIE_DIR) proxreap-$(VERSION) $(if $(filter 1,$(TRIXIE_UNIT_TESTS)),"$(DEVELOPER)") || \
+		{ rm -rf $(TRIXIE_DIR)/root; exit 1; }
+	rm -rf $(TRIXIE_DIR)/root
+	dpkg-deb -f $(TRIXIE_DIR)/proxreap_$(VERSION)-*_$$(dpkg --print-architecture).deb Version Depends
+
+# What users of Proxmox VE 9 install, tried: the Debian 13 package built,
+# its DEVELOPER build and unit tests in the build root, then
+# tests/system/test_package.py for release trixie (the package installed with
+# apt into a clean Debian 13 root, the README demo run with its binaries,
+# the unit checked by Debian 13's systemd-analyze). The host's build is for
+# test_package's comparison with `make install`.
+check-trixie: $(BINS)
+	$(MAKE) deb-trixie TRIXIE_UNIT_TESTS=1
+	PROXREAP_RELEASE=trixie PROXREAP_BUILD=$(abspath $(BUILD)) PROXREAP_ROOTS=$(abspath $(ROOTS_DIR)) \
+		$(PYTHON) -m pytest -q -p no:cacheprovider tests/system/test_package.py
 
 clean:
-	rm -rf build build-test build-asan build-deb build-fuzz build-bench
+	rm -rf build build-test build-asan build-deb build-fuzz build-bench build-roots
 
 format:
 	clang-format -i src/*.c include/*.h tests/unit/*.c tests/unit/*.h
@@ -245,7 +292,8 @@ lint:
 	printf '%s\n' src/*.c | xargs -P $(LINT_JOBS) -I{} clang-tidy --quiet {} -- \
 		$(WARNINGS) -Iinclude -DPROXREAP_VERSION='"$(VERSION)"' -D_GNU_SOURCE $(PKG_CFLAGS)
 
-.PHONY: all check check-unit check-system check-asan check-valgrind install uninstall deb clean format lint bench
+.PHONY: all check check-unit check-system check-asan check-valgrind install uninstall deb deb-trixie check-trixie \
+	clean format lint bench
 .SECONDARY:
 
 include fuzz/fuzz.mk

@@ -41,7 +41,9 @@ SIM_DIR = os.path.join(REPO, "tests", "pve-sim")
 BUILD = os.environ.get("PROXREAP_BUILD") or os.path.join(REPO, "build")
 PROXREAPD = os.path.join(BUILD, "proxreapd")
 PROXREAP = os.path.join(BUILD, "proxreap")
-VERSION = "0.1.0"
+# The upstream version, as the Makefile gives it to the binaries.
+with open(os.path.join(REPO, "Makefile")) as _makefile:
+    VERSION = re.search(r"^VERSION\s*=\s*(\S+)", _makefile.read(), re.M).group(1)
 
 if SIM_DIR not in sys.path:
     sys.path.insert(0, SIM_DIR)

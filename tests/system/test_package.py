@@ -1,8 +1,11 @@
-"""The Debian package built by `make deb`.
+"""The Debian package built by `make deb`, or by `make deb-trixie`.
 
-The package is build-deb/proxreap_VERSION_ARCH.deb, or $PROXREAP_DEB; a
-missing package fails the tests (they are part of `make check`, which builds
-it first). They check that
+One module for both releases: $PROXREAP_RELEASE names the one under test,
+the host's by default (the package of `make deb`), or "trixie" (`make
+check-trixie`: the Debian 13 package of `make deb-trixie`, for Proxmox VE 9).
+The package is build-deb/proxreap_VERSION-1~debNu1_ARCH.deb (for trixie
+build-deb/trixie/...), or $PROXREAP_DEB; a missing package fails the tests
+(they are part of `make check`, which builds it first). They check that
 
   - the package holds exactly the files `make install` installs, plus what
     debhelper adds (changelog, copyright, lintian overrides), with the same
@@ -15,6 +18,15 @@ it first). They check that
     run and `proxreap check-config` accepts the shipped configuration once
     /etc/proxreap/token exists; `dpkg -r` and `dpkg -P` then keep the
     journal and the user. The machine running the tests is not changed.
+
+For trixie the throw-away root is instead a clean Debian 13 root
+(packaging/debian-root, mmdebstrap --variant=minbase), and the package goes
+in as users install it, `apt-get install ./proxreap_..._amd64.deb`, apt
+fetching its dependencies from the Debian 13 archive. There, in addition,
+the README demo (`proxreap plan` against tests/pve-sim, the simulator run by
+the host on 127.0.0.1) runs with the installed binaries, and Debian 13's
+systemd-analyze checks the installed unit as tests/system/test_unit.py does
+the source's on Debian 12.
 """
 
 import glob
@@ -22,18 +34,33 @@ import hashlib
 import os
 import pwd
 import re
+import shutil
 import subprocess
 
 import pytest
 
 from conftest import BUILD, REPO, SECRET, VERSION, assert_no_secret
+from test_unit import assert_exposure
 
-# What debhelper adds to the files of `make install`.
-DH_EXTRAS = {
-    "/usr/share/doc/proxreap/changelog",
-    "/usr/share/doc/proxreap/copyright",
-    "/usr/share/lintian/overrides/proxreap",
+# The release under test: (Debian release number, where its package is, its
+# systemd's unit directory). The host's is Debian 12, the README's set-up.
+RELEASES = {
+    "bookworm": ("12", "build-deb", "/lib/systemd/system"),
+    "trixie": ("13", "build-deb/trixie", "/usr/lib/systemd/system"),
 }
+RELEASE = os.environ.get("PROXREAP_RELEASE", "bookworm")
+DEBIAN, DEB_DIR, UNITDIR = RELEASES[RELEASE]
+UNIT = UNITDIR + "/proxreapd.service"
+# Clean Debian roots are cached here (packaging/debian-root).
+ROOTS = os.environ.get("PROXREAP_ROOTS") or os.path.join(REPO, "build-roots")
+
+# What debhelper adds to the files of `make install` (the lintian override
+# is for Debian 12's lintian only: debian/rules). A non-native package's
+# changelog is changelog.Debian.
+DH_EXTRAS = {
+    "/usr/share/doc/proxreap/changelog.Debian",
+    "/usr/share/doc/proxreap/copyright",
+} | ({"/usr/share/lintian/overrides/proxreap"} if DEBIAN == "12" else set())
 CONFFILE = "/etc/proxreap/proxreap.conf"
 HOST_FILES = ("/etc/passwd", "/etc/group", "/etc/shadow", "/etc/gshadow")
 
@@ -50,10 +77,10 @@ def deb():
         if not os.path.isfile(path):
             pytest.fail("PROXREAP_DEB=%s: no such file" % path)
         return path
-    found = sorted(glob.glob(os.path.join(REPO, "build-deb", "proxreap_*.deb")))
+    found = sorted(glob.glob(os.path.join(REPO, DEB_DIR, "proxreap_*.deb")))
     if len(found) != 1:
-        pytest.fail("expected one build-deb/proxreap_*.deb, found %r: run `make deb` first "
-                    "(or set PROXREAP_DEB)" % found)
+        pytest.fail("expected one %s/proxreap_*.deb, found %r: run `make deb` (or `make "
+                    "deb-trixie`) first (or set PROXREAP_DEB)" % (DEB_DIR, found))
     return found[0]
 
 
@@ -92,7 +119,8 @@ def mode_string(st_mode):
 def make(target, destdir):
     """`make TARGET DESTDIR=destdir PREFIX=/usr` with the binaries of the
     test build as they are (-o: never rebuilt)."""
-    cmd = ["make", "-s", "-C", REPO, target, "DESTDIR=" + destdir, "PREFIX=/usr", "BUILD=" + BUILD]
+    cmd = ["make", "-s", "-C", REPO, target, "DESTDIR=" + destdir, "PREFIX=/usr", "BUILD=" + BUILD,
+           "UNITDIR=" + UNITDIR]
     for b in ("proxreapd", "proxreap"):
         cmd += ["-o", os.path.join(BUILD, b)]
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
@@ -117,7 +145,10 @@ def tree_contents(destdir):
 def test_version(deb):
     r = run(["dpkg-deb", "-f", deb, "Package", "Version"])
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split("\n")[:2] == ["Package: proxreap", "Version: " + VERSION]
+    # The Debian revision names the release: one apt repository can hold
+    # the package of each.
+    assert r.stdout.split("\n")[:2] == ["Package: proxreap",
+                                        "Version: %s-1~deb%su1" % (VERSION, DEBIAN)]
 
 
 def test_files_are_those_of_make_install(deb, tmp_path):
@@ -127,7 +158,7 @@ def test_files_are_those_of_make_install(deb, tmp_path):
     extras = set(packaged) - set(installed)
     assert extras == DH_EXTRAS
     assert {p: packaged[p] for p in installed} == installed
-    for path in ("/usr/sbin/proxreapd", "/usr/sbin/proxreap", "/lib/systemd/system/proxreapd.service",
+    for path in ("/usr/sbin/proxreapd", "/usr/sbin/proxreap", UNIT,
                  "/usr/lib/sysusers.d/proxreap.conf", "/usr/lib/tmpfiles.d/proxreap.conf",
                  CONFFILE, "/usr/share/man/man8/proxreapd.8", "/usr/share/man/man8/proxreap.8",
                  "/usr/share/man/man5/proxreap.conf.5",
@@ -168,14 +199,20 @@ def test_conffiles(deb):
 # Runs as root under `unshare -m` (mounts are private to it and vanish with
 # it). $1 is a work directory, $2 the package. Each step's stdout, stderr and
 # exit status land in $1/out/NAME.{out,err,rc}; the steps go on after a
-# failure so that the test can report all of them.
+# failure so that the test can report all of them. With $ROOT set (a clean
+# root of the release, which packaging/debian-root has unpacked and mounted)
+# the package is installed there with apt, the README demo runs and
+# systemd-analyze checks the unit.
 SCENARIO = r"""
 set -u
 W=$1
 DEB=$2
 OUT=$W/out
-R=$W/layers/root
 mkdir -p "$OUT" "$W/layers"
+if [ -n "${ROOT:-}" ]; then
+    R=$ROOT
+else
+R=$W/layers/root
 
 # The upper layer must not be on the root file system itself: a tmpfs.
 mount -t tmpfs -o mode=0755 tmpfs "$W/layers" || exit 90
@@ -189,7 +226,9 @@ mount --rbind /dev "$R/dev" || exit 93
 # running systemd and cannot reach the host's, whatever PID 1 is.
 mount -t tmpfs -o mode=0755 tmpfs "$R/run" || exit 94
 mount -t tmpfs -o mode=1777 tmpfs "$R/tmp" || exit 95
-cp "$DEB" "$R/tmp/proxreap.deb" || exit 96
+fi
+PKG=/tmp/$(basename "$DEB")
+cp "$DEB" "$R$PKG" || exit 96
 
 step() {
     name=$1; shift
@@ -213,7 +252,12 @@ exists() {
 }
 
 step user_before    in_root getent passwd proxreap
-step install        in_root dpkg -i /tmp/proxreap.deb
+if [ -n "${ROOT:-}" ]; then
+    # As users do: apt fetches the dependencies from the release's archive.
+    step install in_root sh -c 'apt-get update -qq && cd /tmp && apt-get install -y "./${1#/tmp/}"' - "$PKG"
+else
+    step install in_root dpkg -i "$PKG"
+fi
 step status         in_root dpkg-query -W -f '${Status}' proxreap
 step daemon_version in_root proxreapd --version
 step cli_version    in_root proxreap --version
@@ -229,6 +273,23 @@ step token in_root sh -c 'umask 077 && printf "%s\n" "$1" >/etc/proxreap/token' 
 step ca    in_root sh -c 'mkdir -p /etc/pve && cp /etc/ssl/certs/ca-certificates.crt /etc/pve/pve-root-ca.pem'
 step check_config in_root proxreap check-config
 
+if [ -n "${ROOT:-}" ]; then
+    # The README demo ("Try it without a cluster") with the installed
+    # proxreap; the simulator runs on the host (same network namespace).
+    mkdir -p "$R/tmp/demo/tests/data" && cp -r "$REPO/tests/data/demo" "$R/tmp/demo/tests/data/"
+    chmod 600 "$R/tmp/demo/tests/data/demo/token"
+    /usr/bin/python3 "$REPO/tests/pve-sim/pve-sim.py" --scenario "$REPO/tests/data/demo/scenario.json" \
+        --port 18006 --port-file "$W/sim.port" >"$OUT/sim.log" 2>&1 &
+    sim=$!
+    for _ in $(seq 100); do [ -s "$W/sim.port" ] && break; sleep 0.1; done
+    step demo in_root sh -c 'cd /tmp/demo && proxreap -c tests/data/demo/proxreap.conf plan'
+    kill "$sim"; wait "$sim"
+    # The unit as installed, by the release's systemd (a dependency of the
+    # package there: systemd-sysusers). Manual pages: test_unit.py.
+    step verify   in_root systemd-analyze verify --man=no "$UNIT"
+    step security in_root systemd-analyze security --offline=yes --no-pager "$UNIT"
+fi
+
 # A journal (the daemon's, as far as the package can tell) must survive
 # removal and purge.
 step journal in_root sh -c 'printf "journal\n" >/var/lib/proxreap/journal && chown proxreap:proxreap /var/lib/proxreap/journal'
@@ -236,7 +297,7 @@ step remove            in_root dpkg -r proxreap
 step after_remove      exists /usr/sbin/proxreapd /usr/sbin/proxreap /etc/proxreap/proxreap.conf \
                               /var/lib/proxreap/journal
 step purge             in_root dpkg -P proxreap
-step after_purge       exists /etc/proxreap/proxreap.conf /lib/systemd/system/proxreapd.service \
+step after_purge       exists /etc/proxreap/proxreap.conf "$UNIT" \
                               /etc/proxreap/token /var/lib/proxreap/journal
 step journal_after     in_root stat -c '%U %G %n' /var/lib/proxreap/journal
 step user_after_purge  in_root getent passwd proxreap
@@ -262,7 +323,7 @@ rm -f "$R/usr/sbin/policy-rc.d"
 for phase in install upgrade remove; do
     echo "== $phase" >>"$R$LOG"
     case $phase in
-    install|upgrade) step "sd_$phase" in_root dpkg -i /tmp/proxreap.deb ;;
+    install|upgrade) step "sd_$phase" in_root dpkg -i "$PKG" ;;
     remove) step "sd_$phase" in_root dpkg -r proxreap ;;
     esac
 done
@@ -295,9 +356,20 @@ def chroot_run(deb, tmp_path_factory):
     script = os.path.join(work, "scenario.sh")
     with open(script, "w") as f:
         f.write(SCENARIO)
+    env = dict(os.environ, SECRET=SECRET, REPO=REPO, UNIT=UNIT)
+    if RELEASE == "bookworm":
+        cmd = ["unshare", "--mount", "--propagation", "private"]
+    else:
+        r = run([os.path.join(REPO, "packaging", "debian-root"), "tarball", RELEASE, "minbase", ROOTS],
+                timeout=600)
+        assert r.returncode == 0, r.stderr
+        cmd = [os.path.join(REPO, "packaging", "debian-root"), "run", r.stdout.strip(),
+               os.path.join(work, "root")]
     before = host_state()
-    r = run(["unshare", "--mount", "--propagation", "private", "sh", script, work,
-             os.path.abspath(deb)], timeout=120, env=dict(os.environ, SECRET=SECRET))
+    try:
+        r = run(cmd + ["sh", script, work, os.path.abspath(deb)], timeout=300, env=env)
+    finally:
+        shutil.rmtree(os.path.join(work, "root"), ignore_errors=True)
     after = host_state()
     assert r.returncode == 0, "setting up the throw-away root failed (exit %d):\n%s%s" % (
         r.returncode, r.stdout, r.stderr)
@@ -328,7 +400,9 @@ def test_install_runs_maintainer_scripts(chroot_run):
     assert ok(chroot_run, "status") == "install ok installed"
     # No systemd to talk to: deb-systemd-helper and deb-systemd-invoke stay
     # quiet, and nothing is enabled.
-    assert "Created symlink" not in log + chroot_run["steps"]["install"][2]
+    # (apt may install systemd itself alongside, which enables its own units.)
+    assert not [line for line in (log + chroot_run["steps"]["install"][2]).splitlines()
+                if "Created symlink" in line and "proxreap" in line]
 
 
 def test_binaries_run(chroot_run):
@@ -348,6 +422,28 @@ def test_user_and_state_directory(chroot_run):
     owner, group, mode = ok(chroot_run, "state_dir").split()
     assert (owner, group) == ("proxreap", "proxreap")
     assert int(mode, 8) & 0o007 == 0, "/var/lib/proxreap is open to others: %s" % mode
+
+
+def test_demo_with_the_installed_binaries(chroot_run):
+    """The README's "Try it without a cluster": the verdicts it describes."""
+    if RELEASE == "bookworm":
+        pytest.skip("the host's build runs the demo (test_docs.py, test_plan.py)")
+    out = ok(chroot_run, "demo")
+    print(out)
+    assert "tracking 9 guests, 2 idle, 2 active, 1 insufficient-data, 4 excluded" in out
+    idle = [line.split()[0] for line in out.splitlines() if " idle " in line]
+    assert idle == ["100", "101"]
+
+
+def test_installed_unit_by_the_release_systemd(chroot_run):
+    """systemd-analyze of the release, on the unit as installed: verify
+    says nothing, the exposure stays at most 1.5 with the same checks open
+    (test_unit.py checks the source's unit with the host's)."""
+    if RELEASE == "bookworm":
+        pytest.skip("test_unit.py checks the unit with the host's systemd")
+    rc, so, se = chroot_run["steps"]["verify"]
+    assert (rc, so, se) == (0, "", ""), so + se
+    assert_exposure(ok(chroot_run, "security"))
 
 
 def test_service_neither_enabled_nor_started(chroot_run):
@@ -396,7 +492,7 @@ def test_remove_and_purge_keep_journal_and_user(chroot_run):
         "/var/lib/proxreap/journal yes"]
     ok(chroot_run, "purge")
     assert ok(chroot_run, "after_purge").splitlines() == [
-        CONFFILE + " no", "/lib/systemd/system/proxreapd.service no",
+        CONFFILE + " no", UNIT + " no",
         "/etc/proxreap/token yes",              # the admin's, not the package's
         "/var/lib/proxreap/journal yes"]        # the only record of how to restore
     assert ok(chroot_run, "journal_after") == "proxreap proxreap /var/lib/proxreap/journal\n"

@@ -23,7 +23,7 @@ import time
 
 import pytest
 
-from conftest import PROXREAPD, DatagramSink, guest, render_config, wait_until
+from conftest import PROXREAPD, VERSION, DatagramSink, guest, render_config, wait_until
 from test_reap import IDLE, OBSERVE, REAP, check_invariants, ops, reap_config, sim_of, \
     wait_op, writes
 
@@ -211,7 +211,7 @@ def test_prometheus_textfile_counts_a_reap(lab, sink):
     wait_until(reap_counted, message="a metrics file with the reap")
     d.stop()
     fams = seen[-1]
-    assert value(fams, "proxreap_info", version="0.1.0", mode="reap") == 1
+    assert value(fams, "proxreap_info", version=VERSION, mode="reap") == 1
     assert value(fams, "proxreap_guests", verdict="active") == 1
     assert value(fams, "proxreap_guests", verdict="excluded") == 1
     assert value(fams, "proxreap_reaps_total") == 1
@@ -259,7 +259,7 @@ def test_prometheus_counts_api_errors_and_an_outage(lab):
     assert value(fams, "proxreap_api_up") == 1
     # Observe mode: no journal, so no reap metrics at all (not zeros that lie).
     assert "proxreap_reaps_total" not in fams
-    assert value(fams, "proxreap_info", version="0.1.0", mode="observe") == 1
+    assert value(fams, "proxreap_info", version=VERSION, mode="observe") == 1
 
 
 def test_prometheus_file_unwritable_is_reported_once_and_polling_goes_on(lab):
