@@ -283,6 +283,7 @@ if [ -n "${ROOT:-}" ]; then
     sim=$!
     for _ in $(seq 100); do [ -s "$W/sim.port" ] && break; sleep 0.1; done
     step demo in_root sh -c 'cd /tmp/demo && proxreap -c tests/data/demo/proxreap.conf plan'
+    step demo_history in_root sh -c 'cd /tmp/demo && proxreap -c tests/data/demo/proxreap.conf plan --history 8d'
     kill "$sim"; wait "$sim"
     # The unit as installed, by the release's systemd (a dependency of the
     # package there: systemd-sysusers). Manual pages: test_unit.py.
@@ -433,6 +434,14 @@ def test_demo_with_the_installed_binaries(chroot_run):
     assert "tracking 9 guests, 2 idle, 2 active, 1 insufficient-data, 4 excluded" in out
     idle = [line.split()[0] for line in out.splitlines() if " idle " in line]
     assert idle == ["100", "101"]
+    # and at once by the RRD, as reap mode's history veto judges
+    out = ok(chroot_run, "demo_history")
+    print(out)
+    assert out.startswith("judged by the RRD over the last 8d (the highest of each rule's row averages)\n"), out
+    verdicts = {line.split()[0]: line.split()[4] for line in out.splitlines()[2:] if line[:1].isdigit()}
+    assert verdicts == {"100": "idle", "101": "insufficient-data", "102": "active", "103": "active",
+                        "104": "excluded", "105": "excluded", "106": "excluded", "107": "idle",
+                        "108": "excluded"}, out
 
 
 def test_installed_unit_by_the_release_systemd(chroot_run):
