@@ -64,7 +64,7 @@ static void check_config(const struct config *c)
                    c->min_coverage);
         fuzz_check(isfinite(c->cpu_percent) && isfinite(c->mem_mb) && isfinite(c->net_kbps) &&
                            isfinite(c->disk_kbps) && isfinite(c->cpu_share) &&
-                           isfinite(c->breaker_percent),
+                           isfinite(c->breaker_jump) && isfinite(c->breaker_broken),
                    "a threshold is not finite");
         fuzz_check(c->status_file && c->status_file[0] == '/', "status.file");
         fuzz_check(c->journal_file && c->journal_file[0] == '/', "reap.journal");
