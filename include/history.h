@@ -19,6 +19,7 @@
 struct history_peaks {
         double cpu, mem, net, disk; /* %, MiB, kbit/s (in + out), kbit/s (read + write) */
         unsigned rows, with_data;
+        int64_t gap_s; /* the newest past no row covers (0: none) */
         const char *timeframe; /* the RRD's read: hour, day, week, month, year */
         char horizon[16]; /* "8d" */
         char statistic[8]; /* "max", "mean", "p95" */
@@ -39,13 +40,17 @@ struct history_verdict {
 const char *history_timeframe(uint64_t horizon_s);
 /* reap.history_statistic as text: "max", "mean" or "p95". */
 void history_statistic_name(int statistic, char *buf, size_t size);
-/* Reads the guest's rrddata (AVERAGE) over the horizon ending at now_s and
- * each rule's statistic (c->history_statistic). Errors as pve_api. */
+/* Reads the guest's rrddata (AVERAGE) over the horizon ending at now_s,
+ * its newest past from finer timeframes, and each rule's statistic
+ * (c->history_statistic). Errors as pve_api. */
 int history_read(struct pve *p, const struct config *c, enum guest_type t, const char *node,
                  uint32_t vmid, uint64_t horizon_s, int64_t now_s, struct history_peaks *ret);
 /* The statistic (HISTORY_MAX, HISTORY_MEAN or a percentile 1..99) of n
  * values; sorts v. */
 double history_statistic(double *v, size_t n, int statistic);
+/* The horizon the reaper judges a guest over: reap.history, and in reap
+ * mode at least reap.grace (the evidence over the grace period). 0: off. */
+uint64_t history_horizon_usec(const struct config *c);
 /* The verdict of the idle rules of c (cpu, mem; net and disk where set)
  * and of observe.min_coverage on the peaks. */
 void history_decide(const struct config *c, const struct history_peaks *k,

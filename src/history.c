@@ -90,8 +90,10 @@ static bool reaches(json_t *data, int64_t since)
         return t0 >= 0 && t1 > t0 && t0 - (t1 - t0) <= (double)since;
 }
 
-/* Each signal of the horizon's rows with data, then its statistic. */
-static int summarize(json_t *data, int64_t since, int statistic, struct history_peaks *p)
+/* Each signal of the horizon's rows with data, then its statistic. A row
+ * counts as data when it carries every signal a configured rule needs (a
+ * rate Proxmox could not derive, 'U', is no rate at all, not 0). */
+static int summarize(json_t *data, int64_t since, const struct config *c, struct history_peaks *p)
 {
         size_t n = json_array_size(data), i;
         double *v = calloc(4 * (n ? n : 1), sizeof(double));
@@ -105,7 +107,7 @@ static int summarize(json_t *data, int64_t since, int statistic, struct history_
         net = v + 2 * n;
         disk = v + 3 * n;
         json_array_foreach(data, i, it) {
-                double c = row_num(it, "cpu"), m = row_num(it, "mem");
+                double cp = row_num(it, "cpu"), m = row_num(it, "mem");
                 /* bytes per second; a missing one counts -1 (never above a limit) */
                 double nt = row_num(it, "netin") + row_num(it, "netout");
                 double d = row_num(it, "diskread") + row_num(it, "diskwrite");
@@ -114,19 +116,90 @@ static int summarize(json_t *data, int64_t since, int statistic, struct history_
                 if (row_num(it, "time") <= (double)since)
                         continue;
                 p->rows++; /* a row of the horizon: running or not */
-                if (c < 0 || m < 0)
+                if (cp < 0 || m < 0)
                         continue; /* stopped, or not there yet */
-                cpu[k] = c * 100.0;
+                if ((c->net_kbps > 0 && (row_num(it, "netin") < 0 || row_num(it, "netout") < 0)) ||
+                    (c->disk_kbps > 0 &&
+                     (row_num(it, "diskread") < 0 || row_num(it, "diskwrite") < 0)))
+                        continue;
+                cpu[k] = cp * 100.0;
                 mem[k] = m / 1048576.0;
                 net[k] = nt * 8 / 1000;
                 disk[k] = d * 8 / 1000;
                 p->with_data++;
         }
-        p->cpu = history_statistic(cpu, p->with_data, statistic);
-        p->mem = history_statistic(mem, p->with_data, statistic);
-        p->net = history_statistic(net, p->with_data, statistic);
-        p->disk = history_statistic(disk, p->with_data, statistic);
+        p->cpu = history_statistic(cpu, p->with_data, c->history_statistic);
+        p->mem = history_statistic(mem, p->with_data, c->history_statistic);
+        p->net = history_statistic(net, p->with_data, c->history_statistic);
+        p->disk = history_statistic(disk, p->with_data, c->history_statistic);
         free(v);
+        return 0;
+}
+
+/* The resolution of a timeframe's answer: between its first two rows. */
+static double resolution(json_t *data)
+{
+        double t0 = row_num(json_array_get(data, 0), "time");
+        double t1 = row_num(json_array_get(data, 1), "time");
+
+        return json_array_size(data) >= 2 && t0 >= 0 && t1 > t0 ? t1 - t0 : 0;
+}
+
+static double newest(json_t *data)
+{
+        double n = -1;
+        json_t *it;
+        size_t i;
+
+        json_array_foreach(data, i, it)
+                if (row_num(it, "time") > n)
+                        n = row_num(it, "time");
+        return n;
+}
+
+/* The RRD's newest row is the interval that ended at floor(now / its
+ * resolution) * its resolution: the last half hour (Proxmox VE 9's month)
+ * or three hours (8's week) of a guest's use are in no row of the
+ * timeframe that holds the horizon. The finer timeframes cover them,
+ * finest first (hour: 60-second rows of the last hour; then day, ...):
+ * their rows after the main one's newest go into all (a coarse row that
+ * straddles a finer one's start too: counted twice rather than missed).
+ * *gap_s: what of it no row covers (the window covers the last
+ * HISTORY_SLACK_S seconds). */
+#define HISTORY_SLACK_S 120
+
+static int tail(struct pve *p, enum guest_type t, const char *node, uint32_t vmid, size_t main_f,
+                int64_t now_s, json_t *all, int64_t *gap_s)
+{
+        double from = newest(all), to = (double)(now_s - HISTORY_SLACK_S);
+
+        for (size_t f = 0; f < main_f && to > from; f++) {
+                json_t *data = NULL, *it;
+                double reso, oldest = to;
+                size_t i;
+                int e = pve_rrddata(p, t, node, vmid, frames[f].name, &data);
+
+                if (e < 0)
+                        return e;
+                reso = resolution(data);
+                json_array_foreach(data, i, it) {
+                        double tm = row_num(it, "time");
+
+                        if (reso <= 0 || tm <= from || tm - reso >= to)
+                                continue;
+                        if (json_array_append(all, it) < 0) {
+                                json_decref(data);
+                                return -ENOMEM;
+                        }
+                        if (tm - reso < oldest)
+                                oldest = tm - reso;
+                }
+                json_decref(data);
+                /* covered from its oldest row on, if it reached the top */
+                if (oldest < to)
+                        to = oldest;
+        }
+        *gap_s = to > from ? (int64_t)(to - from) : 0;
         return 0;
 }
 
@@ -156,7 +229,9 @@ int history_read(struct pve *p, const struct config *c, enum guest_type t, const
                 json_decref(data);
                 data = NULL;
         }
-        e = summarize(data, since, c->history_statistic, ret);
+        e = tail(p, t, node, vmid, f, now_s, data, &ret->gap_s);
+        if (e >= 0)
+                e = summarize(data, since, c, ret);
         json_decref(data);
         return e;
 }
@@ -203,7 +278,13 @@ void history_decide(const struct config *c, const struct history_peaks *k,
                          "it has no history for the last %s", k->horizon);
                 return;
         }
-        if ((double)k->with_data < c->min_coverage * (double)k->rows) {
+        if (k->gap_s > 0) {
+                v->kind = VERDICT_INSUFFICIENT;
+                snprintf(v->reasons[v->n_reasons++], sizeof(v->reasons[0]),
+                         "its history does not reach its last %lld minutes (no finer timeframe covers them)",
+                         (long long)(k->gap_s + HISTORY_SLACK_S) / 60);
+                lead = 1;
+        } else if ((double)k->with_data < c->min_coverage * (double)k->rows) {
                 v->kind = VERDICT_INSUFFICIENT;
                 snprintf(v->reasons[v->n_reasons++], sizeof(v->reasons[0]),
                          "its history covers too little of the last %s (%u of %u rows, %.0f%% < %g%%)",
@@ -217,4 +298,12 @@ void history_decide(const struct config *c, const struct history_peaks *k,
                 rule(v, &lead, k, "network", k->net, 1, c->net_kbps, " kbit/s");
         if (c->disk_kbps > 0)
                 rule(v, &lead, k, "disk", k->disk, 1, c->disk_kbps, " kbit/s");
+}
+
+uint64_t history_horizon_usec(const struct config *c)
+{
+        if (!c->history_usec)
+                return 0;
+        return c->mode == REAP_MODE_REAP && c->grace_usec > c->history_usec ? c->grace_usec
+                                                                            : c->history_usec;
 }

@@ -296,7 +296,7 @@ static unsigned plan_apply_history(struct observer *o, json_t *guests)
                 if (!t || !verdict || strcmp(verdict, "idle") != 0)
                         continue;
                 if (history_read(observer_pve(o), c, (enum guest_type)t->type, t->node, t->vmid,
-                                 c->history_usec / USEC_PER_SEC, now_s, &k) < 0) {
+                                 history_horizon_usec(c) / USEC_PER_SEC, now_s, &k) < 0) {
                         hv.kind = VERDICT_INSUFFICIENT;
                         snprintf(why, sizeof(why), "its history cannot be read (%s)",
                                  observer_error(o));
@@ -335,7 +335,7 @@ static int plan_print(struct observer *o, uint64_t now, bool json)
                 status_print_guests(stdout, guests);
                 status_line(observer_summary(o), line, sizeof(line));
                 printf("\n%s\n", line);
-                format_duration(observer_config(o)->history_usec, h, sizeof(h));
+                format_duration(history_horizon_usec(observer_config(o)), h, sizeof(h));
                 if (held)
                         printf("%u of the idle guests not idle by their history over the last %s (reap.history)\n",
                                held, h);

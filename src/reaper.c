@@ -180,6 +180,7 @@ enum hold {
         HOLD_RESTORING,
         HOLD_COOLDOWN, /* restored lately (reap.cooldown) */
         HOLD_RETRY, /* a reap failed lately (reap.retry_after) */
+        HOLD_REUSED, /* its vmid was reaped within the history horizon */
 };
 
 static enum hold hold_of(const struct reaper *r, uint32_t vmid, const char *node, int64_t now_s)
@@ -202,6 +203,13 @@ static enum hold hold_of(const struct reaper *r, uint32_t vmid, const char *node
                 if (op->state == OP_ABORTED && (!op->vetoed || op->called_off) && op->vmid == vmid &&
                     now_s - op->updated < (int64_t)(c->retry_after_usec / USEC_PER_SEC))
                         return HOLD_RETRY;
+                /* The RRD is per vmid and outlives the guest: a guest on a
+                 * vmid we reaped within the horizon (a new one that took
+                 * it, or the old one restored by hand) would be judged by
+                 * its predecessor's idle history. */
+                if ((op->state == OP_REAPED || op->state == OP_RESTORED) && op->vmid == vmid &&
+                    now_s - op->updated < (int64_t)(history_horizon_usec(c) / USEC_PER_SEC))
+                        return HOLD_REUSED;
         }
         return HOLD_NONE;
 }
@@ -225,11 +233,8 @@ static int history_busy(struct reaper *r, struct pve *p, const struct guest *g, 
         struct history_peaks k;
         struct history_verdict v;
         /* Over the grace period at least: its evidence judges the mark. */
-        uint64_t horizon = r->c->mode == REAP_MODE_REAP && r->c->grace_usec > r->c->history_usec
-                                   ? r->c->grace_usec
-                                   : r->c->history_usec;
         int e = history_read(p, r->c, (enum guest_type)g->type, g->node, g->vmid,
-                             horizon / USEC_PER_SEC, now_s, &k);
+                             history_horizon_usec(r->c) / USEC_PER_SEC, now_s, &k);
 
         if (e < 0)
                 return e;
@@ -742,6 +747,17 @@ struct reaper *reaper_free(struct reaper *r)
 
 void reaper_set_config(struct reaper *r, const struct config *c)
 {
+        /* Marks made in mark mode, or under another grace period, were
+         * never a served grace period: it starts now, as after a restart. */
+        if ((c->mode == REAP_MODE_REAP && r->c->mode != REAP_MODE_REAP) ||
+            c->grace_usec != r->c->grace_usec) {
+                uint64_t now = now_monotonic_usec();
+                struct mark *m;
+                size_t pos = 0;
+
+                while ((m = vmid_map_next(&r->marks, &pos)) != NULL)
+                        m->since_usec = now;
+        }
         r->c = c;
         saga_set_config(r->saga, c);
         /* Answers judged by the old thresholds and horizon. */
