@@ -31,6 +31,11 @@ json_t *status_guests_json(const struct observer *o, uint64_t now_usec);
 int status_write_file(const char *path, const struct observer *o, json_t *reaper,
                       uint64_t now_usec);
 
+/* The daemon's status file, from the runtime directory it owns: never
+ * through a planted link (statedir.h). NULL with err->line -2: there is
+ * none; -1: it could not be opened (err->text says why); else jansson's. */
+json_t *status_read_file(const char *path, json_error_t *err);
+
 /* What the Prometheus textfile shows besides the observer's summary. */
 struct status_metrics {
         const struct observe_summary *summary;

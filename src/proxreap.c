@@ -773,31 +773,6 @@ static void annotate_guests(json_t *doc)
         }
 }
 
-/* The daemon's status file, from the runtime directory it owns: never
- * through a planted link (statedir.h). err->line -2: there is none; -1:
- * it could not be opened (err->text says why). */
-static json_t *read_status(const char *path, json_error_t *err)
-{
-        struct statedir_file f;
-        json_t *doc = NULL;
-        FILE *in;
-        int r = statedir_open(path, STATEDIR_READ, &f, err->text, sizeof(err->text));
-
-        err->line = r < 0 ? -1 : -2;
-        if (r < 0 || f.fd < 0) {
-                if (r >= 0)
-                        statedir_close(&f);
-                return NULL;
-        }
-        in = fdopen(f.fd, "r");
-        if (in) {
-                f.fd = -1; /* the stream owns it now */
-                doc = json_loadf(in, 0, err);
-                fclose(in);
-        }
-        statedir_close(&f);
-        return doc;
-}
 
 static int cmd_status(int argc, char **argv)
 {
@@ -813,7 +788,7 @@ static int cmd_status(int argc, char **argv)
                 return EXIT_USAGE;
         if (load_config_flags(CONFIG_OFFLINE, &c) < 0)
                 return EXIT_USAGE;
-        doc = read_status(c->status_file, &err);
+        doc = status_read_file(c->status_file, &err);
         if (!doc || !json_is_object(doc)) {
                 if (err.line == -2)
                         fprintf(stderr, "proxreap: no status file '%s': is proxreapd running?\n",

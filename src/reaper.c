@@ -419,7 +419,8 @@ static enum verdict_kind verdict_of(const struct guest *g)
  * that one guest of a small fleet never trips it. */
 static void share_record(struct reaper *r, size_t idle, size_t eligible, uint64_t now)
 {
-        struct share_seen *last = r->n_shares ? &r->shares[(r->share_head + BREAKER_SLOTS - 1) % BREAKER_SLOTS] : NULL;
+        unsigned newest = (r->share_head + BREAKER_SLOTS - 1) % BREAKER_SLOTS;
+        const struct share_seen *last = r->n_shares ? &r->shares[newest] : NULL;
 
         if (eligible == 0 || (last && now - last->at_usec < USEC_PER_MINUTE))
                 return;
@@ -835,6 +836,63 @@ static json_t *marks_status(const struct reaper *r, uint64_t now, int64_t now_s)
         return marks;
 }
 
+/* The idle shares of the last hour, as [epoch, share, idle] (oldest
+ * first): the breaker's memory, which the next run picks up from the
+ * status file (reaper_resume_breaker()). */
+static json_t *shares_json(const struct reaper *r, uint64_t now, int64_t now_s)
+{
+        json_t *a = json_array();
+
+        for (unsigned k = 0; k < r->n_shares; k++) {
+                unsigned i = (r->share_head + BREAKER_SLOTS - r->n_shares + k) % BREAKER_SLOTS;
+                const struct share_seen *s = &r->shares[i];
+
+                if (now - s->at_usec <= USEC_PER_HOUR)
+                        json_array_append_new(
+                                a, json_pack("[I, f, I]",
+                                             (json_int_t)(now_s - (int64_t)((now - s->at_usec) /
+                                                                            USEC_PER_SEC)),
+                                             s->share, (json_int_t)s->idle));
+        }
+        return a;
+}
+
+void reaper_resume_breaker(struct reaper *r, json_t *status, uint64_t now)
+{
+        json_t *shares = json_object_get(json_object_get(json_object_get(status, "reaper"),
+                                                         "breaker"),
+                                         "shares");
+        int64_t now_s = now_epoch();
+        unsigned n = 0;
+        json_t *it;
+        size_t i;
+
+        json_array_foreach(shares, i, it) {
+                json_t *t = json_array_get(it, 0), *sh = json_array_get(it, 1),
+                       *idle = json_array_get(it, 2);
+                int64_t age;
+
+                if (!json_is_integer(t) || !json_is_number(sh) || !json_is_integer(idle))
+                        continue;
+                age = now_s - (int64_t)json_integer_value(t);
+                if (age < 0 || age > 3600 || json_number_value(sh) < 0 ||
+                    json_number_value(sh) > 1 || json_integer_value(idle) < 0 ||
+                    json_integer_value(idle) > UINT32_MAX || (uint64_t)age * USEC_PER_SEC > now)
+                        continue; /* not ours, or too old to matter */
+                r->shares[r->share_head] = (struct share_seen){
+                        now - (uint64_t)age * USEC_PER_SEC, json_number_value(sh),
+                        (unsigned)json_integer_value(idle)
+                };
+                r->share_head = (r->share_head + 1) % BREAKER_SLOTS;
+                if (r->n_shares < BREAKER_SLOTS)
+                        r->n_shares++;
+                n++;
+        }
+        if (n)
+                log_info("circuit breaker: %u idle share(s) of the last hour carried over from the previous run",
+                         n);
+}
+
 json_t *reaper_status_json(const struct reaper *r, uint64_t now)
 {
         const struct config *c = r->c;
@@ -842,8 +900,9 @@ json_t *reaper_status_json(const struct reaper *r, uint64_t now)
         json_t *flight = json_array(), *holds = json_array();
 
         ops_status(r, now_s, flight, holds);
-        return json_pack("{s:{s:b, s:s}, s:{s:s?, s:I}, s:o, s:o, s:o, s:{s:I, s:I, s:I}}",
-                         "breaker", "open", r->breaker_open, "why", r->breaker, "journal", "error",
+        return json_pack("{s:{s:b, s:s, s:o}, s:{s:s?, s:I}, s:o, s:o, s:o, s:{s:I, s:I, s:I}}",
+                         "breaker", "open", r->breaker_open, "why", r->breaker, "shares",
+                         shares_json(r, now, now_s), "journal", "error",
                          journal_error(r) ? strerror(-journal_error(r)) : NULL, "damaged_lines",
                          (json_int_t)saga_damaged(r->saga), "in_flight", flight, "marks",
                          marks_status(r, now, now_s), "holds", holds, "limits", "reaps_last_hour",

@@ -621,3 +621,29 @@ void status_print_guests(FILE *f, json_t *guests)
                 fputc('\n', f);
         }
 }
+
+/* The daemon's status file, from the runtime directory it owns: never
+ * through a planted link (statedir.h). err->line -2: there is none; -1:
+ * it could not be opened (err->text says why). */
+json_t *status_read_file(const char *path, json_error_t *err)
+{
+        struct statedir_file f;
+        json_t *doc = NULL;
+        FILE *in;
+        int r = statedir_open(path, STATEDIR_READ, &f, err->text, sizeof(err->text));
+
+        err->line = r < 0 ? -1 : -2;
+        if (r < 0 || f.fd < 0) {
+                if (r >= 0)
+                        statedir_close(&f);
+                return NULL;
+        }
+        in = fdopen(f.fd, "r");
+        if (in) {
+                f.fd = -1; /* the stream owns it now */
+                doc = json_loadf(in, 0, err);
+                fclose(in);
+        }
+        statedir_close(&f);
+        return doc;
+}

@@ -234,6 +234,34 @@ def test_use_during_grace_is_evidence(lab):
     assert ops_of(lab, cfg, 900) == [], "used during its grace period, reaped:\n" + log
 
 
+# ------------------------------------------------------------------ A10
+# The breaker's hour of shares lives in memory only.
+
+def test_breaker_baseline_survives_a_restart(lab):
+    """Four of six guests' numbers break (turn idle at once) while proxreapd
+    restarts (a package upgrade, an OOM kill): the jump happened within the
+    hour all the same (history off, as the breaker test does)."""
+    busy = {"kind": "constant", "cpu": 0.5, "mem_mb": 3000}
+    sim = sim_of(lab, [guest(940 + i, "turns%d" % i, cpu=0.5, mem_mb=3000) for i in range(4)]
+                 + [guest(950 + i, "busy%d" % i, cpu=0.5, mem_mb=3000) for i in range(2)])
+    cfg = lab.config(sim, observe=OBSERVE, reap=dict(REAP, breaker_jump=30, history="0"))
+    d = lab.daemon(cfg)
+    d.wait_log(r"guest 943 .* is now active")
+    healthy(d, more=10)
+    assert d.stop() == 0                              # restart; meanwhile the numbers break
+    for i in range(4):
+        sim.event(940 + i, "set", field="workload", value=QUIET)
+    time.sleep(3)                                     # the restart takes a few seconds
+    d2 = lab.daemon(cfg)
+    d2.wait_log(r"guest 943 .* is now idle", timeout=30)
+    healthy(d2, more=20)
+    d2.stop()
+    assert ops_of(lab, cfg) == [], "reaped after the restart:\n" + "\n".join(
+        x for x in d2.lines() if "reap" in x or "breaker" in x)
+    assert d2.count(r"idle share\(s\) of the last hour carried over from the previous run") == 1
+    assert d2.count(r"circuit breaker open: the idle share jumped from 0% to 67%") == 1, d2.log()
+
+
 # ------------------------------------------------------------------ A11
 # A reaped guest restored by hand (the GUI's restore, not 'proxreap
 # restore'): its RRD is its old idle one, with a gap.
