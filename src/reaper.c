@@ -870,19 +870,23 @@ void reaper_resume_breaker(struct reaper *r, json_t *status, uint64_t now)
         json_array_foreach(shares, i, it) {
                 json_t *t = json_array_get(it, 0), *sh = json_array_get(it, 1),
                        *idle = json_array_get(it, 2);
-                int64_t age;
+                struct share_seen *slot = &r->shares[r->share_head];
+                json_int_t ts;
+                uint64_t age;
 
                 if (!json_is_integer(t) || !json_is_number(sh) || !json_is_integer(idle))
                         continue;
-                age = now_s - (int64_t)json_integer_value(t);
-                if (age < 0 || age > 3600 || json_number_value(sh) < 0 ||
+                ts = json_integer_value(t);
+                if (ts > now_s || ts < now_s - 3600 || json_number_value(sh) < 0 ||
                     json_number_value(sh) > 1 || json_integer_value(idle) < 0 ||
-                    json_integer_value(idle) > UINT32_MAX || (uint64_t)age * USEC_PER_SEC > now)
+                    json_integer_value(idle) > UINT32_MAX)
                         continue; /* not ours, or too old to matter */
-                r->shares[r->share_head] = (struct share_seen){
-                        now - (uint64_t)age * USEC_PER_SEC, json_number_value(sh),
-                        (unsigned)json_integer_value(idle)
-                };
+                age = (uint64_t)(now_s - ts) * USEC_PER_SEC;
+                if (age > now)
+                        continue;
+                slot->at_usec = now - age;
+                slot->share = json_number_value(sh);
+                slot->idle = (unsigned)json_integer_value(idle);
                 r->share_head = (r->share_head + 1) % BREAKER_SLOTS;
                 if (r->n_shares < BREAKER_SLOTS)
                         r->n_shares++;
