@@ -164,4 +164,9 @@ const char *reap_mode_to_string(enum reap_mode m);
 void config_warn_transport(const struct config *c);
 const char *notify_event_to_string(enum notify_event e);
 
+/* The idle rules of mark and reap mode: idle.net_kbps and idle.disk_kbps
+ * at their defaults there where unset. The loader applies it in those
+ * modes; `plan --history` to judge an observe-mode file as reap mode. */
+void config_reap_rules(struct config *c);
+
 #endif

@@ -51,6 +51,12 @@ double history_statistic(double *v, size_t n, int statistic);
 /* The horizon the reaper judges a guest over: reap.history, and in reap
  * mode at least reap.grace (the evidence over the grace period). 0: off. */
 uint64_t history_horizon_usec(const struct config *c);
+/* The history veto of a guest over history_horizon_usec(c), now: 0 idle
+ * by it; 1 refused, *kind (when not NULL) its verdict and why the reason ("busy in the
+ * last 8d by its history (...)", or too little history); < 0 the read
+ * failed (errors as pve_api). The reaper's, mark mode's and plan's. */
+int history_veto(struct pve *p, const struct config *c, enum guest_type t, const char *node,
+                 uint32_t vmid, int64_t now_s, enum verdict_kind *kind, char *why, size_t size);
 /* The verdict of the idle rules of c (cpu, mem; net and disk where set)
  * and of observe.min_coverage on the peaks. */
 void history_decide(const struct config *c, const struct history_peaks *k,

@@ -724,6 +724,15 @@ static int parse_compress(struct loader *l, const config_setting_t *s, const str
         return -EINVAL;
 }
 
+void config_reap_rules(struct config *c)
+{
+        /* unset is < 0: a set one is more than 0 */
+        if (c->net_kbps < 0)
+                c->net_kbps = CONFIG_REAP_NET_KBPS;
+        if (c->disk_kbps < 0)
+                c->disk_kbps = CONFIG_REAP_DISK_KBPS;
+}
+
 /* reap.history_statistic: "max", "mean" or "p1".."p99". */
 static int parse_statistic(struct loader *l, const config_setting_t *s, const struct key *k)
 {
@@ -1267,10 +1276,7 @@ static void check_cross(struct loader *l)
         if (c->mode != REAP_MODE_OBSERVE) {
                 if (!config_lookup(&l->cf, "reap.history"))
                         c->history_usec = CONFIG_HISTORY_DEFAULT;
-                if (!config_lookup(&l->cf, "idle.net_kbps"))
-                        c->net_kbps = CONFIG_REAP_NET_KBPS;
-                if (!config_lookup(&l->cf, "idle.disk_kbps"))
-                        c->disk_kbps = CONFIG_REAP_DISK_KBPS;
+                config_reap_rules(c);
         }
         if (c->history_usec > 0 && c->history_usec < USEC_PER_HOUR)
                 report(l, setting_line(l, "reap.history"),

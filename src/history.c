@@ -307,3 +307,26 @@ uint64_t history_horizon_usec(const struct config *c)
         return c->mode == REAP_MODE_REAP && c->grace_usec > c->history_usec ? c->grace_usec
                                                                             : c->history_usec;
 }
+
+int history_veto(struct pve *p, const struct config *c, enum guest_type t, const char *node,
+                 uint32_t vmid, int64_t now_s, enum verdict_kind *kind, char *why, size_t size)
+{
+        struct history_peaks k;
+        struct history_verdict v;
+        int e = history_read(p, c, t, node, vmid, history_horizon_usec(c) / USEC_PER_SEC, now_s,
+                             &k);
+
+        if (e < 0)
+                return e;
+        history_decide(c, &k, &v);
+        if (kind)
+                *kind = v.kind;
+        if (v.kind == VERDICT_IDLE)
+                return 0;
+        if (v.kind == VERDICT_ACTIVE)
+                snprintf(why, size, "busy in the last %s by its history (%s)", k.horizon,
+                         v.reasons[0]);
+        else
+                snprintf(why, size, "%s", v.reasons[0]);
+        return 1;
+}

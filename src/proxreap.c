@@ -287,30 +287,21 @@ static unsigned plan_apply_history(struct observer *o, json_t *guests)
                 const struct guest *t =
                         guest_table_find(observer_table(o),
                                          (uint32_t)json_integer_value(json_object_get(g, "vmid")));
-                struct history_peaks k;
-                struct history_verdict hv;
-                char why[300];
-
                 const char *verdict = json_string_value(json_object_get(g, "verdict"));
+                enum verdict_kind kind = VERDICT_INSUFFICIENT;
+                char why[300];
+                int e;
 
                 if (!t || !verdict || strcmp(verdict, "idle") != 0)
                         continue;
-                if (history_read(observer_pve(o), c, (enum guest_type)t->type, t->node, t->vmid,
-                                 history_horizon_usec(c) / USEC_PER_SEC, now_s, &k) < 0) {
-                        hv.kind = VERDICT_INSUFFICIENT;
+                e = history_veto(observer_pve(o), c, (enum guest_type)t->type, t->node, t->vmid,
+                                 now_s, &kind, why, sizeof(why));
+                if (e == 0)
+                        continue;
+                if (e < 0)
                         snprintf(why, sizeof(why), "its history cannot be read (%s)",
                                  observer_error(o));
-                } else {
-                        history_decide(c, &k, &hv);
-                        if (hv.kind == VERDICT_IDLE)
-                                continue;
-                        if (hv.kind == VERDICT_ACTIVE)
-                                snprintf(why, sizeof(why), "busy in the last %s by its history (%s)",
-                                         k.horizon, hv.reasons[0]);
-                        else
-                                snprintf(why, sizeof(why), "%s", hv.reasons[0]);
-                }
-                json_object_set_new(g, "verdict", json_string(verdict_to_string(hv.kind)));
+                json_object_set_new(g, "verdict", json_string(verdict_to_string(kind)));
                 json_array_insert_new(json_object_get(g, "reasons"), 0, json_string(why));
                 held++;
         }
@@ -335,10 +326,11 @@ static int plan_print(struct observer *o, uint64_t now, bool json)
                 status_print_guests(stdout, guests);
                 status_line(observer_summary(o), line, sizeof(line));
                 printf("\n%s\n", line);
-                format_duration(history_horizon_usec(observer_config(o)), h, sizeof(h));
-                if (held)
+                if (held) {
+                        format_duration(history_horizon_usec(observer_config(o)), h, sizeof(h));
                         printf("%u of the idle guests not idle by their history over the last %s (reap.history)\n",
                                held, h);
+                }
         }
         json_decref(guests);
         return 0;
@@ -388,10 +380,7 @@ static struct config history_rules_of(const struct config *c)
 {
         struct config h = *c; /* a shallow copy: only its numbers are read */
 
-        if (h.mode == REAP_MODE_OBSERVE && h.net_kbps < 0)
-                h.net_kbps = CONFIG_REAP_NET_KBPS;
-        if (h.mode == REAP_MODE_OBSERVE && h.disk_kbps < 0)
-                h.disk_kbps = CONFIG_REAP_DISK_KBPS;
+        config_reap_rules(&h);
         return h;
 }
 
@@ -457,7 +446,6 @@ static void plan_history_flips(json_t *guests, const struct config *c)
         json_array_foreach(guests, i, g) {
                 json_t *k = json_object_get(g, "history");
                 unsigned failing = 0, which = 0;
-                double v = 0;
 
                 if (!k || strcmp(jstr(g, "verdict"), "active") != 0)
                         continue;
@@ -469,12 +457,12 @@ static void plan_history_flips(json_t *guests, const struct config *c)
                         }
                 if (failing != 1)
                         continue;
-                v = json_real_value(json_object_get(k, r[which].field));
                 if (!any)
                         printf("\nwhat one threshold changes (guests held back by one rule alone):\n");
                 any = true;
                 printf("  %s above %.2f would make %lld ('%s') idle by its history\n", r[which].key,
-                       v, (long long)jint(g, "vmid"), jstr(g, "name"));
+                       json_real_value(json_object_get(k, r[which].field)),
+                       (long long)jint(g, "vmid"), jstr(g, "name"));
         }
 }
 
@@ -772,7 +760,6 @@ static void annotate_guests(json_t *doc)
                         }
         }
 }
-
 
 static int cmd_status(int argc, char **argv)
 {

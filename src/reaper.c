@@ -225,30 +225,6 @@ static unsigned reaps_last_hour(const struct reaper *r, int64_t now_s)
         return n;
 }
 
-/* rrddata veto: was the guest busy during reap.history by any idle rule,
- * or does its history cover too little of it? 1 (why), 0, or < 0. */
-static int history_busy(struct reaper *r, struct pve *p, const struct guest *g, int64_t now_s,
-                        char *why, size_t size)
-{
-        struct history_peaks k;
-        struct history_verdict v;
-        /* Over the grace period at least: its evidence judges the mark. */
-        int e = history_read(p, r->c, (enum guest_type)g->type, g->node, g->vmid,
-                             history_horizon_usec(r->c) / USEC_PER_SEC, now_s, &k);
-
-        if (e < 0)
-                return e;
-        history_decide(r->c, &k, &v);
-        if (v.kind == VERDICT_IDLE)
-                return 0;
-        if (v.kind == VERDICT_ACTIVE)
-                snprintf(why, size, "busy in the last %s by its history (%s)", k.horizon,
-                         v.reasons[0]);
-        else
-                snprintf(why, size, "%s", v.reasons[0]);
-        return 1;
-}
-
 static void evidence(const struct observer *o, const struct guest *g, uint64_t now, char *buf,
                      size_t size)
 {
@@ -354,7 +330,9 @@ static int selectable(struct reaper *r, struct observer *o, size_t i, const stru
                 observer_rejudge(o, i, cy->now, &v);
         if (l->v.kind != VERDICT_IDLE)
                 verdict_format(&l->v, why, sizeof(why));
-        else if (r->c->history_usec && history_busy(r, p, g, cy->now_s, why, sizeof(why)) < 0)
+        else if (r->c->history_usec && history_veto(p, r->c, (enum guest_type)g->type, g->node,
+                                                    g->vmid, cy->now_s, NULL, why,
+                                                    sizeof(why)) < 0)
                 snprintf(why, sizeof(why), "its history cannot be read (%s)", pve_error(p));
         if (!why[0] && archive_room(r, p, g, &l->st, why, sizeof(why)) < 0)
                 snprintf(why, sizeof(why), "%s", pve_error(p));
@@ -560,9 +538,7 @@ static void unmark(struct reaper *r, struct observer *o, size_t i, enum verdict_
         mark_drop(r, g->vmid);
 }
 
-/* Mark mode and the grace period: true when the guest may be selected
- * now (reap mode, marked for the whole grace period). */
-/* Mark mode's history_busy(): read at most once per HISTORY_TTL_USEC per
+/* Mark mode's history_veto(): read at most once per HISTORY_TTL_USEC per
  * guest while it looks idle or is marked (HISTORY_RETRY_USEC after a
  * failure, which refuses). 1: busy or too little history (why), 0: idle
  * by it, -EAGAIN: read in a later poll (no budget left), < 0: the read
@@ -584,7 +560,8 @@ static int history_for_mark(struct reaper *r, struct pve *p, const struct guest 
         }
         *fresh = true;
         why[0] = '\0';
-        e = history_busy(r, p, g, cy->now_s, why, size);
+        e = history_veto(p, r->c, (enum guest_type)g->type, g->node, g->vmid, cy->now_s, NULL,
+                         why, size);
         if (e < 0)
                 snprintf(why, size, "its history cannot be read (%s)", pve_error(p));
         if (h || (h = vmid_map_add(&r->history, g->vmid))) {
@@ -596,6 +573,8 @@ static int history_for_mark(struct reaper *r, struct pve *p, const struct guest 
         return e;
 }
 
+/* Mark mode and the grace period: true when the guest may be selected
+ * now (reap mode, marked for the whole grace period). */
 static bool marked_long_enough(struct reaper *r, struct observer *o, const struct guest *g,
                                struct cycle *cy)
 {
