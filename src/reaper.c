@@ -36,7 +36,7 @@ struct history_seen {
         uint32_t vmid;
         uint64_t until_usec;
         uint64_t read_usec;
-        int result; /* history_for_mark()'s */
+        int result; /* history_cached()'s */
         char why[300]; /* "": it passed */
 };
 
@@ -307,6 +307,51 @@ struct cycle {
         uint64_t now;
 };
 
+/* What a read of a guest's history said (history_veto()'s result and
+ * reason), kept for HISTORY_TTL_USEC (HISTORY_RETRY_USEC after a failure). */
+static void history_remember(struct reaper *r, uint32_t vmid, int e, const char *why,
+                             uint64_t now)
+{
+        struct history_seen *h = vmid_map_find(&r->history, vmid);
+
+        if (!h && !(h = vmid_map_add(&r->history, vmid)))
+                return;
+        h->until_usec = now + (e < 0 ? HISTORY_RETRY_USEC : HISTORY_TTL_USEC);
+        h->read_usec = now;
+        h->result = e;
+        snprintf(h->why, sizeof(h->why), "%s", e != 0 ? why : "");
+}
+
+/* history_veto() before marking or selecting: read at most once per
+ * HISTORY_TTL_USEC per guest while it looks idle or is marked (HISTORY_RETRY_USEC after a
+ * failure, which refuses). 1: busy or too little history (why), 0: idle
+ * by it, -EAGAIN: read in a later poll (no budget left), < 0: the read
+ * failed (why); *fresh when it was read now (and took budget). */
+static int history_cached(struct reaper *r, struct pve *p, const struct guest *g,
+                            struct cycle *cy, char *why, size_t size, bool *fresh)
+{
+        struct history_seen *h = vmid_map_find(&r->history, g->vmid);
+        int e;
+
+        *fresh = false;
+        if (h && cy->now < h->until_usec) {
+                snprintf(why, size, "%s", h->why);
+                return h->result;
+        }
+        if (!api_budget_take(&cy->budget)) {
+                snprintf(why, size, "its history is read in a later poll");
+                return -EAGAIN;
+        }
+        *fresh = true;
+        why[0] = '\0';
+        e = history_veto(p, r->c, (enum guest_type)g->type, g->node, g->vmid, cy->now_s, NULL,
+                         why, size);
+        if (e < 0)
+                snprintf(why, size, "its history cannot be read (%s)", pve_error(p));
+        history_remember(r, g->vmid, e, why, cy->now);
+        return e;
+}
+
 /* Whether the guest can be selected now: the one predicate on what Proxmox
  * says of it, its history, and room for its archive. 0: select it (l is
  * filled); 1: not now (logged); < 0: the server could not be asked. */
@@ -330,10 +375,15 @@ static int selectable(struct reaper *r, struct observer *o, size_t i, const stru
                 observer_rejudge(o, i, cy->now, &v);
         if (l->v.kind != VERDICT_IDLE)
                 verdict_format(&l->v, why, sizeof(why));
-        else if (r->c->history_usec && history_veto(p, r->c, (enum guest_type)g->type, g->node,
-                                                    g->vmid, cy->now_s, NULL, why,
-                                                    sizeof(why)) < 0)
-                snprintf(why, sizeof(why), "its history cannot be read (%s)", pve_error(p));
+        else if (r->c->history_usec) {
+                /* Read now, whatever an earlier read said; what it says is
+                 * remembered, so a refusal also takes the mark away. */
+                e = history_veto(p, r->c, (enum guest_type)g->type, g->node, g->vmid,
+                                 cy->now_s, NULL, why, sizeof(why));
+                if (e < 0)
+                        snprintf(why, sizeof(why), "its history cannot be read (%s)", pve_error(p));
+                history_remember(r, g->vmid, e, why, cy->now);
+        }
         if (!why[0] && archive_room(r, p, g, &l->st, why, sizeof(why)) < 0)
                 snprintf(why, sizeof(why), "%s", pve_error(p));
         if (!why[0])
@@ -494,8 +544,16 @@ static bool excluded_by_conf(const struct observer *o, size_t i, uint64_t now)
 }
 
 
-static int history_for_mark(struct reaper *r, struct pve *p, const struct guest *g,
-                            struct cycle *cy, char *why, size_t size, bool *fresh);
+/* Take our mark off a guest (what: why, for the log), when it is tagged;
+ * forget the mark either way. */
+static void drop_mark(struct reaper *r, struct observer *o, const struct guest *g,
+                      const char *what, struct cycle *cy)
+{
+        if (g->tags && tags_contain(g->tags, TAG_IDLE) && api_budget_take(&cy->budget))
+                log_tag_change(g, what, set_tag(observer_pve(o), g, TAG_IDLE, false),
+                               observer_pve(o));
+        mark_drop(r, g->vmid);
+}
 
 /* A guest that is not idle: a mark of ours goes when its configuration
  * rules it out (mark only what would be reaped), or when it is active
@@ -524,7 +582,7 @@ static void unmark(struct reaper *r, struct observer *o, size_t i, enum verdict_
 
                 if (h && cy->now - h->read_usec >= again)
                         h->until_usec = 0;
-                if (history_for_mark(r, observer_pve(o), g, cy, why, sizeof(why), &fresh) != 1)
+                if (history_cached(r, observer_pve(o), g, cy, why, sizeof(why), &fresh) != 1)
                         return; /* its history still says idle, or it was not read */
         }
         if (!conf && !tagged)
@@ -532,45 +590,38 @@ static void unmark(struct reaper *r, struct observer *o, size_t i, enum verdict_
         snprintf(what, sizeof(what), "unmarked (%s%s%s)",
                  conf ? "its configuration rules it out" : "active again", why[0] ? ": " : "",
                  why);
-        if (tagged && api_budget_take(&cy->budget))
-                log_tag_change(g, what, set_tag(observer_pve(o), g, TAG_IDLE, false),
-                               observer_pve(o));
-        mark_drop(r, g->vmid);
+        drop_mark(r, o, g, what, cy);
 }
 
-/* Mark mode's history_veto(): read at most once per HISTORY_TTL_USEC per
- * guest while it looks idle or is marked (HISTORY_RETRY_USEC after a
- * failure, which refuses). 1: busy or too little history (why), 0: idle
- * by it, -EAGAIN: read in a later poll (no budget left), < 0: the read
- * failed (why); *fresh when it was read now (and took budget). */
-static int history_for_mark(struct reaper *r, struct pve *p, const struct guest *g,
-                            struct cycle *cy, char *why, size_t size, bool *fresh)
+/* An idle guest, before it is marked or selected: what its history says
+ * (reap.history; read again every HISTORY_TTL_USEC, and at selection).
+ * Refused (busy, too little history, not readable): logged once per read
+ * and not marked or selected now; a mark of ours goes when its history
+ * says busy or too short, so what is marked is what the reaper would take.
+ * true: it may go on. */
+static bool history_allows(struct reaper *r, struct observer *o, const struct guest *g,
+                           struct cycle *cy)
 {
-        struct history_seen *h = vmid_map_find(&r->history, g->vmid);
+        struct log_guest_ctx ctx = { .vmid = g->vmid, .node = g->node };
+        const struct config *c = r->c;
+        char why[300], what[400];
+        bool fresh;
         int e;
 
-        *fresh = false;
-        if (h && cy->now < h->until_usec) {
-                snprintf(why, size, "%s", h->why);
-                return h->result;
+        if (!c->history_usec)
+                return true;
+        e = history_cached(r, observer_pve(o), g, cy, why, sizeof(why), &fresh);
+        if (e == 0)
+                return true;
+        if (e == 1 && g->tags && tags_contain(g->tags, TAG_IDLE)) {
+                snprintf(what, sizeof(what), "unmarked (%s)", why);
+                drop_mark(r, o, g, what, cy);
+        } else if (fresh) {
+                log_guest(LOG_INFO, &ctx, "idle guest %u ('%s') not %s: %s", (unsigned)g->vmid,
+                          g->name ? g->name : "",
+                          c->mode == REAP_MODE_REAP && !c->grace_usec ? "reaped" : "marked", why);
         }
-        if (!api_budget_take(&cy->budget)) {
-                snprintf(why, size, "its history is read in a later poll");
-                return -EAGAIN;
-        }
-        *fresh = true;
-        why[0] = '\0';
-        e = history_veto(p, r->c, (enum guest_type)g->type, g->node, g->vmid, cy->now_s, NULL,
-                         why, size);
-        if (e < 0)
-                snprintf(why, size, "its history cannot be read (%s)", pve_error(p));
-        if (h || (h = vmid_map_add(&r->history, g->vmid))) {
-                h->until_usec = cy->now + (e < 0 ? HISTORY_RETRY_USEC : HISTORY_TTL_USEC);
-                h->read_usec = cy->now;
-                h->result = e;
-                snprintf(h->why, sizeof(h->why), "%s", e != 0 ? why : "");
-        }
-        return e;
+        return false;
 }
 
 /* Mark mode and the grace period: true when the guest may be selected
@@ -599,18 +650,6 @@ static bool marked_long_enough(struct reaper *r, struct observer *o, const struc
                 m->cancelled = true;
                 return false;
         }
-        /* Mark only what the reaper would take: its history too. */
-        if (c->history_usec) {
-                char why[300];
-                bool fresh;
-
-                if (history_for_mark(r, observer_pve(o), g, cy, why, sizeof(why), &fresh) != 0) {
-                        if (fresh)
-                                log_guest(LOG_INFO, &ctx, "idle guest %u ('%s') not marked: %s",
-                                          (unsigned)g->vmid, g->name ? g->name : "", why);
-                        return false;
-                }
-        }
         if (!api_budget_take(&cy->budget))
                 return false;
         e = set_tag(observer_pve(o), g, TAG_IDLE, true);
@@ -633,6 +672,8 @@ static void cycle_guest(struct reaper *r, struct observer *o, size_t i, struct c
         }
         h = hold_of(r, g->vmid, g->node, cy->now_s);
         if (h != HOLD_NONE && h != HOLD_NODE_BUSY)
+                return;
+        if (!history_allows(r, o, g, cy))
                 return;
         if ((c->mode == REAP_MODE_MARK || c->grace_usec > 0) && !marked_long_enough(r, o, g, cy))
                 return;
