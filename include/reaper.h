@@ -49,11 +49,13 @@ void reaper_cycle(struct reaper *r, struct observer *o, uint64_t now_usec);
  * due (monotonic), UINT64_MAX when nothing is in flight. */
 uint64_t reaper_step(struct reaper *r, struct pve *p, uint64_t now_usec);
 
-/* The circuit breaker's idle shares of the last hour from the previous
- * run's status document (reaper_status_json()'s "breaker"."shares"), so
- * that a jump across a restart is one; what does not fit is ignored.
- * now: monotonic. */
-void reaper_resume_breaker(struct reaper *r, json_t *status, uint64_t now_usec);
+/* What the previous run's status document (reaper_status_json()) carries
+ * over: the circuit breaker's idle shares of the last hour ("breaker".
+ * "shares"), so that a jump across a restart is one; and the marks an
+ * operator cancelled ("marks", "cancelled"), so that a guest kept by
+ * removing our tag stays kept. What does not fit is ignored. now:
+ * monotonic. */
+void reaper_resume(struct reaper *r, json_t *status, uint64_t now_usec);
 
 /* What it is doing and why not more, for the status file: the breaker,
  * the journal, reaps under way, marked guests and their grace, holds and

@@ -287,12 +287,13 @@ static int start_reaper(struct daemon *d, const struct config *c)
         if (r < 0)
                 return r;
         reaper_set_notifier(d->reaper, d->notifier);
-        /* The breaker's last hour, from the previous run's status file. */
+        /* The breaker's last hour and the cancelled marks, from the
+         * previous run's status file. */
         {
                 json_error_t e;
                 json_t *doc = status_read_file(c->status_file, &e);
 
-                reaper_resume_breaker(d->reaper, doc, now_monotonic_usec());
+                reaper_resume(d->reaper, doc, now_monotonic_usec());
                 json_decref(doc);
         }
         return 0;

@@ -37,8 +37,21 @@ struct history_seen {
         uint64_t until_usec;
         uint64_t read_usec;
         int result; /* history_cached()'s */
+        bool busy; /* refused because it was busy (not: too little history) */
         char why[300]; /* "": it passed */
 };
+
+/* A guest left alone for a while: its tag write failed, or its selection
+ * was refused or failed (REST_POLLS polls, a minute or five at the
+ * default 10 s). A steady refusal costs a line and a few calls per rest,
+ * not per poll. */
+struct rest {
+        uint32_t vmid;
+        uint64_t until_usec;
+};
+
+#define FAILED_REST_POLLS 6
+#define REFUSED_REST_POLLS 30
 
 #define HISTORY_TTL_USEC (30 * USEC_PER_MINUTE)
 #define BREAKER_SLOTS 61
@@ -50,6 +63,7 @@ struct reaper {
         struct saga *saga; /* the journal and every reap under way */
         struct vmid_map marks; /* struct mark */
         struct vmid_map history; /* struct history_seen */
+        struct vmid_map tag_rest, select_rest; /* struct rest */
         /* The observer of the last cycle: what the saga asks of the polls
          * (where a guest is, its pool, whether a poll came after a step). */
         const struct observer *observer;
@@ -147,16 +161,27 @@ static int set_tag(struct pve *p, const struct guest *g, const char *tag, bool o
         return pve_set_tags(p, (enum guest_type)g->type, g->node, g->vmid, tags, cfg.digest);
 }
 
-static void log_tag_change(const struct guest *g, const char *what, int e, struct pve *p)
+/* Whether vmid rests now (a rest map of the reaper's). */
+static bool resting(const struct vmid_map *m, uint32_t vmid, uint64_t now)
 {
-        struct log_guest_ctx ctx = { .vmid = g->vmid, .node = g->node };
+        const struct rest *x = vmid_map_find(m, vmid);
 
-        if (e < 0)
-                log_guest(LOG_WARNING, &ctx, "cannot %s guest %u: %s", what, (unsigned)g->vmid,
-                          pve_error(p));
-        else
-                log_guest(LOG_NOTICE, &ctx, "%s guest %u ('%s')", what, (unsigned)g->vmid,
-                          g->name ? g->name : "");
+        return x && now < x->until_usec;
+}
+
+/* Let vmid rest for polls polls from now (0: not at all). */
+static void rest(struct vmid_map *m, uint32_t vmid, unsigned polls, uint64_t interval,
+                 uint64_t now)
+{
+        struct rest *x = vmid_map_find(m, vmid);
+
+        if (!polls) {
+                if (x)
+                        vmid_map_drop(m, vmid);
+                return;
+        }
+        if (x || (x = vmid_map_add(m, vmid)))
+                x->until_usec = now + polls * interval;
 }
 
 static void announce_mark(struct reaper *r, const struct guest *g)
@@ -307,10 +332,11 @@ struct cycle {
         uint64_t now;
 };
 
-/* What a read of a guest's history said (history_veto()'s result and
- * reason), kept for HISTORY_TTL_USEC (HISTORY_RETRY_USEC after a failure). */
-static void history_remember(struct reaper *r, uint32_t vmid, int e, const char *why,
-                             uint64_t now)
+/* What a read of a guest's history said (history_veto()'s result, verdict
+ * and reason), kept for HISTORY_TTL_USEC (HISTORY_RETRY_USEC after a
+ * failure). */
+static void history_remember(struct reaper *r, uint32_t vmid, int e, enum verdict_kind kind,
+                             const char *why, uint64_t now)
 {
         struct history_seen *h = vmid_map_find(&r->history, vmid);
 
@@ -319,44 +345,77 @@ static void history_remember(struct reaper *r, uint32_t vmid, int e, const char 
         h->until_usec = now + (e < 0 ? HISTORY_RETRY_USEC : HISTORY_TTL_USEC);
         h->read_usec = now;
         h->result = e;
+        h->busy = e == 1 && kind == VERDICT_ACTIVE;
         snprintf(h->why, sizeof(h->why), "%s", e != 0 ? why : "");
 }
 
 /* history_veto() before marking or selecting: read at most once per
- * HISTORY_TTL_USEC per guest while it looks idle or is marked (HISTORY_RETRY_USEC after a
- * failure, which refuses). 1: busy or too little history (why), 0: idle
- * by it, -EAGAIN: read in a later poll (no budget left), < 0: the read
- * failed (why); *fresh when it was read now (and took budget). */
+ * HISTORY_TTL_USEC per guest while it looks idle or is marked
+ * (HISTORY_RETRY_USEC after a failure, which refuses). 1: refused (why;
+ * *busy when for use, not for too little history), 0: idle by it,
+ * -EAGAIN: read in a later poll (no budget left), < 0: the read failed
+ * (why); *fresh when it was read now (and took budget). */
 static int history_cached(struct reaper *r, struct pve *p, const struct guest *g,
-                            struct cycle *cy, char *why, size_t size, bool *fresh)
+                          struct cycle *cy, char *why, size_t size, bool *busy, bool *fresh)
 {
         struct history_seen *h = vmid_map_find(&r->history, g->vmid);
+        enum verdict_kind kind = VERDICT_IDLE;
         int e;
 
         *fresh = false;
         if (h && cy->now < h->until_usec) {
                 snprintf(why, size, "%s", h->why);
+                *busy = h->busy;
                 return h->result;
         }
         if (!api_budget_take(&cy->budget)) {
                 snprintf(why, size, "its history is read in a later poll");
+                *busy = false;
                 return -EAGAIN;
         }
         *fresh = true;
         why[0] = '\0';
-        e = history_veto(p, r->c, (enum guest_type)g->type, g->node, g->vmid, cy->now_s, NULL,
+        e = history_veto(p, r->c, (enum guest_type)g->type, g->node, g->vmid, cy->now_s, &kind,
                          why, size);
         if (e < 0)
                 snprintf(why, size, "its history cannot be read (%s)", pve_error(p));
-        history_remember(r, g->vmid, e, why, cy->now);
+        history_remember(r, g->vmid, e, kind, why, cy->now);
+        *busy = e == 1 && kind == VERDICT_ACTIVE;
+        return e;
+}
+
+/* Add (on) or remove our mark's tag, within the poll's budget and not
+ * while a failed write of it rests; logged as "<done> guest N ('name')",
+ * or "cannot mark guest N idle: <error>", "cannot unmark guest N (<why>):
+ * <error>". 0 written, -EAGAIN not now, < 0 failed. */
+static int write_mark_tag(struct reaper *r, struct pve *p, const struct guest *g, bool on,
+                          const char *done, const char *why, struct cycle *cy)
+{
+        struct log_guest_ctx ctx = { .vmid = g->vmid, .node = g->node };
+        int e;
+
+        if (resting(&r->tag_rest, g->vmid, cy->now) || !api_budget_take(&cy->budget))
+                return -EAGAIN;
+        e = set_tag(p, g, TAG_IDLE, on);
+        if (e < 0 && on)
+                log_guest(LOG_WARNING, &ctx, "cannot mark guest %u idle: %s (tried again in %u polls)",
+                          (unsigned)g->vmid, pve_error(p), FAILED_REST_POLLS);
+        else if (e < 0)
+                log_guest(LOG_WARNING, &ctx, "cannot unmark guest %u (%s): %s (tried again in %u polls)",
+                          (unsigned)g->vmid, why, pve_error(p), FAILED_REST_POLLS);
+        else
+                log_guest(LOG_NOTICE, &ctx, "%s guest %u ('%s')", done, (unsigned)g->vmid,
+                          g->name ? g->name : "");
+        rest(&r->tag_rest, g->vmid, e < 0 ? FAILED_REST_POLLS : 0, r->c->interval_usec, cy->now);
         return e;
 }
 
 /* Whether the guest can be selected now: the one predicate on what Proxmox
- * says of it, its history, and room for its archive. 0: select it (l is
- * filled); 1: not now (logged); < 0: the server could not be asked. */
-static int selectable(struct reaper *r, struct observer *o, size_t i, const struct cycle *cy,
-                      struct saga_live *l)
+ * says of it, room for its archive, and its history (read now, unless
+ * history_allows() read it in this poll). 0: select it (l is filled); 1:
+ * not now (logged); < 0: the server could not be asked. */
+static int selectable(struct reaper *r, struct observer *o, size_t i, struct cycle *cy,
+                      bool history_fresh, struct saga_live *l)
 {
         const struct guest *g = guest_table_at(observer_table(o), i);
         struct log_guest_ctx ctx = { .vmid = g->vmid, .node = g->node };
@@ -375,26 +434,31 @@ static int selectable(struct reaper *r, struct observer *o, size_t i, const stru
                 observer_rejudge(o, i, cy->now, &v);
         if (l->v.kind != VERDICT_IDLE)
                 verdict_format(&l->v, why, sizeof(why));
-        else if (r->c->history_usec) {
+        else if (archive_room(r, p, g, &l->st, why, sizeof(why)) < 0)
+                snprintf(why, sizeof(why), "%s", pve_error(p));
+        else if (!why[0] && r->c->history_usec && !history_fresh) {
                 /* Read now, whatever an earlier read said; what it says is
-                 * remembered, so a refusal also takes the mark away. */
+                 * remembered, so a refusal for use also takes the mark off. */
+                enum verdict_kind kind = VERDICT_IDLE;
+
                 e = history_veto(p, r->c, (enum guest_type)g->type, g->node, g->vmid,
-                                 cy->now_s, NULL, why, sizeof(why));
+                                 cy->now_s, &kind, why, sizeof(why));
                 if (e < 0)
                         snprintf(why, sizeof(why), "its history cannot be read (%s)", pve_error(p));
-                history_remember(r, g->vmid, e, why, cy->now);
+                history_remember(r, g->vmid, e, kind, why, cy->now);
         }
-        if (!why[0] && archive_room(r, p, g, &l->st, why, sizeof(why)) < 0)
-                snprintf(why, sizeof(why), "%s", pve_error(p));
         if (!why[0])
                 return 0;
-        log_guest(LOG_INFO, &ctx, "idle guest %u ('%s') not reaped: %s", (unsigned)g->vmid,
-                  g->name ? g->name : "", why);
+        log_guest(LOG_INFO, &ctx, "idle guest %u ('%s') not reaped: %s (tried again in %u polls)",
+                  (unsigned)g->vmid, g->name ? g->name : "", why, REFUSED_REST_POLLS);
         saga_live_done(l);
         return 1;
 }
 
-static int select_guest(struct reaper *r, struct observer *o, size_t i, const struct cycle *cy)
+/* Select the guest when selectable(); a refusal or a failure lets it rest
+ * (REFUSED_REST_POLLS). 1 selected, 0 not, < 0 the journal failed. */
+static int select_guest(struct reaper *r, struct observer *o, size_t i, struct cycle *cy,
+                        bool history_fresh)
 {
         const struct guest *g = guest_table_at(observer_table(o), i);
         struct log_guest_ctx ctx = { .vmid = g->vmid, .node = g->node };
@@ -404,17 +468,21 @@ static int select_guest(struct reaper *r, struct observer *o, size_t i, const st
         json_t *rec;
         int e;
 
-        e = selectable(r, o, i, cy, &l);
+        e = selectable(r, o, i, cy, history_fresh, &l);
         if (e < 0)
-                log_guest(LOG_WARNING, &ctx, "guest %u not selected: %s", (unsigned)g->vmid,
-                          pve_error(observer_pve(o)));
-        if (e != 0)
+                log_guest(LOG_WARNING, &ctx, "guest %u not selected: %s (tried again in %u polls)",
+                          (unsigned)g->vmid, pve_error(observer_pve(o)), FAILED_REST_POLLS);
+        if (e != 0) {
+                rest(&r->select_rest, ctx.vmid, e < 0 ? FAILED_REST_POLLS : REFUSED_REST_POLLS,
+                     r->c->interval_usec, cy->now);
                 return 0;
+        }
         g = guest_table_at(observer_table(o), i);
         if (saga_next_id(r->saga, &api, id, sizeof(id), ev, sizeof(ev)) < 0) {
-                log_guest(LOG_WARNING, &ctx, "guest %u not selected: the ids in the archives' notes cannot be read: %s",
-                          (unsigned)g->vmid, ev);
+                log_guest(LOG_WARNING, &ctx, "guest %u not selected: the ids in the archives' notes cannot be read: %s (tried again in %u polls)",
+                          (unsigned)g->vmid, ev, FAILED_REST_POLLS);
                 saga_live_done(&l);
+                rest(&r->select_rest, ctx.vmid, FAILED_REST_POLLS, r->c->interval_usec, cy->now);
                 return 0;
         }
         evidence(o, g, cy->now, ev, sizeof(ev));
@@ -530,97 +598,115 @@ static void judge_breaker(struct reaper *r, const struct observer *o, uint64_t n
         snprintf(r->breaker, sizeof(r->breaker), "%s", msg);
 }
 
-/* Reasons that come from the guest's configuration. */
-static bool excluded_by_conf(const struct observer *o, size_t i, uint64_t now)
+/* Whether the guest is excluded for good (why: the verdict's reasons):
+ * its configuration, its tags, the configured scope, template, HA, not
+ * running. Not a lock: locks come and go (a backup, a migration). */
+static bool excluded_for_good(const struct observer *o, size_t i, uint64_t now, char *why,
+                              size_t size)
 {
         struct window_stats s;
         struct verdict v;
 
         observer_judge_at(o, i, now, &v, &s);
         for (unsigned k = 0; v.kind == VERDICT_EXCLUDED && k < v.n_reasons; k++)
-                if (v.reasons[k].code >= REASON_PROTECTED && v.reasons[k].code <= REASON_PENDING)
+                if (v.reasons[k].code <= REASON_PENDING && v.reasons[k].code != REASON_LOCKED) {
+                        verdict_format(&v, why, size);
                         return true;
+                }
         return false;
 }
 
-
-/* Take our mark off a guest (what: why, for the log), when it is tagged;
- * forget the mark either way. */
+/* Take our mark off a guest (why, for the log), when it is tagged; the
+ * mark is forgotten either way. */
 static void drop_mark(struct reaper *r, struct observer *o, const struct guest *g,
-                      const char *what, struct cycle *cy)
+                      const char *why, struct cycle *cy)
 {
-        if (g->tags && tags_contain(g->tags, TAG_IDLE) && api_budget_take(&cy->budget))
-                log_tag_change(g, what, set_tag(observer_pve(o), g, TAG_IDLE, false),
-                               observer_pve(o));
+        char done[400];
+
+        snprintf(done, sizeof(done), "unmarked (%s)", why);
+        if (g->tags && tags_contain(g->tags, TAG_IDLE))
+                write_mark_tag(r, observer_pve(o), g, false, done, why, cy);
         mark_drop(r, g->vmid);
 }
 
-/* A guest that is not idle: a mark of ours goes when its configuration
- * rules it out (mark only what would be reaped), or when it is active
- * again by the evidence: one active window is not enough where its
- * history (reap.history) judges the grace period, only that history
- * turning busy is. Never while a reap of it runs: a tag change there
+/* A guest that is not idle: a mark of ours goes when it is excluded for
+ * good (mark only what would be reaped), or when it is active again by
+ * the evidence: one active window is not enough where its history
+ * (reap.history) judges the grace period, only that history turning busy
+ * is. Never while a reap or a restore of it runs: a tag change there
  * would change its digest. */
 static void unmark(struct reaper *r, struct observer *o, size_t i, enum verdict_kind k,
                    struct cycle *cy)
 {
         const struct guest *g = guest_table_at(observer_table(o), i);
         bool tagged = g->tags && tags_contain(g->tags, TAG_IDLE);
-        bool conf = k == VERDICT_EXCLUDED && tagged && excluded_by_conf(o, i, cy->now);
-        char why[300] = "", what[400];
-        bool fresh;
+        enum hold h;
+        char why[700] = "", act[710];
+        bool busy, fresh;
 
-        if ((k != VERDICT_ACTIVE && !conf) ||
-            hold_of(r, g->vmid, g->node, cy->now_s) == HOLD_IN_FLIGHT)
+        if (k != VERDICT_ACTIVE && (k != VERDICT_EXCLUDED || !tagged))
                 return;
-        if (!conf && tagged && r->c->history_usec) {
+        h = hold_of(r, g->vmid, g->node, cy->now_s);
+        if (h == HOLD_IN_FLIGHT || h == HOLD_RESTORING)
+                return;
+        if (k == VERDICT_EXCLUDED) {
+                if (excluded_for_good(o, i, cy->now, why, sizeof(why))) {
+                        snprintf(act, sizeof(act), "excluded: %s", why);
+                        drop_mark(r, o, g, act, cy);
+                }
+                return;
+        }
+        if (tagged && r->c->history_usec) {
                 /* Marked and active: its history is asked again every
                  * minute (or window) until it says busy or idle again. */
-                struct history_seen *h = vmid_map_find(&r->history, g->vmid);
+                struct history_seen *hs = vmid_map_find(&r->history, g->vmid);
                 uint64_t again = r->c->window_usec < HISTORY_RETRY_USEC ? r->c->window_usec
                                                                         : HISTORY_RETRY_USEC;
 
-                if (h && cy->now - h->read_usec >= again)
-                        h->until_usec = 0;
-                if (history_cached(r, observer_pve(o), g, cy, why, sizeof(why), &fresh) != 1)
-                        return; /* its history still says idle, or it was not read */
+                if (hs && cy->now - hs->read_usec >= again)
+                        hs->until_usec = 0;
+                if (history_cached(r, observer_pve(o), g, cy, why, sizeof(why), &busy, &fresh) != 1 ||
+                    !busy)
+                        return; /* its history still says idle (or too little), or it was not read */
         }
-        if (!conf && !tagged)
+        if (!tagged)
                 vmid_map_drop(&r->history, g->vmid); /* read again when idle again */
-        snprintf(what, sizeof(what), "unmarked (%s%s%s)",
-                 conf ? "its configuration rules it out" : "active again", why[0] ? ": " : "",
-                 why);
-        drop_mark(r, o, g, what, cy);
+        snprintf(act, sizeof(act), "active again%s%s", why[0] ? ": " : "", why);
+        drop_mark(r, o, g, act, cy);
 }
 
 /* An idle guest, before it is marked or selected: what its history says
  * (reap.history; read again every HISTORY_TTL_USEC, and at selection).
- * Refused (busy, too little history, not readable): logged once per read
- * and not marked or selected now; a mark of ours goes when its history
- * says busy or too short, so what is marked is what the reaper would take.
- * true: it may go on. */
+ * Refused: logged once per read, and not marked or selected now; a mark
+ * of ours goes when its history shows use, so what is marked is what the
+ * reaper would take (too little history, or none readable, only holds it
+ * back: a stalled RRD does not restart every grace period). true: it may
+ * go on (*fresh: its history was read in this poll). */
 static bool history_allows(struct reaper *r, struct observer *o, const struct guest *g,
-                           struct cycle *cy)
+                           struct cycle *cy, bool *fresh)
 {
         struct log_guest_ctx ctx = { .vmid = g->vmid, .node = g->node };
         const struct config *c = r->c;
-        char why[300], what[400];
-        bool fresh;
+        bool tagged = g->tags && tags_contain(g->tags, TAG_IDLE);
+        char why[300];
+        bool busy;
         int e;
 
+        *fresh = false;
         if (!c->history_usec)
                 return true;
-        e = history_cached(r, observer_pve(o), g, cy, why, sizeof(why), &fresh);
+        e = history_cached(r, observer_pve(o), g, cy, why, sizeof(why), &busy, fresh);
         if (e == 0)
                 return true;
-        if (e == 1 && g->tags && tags_contain(g->tags, TAG_IDLE)) {
-                snprintf(what, sizeof(what), "unmarked (%s)", why);
-                drop_mark(r, o, g, what, cy);
-        } else if (fresh) {
-                log_guest(LOG_INFO, &ctx, "idle guest %u ('%s') not %s: %s", (unsigned)g->vmid,
+        if (tagged && busy)
+                drop_mark(r, o, g, why, cy);
+        else if (*fresh)
+                log_guest(LOG_INFO, &ctx, "idle guest %u ('%s') %s: %s", (unsigned)g->vmid,
                           g->name ? g->name : "",
-                          c->mode == REAP_MODE_REAP && !c->grace_usec ? "reaped" : "marked", why);
-        }
+                          tagged ? "stays marked, not reaped for now"
+                          : c->mode == REAP_MODE_REAP && !c->grace_usec ? "not reaped"
+                                                                         : "not marked",
+                          why);
         return false;
 }
 
@@ -634,8 +720,6 @@ static bool marked_long_enough(struct reaper *r, struct observer *o, const struc
         struct log_guest_ctx ctx = { .vmid = g->vmid, .node = g->node };
         int e;
 
-        if (m && m->cancelled)
-                return false;
         if (g->tags && tags_contain(g->tags, TAG_IDLE)) {
                 /* Marked before (maybe by an earlier run): the grace
                  * period counts from when this run saw it. */
@@ -650,10 +734,7 @@ static bool marked_long_enough(struct reaper *r, struct observer *o, const struc
                 m->cancelled = true;
                 return false;
         }
-        if (!api_budget_take(&cy->budget))
-                return false;
-        e = set_tag(observer_pve(o), g, TAG_IDLE, true);
-        log_tag_change(g, "marked idle", e, observer_pve(o));
+        e = write_mark_tag(r, observer_pve(o), g, true, "marked idle", NULL, cy);
         if (e >= 0 && mark_add(r, g->vmid, cy->now))
                 announce_mark(r, g);
         return false;
@@ -664,24 +745,31 @@ static void cycle_guest(struct reaper *r, struct observer *o, size_t i, struct c
         const struct config *c = r->c;
         const struct guest *g = guest_table_at(observer_table(o), i);
         enum verdict_kind k = observer_judge_conf(o, i, &cy->budget, cy->now);
+        const struct mark *m;
+        bool fresh;
         enum hold h;
 
         if (k != VERDICT_IDLE) {
                 unmark(r, o, i, k, cy);
                 return;
         }
+        /* Kept by its operator (our tag removed), in every mode and with
+         * any grace period, until it turns active again. */
+        m = mark_find(r, g->vmid);
+        if (m && m->cancelled)
+                return;
         h = hold_of(r, g->vmid, g->node, cy->now_s);
         if (h != HOLD_NONE && h != HOLD_NODE_BUSY)
                 return;
-        if (!history_allows(r, o, g, cy))
+        if (!history_allows(r, o, g, cy, &fresh))
                 return;
         if ((c->mode == REAP_MODE_MARK || c->grace_usec > 0) && !marked_long_enough(r, o, g, cy))
                 return;
         if (c->mode != REAP_MODE_REAP || r->breaker_open || h != HOLD_NONE ||
-            cy->started >= c->max_per_cycle ||
-            cy->hour >= c->max_per_hour)
+            cy->started >= c->max_per_cycle || cy->hour >= c->max_per_hour ||
+            resting(&r->select_rest, g->vmid, cy->now))
                 return;
-        if (select_guest(r, o, i, cy) > 0) {
+        if (select_guest(r, o, i, cy, fresh) > 0) {
                 cy->started++;
                 cy->hour++;
                 mark_drop(r, g->vmid);
@@ -744,6 +832,8 @@ int reaper_new(const struct config *c, struct reaper **ret, char *err, size_t er
         r->c = c;
         r->marks = (struct vmid_map)VMID_MAP_INIT(struct mark);
         r->history = (struct vmid_map)VMID_MAP_INIT(struct history_seen);
+        r->tag_rest = (struct vmid_map)VMID_MAP_INIT(struct rest);
+        r->select_rest = (struct vmid_map)VMID_MAP_INIT(struct rest);
         e = saga_open(c, SAGA_DAEMON, &r->saga, err, errsz);
         if (e < 0) {
                 reaper_free(r);
@@ -762,6 +852,8 @@ struct reaper *reaper_free(struct reaper *r)
         saga_free(r->saga);
         vmid_map_free(&r->marks);
         vmid_map_free(&r->history);
+        vmid_map_free(&r->tag_rest);
+        vmid_map_free(&r->select_rest);
         free(r);
         return NULL;
 }
@@ -858,7 +950,7 @@ static json_t *marks_status(const struct reaper *r, uint64_t now, int64_t now_s)
 
 /* The idle shares of the last hour, as [epoch, share, idle] (oldest
  * first): the breaker's memory, which the next run picks up from the
- * status file (reaper_resume_breaker()). */
+ * status file (reaper_resume()). */
 static json_t *shares_json(const struct reaper *r, uint64_t now, int64_t now_s)
 {
         json_t *a = json_array();
@@ -877,7 +969,32 @@ static json_t *shares_json(const struct reaper *r, uint64_t now, int64_t now_s)
         return a;
 }
 
-void reaper_resume_breaker(struct reaper *r, json_t *status, uint64_t now)
+/* The marks an operator cancelled, from the previous run's status. */
+static void resume_cancelled(struct reaper *r, json_t *status, uint64_t now)
+{
+        json_t *marks = json_object_get(json_object_get(status, "reaper"), "marks"), *it;
+        unsigned n = 0;
+        size_t i;
+
+        json_array_foreach(marks, i, it) {
+                json_t *vmid = json_object_get(it, "vmid");
+                struct mark *m;
+
+                if (!json_is_true(json_object_get(it, "cancelled")) || !json_is_integer(vmid) ||
+                    json_integer_value(vmid) < 100 || json_integer_value(vmid) > 999999999 ||
+                    mark_find(r, (uint32_t)json_integer_value(vmid)))
+                        continue;
+                if (!(m = mark_add(r, (uint32_t)json_integer_value(vmid), now)))
+                        return;
+                m->cancelled = true;
+                n++;
+        }
+        if (n)
+                log_info("%u guest(s) an operator kept by removing tag '%s' stay kept (carried over from the previous run)",
+                         n, TAG_IDLE);
+}
+
+void reaper_resume(struct reaper *r, json_t *status, uint64_t now)
 {
         json_t *shares = json_object_get(json_object_get(json_object_get(status, "reaper"),
                                                          "breaker"),
@@ -915,6 +1032,7 @@ void reaper_resume_breaker(struct reaper *r, json_t *status, uint64_t now)
         if (n)
                 log_info("circuit breaker: %u idle share(s) of the last hour carried over from the previous run",
                          n);
+        resume_cancelled(r, status, now);
 }
 
 json_t *reaper_status_json(const struct reaper *r, uint64_t now)

@@ -317,7 +317,7 @@ def test_trickle_on_a_write_call(lab, name):
     sent = [w for w in writes(sim, VM) if w.startswith(method) and re.search(path, w.split(" ")[1])]
     assert len(sent) == 1, writes(sim, VM)
     if name == "tag":
-        d.wait_log(r"cannot marked idle guest 101: .*Operation timed out")
+        d.wait_log(r"cannot mark guest 101 idle: .*Operation timed out")
     else:
         d.wait_log(r"no answer \(.*Operation timed out.*\), checking the server")
         d.wait_log(r"found the \w+ task the server started")
@@ -352,7 +352,7 @@ def test_server_error_on_a_write_call(lab, name, code):
     sim, cfg, d = start(lab, grace=grace, retry_after="1h",
                         faults=[call(name, kind="status", code=code, message=msg, count=1)])
     if name == "tag":
-        d.wait_log(r"cannot marked idle guest 101: .*HTTP %d %s" % (code, msg))
+        d.wait_log(r"cannot mark guest 101 idle: .*HTTP %d %s" % (code, msg))
         reaped(lab, sim, cfg)
     else:
         op = kept(lab, sim, cfg, reason="HTTP %d %s" % (code, msg))
@@ -466,7 +466,7 @@ def test_destroy_task_hang_is_followed_until_stopped(lab):
 def test_lost_reply_on_the_tag_put(lab):
     """The other write calls: test_reap.py::test_lost_reply_after_the_server_acted."""
     sim, cfg, d = start(lab, grace="1s", faults=[call("tag", kind="lost_reply", count=1)])
-    d.wait_log(r"cannot marked idle guest 101: ")
+    d.wait_log(r"cannot mark guest 101 idle: ")
     reaped(lab, sim, cfg)
     puts = [w for w in writes(sim, VM) if w.startswith("PUT")]
     assert len(puts) == 1, "the tag was set: not sent again"

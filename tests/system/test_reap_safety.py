@@ -114,7 +114,7 @@ def test_mark_mode_marks_only_what_would_be_reaped(lab):
     cfg = lab.config(sim, observe=OBSERVE, reap={"mode": "mark", "breaker_jump": 100})
     d = lab.daemon(cfg)
     wait_until(lambda: "proxreap-idle" in (sim.guest(202)["tags"] or ""), message="202 marked")
-    d.wait_log(r"unmarked \(its configuration rules it out\) guest 203")
+    d.wait_log(r"unmarked \(excluded: unused volume unused0 .*\) guest 203")
     healthy(d, more=3)
     assert "proxreap-idle" not in (sim.guest(VM)["tags"] or "")
     assert "proxreap-idle" not in (sim.guest(203)["tags"] or "")
