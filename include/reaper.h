@@ -49,12 +49,12 @@ void reaper_cycle(struct reaper *r, struct observer *o, uint64_t now_usec);
  * due (monotonic), UINT64_MAX when nothing is in flight. */
 uint64_t reaper_step(struct reaper *r, struct pve *p, uint64_t now_usec);
 
-/* What the previous run's status document (reaper_status_json()) carries
- * over: the circuit breaker's idle shares of the last hour ("breaker".
- * "shares"), so that a jump across a restart is one; and the marks an
- * operator cancelled ("marks", "cancelled"), so that a guest kept by
- * removing our tag stays kept. What does not fit is ignored. now:
- * monotonic. */
+/* What an earlier run carries over: from its status document
+ * (reaper_status_json()), the circuit breaker's idle shares of the last
+ * hour ("breaker"."shares"), so that a jump across a restart is one
+ * (what does not fit is ignored); and from kept.json beside the journal,
+ * the guests an operator kept by removing our tag, so they stay kept
+ * across restarts in any mode and reboots. now: monotonic. */
 void reaper_resume(struct reaper *r, json_t *status, uint64_t now_usec);
 
 /* What it is doing and why not more, for the status file: the breaker,

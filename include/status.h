@@ -31,6 +31,11 @@ json_t *status_guests_json(const struct observer *o, uint64_t now_usec);
 int status_write_file(const char *path, const struct observer *o, json_t *reaper,
                       uint64_t now_usec);
 
+/* A small JSON document of the daemon's state (reaper.c's kept.json) to
+ * path as status_write_file() does, and durably: on disk, rename
+ * included, before it returns. 0 or -errno. */
+int status_write_json(const char *path, const json_t *doc);
+
 /* The daemon's status file, from the runtime directory it owns: never
  * through a planted link (statedir.h). NULL with err->line -2: there is
  * none; -1: it could not be opened (err->text says why); else jansson's. */

@@ -15,6 +15,7 @@
 #include "log.h"
 #include "pve_api.h"
 #include "saga.h"
+#include "status.h"
 #include "util.h"
 #include "vmidmap.h"
 
@@ -54,6 +55,7 @@ struct rest {
 #define REFUSED_REST_POLLS 30
 
 #define HISTORY_TTL_USEC (30 * USEC_PER_MINUTE)
+#define KEPT_FILE "kept.json"
 #define BREAKER_SLOTS 61
 #define BREAKER_MIN_GUESTS 3
 #define HISTORY_RETRY_USEC USEC_PER_MINUTE /* after a failed read */
@@ -64,6 +66,7 @@ struct reaper {
         struct vmid_map marks; /* struct mark */
         struct vmid_map history; /* struct history_seen */
         struct vmid_map tag_rest, select_rest; /* struct rest */
+        char *kept_file; /* kept.json beside the journal: the cancelled marks */
         /* The observer of the last cycle: what the saga asks of the polls
          * (where a guest is, its pool, whether a poll came after a step). */
         const struct observer *observer;
@@ -143,6 +146,71 @@ static void mark_drop(struct reaper *r, uint32_t vmid)
         vmid_map_drop(&r->marks, vmid);
 }
 
+/* The guests an operator kept by removing our tag, on disk (kept.json in
+ * the state directory, written durably at each change): a restart in any
+ * mode, or a reboot, keeps them kept. A failed write is logged; they stay
+ * kept while this run lasts. */
+static void kept_save(struct reaper *r)
+{
+        json_t *doc = json_pack("{s:[]}", "kept"), *a = json_object_get(doc, "kept");
+        const struct mark *m;
+        size_t pos = 0;
+        int e;
+
+        while (a && (m = vmid_map_next(&r->marks, &pos)) != NULL)
+                if (m->cancelled)
+                        json_array_append_new(a, json_integer(m->vmid));
+        e = doc ? status_write_json(r->kept_file, doc) : -ENOMEM;
+        if (e < 0)
+                log_warning("cannot write '%s': %s: the guests kept by removing tag '%s' stay kept only until proxreapd stops",
+                            r->kept_file, strerror(-e), TAG_IDLE);
+        json_decref(doc);
+}
+
+/* kept.json of an earlier run, into cancelled marks. */
+static void kept_load(struct reaper *r, uint64_t now)
+{
+        json_error_t err;
+        json_t *doc = status_read_file(r->kept_file, &err), *a = json_object_get(doc, "kept"), *it;
+        unsigned n = 0, bad = 0;
+        size_t i;
+
+        if (!doc) {
+                if (err.line != -2)
+                        log_warning("'%s' (line %d): %s: the guests kept by removing tag '%s' before are not known; they are marked again, and notified, before any reap",
+                                    r->kept_file, err.line > 0 ? err.line : 0, err.text, TAG_IDLE);
+                return;
+        }
+        if (!json_is_array(a)) {
+                log_warning("'%s': no \"kept\" array (expected {\"kept\": [vmid, ...]}): the guests kept by removing tag '%s' before are not known; they are marked again, and notified, before any reap",
+                            r->kept_file, TAG_IDLE);
+                json_decref(doc);
+                return;
+        }
+        json_array_foreach(a, i, it) {
+                json_int_t v = json_is_integer(it) ? json_integer_value(it) : 0;
+                struct mark *m;
+
+                if (v < 100 || v > 999999999) {
+                        bad++;
+                        continue;
+                }
+                if (mark_find(r, (uint32_t)v))
+                        continue;
+                if (!(m = mark_add(r, (uint32_t)v, now)))
+                        break;
+                m->cancelled = true;
+                n++;
+        }
+        if (bad)
+                log_warning("'%s': %u entr%s not a vmid, ignored (expected {\"kept\": [vmid, ...]})",
+                            r->kept_file, bad, bad == 1 ? "y is" : "ies are");
+        if (n)
+                log_info("%u guest(s) an operator kept by removing tag '%s' stay kept (from '%s')", n,
+                         TAG_IDLE, r->kept_file);
+        json_decref(doc);
+}
+
 static int set_tag(struct pve *p, const struct guest *g, const char *tag, bool on)
 {
         struct pve_guest_config cfg;
@@ -212,12 +280,17 @@ static enum hold hold_of(const struct reaper *r, uint32_t vmid, const char *node
 {
         const struct config *c = r->c;
         const struct ops *ops = saga_ops(r->saga);
+        bool node_busy = false;
 
         for (size_t i = 0; i < ops->n; i++) {
                 const struct op *op = ops->v[i];
 
-                if (op_needs_daemon(op) && strcmp(op->node, node) == 0)
-                        return op->vmid == vmid ? HOLD_IN_FLIGHT : HOLD_NODE_BUSY;
+                if (op_needs_daemon(op) && op->vmid == vmid)
+                        return HOLD_IN_FLIGHT;
+                if (op_needs_daemon(op) && strcmp(op->node, node) == 0) {
+                        node_busy = true;
+                        continue;
+                }
                 if (op->state == OP_RESTORING && (op->restore_vmid == vmid || op->vmid == vmid))
                         return HOLD_RESTORING;
                 if (op->state == OP_RESTORED && op->restore_vmid == vmid &&
@@ -236,7 +309,7 @@ static enum hold hold_of(const struct reaper *r, uint32_t vmid, const char *node
                     now_s - op->updated < (int64_t)(history_horizon_usec(c) / USEC_PER_SEC))
                         return HOLD_REUSED;
         }
-        return HOLD_NONE;
+        return node_busy ? HOLD_NODE_BUSY : HOLD_NONE;
 }
 
 static unsigned reaps_last_hour(const struct reaper *r, int64_t now_s)
@@ -636,17 +709,17 @@ static void drop_mark(struct reaper *r, struct observer *o, const struct guest *
  * is. Never while a reap or a restore of it runs: a tag change there
  * would change its digest. */
 static void unmark(struct reaper *r, struct observer *o, size_t i, enum verdict_kind k,
-                   struct cycle *cy)
+                   enum hold h, struct cycle *cy)
 {
         const struct guest *g = guest_table_at(observer_table(o), i);
+        struct log_guest_ctx ctx = { .vmid = g->vmid, .node = g->node };
         bool tagged = g->tags && tags_contain(g->tags, TAG_IDLE);
-        enum hold h;
+        const struct mark *m = mark_find(r, g->vmid);
         char why[700] = "", act[710];
         bool busy, fresh;
 
         if (k != VERDICT_ACTIVE && (k != VERDICT_EXCLUDED || !tagged))
                 return;
-        h = hold_of(r, g->vmid, g->node, cy->now_s);
         if (h == HOLD_IN_FLIGHT || h == HOLD_RESTORING)
                 return;
         if (k == VERDICT_EXCLUDED) {
@@ -656,9 +729,14 @@ static void unmark(struct reaper *r, struct observer *o, size_t i, enum verdict_
                 }
                 return;
         }
-        if (tagged && r->c->history_usec) {
-                /* Marked and active: its history is asked again every
-                 * minute (or window) until it says busy or idle again. */
+        if (!tagged && !m) {
+                vmid_map_drop(&r->history, g->vmid); /* read again when idle again */
+                return;
+        }
+        if (r->c->history_usec) {
+                /* Marked (or kept by its operator) and active: its history
+                 * is asked again every minute (or window) until it says
+                 * busy or idle again. */
                 struct history_seen *hs = vmid_map_find(&r->history, g->vmid);
                 uint64_t again = r->c->window_usec < HISTORY_RETRY_USEC ? r->c->window_usec
                                                                         : HISTORY_RETRY_USEC;
@@ -669,10 +747,39 @@ static void unmark(struct reaper *r, struct observer *o, size_t i, enum verdict_
                     !busy)
                         return; /* its history still says idle (or too little), or it was not read */
         }
-        if (!tagged)
-                vmid_map_drop(&r->history, g->vmid); /* read again when idle again */
+        if (m && m->cancelled) {
+                /* In use again: what the operator kept it from is over. */
+                log_guest(LOG_INFO, &ctx, "guest %u ('%s') is in use again (%s): kept no longer, it may be marked when idle",
+                          (unsigned)g->vmid, g->name ? g->name : "", why[0] ? why : "active");
+                mark_drop(r, g->vmid);
+                kept_save(r);
+                return;
+        }
         snprintf(act, sizeof(act), "active again%s%s", why[0] ? ": " : "", why);
         drop_mark(r, o, g, act, cy);
+}
+
+/* Our tag on a marked guest, whatever its verdict: gone, an operator
+ * kept it (cancelled, until its history shows use); back on a guest kept,
+ * an operator wants it reaped after all (its grace period starts now).
+ * Never while a reap or a restore of it runs (they change its tags). */
+static void notice_tag(struct reaper *r, const struct guest *g, enum hold h, uint64_t now)
+{
+        struct log_guest_ctx ctx = { .vmid = g->vmid, .node = g->node };
+        bool tagged = g->tags && tags_contain(g->tags, TAG_IDLE);
+        struct mark *m = mark_find(r, g->vmid);
+
+        if (!m || h == HOLD_IN_FLIGHT || h == HOLD_RESTORING || m->cancelled == !tagged)
+                return;
+        if (!tagged)
+                log_guest(LOG_NOTICE, &ctx, "guest %u: tag '%s' removed by someone, not reaping it (kept until it is in use again)",
+                          (unsigned)g->vmid, TAG_IDLE);
+        else
+                log_guest(LOG_NOTICE, &ctx, "guest %u: tag '%s' put back by someone: marked again, its grace period starts now",
+                          (unsigned)g->vmid, TAG_IDLE);
+        m->cancelled = !tagged;
+        m->since_usec = now;
+        kept_save(r);
 }
 
 /* An idle guest, before it is marked or selected: what its history says
@@ -717,7 +824,6 @@ static bool marked_long_enough(struct reaper *r, struct observer *o, const struc
 {
         const struct config *c = r->c;
         struct mark *m = mark_find(r, g->vmid);
-        struct log_guest_ctx ctx = { .vmid = g->vmid, .node = g->node };
         int e;
 
         if (g->tags && tags_contain(g->tags, TAG_IDLE)) {
@@ -727,13 +833,8 @@ static bool marked_long_enough(struct reaper *r, struct observer *o, const struc
                         return false;
                 return c->mode == REAP_MODE_REAP && cy->now - m->since_usec >= c->grace_usec;
         }
-        if (m) {
-                /* We marked it; the tag is gone: an operator cancelled the reap. */
-                log_guest(LOG_NOTICE, &ctx, "guest %u: tag '%s' removed by someone, not reaping it",
-                          (unsigned)g->vmid, TAG_IDLE);
-                m->cancelled = true;
-                return false;
-        }
+        if (m)
+                return false; /* kept by its operator (notice_tag()) */
         e = write_mark_tag(r, observer_pve(o), g, true, "marked idle", NULL, cy);
         if (e >= 0 && mark_add(r, g->vmid, cy->now))
                 announce_mark(r, g);
@@ -745,20 +846,21 @@ static void cycle_guest(struct reaper *r, struct observer *o, size_t i, struct c
         const struct config *c = r->c;
         const struct guest *g = guest_table_at(observer_table(o), i);
         enum verdict_kind k = observer_judge_conf(o, i, &cy->budget, cy->now);
+        enum hold h = hold_of(r, g->vmid, g->node, cy->now_s);
         const struct mark *m;
         bool fresh;
-        enum hold h;
 
+        g = guest_table_at(observer_table(o), i);
+        notice_tag(r, g, h, cy->now);
         if (k != VERDICT_IDLE) {
-                unmark(r, o, i, k, cy);
+                unmark(r, o, i, k, h, cy);
                 return;
         }
         /* Kept by its operator (our tag removed), in every mode and with
-         * any grace period, until it turns active again. */
+         * any grace period, until its history shows use. */
         m = mark_find(r, g->vmid);
         if (m && m->cancelled)
                 return;
-        h = hold_of(r, g->vmid, g->node, cy->now_s);
         if (h != HOLD_NONE && h != HOLD_NODE_BUSY)
                 return;
         if (!history_allows(r, o, g, cy, &fresh))
@@ -774,6 +876,29 @@ static void cycle_guest(struct reaper *r, struct observer *o, size_t i, struct c
                 cy->hour++;
                 mark_drop(r, g->vmid);
         }
+}
+
+/* Marks of guests that left the cluster (the table loses a guest only on
+ * a complete answer, the last poll's): a new guest on the vmid is not
+ * the one an operator kept. */
+static void forget_gone(struct reaper *r, const struct observer *o)
+{
+        const struct observe_summary *s = observer_summary(o);
+        const struct mark *m;
+        bool kept = false;
+        size_t pos = 0;
+
+        if (!s->polls_ok || s->consecutive_failures)
+                return;
+        while ((m = vmid_map_next(&r->marks, &pos)) != NULL) {
+                if (guest_table_find(observer_table(o), m->vmid))
+                        continue;
+                kept |= m->cancelled;
+                mark_drop(r, m->vmid);
+                pos = 0; /* the table changed: from the start again */
+        }
+        if (kept)
+                kept_save(r);
 }
 
 void reaper_cycle(struct reaper *r, struct observer *o, uint64_t now)
@@ -797,6 +922,7 @@ void reaper_cycle(struct reaper *r, struct observer *o, uint64_t now)
         cy.hour = reaps_last_hour(r, cy.now_s);
         for (size_t i = 0; i < guest_table_count(observer_table(o)) && !journal_error(r); i++)
                 cycle_guest(r, o, i, &cy);
+        forget_gone(r, o);
         if (cy.budget.deferred)
                 log_info("%u tag change(s) or configuration read(s) left for the next poll (%u done in this one)",
                          cy.budget.deferred, cy.budget.done);
@@ -834,6 +960,17 @@ int reaper_new(const struct config *c, struct reaper **ret, char *err, size_t er
         r->history = (struct vmid_map)VMID_MAP_INIT(struct history_seen);
         r->tag_rest = (struct vmid_map)VMID_MAP_INIT(struct rest);
         r->select_rest = (struct vmid_map)VMID_MAP_INIT(struct rest);
+        {
+                const char *slash = strrchr(c->journal_file, '/');
+                int dir = slash ? (int)(slash - c->journal_file) : 1;
+
+                if (asprintf(&r->kept_file, "%.*s/" KEPT_FILE, dir,
+                             slash ? c->journal_file : ".") < 0) {
+                        r->kept_file = NULL;
+                        reaper_free(r);
+                        return -ENOMEM;
+                }
+        }
         e = saga_open(c, SAGA_DAEMON, &r->saga, err, errsz);
         if (e < 0) {
                 reaper_free(r);
@@ -854,6 +991,7 @@ struct reaper *reaper_free(struct reaper *r)
         vmid_map_free(&r->history);
         vmid_map_free(&r->tag_rest);
         vmid_map_free(&r->select_rest);
+        free(r->kept_file);
         free(r);
         return NULL;
 }
@@ -969,31 +1107,6 @@ static json_t *shares_json(const struct reaper *r, uint64_t now, int64_t now_s)
         return a;
 }
 
-/* The marks an operator cancelled, from the previous run's status. */
-static void resume_cancelled(struct reaper *r, json_t *status, uint64_t now)
-{
-        json_t *marks = json_object_get(json_object_get(status, "reaper"), "marks"), *it;
-        unsigned n = 0;
-        size_t i;
-
-        json_array_foreach(marks, i, it) {
-                json_t *vmid = json_object_get(it, "vmid");
-                struct mark *m;
-
-                if (!json_is_true(json_object_get(it, "cancelled")) || !json_is_integer(vmid) ||
-                    json_integer_value(vmid) < 100 || json_integer_value(vmid) > 999999999 ||
-                    mark_find(r, (uint32_t)json_integer_value(vmid)))
-                        continue;
-                if (!(m = mark_add(r, (uint32_t)json_integer_value(vmid), now)))
-                        return;
-                m->cancelled = true;
-                n++;
-        }
-        if (n)
-                log_info("%u guest(s) an operator kept by removing tag '%s' stay kept (carried over from the previous run)",
-                         n, TAG_IDLE);
-}
-
 void reaper_resume(struct reaper *r, json_t *status, uint64_t now)
 {
         json_t *shares = json_object_get(json_object_get(json_object_get(status, "reaper"),
@@ -1032,7 +1145,7 @@ void reaper_resume(struct reaper *r, json_t *status, uint64_t now)
         if (n)
                 log_info("circuit breaker: %u idle share(s) of the last hour carried over from the previous run",
                          n);
-        resume_cancelled(r, status, now);
+        kept_load(r, now);
 }
 
 json_t *reaper_status_json(const struct reaper *r, uint64_t now)

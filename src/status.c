@@ -352,9 +352,10 @@ static int write_document(FILE *f, const struct observer *o, json_t *reaper, uin
 }
 
 /* Readers (the CLI, monitoring) only ever see a whole file: written to a
- * temporary name beside path, then renamed over it. */
+ * temporary name beside path, then renamed over it; durable: on disk
+ * before the rename, and the rename too, before it returns. */
 static int write_atomic(const char *path, int (*write_fn)(FILE *f, const void *ctx),
-                        const void *ctx)
+                        const void *ctx, bool durable)
 {
         char name[NAME_MAX + 1], tmp[NAME_MAX + 1];
         int dirfd, fd, r;
@@ -384,9 +385,13 @@ static int write_atomic(const char *path, int (*write_fn)(FILE *f, const void *c
         r = fchmod(fd, 0644) < 0 ? -errno : write_fn(f, ctx);
         if (ferror(f) && r == 0)
                 r = -EIO;
+        if (durable && r == 0 && (fflush(f) != 0 || fsync(fd) < 0))
+                r = -errno;
         if (fclose(f) != 0 && r == 0)
                 r = -errno;
         if (r == 0 && renameat(dirfd, tmp, dirfd, name) < 0)
+                r = -errno;
+        if (durable && r == 0 && fsync(dirfd) < 0)
                 r = -errno;
         if (r < 0)
                 (void)unlinkat(dirfd, tmp, 0);
@@ -412,7 +417,19 @@ int status_write_file(const char *path, const struct observer *o, json_t *reaper
 {
         const struct document d = { o, reaper, now_usec };
 
-        return write_atomic(path, write_document_fn, &d);
+        return write_atomic(path, write_document_fn, &d, false);
+}
+
+static int write_json_fn(FILE *f, const void *ctx)
+{
+        return json_dumpf((const json_t *)ctx, f, JSON_COMPACT) < 0 || fputc('\n', f) == EOF
+                       ? -EIO
+                       : 0;
+}
+
+int status_write_json(const char *path, const json_t *doc)
+{
+        return write_atomic(path, write_json_fn, doc, true);
 }
 
 /* --- Prometheus text exposition format 0.0.4 --- */
@@ -567,7 +584,7 @@ static int write_metrics_fn(FILE *f, const void *ctx)
 
 int status_write_prometheus(const char *path, const struct status_metrics *m)
 {
-        return write_atomic(path, write_metrics_fn, m);
+        return write_atomic(path, write_metrics_fn, m, false);
 }
 
 void status_line(const struct observe_summary *s, char *buf, size_t size)

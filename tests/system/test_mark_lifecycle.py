@@ -5,8 +5,12 @@ calls per rest, not per poll (polls are every 10 s on a real node).
 
 Found by an adversarial review of the history gate (dfa9e28)."""
 
+import json
+import os
 import signal
 import time
+
+import pytest
 
 from conftest import guest, wait_until
 from test_history_attacks import OBSERVE, REAP, healthy, ops_of, sim_of
@@ -50,23 +54,167 @@ def test_cancelled_mark_is_kept_after_a_reload_to_grace_0(lab):
     assert "proxreap-idle" not in tags_of(sim, 910)
 
 
-def test_cancelled_mark_survives_a_restart(lab):
-    """Removing the tag cancels the reap until the guest turns active again;
-    a restart of proxreapd (a package upgrade) must not mark and reap it
-    again: the cancellation is carried over in the status file."""
+def test_cancelled_mark_survives_restarts_and_a_reboot(lab):
+    """Removing the tag cancels the reap until the guest is in use again; a
+    restart of proxreapd in observe mode (an admin pausing reaping), a
+    reboot (/run emptied) and a restart in reap mode must not mark and reap
+    it again: the cancellation is kept in kept.json beside the journal."""
     sim, cfg, d = start_marked(lab, 970, "kept", grace="5s")
     sim.event(970, "set", field="tags", value="")
     d.wait_log(r"guest 970: tag 'proxreap-idle' removed by someone", timeout=30)
-    healthy(d, more=3)  # a status file written since
     assert d.stop() == 0
+    with open(os.path.join(lab.dir, "kept.json")) as fh:
+        assert json.load(fh) == {"kept": [970]}
+    obs = lab.config(sim, name="observe.conf", observe=OBSERVE,
+                     reap=dict(REAP, mode="observe", history="1h"),
+                     status={"file": lab.status_file_of(cfg)})
+    d1 = lab.daemon(obs)
+    healthy(d1, more=5)                # rewrites the status file, no reaper in it
+    assert d1.stop() == 0
+    os.unlink(lab.status_file_of(cfg))  # a reboot empties /run
     d2 = lab.daemon(cfg)
-    d2.wait_log(r"1 guest\(s\) an operator kept by removing tag 'proxreap-idle' stay kept")
+    d2.wait_log(r"1 guest\(s\) an operator kept by removing tag 'proxreap-idle' stay kept "
+                r"\(from '.*/kept\.json'\)")
     healthy(d2, more=20)
     time.sleep(7)                      # past the grace period
     healthy(d2, more=20)
     assert d2.stop() == 0
     assert ops_of(lab, cfg, 970) == [], log_of(d2, 970)
     assert "proxreap-idle" not in tags_of(sim, 970), log_of(d2, 970)
+
+
+# Someone logs in to look: CPU for a few seconds, nothing a 1h history of
+# minute rows calls busy, no network, no disk.
+GLANCE = {"kind": "constant", "cpu": 0.5, "mem_mb": 200}
+QUIET_WL = {"kind": "constant", "cpu": 0.01, "mem_mb": 200}
+BUSY_WL = {"kind": "constant", "cpu": 0.5, "mem_mb": 3000, "net_kbps": 2000, "disk_kbps": 20000}
+
+
+def test_tag_removed_while_in_use_is_a_cancellation(lab):
+    """The owner logs in to check the guest (its window turns active for a
+    moment) and removes the tag: that is a keep, whatever the window says,
+    and the glance does not undo it."""
+    sim, cfg, d = start_marked(lab, 990, "checked", grace="15s")
+    sim.event(990, "set", field="workload", value=GLANCE)
+    d.wait_log(r"guest 990 .* is now active", timeout=30)
+    sim.event(990, "set", field="tags", value="")     # the owner keeps it
+    d.wait_log(r"guest 990: tag 'proxreap-idle' removed by someone", timeout=30)
+    sim.event(990, "set", field="workload", value=QUIET_WL)
+    d.wait_log(r"guest 990 .* is now idle", count=2, timeout=30)
+    time.sleep(17)                                     # past the grace period
+    healthy(d, more=20)
+    assert d.stop() == 0
+    assert ops_of(lab, cfg, 990) == [], "kept by its owner, reaped:\n" + log_of(d, 990)
+    assert "proxreap-idle" not in tags_of(sim, 990), "kept by its owner, marked again:\n" + log_of(d, 990)
+
+
+def test_cancellation_outlives_a_glance_and_ends_with_use(lab):
+    """Kept by its owner, then a glance (one active window its history does
+    not call busy): still kept. Then real use its history shows: kept no
+    longer, and marked again once idle by its history."""
+    sim, cfg, d = start_marked(lab, 991, "kept", grace="1h")
+    sim.event(991, "set", field="tags", value="")
+    d.wait_log(r"guest 991: tag 'proxreap-idle' removed by someone", timeout=30)
+    sim.event(991, "set", field="workload", value=GLANCE)
+    d.wait_log(r"guest 991 .* is now active", timeout=30)
+    sim.event(991, "set", field="workload", value=QUIET_WL)
+    d.wait_log(r"guest 991 .* is now idle", count=2, timeout=30)
+    healthy(d, more=20)
+    assert "proxreap-idle" not in tags_of(sim, 991), "a glance undid the keep:\n" + log_of(d, 991)
+    sim.event(991, "set", field="workload", value=BUSY_WL)
+    d.wait_log(r"guest 991 .* is now active", count=2, timeout=30)
+    sim.advance(120)                   # the minute rows that hold the use end
+    d.wait_log(r"guest 991 \('kept'\) is in use again \(busy in the last 1h by its history .*\): "
+               r"kept no longer", timeout=60)
+    assert d.stop() == 0
+    with open(os.path.join(lab.dir, "kept.json")) as fh:
+        assert json.load(fh) == {"kept": []}
+
+
+def test_tag_put_back_marks_again_with_a_new_grace(lab):
+    """Kept by its owner, who changes their mind and puts the tag back: it
+    is marked again, its grace period from then on."""
+    sim, cfg, d = start_marked(lab, 992, "again", grace="1h")
+    sim.event(992, "set", field="tags", value="")
+    d.wait_log(r"guest 992: tag 'proxreap-idle' removed by someone", timeout=30)
+    sim.event(992, "set", field="tags", value="proxreap-idle")
+    d.wait_log(r"guest 992: tag 'proxreap-idle' put back by someone: marked again", timeout=30)
+    healthy(d, more=5)
+    st = d.status()["reaper"]["marks"]
+    assert [(m["vmid"], m["cancelled"]) for m in st] == [(992, False)], st
+    assert d.stop() == 0
+
+
+def test_a_new_guest_on_a_kept_vmid_is_not_kept(lab):
+    """The guest an operator kept is destroyed by hand and a new one takes
+    its vmid: the keep was for the old one, and kept.json forgets it."""
+    sim, cfg, d = start_marked(lab, 993, "old", grace="1h")
+    sim.event(993, "set", field="tags", value="")
+    d.wait_log(r"guest 993: tag 'proxreap-idle' removed by someone", timeout=30)
+    sim.event(993, "delete")
+    d.wait_log(r"guest 993 \('old'\) left the cluster", timeout=30)
+    healthy(d, more=5)
+    assert d.stop() == 0
+    with open(os.path.join(lab.dir, "kept.json")) as fh:
+        assert json.load(fh) == {"kept": []}
+
+
+@pytest.mark.parametrize("text,says", [
+    ('{"kept": [994,\n', r"'.*/kept\.json' \(line 2\): .*: the guests kept by removing tag "
+                         r"'proxreap-idle' before are not known"),
+    ('{"kept": "994"}\n', r"'.*/kept\.json': no \"kept\" array \(expected .*: the guests kept by "
+                          r"removing tag 'proxreap-idle' before are not known"),
+], ids=["truncated", "no-array"])
+def test_a_damaged_kept_file_is_named_and_marks_again(lab, text, says):
+    """kept.json damaged (a crash of the disk, a hand edit): proxreapd says
+    which file, where and what, and starts; the guests are marked again
+    (with a notification and a full grace period), never reaped at once."""
+    sim = sim_of(lab, [guest(994, "was-kept", **QUIET)])
+    cfg = lab.config(sim, observe=OBSERVE, reap=dict(REAP, grace="1h", history="1h"))
+    with open(os.path.join(lab.dir, "kept.json"), "w") as fh:
+        fh.write(text)
+    d = lab.daemon(cfg)
+    d.wait_log(r"warning: " + says)
+    wait_until(lambda: "proxreap-idle" in tags_of(sim, 994), timeout=30)
+    healthy(d, more=5)
+    assert d.stop() == 0
+    assert ops_of(lab, cfg, 994) == []
+
+
+GIB = 1 << 30
+SHARED = [{"storage": "local", "plugintype": "dir", "content": "iso,vztmpl,backup",
+           "maxdisk": 100 * GIB, "disk": 8 * GIB},
+          {"storage": "local-lvm", "plugintype": "lvmthin", "content": "images,rootdir",
+           "maxdisk": 800 * GIB, "disk": 120 * GIB},
+          {"storage": "nfs", "plugintype": "nfs", "content": "backup", "shared": 1,
+           "maxdisk": 1000 * GIB, "disk": 8 * GIB}]
+
+
+def test_restored_guest_held_while_its_node_is_busy(lab):
+    """A guest restored (--start) onto a node where another reap is under
+    way: no tag write of ours while the restore runs, and not marked again
+    in its cooldown (hold_of() looked at the busy node first)."""
+    sim = sim_of(lab, [guest(700, "slow", **QUIET), guest(701, "fast", node="pve2", **QUIET)],
+                 storages=SHARED)
+    # 700's archive on pve1 never ends: its reap stays under way
+    sim.fault(kind="task_hang", type="vzdump", path="^/nodes/pve1/vzdump$", count=1)
+    cfg = lab.config(sim, observe=OBSERVE, reap=dict(REAP, archive_storage="nfs", grace="2s",
+                                                     history="1h", max_per_cycle=2))
+    d = lab.daemon(cfg)
+    wait_until(lambda: any(o["state"] == "reaped" for o in ops_of(lab, cfg, 701)), timeout=60,
+               interval=0.2)
+    ops700 = ops_of(lab, cfg, 700)
+    assert len(ops700) == 1 and ops700[0]["state"] not in ("reaped", "aborted"), ops700
+    r = lab.cli("restore", ops_of(lab, cfg, 701)[0]["id"], "--node", "pve1", "--start", "--yes",
+                config=cfg)
+    assert r.returncode == 0, r.stdout + r.stderr
+    d.wait_log(r"guest 701 .* is now idle", count=2, timeout=30)
+    healthy(d, more=30)
+    assert d.stop() == 0
+    marked = [x for x in d.lines() if "marked idle guest 701" in x]
+    assert len(marked) == 1, "restored (cooldown), marked again at once:\n" + log_of(d, 701)
+    assert not [x for x in d.lines() if "unmarked" in x and "guest 701" in x], log_of(d, 701)
+    assert "proxreap-restored" in tags_of(sim, 701), tags_of(sim, 701)
 
 
 def test_archive_room_refusal_rests(lab):
