@@ -28,8 +28,16 @@
 struct mark {
         uint32_t vmid;
         uint64_t since_usec; /* first seen idle and marked */
+        uint64_t gone_usec; /* not in the cluster's answers since (0: there) */
+        int type; /* enum guest_type of the guest marked; -1: not known yet */
         bool cancelled; /* an operator removed our tag: leave it alone */
 };
+
+/* A mark of a guest missing from every complete answer for this many poll
+ * intervals (10 minutes at the default) is forgotten: a new guest on the
+ * vmid is not the one marked or kept; one answer that left it out is not
+ * that. */
+#define GONE_FORGET_POLLS 60
 
 /* What reap.history said of a guest for mark mode, until it is read again
  * or the guest stops looking idle. Selection always reads it afresh. */
@@ -67,6 +75,10 @@ struct reaper {
         struct vmid_map history; /* struct history_seen */
         struct vmid_map tag_rest, select_rest; /* struct rest */
         char *kept_file; /* kept.json beside the journal: the cancelled marks */
+        /* kept.json exists and cannot be read: who was kept is not known,
+         * so nothing is selected until it is fixed or removed (a reload
+         * reads it again); why, for the log and status */
+        char kept_damaged[400];
         /* The observer of the last cycle: what the saga asks of the polls
          * (where a guest is, its pool, whether a poll came after a step). */
         const struct observer *observer;
@@ -132,12 +144,15 @@ static struct mark *mark_find(struct reaper *r, uint32_t vmid)
         return vmid_map_find(&r->marks, vmid);
 }
 
-static struct mark *mark_add(struct reaper *r, uint32_t vmid, uint64_t now)
+/* type: the guest's enum guest_type, -1 not known. */
+static struct mark *mark_add(struct reaper *r, uint32_t vmid, int type, uint64_t now)
 {
         struct mark *m = vmid_map_add(&r->marks, vmid);
 
-        if (m)
+        if (m) {
                 m->since_usec = now;
+                m->type = type;
+        }
         return m;
 }
 
@@ -147,9 +162,10 @@ static void mark_drop(struct reaper *r, uint32_t vmid)
 }
 
 /* The guests an operator kept by removing our tag, on disk (kept.json in
- * the state directory, written durably at each change): a restart in any
- * mode, or a reboot, keeps them kept. A failed write is logged; they stay
- * kept while this run lasts. */
+ * the state directory, written durably at each change, as {"kept":
+ * [{"vmid": N, "type": "qemu"|"lxc"}, ...]}): a restart in any mode, or a
+ * reboot, keeps them kept. A failed write is logged; they stay kept while
+ * this run lasts. A damaged file is never overwritten. */
 static void kept_save(struct reaper *r)
 {
         json_t *doc = json_pack("{s:[]}", "kept"), *a = json_object_get(doc, "kept");
@@ -157,9 +173,16 @@ static void kept_save(struct reaper *r)
         size_t pos = 0;
         int e;
 
+        if (r->kept_damaged[0])
+                return;
         while (a && (m = vmid_map_next(&r->marks, &pos)) != NULL)
                 if (m->cancelled)
-                        json_array_append_new(a, json_integer(m->vmid));
+                        json_array_append_new(
+                                a, m->type < 0 ? json_pack("{s:I}", "vmid", (json_int_t)m->vmid)
+                                               : json_pack("{s:I, s:s}", "vmid",
+                                                           (json_int_t)m->vmid, "type",
+                                                           guest_type_to_string(
+                                                                   (enum guest_type)m->type)));
         e = doc ? status_write_json(r->kept_file, doc) : -ENOMEM;
         if (e < 0)
                 log_warning("cannot write '%s': %s: the guests kept by removing tag '%s' stay kept only until proxreapd stops",
@@ -167,48 +190,71 @@ static void kept_save(struct reaper *r)
         json_decref(doc);
 }
 
-/* kept.json of an earlier run, into cancelled marks. */
+/* One entry of kept.json: 0 (*vmid, *type: -1 when not given) or -1. */
+static int kept_entry(json_t *it, uint32_t *vmid, int *type)
+{
+        json_t *v = json_object_get(it, "vmid"), *t = json_object_get(it, "type");
+        json_int_t n = json_is_integer(v) ? json_integer_value(v) : 0;
+
+        if (!json_is_object(it) || n < 100 || n > 999999999 || (t && !json_is_string(t)))
+                return -1;
+        *vmid = (uint32_t)n;
+        *type = -1;
+        for (int k = 0; t && k <= GUEST_LXC; k++)
+                if (strcmp(json_string_value(t), guest_type_to_string((enum guest_type)k)) == 0)
+                        *type = k;
+        return t && *type < 0 ? -1 : 0;
+}
+
+/* kept.json of an earlier run, into cancelled marks. When it exists and
+ * cannot be read, who was kept is not known: r->kept_damaged says why,
+ * and nothing is selected until it is fixed or removed and the
+ * configuration reloaded. */
 static void kept_load(struct reaper *r, uint64_t now)
 {
         json_error_t err;
         json_t *doc = status_read_file(r->kept_file, &err), *a = json_object_get(doc, "kept"), *it;
-        unsigned n = 0, bad = 0;
+        unsigned n = 0;
         size_t i;
 
-        if (!doc) {
-                if (err.line != -2)
-                        log_warning("'%s' (line %d): %s: the guests kept by removing tag '%s' before are not known; they are marked again, and notified, before any reap",
-                                    r->kept_file, err.line > 0 ? err.line : 0, err.text, TAG_IDLE);
-                return;
-        }
-        if (!json_is_array(a)) {
-                log_warning("'%s': no \"kept\" array (expected {\"kept\": [vmid, ...]}): the guests kept by removing tag '%s' before are not known; they are marked again, and notified, before any reap",
-                            r->kept_file, TAG_IDLE);
-                json_decref(doc);
-                return;
-        }
+        r->kept_damaged[0] = '\0';
+        if (!doc && err.line == -2)
+                return; /* none: nobody kept */
+        if (!doc && err.line > 0)
+                snprintf(r->kept_damaged, sizeof(r->kept_damaged), "'%s' line %d: %s",
+                         r->kept_file, err.line, err.text);
+        else if (!doc)
+                snprintf(r->kept_damaged, sizeof(r->kept_damaged), "'%s': %s", r->kept_file,
+                         err.text);
+        else if (!json_is_array(a))
+                snprintf(r->kept_damaged, sizeof(r->kept_damaged),
+                         "'%s': no \"kept\" array (expected {\"kept\": [{\"vmid\": N, \"type\": \"qemu\"}, ...]})",
+                         r->kept_file);
         json_array_foreach(a, i, it) {
-                json_int_t v = json_is_integer(it) ? json_integer_value(it) : 0;
+                uint32_t vmid;
                 struct mark *m;
+                int type;
 
-                if (v < 100 || v > 999999999) {
-                        bad++;
+                if (kept_entry(it, &vmid, &type) < 0) {
+                        snprintf(r->kept_damaged, sizeof(r->kept_damaged),
+                                 "'%s': entry %zu is not {\"vmid\": 100..999999999, \"type\": \"qemu\"|\"lxc\"}",
+                                 r->kept_file, i + 1);
                         continue;
                 }
-                if (mark_find(r, (uint32_t)v))
-                        continue;
-                if (!(m = mark_add(r, (uint32_t)v, now)))
+                if (!(m = mark_find(r, vmid)) && !(m = mark_add(r, vmid, type, now)))
                         break;
+                if (!m->cancelled)
+                        n++;
                 m->cancelled = true;
-                n++;
+                m->type = type;
         }
-        if (bad)
-                log_warning("'%s': %u entr%s not a vmid, ignored (expected {\"kept\": [vmid, ...]})",
-                            r->kept_file, bad, bad == 1 ? "y is" : "ies are");
-        if (n)
+        json_decref(doc);
+        if (r->kept_damaged[0])
+                log_error("%s: who an operator kept by removing tag '%s' is not known, so no guest is selected for reaping; fix or remove the file, then reload (systemctl reload proxreapd)",
+                          r->kept_damaged, TAG_IDLE);
+        else if (n)
                 log_info("%u guest(s) an operator kept by removing tag '%s' stay kept (from '%s')", n,
                          TAG_IDLE, r->kept_file);
-        json_decref(doc);
 }
 
 static int set_tag(struct pve *p, const struct guest *g, const char *tag, bool on)
@@ -282,17 +328,23 @@ static enum hold hold_of(const struct reaper *r, uint32_t vmid, const char *node
         const struct ops *ops = saga_ops(r->saga);
         bool node_busy = false;
 
+        /* Its own reap or restore first, whatever the order of the ops:
+         * nothing may touch a guest either of them is changing. */
         for (size_t i = 0; i < ops->n; i++) {
                 const struct op *op = ops->v[i];
 
                 if (op_needs_daemon(op) && op->vmid == vmid)
                         return HOLD_IN_FLIGHT;
-                if (op_needs_daemon(op) && strcmp(op->node, node) == 0) {
-                        node_busy = true;
-                        continue;
-                }
                 if (op->state == OP_RESTORING && (op->restore_vmid == vmid || op->vmid == vmid))
                         return HOLD_RESTORING;
+        }
+        for (size_t i = 0; i < ops->n; i++) {
+                const struct op *op = ops->v[i];
+
+                if (op_needs_daemon(op)) {
+                        node_busy |= strcmp(op->node, node) == 0;
+                        continue;
+                }
                 if (op->state == OP_RESTORED && op->restore_vmid == vmid &&
                     now_s - op->restored_ts < (int64_t)(c->cooldown_usec / USEC_PER_SEC))
                         return HOLD_COOLDOWN;
@@ -769,7 +821,27 @@ static void notice_tag(struct reaper *r, const struct guest *g, enum hold h, uin
         bool tagged = g->tags && tags_contain(g->tags, TAG_IDLE);
         struct mark *m = mark_find(r, g->vmid);
 
-        if (!m || h == HOLD_IN_FLIGHT || h == HOLD_RESTORING || m->cancelled == !tagged)
+        if (!m || h == HOLD_IN_FLIGHT || h == HOLD_RESTORING)
+                return;
+        if (m->type >= 0 && m->type != g->type) {
+                /* Another guest on the vmid: the mark or keep was not its. */
+                bool kept = m->cancelled;
+
+                log_guest(LOG_NOTICE, &ctx, "guest %u is a %s now, the one %s was a %s: forgotten",
+                          (unsigned)g->vmid, guest_type_to_string((enum guest_type)g->type),
+                          kept ? "an operator kept" : "marked",
+                          guest_type_to_string((enum guest_type)m->type));
+                mark_drop(r, g->vmid);
+                if (kept)
+                        kept_save(r);
+                return;
+        }
+        if (m->type < 0) {
+                m->type = g->type;
+                if (m->cancelled)
+                        kept_save(r);
+        }
+        if (m->cancelled == !tagged)
                 return;
         if (!tagged)
                 log_guest(LOG_NOTICE, &ctx, "guest %u: tag '%s' removed by someone, not reaping it (kept until it is in use again)",
@@ -829,14 +901,14 @@ static bool marked_long_enough(struct reaper *r, struct observer *o, const struc
         if (g->tags && tags_contain(g->tags, TAG_IDLE)) {
                 /* Marked before (maybe by an earlier run): the grace
                  * period counts from when this run saw it. */
-                if (!m && !(m = mark_add(r, g->vmid, cy->now)))
+                if (!m && !(m = mark_add(r, g->vmid, g->type, cy->now)))
                         return false;
                 return c->mode == REAP_MODE_REAP && cy->now - m->since_usec >= c->grace_usec;
         }
         if (m)
                 return false; /* kept by its operator (notice_tag()) */
         e = write_mark_tag(r, observer_pve(o), g, true, "marked idle", NULL, cy);
-        if (e >= 0 && mark_add(r, g->vmid, cy->now))
+        if (e >= 0 && mark_add(r, g->vmid, g->type, cy->now))
                 announce_mark(r, g);
         return false;
 }
@@ -867,7 +939,7 @@ static void cycle_guest(struct reaper *r, struct observer *o, size_t i, struct c
                 return;
         if ((c->mode == REAP_MODE_MARK || c->grace_usec > 0) && !marked_long_enough(r, o, g, cy))
                 return;
-        if (c->mode != REAP_MODE_REAP || r->breaker_open || h != HOLD_NONE ||
+        if (c->mode != REAP_MODE_REAP || r->breaker_open || r->kept_damaged[0] || h != HOLD_NONE ||
             cy->started >= c->max_per_cycle || cy->hour >= c->max_per_hour ||
             resting(&r->select_rest, g->vmid, cy->now))
                 return;
@@ -881,22 +953,41 @@ static void cycle_guest(struct reaper *r, struct observer *o, size_t i, struct c
 /* Marks of guests that left the cluster (the table loses a guest only on
  * a complete answer, the last poll's): a new guest on the vmid is not
  * the one an operator kept. */
-static void forget_gone(struct reaper *r, const struct observer *o)
+static void forget_gone(struct reaper *r, const struct observer *o, uint64_t now)
 {
         const struct observe_summary *s = observer_summary(o);
-        const struct mark *m;
+        const uint64_t after = GONE_FORGET_POLLS * r->c->interval_usec;
+        uint32_t *gone = NULL;
+        size_t n = 0, cap = 0, pos = 0;
         bool kept = false;
-        size_t pos = 0;
+        struct mark *m;
 
         if (!s->polls_ok || s->consecutive_failures)
                 return;
         while ((m = vmid_map_next(&r->marks, &pos)) != NULL) {
-                if (guest_table_find(observer_table(o), m->vmid))
+                if (guest_table_find(observer_table(o), m->vmid)) {
+                        m->gone_usec = 0;
                         continue;
+                }
+                if (!m->gone_usec)
+                        m->gone_usec = now;
+                if (now - m->gone_usec < after)
+                        continue;
+                if (n == cap) {
+                        uint32_t *v = reallocarray(gone, cap ? cap * 2 : 16, sizeof(*gone));
+
+                        if (!v)
+                                break;
+                        gone = v;
+                        cap = cap ? cap * 2 : 16;
+                }
+                gone[n++] = m->vmid;
                 kept |= m->cancelled;
-                mark_drop(r, m->vmid);
-                pos = 0; /* the table changed: from the start again */
         }
+        /* Dropped after the walk: a drop moves the records. */
+        for (size_t k = 0; k < n; k++)
+                mark_drop(r, gone[k]);
+        free(gone);
         if (kept)
                 kept_save(r);
 }
@@ -922,7 +1013,7 @@ void reaper_cycle(struct reaper *r, struct observer *o, uint64_t now)
         cy.hour = reaps_last_hour(r, cy.now_s);
         for (size_t i = 0; i < guest_table_count(observer_table(o)) && !journal_error(r); i++)
                 cycle_guest(r, o, i, &cy);
-        forget_gone(r, o);
+        forget_gone(r, o, now);
         if (cy.budget.deferred)
                 log_info("%u tag change(s) or configuration read(s) left for the next poll (%u done in this one)",
                          cy.budget.deferred, cy.budget.done);
@@ -1013,6 +1104,9 @@ void reaper_set_config(struct reaper *r, const struct config *c)
         saga_set_config(r->saga, c);
         /* Answers judged by the old thresholds and horizon. */
         vmid_map_free(&r->history);
+        /* A damaged kept.json fixed or removed by the admin. */
+        if (r->kept_damaged[0])
+                kept_load(r, now_monotonic_usec());
 }
 
 void reaper_set_notifier(struct reaper *r, struct notifier *n)
@@ -1155,11 +1249,12 @@ json_t *reaper_status_json(const struct reaper *r, uint64_t now)
         json_t *flight = json_array(), *holds = json_array();
 
         ops_status(r, now_s, flight, holds);
-        return json_pack("{s:{s:b, s:s, s:o}, s:{s:s?, s:I}, s:o, s:o, s:o, s:{s:I, s:I, s:I}}",
+        return json_pack("{s:{s:b, s:s, s:o}, s:{s:s?, s:I}, s:{s:s?}, s:o, s:o, s:o, s:{s:I, s:I, s:I}}",
                          "breaker", "open", r->breaker_open, "why", r->breaker, "shares",
                          shares_json(r, now, now_s), "journal", "error",
                          journal_error(r) ? strerror(-journal_error(r)) : NULL, "damaged_lines",
-                         (json_int_t)saga_damaged(r->saga), "in_flight", flight, "marks",
+                         (json_int_t)saga_damaged(r->saga), "kept", "error",
+                         r->kept_damaged[0] ? r->kept_damaged : NULL, "in_flight", flight, "marks",
                          marks_status(r, now, now_s), "holds", holds, "limits", "reaps_last_hour",
                          (json_int_t)reaps_last_hour(r, now_s), "max_per_hour",
                          (json_int_t)c->max_per_hour, "max_per_cycle", (json_int_t)c->max_per_cycle);
@@ -1180,6 +1275,11 @@ void reaper_describe(const struct reaper *r, char *buf, size_t size)
                 snprintf(buf, size,
                          "journal damaged (%u line(s) skipped): reaping stopped; stop proxreapd and run 'proxreap journal repair'",
                          saga_damaged(r->saga));
+                return;
+        }
+        if (r->kept_damaged[0]) {
+                snprintf(buf, size, "%s: no guest is selected; fix or remove it, then reload",
+                         r->kept_damaged);
                 return;
         }
         if (r->breaker[0]) {

@@ -382,7 +382,17 @@ static int write_atomic(const char *path, int (*write_fn)(FILE *f, const void *c
         }
         /* Only this thread sees f: no lock per character written. */
         __fsetlocking(f, FSETLOCKING_BYCALLER);
-        r = fchmod(fd, 0644) < 0 ? -errno : write_fn(f, ctx);
+        r = fchmod(fd, 0644) < 0 ? -errno : 0;
+        /* State that root (a foreground run) writes stays the service
+         * user's, whose daemon reads it back (statedir.h's owner rule). */
+        if (durable && r == 0 && geteuid() == 0) {
+                struct stat dir;
+
+                if (fstat(dirfd, &dir) < 0 || fchown(fd, dir.st_uid, dir.st_gid) < 0)
+                        r = -errno;
+        }
+        if (r == 0)
+                r = write_fn(f, ctx);
         if (ferror(f) && r == 0)
                 r = -EIO;
         if (durable && r == 0 && (fflush(f) != 0 || fsync(fd) < 0))

@@ -7,6 +7,7 @@ Found by an adversarial review of the history gate (dfa9e28)."""
 
 import json
 import os
+import re
 import signal
 import time
 
@@ -22,6 +23,11 @@ REST_POLLS_REFUSED = 30    # reaper.c REFUSED_REST_POLLS
 
 def tags_of(sim, vmid):
     return sim.guest(vmid).get("tags") or ""
+
+
+def kept_json(lab):
+    with open(os.path.join(lab.dir, "kept.json")) as fh:
+        return json.load(fh)
 
 
 def log_of(d, vmid):
@@ -63,8 +69,7 @@ def test_cancelled_mark_survives_restarts_and_a_reboot(lab):
     sim.event(970, "set", field="tags", value="")
     d.wait_log(r"guest 970: tag 'proxreap-idle' removed by someone", timeout=30)
     assert d.stop() == 0
-    with open(os.path.join(lab.dir, "kept.json")) as fh:
-        assert json.load(fh) == {"kept": [970]}
+    assert kept_json(lab) == {"kept": [{"vmid": 970, "type": "qemu"}]}
     obs = lab.config(sim, name="observe.conf", observe=OBSERVE,
                      reap=dict(REAP, mode="observe", history="1h"),
                      status={"file": lab.status_file_of(cfg)})
@@ -127,8 +132,7 @@ def test_cancellation_outlives_a_glance_and_ends_with_use(lab):
     d.wait_log(r"guest 991 \('kept'\) is in use again \(busy in the last 1h by its history .*\): "
                r"kept no longer", timeout=60)
     assert d.stop() == 0
-    with open(os.path.join(lab.dir, "kept.json")) as fh:
-        assert json.load(fh) == {"kept": []}
+    assert kept_json(lab) == {"kept": []}
 
 
 def test_tag_put_back_marks_again_with_a_new_grace(lab):
@@ -145,40 +149,80 @@ def test_tag_put_back_marks_again_with_a_new_grace(lab):
     assert d.stop() == 0
 
 
-def test_a_new_guest_on_a_kept_vmid_is_not_kept(lab):
-    """The guest an operator kept is destroyed by hand and a new one takes
-    its vmid: the keep was for the old one, and kept.json forgets it."""
-    sim, cfg, d = start_marked(lab, 993, "old", grace="1h")
+def test_a_kept_guest_gone_for_good_is_forgotten_not_for_one_answer(lab):
+    """One complete answer of /cluster/resources without the kept guest
+    (a proxy glitch) does not forget the keep; a guest deleted for good
+    is forgotten after 60 polls without it, and kept.json with it."""
+    sim, cfg, d = start_marked(lab, 993, "old", grace="2s")
     sim.event(993, "set", field="tags", value="")
     d.wait_log(r"guest 993: tag 'proxreap-idle' removed by someone", timeout=30)
-    sim.event(993, "delete")
+    sim.fault(kind="rewrite", path="/cluster/resources", count=1,
+              pattern=r'\{[^{}]*"id":"qemu/993"[^{}]*\},?', repl="")
     d.wait_log(r"guest 993 \('old'\) left the cluster", timeout=30)
+    healthy(d, more=10)
+    time.sleep(3)                      # past the grace period
+    healthy(d, more=10)
+    assert ops_of(lab, cfg, 993) == [], "kept, forgotten for one answer, reaped:\n" + log_of(d, 993)
+    assert "proxreap-idle" not in tags_of(sim, 993), log_of(d, 993)
+    assert kept_json(lab) == {"kept": [{"vmid": 993, "type": "qemu"}]}
+    sim.event(993, "delete")
+    d.wait_log(r"guest 993 \('old'\) left the cluster", count=2, timeout=30)
+    wait_until(lambda: kept_json(lab) == {"kept": []}, timeout=30, message=lambda: kept_json(lab))
+    assert d.stop() == 0
+
+
+@pytest.mark.parametrize("kept", [True, False], ids=["kept", "marked"])
+def test_another_guest_on_the_vmid_is_not_kept(lab, kept):
+    """The guest kept (or marked) is replaced, between two polls, by a new
+    guest of the other type on its vmid: its keep or mark is not the new
+    one's, which is judged (and marked) on its own."""
+    sim = sim_of(lab, [guest(997, "old", **QUIET)])
+    cfg = lab.config(sim, observe=OBSERVE, reap=dict(REAP, mode="mark", history="0"))
+    d = lab.daemon(cfg)
+    wait_until(lambda: "proxreap-idle" in tags_of(sim, 997), timeout=30)
+    if kept:
+        sim.event(997, "set", field="tags", value="")
+        d.wait_log(r"guest 997: tag 'proxreap-idle' removed by someone", timeout=30)
+    sim.create_guest(dict(guest(997, "brand-new", **QUIET), type="lxc"), replace=True)
+    d.wait_log(r"guest 997 is a lxc now, the one %s was a qemu: forgotten"
+               % ("an operator kept" if kept else "marked"), timeout=30)
+    wait_until(lambda: "proxreap-idle" in tags_of(sim, 997), timeout=30,
+               message=lambda: log_of(d, 997))
     healthy(d, more=5)
     assert d.stop() == 0
-    with open(os.path.join(lab.dir, "kept.json")) as fh:
-        assert json.load(fh) == {"kept": []}
+    assert not os.path.exists(os.path.join(lab.dir, "kept.json")) or kept_json(lab) == {"kept": []}
 
 
 @pytest.mark.parametrize("text,says", [
-    ('{"kept": [994,\n', r"'.*/kept\.json' \(line 2\): .*: the guests kept by removing tag "
-                         r"'proxreap-idle' before are not known"),
-    ('{"kept": "994"}\n', r"'.*/kept\.json': no \"kept\" array \(expected .*: the guests kept by "
-                          r"removing tag 'proxreap-idle' before are not known"),
-], ids=["truncated", "no-array"])
-def test_a_damaged_kept_file_is_named_and_marks_again(lab, text, says):
-    """kept.json damaged (a crash of the disk, a hand edit): proxreapd says
-    which file, where and what, and starts; the guests are marked again
-    (with a notification and a full grace period), never reaped at once."""
+    ('{"kept": [{"vmid": 994,\n', r"'.*/kept\.json' line 2: "),
+    ('{"kept": "994"}\n', r"'.*/kept\.json': no \"kept\" array \(expected .*\)"),
+    ('{"kept": [{"vmid": 994, "type": "vm"}]}\n', r"'.*/kept\.json': entry 1 is not "),
+], ids=["truncated", "no-array", "bad-entry"])
+def test_a_damaged_kept_file_stops_selection_until_fixed(lab, text, says):
+    """kept.json damaged (a crash of the disk, a hand edit): who was kept is
+    not known. proxreapd names the file, where and what, observes and
+    marks, but selects nothing, with grace 0 too, until the file is fixed
+    or removed and the configuration reloaded; it never overwrites it."""
     sim = sim_of(lab, [guest(994, "was-kept", **QUIET)])
-    cfg = lab.config(sim, observe=OBSERVE, reap=dict(REAP, grace="1h", history="1h"))
-    with open(os.path.join(lab.dir, "kept.json"), "w") as fh:
+    cfg = lab.config(sim, observe=OBSERVE, reap=dict(REAP, grace="0", history="1h"))
+    path = os.path.join(lab.dir, "kept.json")
+    with open(path, "w") as fh:
         fh.write(text)
     d = lab.daemon(cfg)
-    d.wait_log(r"warning: " + says)
-    wait_until(lambda: "proxreap-idle" in tags_of(sim, 994), timeout=30)
-    healthy(d, more=5)
+    d.wait_log(r"error: " + says + r".*: who an operator kept by removing tag 'proxreap-idle' is "
+               r"not known, so no guest is selected for reaping; fix or remove the file, then reload")
+    healthy(d, more=30)
+    assert ops_of(lab, cfg, 994) == [], log_of(d, 994)
+    r = lab.cli("status", config=cfg)
+    assert re.search(r"kept guests: UNKNOWN \(" + says + r".*\): no guest is selected", r.stdout), r.stdout
+    with open(path) as fh:
+        assert fh.read() == text, "a damaged kept.json was overwritten"
+    os.unlink(path)
+    d.signal(signal.SIGHUP)
+    d.wait_log("configuration reloaded")
+    wait_until(lambda: ops_of(lab, cfg, 994), timeout=60, interval=0.2,
+               message=lambda: log_of(d, 994))
     assert d.stop() == 0
-    assert ops_of(lab, cfg, 994) == []
 
 
 GIB = 1 << 30
