@@ -734,7 +734,7 @@ static void print_reaper(json_t *doc)
                 printf("journal: DAMAGED (%lld line(s)): reaping stopped; stop proxreapd and run 'proxreap journal repair'\n",
                        (long long)jint(j, "damaged_lines"));
         if (json_string_value(json_object_get(json_object_get(rp, "kept"), "error")))
-                printf("kept guests: UNKNOWN (%s): no guest is selected; fix or remove the file, then reload\n",
+                printf("kept guests: UNKNOWN (%s): no guest is marked or selected; fix or remove the file, then reload\n",
                        jstr(json_object_get(rp, "kept"), "error"));
         print_ops_and_holds(rp);
 }

@@ -28,14 +28,14 @@
 struct mark {
         uint32_t vmid;
         uint64_t since_usec; /* first seen idle and marked */
-        uint64_t gone_usec; /* not in the cluster's answers since (0: there) */
+        unsigned gone_polls; /* complete answers in a row without it */
         int type; /* enum guest_type of the guest marked; -1: not known yet */
         bool cancelled; /* an operator removed our tag: leave it alone */
 };
 
-/* A mark of a guest missing from every complete answer for this many poll
- * intervals (10 minutes at the default) is forgotten: a new guest on the
- * vmid is not the one marked or kept; one answer that left it out is not
+/* A mark of a guest missing from this many complete answers in a row (10
+ * minutes at the default interval) is forgotten: a new guest on the vmid
+ * is not the one marked or kept; one answer that left it out is not
  * that. */
 #define GONE_FORGET_POLLS 60
 
@@ -76,8 +76,8 @@ struct reaper {
         struct vmid_map tag_rest, select_rest; /* struct rest */
         char *kept_file; /* kept.json beside the journal: the cancelled marks */
         /* kept.json exists and cannot be read: who was kept is not known,
-         * so nothing is selected until it is fixed or removed (a reload
-         * reads it again); why, for the log and status */
+         * so nothing is marked or selected until it is fixed or removed (a
+         * reload reads it again); why, for the log and status */
         char kept_damaged[400];
         /* The observer of the last cycle: what the saga asks of the polls
          * (where a guest is, its pool, whether a poll came after a step). */
@@ -173,8 +173,12 @@ static void kept_save(struct reaper *r)
         size_t pos = 0;
         int e;
 
-        if (r->kept_damaged[0])
+        if (r->kept_damaged[0]) {
+                log_warning("'%s' is damaged and left as it is: the guests kept by removing tag '%s' since are kept in memory, and written once it is fixed and the configuration reloaded",
+                            r->kept_file, TAG_IDLE);
+                json_decref(doc);
                 return;
+        }
         while (a && (m = vmid_map_next(&r->marks, &pos)) != NULL)
                 if (m->cancelled)
                         json_array_append_new(
@@ -246,11 +250,12 @@ static void kept_load(struct reaper *r, uint64_t now)
                 if (!m->cancelled)
                         n++;
                 m->cancelled = true;
-                m->type = type;
+                if (type >= 0 || m->type < 0)
+                        m->type = type;
         }
         json_decref(doc);
         if (r->kept_damaged[0])
-                log_error("%s: who an operator kept by removing tag '%s' is not known, so no guest is selected for reaping; fix or remove the file, then reload (systemctl reload proxreapd)",
+                log_error("%s: who an operator kept by removing tag '%s' is not known, so no guest is marked or selected for reaping; fix or remove the file, then reload (systemctl reload proxreapd)",
                           r->kept_damaged, TAG_IDLE);
         else if (n)
                 log_info("%u guest(s) an operator kept by removing tag '%s' stay kept (from '%s')", n,
@@ -905,8 +910,10 @@ static bool marked_long_enough(struct reaper *r, struct observer *o, const struc
                         return false;
                 return c->mode == REAP_MODE_REAP && cy->now - m->since_usec >= c->grace_usec;
         }
-        if (m)
-                return false; /* kept by its operator (notice_tag()) */
+        /* Kept by its operator (notice_tag()); or who is kept is not
+         * known, and our tag on a guest kept would read as put back. */
+        if (m || r->kept_damaged[0])
+                return false;
         e = write_mark_tag(r, observer_pve(o), g, true, "marked idle", NULL, cy);
         if (e >= 0 && mark_add(r, g->vmid, g->type, cy->now))
                 announce_mark(r, g);
@@ -953,25 +960,24 @@ static void cycle_guest(struct reaper *r, struct observer *o, size_t i, struct c
 /* Marks of guests that left the cluster (the table loses a guest only on
  * a complete answer, the last poll's): a new guest on the vmid is not
  * the one an operator kept. */
-static void forget_gone(struct reaper *r, const struct observer *o, uint64_t now)
+static void forget_gone(struct reaper *r, const struct observer *o)
 {
         const struct observe_summary *s = observer_summary(o);
-        const uint64_t after = GONE_FORGET_POLLS * r->c->interval_usec;
         uint32_t *gone = NULL;
         size_t n = 0, cap = 0, pos = 0;
         bool kept = false;
         struct mark *m;
 
-        if (!s->polls_ok || s->consecutive_failures)
+        /* Only a complete answer, every entry of it understood, says who
+         * is not there. */
+        if (!s->polls_ok || s->consecutive_failures || s->rejected_entries)
                 return;
         while ((m = vmid_map_next(&r->marks, &pos)) != NULL) {
                 if (guest_table_find(observer_table(o), m->vmid)) {
-                        m->gone_usec = 0;
+                        m->gone_polls = 0;
                         continue;
                 }
-                if (!m->gone_usec)
-                        m->gone_usec = now;
-                if (now - m->gone_usec < after)
+                if (++m->gone_polls < GONE_FORGET_POLLS)
                         continue;
                 if (n == cap) {
                         uint32_t *v = reallocarray(gone, cap ? cap * 2 : 16, sizeof(*gone));
@@ -1013,7 +1019,7 @@ void reaper_cycle(struct reaper *r, struct observer *o, uint64_t now)
         cy.hour = reaps_last_hour(r, cy.now_s);
         for (size_t i = 0; i < guest_table_count(observer_table(o)) && !journal_error(r); i++)
                 cycle_guest(r, o, i, &cy);
-        forget_gone(r, o, now);
+        forget_gone(r, o);
         if (cy.budget.deferred)
                 log_info("%u tag change(s) or configuration read(s) left for the next poll (%u done in this one)",
                          cy.budget.deferred, cy.budget.done);
@@ -1104,9 +1110,21 @@ void reaper_set_config(struct reaper *r, const struct config *c)
         saga_set_config(r->saga, c);
         /* Answers judged by the old thresholds and horizon. */
         vmid_map_free(&r->history);
-        /* A damaged kept.json fixed or removed by the admin. */
-        if (r->kept_damaged[0])
-                kept_load(r, now_monotonic_usec());
+        /* A damaged kept.json fixed or removed by the admin: read again,
+         * with the keeps made since (in memory) written back; every grace
+         * period starts anew, as after a restart. */
+        if (r->kept_damaged[0]) {
+                uint64_t now = now_monotonic_usec();
+                struct mark *m;
+                size_t pos = 0;
+
+                kept_load(r, now);
+                if (!r->kept_damaged[0]) {
+                        while ((m = vmid_map_next(&r->marks, &pos)) != NULL)
+                                m->since_usec = now;
+                        kept_save(r);
+                }
+        }
 }
 
 void reaper_set_notifier(struct reaper *r, struct notifier *n)
@@ -1278,7 +1296,7 @@ void reaper_describe(const struct reaper *r, char *buf, size_t size)
                 return;
         }
         if (r->kept_damaged[0]) {
-                snprintf(buf, size, "%s: no guest is selected; fix or remove it, then reload",
+                snprintf(buf, size, "%s: no guest is marked or selected; fix or remove it, then reload",
                          r->kept_damaged);
                 return;
         }

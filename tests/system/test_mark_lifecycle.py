@@ -200,8 +200,8 @@ def test_another_guest_on_the_vmid_is_not_kept(lab, kept):
 ], ids=["truncated", "no-array", "bad-entry"])
 def test_a_damaged_kept_file_stops_selection_until_fixed(lab, text, says):
     """kept.json damaged (a crash of the disk, a hand edit): who was kept is
-    not known. proxreapd names the file, where and what, observes and
-    marks, but selects nothing, with grace 0 too, until the file is fixed
+    not known. proxreapd names the file, where and what, observes, but
+    marks and selects nothing, with grace 0 too, until the file is fixed
     or removed and the configuration reloaded; it never overwrites it."""
     sim = sim_of(lab, [guest(994, "was-kept", **QUIET)])
     cfg = lab.config(sim, observe=OBSERVE, reap=dict(REAP, grace="0", history="1h"))
@@ -210,11 +210,15 @@ def test_a_damaged_kept_file_stops_selection_until_fixed(lab, text, says):
         fh.write(text)
     d = lab.daemon(cfg)
     d.wait_log(r"error: " + says + r".*: who an operator kept by removing tag 'proxreap-idle' is "
-               r"not known, so no guest is selected for reaping; fix or remove the file, then reload")
+               r"not known, so no guest is marked or selected for reaping; fix or remove the file, "
+               r"then reload")
+    d.wait_log(r"guest 994 .* is now idle", timeout=30)
     healthy(d, more=30)
     assert ops_of(lab, cfg, 994) == [], log_of(d, 994)
+    assert "proxreap-idle" not in tags_of(sim, 994), log_of(d, 994)
     r = lab.cli("status", config=cfg)
-    assert re.search(r"kept guests: UNKNOWN \(" + says + r".*\): no guest is selected", r.stdout), r.stdout
+    assert re.search(r"kept guests: UNKNOWN \(" + says + r".*\): no guest is marked or selected",
+                     r.stdout), r.stdout
     with open(path) as fh:
         assert fh.read() == text, "a damaged kept.json was overwritten"
     os.unlink(path)
@@ -223,6 +227,50 @@ def test_a_damaged_kept_file_stops_selection_until_fixed(lab, text, says):
     wait_until(lambda: ops_of(lab, cfg, 994), timeout=60, interval=0.2,
                message=lambda: log_of(d, 994))
     assert d.stop() == 0
+
+
+def test_a_keep_survives_a_damaged_kept_file_fixed_and_reloaded(lab):
+    """Kept, then kept.json damaged and proxreapd restarted: the kept guest
+    is not marked meanwhile (our tag on it would read as the operator
+    putting it back once the file is fixed); a keep made while the file is
+    damaged is written once it is fixed and the configuration reloaded;
+    nothing kept is reaped."""
+    sim = sim_of(lab, [guest(981, "kept", **QUIET), guest(982, "kept-later", **QUIET)])
+    cfg = lab.config(sim, observe=OBSERVE, reap=dict(REAP, grace="3s", history="1h"))
+    d = lab.daemon(cfg)
+    wait_until(lambda: "proxreap-idle" in tags_of(sim, 981) and "proxreap-idle" in tags_of(sim, 982),
+               timeout=30)
+    sim.event(981, "set", field="tags", value="")
+    d.wait_log(r"guest 981: tag 'proxreap-idle' removed by someone", timeout=30)
+    assert d.stop() == 0
+    path = os.path.join(lab.dir, "kept.json")
+    with open(path) as fh:
+        good = fh.read()
+    with open(path, "w") as fh:
+        fh.write('{"kept": [')
+    d = lab.daemon(cfg)
+    d.wait_log(r"error: .*kept\.json.*no guest is marked or selected")
+    d.wait_log(r"guest 981 .* is now idle", timeout=30)
+    healthy(d, more=20)
+    assert "proxreap-idle" not in tags_of(sim, 981), log_of(d, 981)
+    sim.event(982, "set", field="tags", value="")   # marked by the run before
+    d.wait_log(r"guest 982: tag 'proxreap-idle' removed by someone", timeout=30)
+    d.wait_log(r"'.*/kept\.json' is damaged and left as it is")
+    with open(path) as fh:
+        assert fh.read() == '{"kept": ['
+    with open(path, "w") as fh:
+        fh.write(good)
+    d.signal(signal.SIGHUP)
+    d.wait_log("configuration reloaded")
+    d.wait_log(r"1 guest\(s\) an operator kept by removing tag 'proxreap-idle' stay kept")
+    healthy(d, more=20)
+    time.sleep(4)                    # past the grace period
+    healthy(d, more=10)
+    assert d.stop() == 0
+    for vmid in (981, 982):
+        assert ops_of(lab, cfg, vmid) == [], "kept, reaped:\n" + log_of(d, vmid)
+        assert "proxreap-idle" not in tags_of(sim, vmid), log_of(d, vmid)
+    assert sorted(x["vmid"] for x in kept_json(lab)["kept"]) == [981, 982]
 
 
 GIB = 1 << 30
