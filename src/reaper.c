@@ -212,7 +212,7 @@ static int kept_entry(json_t *it, uint32_t *vmid, int *type)
 
 /* kept.json of an earlier run, into cancelled marks. When it exists and
  * cannot be read, who was kept is not known: r->kept_damaged says why,
- * and nothing is selected until it is fixed or removed and the
+ * and nothing is marked or selected until it is fixed or removed and the
  * configuration reloaded. */
 static void kept_load(struct reaper *r, uint64_t now)
 {

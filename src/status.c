@@ -386,9 +386,11 @@ static int write_atomic(const char *path, int (*write_fn)(FILE *f, const void *c
         /* State that root (a foreground run) writes stays the service
          * user's, whose daemon reads it back (statedir.h's owner rule). */
         if (durable && r == 0 && geteuid() == 0) {
-                struct stat dir;
+                struct stat dir, st;
 
-                if (fstat(dirfd, &dir) < 0 || fchown(fd, dir.st_uid, dir.st_gid) < 0)
+                if (fstat(dirfd, &dir) < 0 || fstat(fd, &st) < 0 ||
+                    ((st.st_uid != dir.st_uid || st.st_gid != dir.st_gid) &&
+                     fchown(fd, dir.st_uid, dir.st_gid) < 0))
                         r = -errno;
         }
         if (r == 0)
