@@ -287,8 +287,8 @@ static int start_reaper(struct daemon *d, const struct config *c)
         if (r < 0)
                 return r;
         reaper_set_notifier(d->reaper, d->notifier);
-        /* The breaker's last hour and the cancelled marks, from the
-         * previous run's status file. */
+        /* The breaker's last hour, from the previous run's status file;
+         * the guests an operator kept, from kept.json (reaper_resume()). */
         {
                 json_error_t e;
                 json_t *doc = status_read_file(c->status_file, &e);
