@@ -772,7 +772,7 @@ static void unmark(struct reaper *r, struct observer *o, size_t i, enum verdict_
         struct log_guest_ctx ctx = { .vmid = g->vmid, .node = g->node };
         bool tagged = g->tags && tags_contain(g->tags, TAG_IDLE);
         const struct mark *m = mark_find(r, g->vmid);
-        char why[700] = "", act[710];
+        char why[700] = "", act[sizeof("active again: ") + 700];
         bool busy, fresh;
 
         if (k != VERDICT_ACTIVE && (k != VERDICT_EXCLUDED || !tagged))
